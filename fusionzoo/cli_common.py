@@ -1,0 +1,123 @@
+"""Options and parameter types shared by every ``fusionzoo`` subcommand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from fusionzoo import registry
+
+
+def _load_plugins(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
+    for target in value:
+        try:
+            registry.load_plugin(target)
+        except registry.RegistryError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+    return tuple(value)
+
+
+def plugin_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--plugin MODULE_OR_PATH`` (repeatable): import a local plugin before anything else runs."""
+    return click.option(
+        "--plugin",
+        "plugins",
+        multiple=True,
+        metavar="MODULE|FILE.py",
+        is_eager=True,
+        expose_value=True,
+        callback=_load_plugins,
+        help="Import a plugin module or .py file that registers fusions/heads (repeatable).",
+    )(func)
+
+
+class CommaList(click.ParamType):
+    """A comma-separated list; with ``convert_item`` each item is converted (and may fail)."""
+
+    name = "list"
+
+    def __init__(self, convert_item: Callable[[str], Any] | None = None, what: str = "value") -> None:
+        self.convert_item = convert_item
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[Any]:
+        if isinstance(value, list | tuple):
+            return list(value)
+        items = [item.strip() for item in str(value).split(",") if item.strip()]
+        if not items:
+            self.fail(f"expected a comma-separated list of {self.what}s, got {value!r}", param, ctx)
+        if self.convert_item is None:
+            return items
+        out, bad = [], []
+        for item in items:
+            try:
+                out.append(self.convert_item(item))
+            except (ValueError, registry.RegistryError) as exc:
+                bad.append(f"{item!r} ({exc})" if str(exc) else repr(item))
+        if bad:
+            self.fail(f"invalid {self.what}: {'; '.join(bad)}", param, ctx)
+        return out
+
+
+class IntList(CommaList):
+    """Comma-separated integers, e.g. ``--seeds 0,1,2``."""
+
+    def __init__(self) -> None:
+        super().__init__(self._to_int, "integer")
+
+    @staticmethod
+    def _to_int(item: str) -> int:
+        try:
+            return int(item)
+        except ValueError:
+            raise ValueError("not an integer") from None
+
+
+class PluginSpecList(CommaList):
+    """Comma-separated plugin specs of one kind; unknown names fail with the valid names listed.
+
+    Specs may carry hyperparameters separated by ``;`` inside a list is not needed: use one
+    ``name:k=v,k=v`` spec per flag use, or separate specs with ``+`` when hyperparameters contain commas.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(None, f"{kind} spec")
+        self.kind = kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+        if isinstance(value, list | tuple):
+            return list(value)
+        specs = split_specs(str(value))
+        if not specs:
+            self.fail(f"expected a comma-separated list of {self.kind}s, got {value!r}", param, ctx)
+        lister = registry.list_fusions if self.kind == "fusion" else registry.list_heads
+        problems = []
+        for spec in specs:
+            try:
+                name, _ = registry.parse_spec(spec)
+                registry.get_entry(self.kind, name)
+            except registry.RegistryError as exc:
+                problems.append(str(exc).split(" Registered")[0])
+        if problems:
+            self.fail(f"{'; '.join(problems)}. Valid {self.kind}s: {', '.join(lister())}", param, ctx)
+        return specs
+
+
+def split_specs(text: str) -> list[str]:
+    """Split ``"fluid:gating=false,queries=16,film,concat_mlp"`` into specs.
+
+    A comma starts a new spec unless the next item looks like ``key=value`` (then it belongs to the
+    previous spec's hyperparameters). ``+`` always separates specs.
+    """
+    specs: list[str] = []
+    for chunk in text.split("+"):
+        for item in (part.strip() for part in chunk.split(",")):
+            if not item:
+                continue
+            if "=" in item and ":" not in item.split("=")[0] and specs and ":" in specs[-1]:
+                specs[-1] += "," + item
+            else:
+                specs.append(item)
+    return specs

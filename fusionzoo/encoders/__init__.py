@@ -1,0 +1,1 @@
+"""Encoders (timm image models, transformers text models) and the token-feature cache."""

@@ -1,0 +1,107 @@
+"""The ``(B, ·, D)`` contract shared by every fusion module and classification head.
+
+A fusion maps image tokens ``(B, Ni, D)`` and text tokens ``(B, Nt, D)`` (with optional boolean masks,
+``True`` = a real token, ``None`` = all real) to fused tokens ``(B, Nf, D)``. A head maps fused tokens to
+logits ``(B, C)``. Both return auxiliary losses (named scalars the trainer adds to the objective) and
+extras (diagnostics that never enter the loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Fusion", "FusionOutput", "Head", "HeadOutput"]
+
+
+@dataclass
+class FusionOutput:
+    """What a fusion returns.
+
+    tokens: ``(B, Nf, D)`` fused tokens, ``Nf >= 1``, finite.
+    mask: ``(B, Nf)`` bool, ``True`` = real token; ``None`` = all real.
+    aux_losses: named scalar losses the trainer adds (e.g. ``"contrastive"``, ``"energy"``).
+    extras: diagnostics (gate values, routing probabilities); never part of the loss.
+    """
+
+    tokens: Tensor
+    mask: Tensor | None = None
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class HeadOutput:
+    """What a head returns: ``logits (B, C)`` plus named aux losses and diagnostics."""
+
+    logits: Tensor
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Fusion(nn.Module):
+    """Base class of fusion modules. Subclasses implement :meth:`forward`.
+
+    Constructor convention: ``Fusion(dim: int, **hyperparameters)`` with keyword-only hyperparameters
+    that have defaults, so a spec string such as ``fluid:gating=false,queries=16`` can build it.
+
+    Class attributes:
+        kind: ``"vector"`` (pools each modality, returns ``(B, 1, D)``) or ``"token"``.
+        description: one line shown by ``fusionzoo list``.
+        default_head: the head the benchmark pairs it with when none is named.
+    """
+
+    kind: ClassVar[Literal["vector", "token"]] = "vector"
+    description: ClassVar[str] = ""
+    default_head: ClassVar[str] = "mlp"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"{type(self).__name__}: dim must be a positive int, got {dim!r}")
+        self.dim = dim
+
+    def forward(  # pragma: no cover - interface
+        self,
+        image: Tensor,
+        text: Tensor,
+        image_mask: Tensor | None = None,
+        text_mask: Tensor | None = None,
+    ) -> FusionOutput:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Optuna search space: suggest this fusion's hyperparameters on ``trial``; return kwargs."""
+        return {}
+
+
+class Head(nn.Module):
+    """Base class of classification heads: ``Head(dim, num_classes, **hp)``, tokens -> logits."""
+
+    description: ClassVar[str] = ""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"{type(self).__name__}: dim must be a positive int, got {dim!r}")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"{type(self).__name__}: num_classes must be an int >= 2, got {num_classes!r}")
+        self.dim = dim
+        self.num_classes = num_classes
+
+    def forward(self, tokens: Tensor, mask: Tensor | None = None) -> HeadOutput:  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Optuna search space: suggest this head's hyperparameters on ``trial``; return kwargs."""
+        return {}
+
+
+def all_real_mask(tokens: Tensor) -> Tensor:
+    """A ``(B, N)`` mask of ``True`` for ``tokens (B, N, D)``."""
+    return torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)

@@ -1,0 +1,267 @@
+"""Contract checks for fusion and head plugins (usable by plugin authors in their own test suites).
+
+    from fusionzoo.testing import check_fusion, check_head
+    check_fusion(MyFusion)              # or an instance, or a registered name / spec string
+    check_head("moe:experts=4")
+
+Each violated rule raises :class:`ContractError` naming the plugin and the rule.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fusionzoo.interface import FusionOutput, HeadOutput
+
+__all__ = [
+    "ContractError",
+    "check_fusion",
+    "check_head",
+    "validate_fusion_output",
+    "validate_head_output",
+]
+
+FUSION_SHAPES = ((2, 3, 5, 16), (3, 1, 4, 32), (4, 7, 2, 16))  # (B, Ni, Nt, D)
+HEAD_SHAPES = ((2, 1, 16, 3), (3, 5, 32, 4))  # (B, N, D, C)
+
+
+class ContractError(AssertionError):
+    """A plugin broke the ``(B,·,D)`` contract; the message names the plugin and the rule."""
+
+    def __init__(self, plugin: str, rule: str, detail: str) -> None:
+        super().__init__(f"plugin '{plugin}' violates rule '{rule}': {detail}")
+        self.plugin, self.rule, self.detail = plugin, rule, detail
+
+
+def _name(module: Any) -> str:
+    return getattr(module, "spec", None) or getattr(module, "registry_name", None) or type(module).__name__
+
+
+def _check_aux(name: str, where: str, aux: Any) -> None:
+    if not isinstance(aux, dict):
+        raise ContractError(name, f"{where} is a dict", f"got {type(aux).__name__}")
+    for key, value in aux.items():
+        if not isinstance(key, str):
+            raise ContractError(name, f"{where} keys are str", f"got key {key!r}")
+        if not isinstance(value, Tensor) or value.dim() != 0:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ContractError(name, "aux losses are scalar tensors", f"'{key}' is {shape}")
+        if not torch.isfinite(value):
+            raise ContractError(name, "aux losses are finite", f"'{key}' = {value.item()}")
+
+
+def validate_fusion_output(out: Any, batch: int, dim: int, name: str) -> None:
+    """Cheap per-call check of one fusion output (the trainer runs it on the first batch)."""
+    if not isinstance(out, FusionOutput):
+        raise ContractError(name, "forward returns FusionOutput", f"got {type(out).__name__}")
+    tokens = out.tokens
+    if not isinstance(tokens, Tensor) or tokens.dim() != 3:
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ContractError(name, "tokens have shape (B, Nf, D)", f"got {shape}")
+    if tokens.shape[0] != batch or tokens.shape[2] != dim or tokens.shape[1] < 1:
+        raise ContractError(
+            name, "tokens have shape (B, Nf, D)", f"expected ({batch}, >=1, {dim}), got {tuple(tokens.shape)}"
+        )
+    if not tokens.is_floating_point():
+        raise ContractError(name, "tokens are floating point", f"got {tokens.dtype}")
+    if not torch.isfinite(tokens).all():
+        raise ContractError(name, "tokens are finite", "output contains NaN or inf")
+    if out.mask is not None and (
+        out.mask.dtype != torch.bool or tuple(out.mask.shape) != tuple(tokens.shape[:2])
+    ):
+        raise ContractError(
+            name,
+            "mask is (B, Nf) bool",
+            f"got {tuple(out.mask.shape)} {out.mask.dtype} for {tuple(tokens.shape)}",
+        )
+    _check_aux(name, "aux_losses", out.aux_losses)
+    if not isinstance(out.extras, dict):
+        raise ContractError(name, "extras is a dict", f"got {type(out.extras).__name__}")
+
+
+def validate_head_output(out: Any, batch: int, num_classes: int, name: str) -> None:
+    """Cheap per-call check of one head output."""
+    if not isinstance(out, HeadOutput):
+        raise ContractError(name, "forward returns HeadOutput", f"got {type(out).__name__}")
+    if not isinstance(out.logits, Tensor) or tuple(out.logits.shape) != (batch, num_classes):
+        shape = tuple(out.logits.shape) if isinstance(out.logits, Tensor) else type(out.logits).__name__
+        raise ContractError(
+            name, "logits have shape (B, C)", f"expected ({batch}, {num_classes}), got {shape}"
+        )
+    if not torch.isfinite(out.logits).all():
+        raise ContractError(name, "logits are finite", "output contains NaN or inf")
+    _check_aux(name, "aux_losses", out.aux_losses)
+    if not isinstance(out.extras, dict):
+        raise ContractError(name, "extras is a dict", f"got {type(out.extras).__name__}")
+
+
+def _builder(target: Any, kind: str, hp: dict[str, Any]) -> Callable[..., nn.Module]:
+    """Turn a class, an instance's class or a registry spec into ``build(*args) -> module``."""
+    from fusionzoo import registry
+
+    if isinstance(target, str):
+        create = registry.create_fusion if kind == "fusion" else registry.create_head
+        return lambda *args: create(target, *args, **hp)
+    if isinstance(target, nn.Module):
+        return lambda *args: target
+    if inspect.isclass(target) or callable(target):
+        return lambda *args: target(*args, **hp)
+    raise TypeError(f"cannot check {target!r}: pass a class, an instance or a registered name")
+
+
+def _random_masks(batch: int, length: int, generator: torch.Generator) -> Tensor:
+    lengths = torch.randint(1, length + 1, (batch,), generator=generator)
+    return torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def _total(out: FusionOutput | HeadOutput, primary: Tensor) -> Tensor:
+    total = primary.float().pow(2).mean()
+    for value in out.aux_losses.values():
+        total = total + value.float()
+    return total
+
+
+def _gradient_check(
+    name: str,
+    module: nn.Module,
+    make_batch: Callable[[int], tuple[Tensor, ...]],
+    run: Callable[..., Any],
+    primary: Callable[[Any], Tensor],
+    rounds: int = 4,
+) -> None:
+    """Every trainable parameter must receive a gradient in at least one of a few random batches."""
+    module.train()
+    module.zero_grad(set_to_none=True)
+    for seed in range(rounds):
+        out = run(*make_batch(seed))
+        _total(out, primary(out)).backward()
+    dead = [pname for pname, p in module.named_parameters() if p.requires_grad and p.grad is None]
+    if dead:
+        raise ContractError(
+            name,
+            "gradients reach every trainable parameter",
+            f"no gradient for {', '.join(dead[:6])}{' …' if len(dead) > 6 else ''} (unused or dead parameters)",
+        )
+    nonfinite = [
+        pname
+        for pname, p in module.named_parameters()
+        if p.grad is not None and not torch.isfinite(p.grad).all()
+    ]
+    if nonfinite:
+        raise ContractError(name, "gradients are finite", f"NaN/inf gradient in {', '.join(nonfinite[:6])}")
+    module.zero_grad(set_to_none=True)
+
+
+def _eval_determinism(
+    name: str,
+    module: nn.Module,
+    run: Callable[..., Any],
+    primary: Callable[[Any], Tensor],
+    batch: tuple[Tensor, ...],
+) -> None:
+    module.eval()
+    with torch.no_grad():
+        first, second = primary(run(*batch)), primary(run(*batch))
+    if not torch.equal(first, second):
+        diff = (first - second).abs().max().item()
+        raise ContractError(name, "eval() is deterministic", f"two eval calls differ by up to {diff:.3g}")
+
+
+def check_fusion(
+    target: Any, shapes: Iterable[tuple[int, int, int, int]] = FUSION_SHAPES, seed: int = 0, **hp: Any
+) -> None:
+    """Validate a fusion plugin against the whole contract; raise :class:`ContractError` on the first rule broken.
+
+    ``target``: a fusion class, an instance (its own ``dim`` is used), or a registered name/spec.
+    ``hp``: constructor hyperparameters (e.g. tiny sizes for speed).
+    """
+    build = _builder(target, "fusion", hp)
+    fixed_dim = target.dim if isinstance(target, nn.Module) else None
+    for batch, n_img, n_txt, dim in shapes:
+        dim = fixed_dim or dim
+        torch.manual_seed(seed)
+        module = build(dim)
+        name = _name(module)
+        if not isinstance(module, nn.Module):
+            raise ContractError(name, "constructor returns an nn.Module", f"got {type(module).__name__}")
+        gen = torch.Generator().manual_seed(seed)
+
+        def make_batch(
+            s: int, b: int = batch, ni: int = n_img, nt: int = n_txt, d: int = dim
+        ) -> tuple[Tensor, ...]:
+            g = torch.Generator().manual_seed(1000 + s)
+            return (
+                torch.randn(b, ni, d, generator=g),
+                torch.randn(b, nt, d, generator=g),
+                _random_masks(b, ni, g),
+                _random_masks(b, nt, g),
+            )
+
+        def primary(out: FusionOutput) -> Tensor:
+            return out.tokens
+
+        image, text = (
+            torch.randn(batch, n_img, dim, generator=gen),
+            torch.randn(batch, n_txt, dim, generator=gen),
+        )
+        image_mask, text_mask = _random_masks(batch, n_img, gen), _random_masks(batch, n_txt, gen)
+        for mode in ("train", "eval"):
+            module.train(mode == "train")
+            with torch.no_grad():
+                validate_fusion_output(module(image, text), batch, dim, name)
+                validate_fusion_output(module(image, text, image_mask, text_mask), batch, dim, name)
+        # a whole modality missing for some samples (robustness evaluation relies on it)
+        missing_image, missing_text = image_mask.clone(), text_mask.clone()
+        missing_image[0] = False
+        if batch > 1:
+            missing_text[-1] = False
+        for mode in (True, False):
+            module.train(mode)
+            with torch.no_grad():
+                out = module(image, text, missing_image, missing_text)
+            try:
+                validate_fusion_output(out, batch, dim, name)
+            except ContractError as err:
+                raise ContractError(name, "finite output when a modality is missing", err.detail) from err
+        _gradient_check(name, module, make_batch, module, primary)
+        _eval_determinism(name, module, module, primary, (image, text, image_mask, text_mask))
+        if fixed_dim:
+            break
+
+
+def check_head(
+    target: Any, shapes: Iterable[tuple[int, int, int, int]] = HEAD_SHAPES, seed: int = 0, **hp: Any
+) -> None:
+    """Validate a head plugin (``target`` as in :func:`check_fusion`); shapes are ``(B, N, D, C)``."""
+    build = _builder(target, "head", hp)
+    fixed = (target.dim, target.num_classes) if isinstance(target, nn.Module) else None
+    for batch, n_tok, dim, classes in shapes:
+        if fixed:
+            dim, classes = fixed
+        torch.manual_seed(seed)
+        module = build(dim, classes)
+        name = _name(module)
+        gen = torch.Generator().manual_seed(seed)
+        tokens, mask = torch.randn(batch, n_tok, dim, generator=gen), _random_masks(batch, n_tok, gen)
+
+        def make_batch(s: int, b: int = 16, n: int = n_tok, d: int = dim) -> tuple[Tensor, ...]:
+            g = torch.Generator().manual_seed(1000 + s)
+            return torch.randn(b, n, d, generator=g), _random_masks(b, n, g)
+
+        def primary(out: HeadOutput) -> Tensor:
+            return out.logits
+
+        for mode in ("train", "eval"):
+            module.train(mode == "train")
+            with torch.no_grad():
+                validate_head_output(module(tokens), batch, classes, name)
+                validate_head_output(module(tokens, mask), batch, classes, name)
+        _gradient_check(name, module, make_batch, module, primary)
+        _eval_determinism(name, module, module, primary, (tokens, mask))
+        if fixed:
+            break

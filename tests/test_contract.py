@@ -1,0 +1,152 @@
+"""Every registered fusion and head (built-ins, the registry/ plugin, any installed plugin) meets the contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_HYPERPARAMETERS
+from torch import nn
+
+from fusionzoo import registry
+from fusionzoo.interface import Fusion, FusionOutput, Head, HeadOutput
+from fusionzoo.testing import ContractError, check_fusion, check_head
+
+
+@pytest.mark.parametrize("name", registry.list_fusions())
+def test_fusion_contract(name):
+    check_fusion(name, **TINY_HYPERPARAMETERS.get(name, {}))
+
+
+@pytest.mark.parametrize("name", registry.list_heads())
+def test_head_contract(name):
+    check_head(name, **TINY_HYPERPARAMETERS.get(name, {}))
+
+
+@pytest.mark.parametrize("name", registry.list_fusions())
+def test_fusion_declares_kind_and_description(name):
+    cls = registry.get_fusion_class(name)
+    assert getattr(cls, "kind", None) in ("vector", "token"), f"{name} must declare kind vector|token"
+    assert registry.get_entry("fusion", name).description, f"{name} needs a description"
+
+
+@pytest.mark.parametrize("name", registry.list_fusions())
+def test_vector_fusions_return_one_token(name):
+    fusion = registry.create_fusion(name, 16, **TINY_HYPERPARAMETERS.get(name, {}))
+    fusion.eval()
+    out = fusion(torch.randn(2, 3, 16), torch.randn(2, 4, 16))
+    if fusion.kind == "vector":
+        assert out.tokens.shape == (2, 1, 16)
+    else:
+        assert out.tokens.shape[1] >= 1
+
+
+@pytest.mark.parametrize("name", registry.list_fusions())
+def test_search_space_suggests_valid_hyperparameters(name):
+    optuna = pytest.importorskip("optuna")
+    cls = registry.get_fusion_class(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    hp = cls.search_space(trial) if hasattr(cls, "search_space") else {}
+    valid = registry.hyperparameters(cls)
+    assert set(hp) <= set(valid), (
+        f"{name}.search_space suggests unknown hyperparameters {set(hp) - set(valid)}"
+    )
+
+
+# ------------------------------------------------------------------ the checker itself catches violations
+class DeadParameterFusion(Fusion):
+    """Like the published transformer_concat: a parameter that never reaches the output."""
+
+    kind = "vector"
+    description = "broken on purpose"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.proj = nn.Linear(dim, dim)
+        self.modality_token = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, image, text, image_mask=None, text_mask=None):
+        return FusionOutput(tokens=self.proj(image.mean(1) + text.mean(1)).unsqueeze(1))
+
+
+class NaNOnMissingFusion(Fusion):
+    """Divides by the number of real tokens without a guard: NaN when a modality is missing."""
+
+    kind = "vector"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, image, text, image_mask=None, text_mask=None):
+        m = torch.ones(image.shape[:2]) if image_mask is None else image_mask.float()
+        v = (image * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True)
+        return FusionOutput(tokens=self.proj(v + text.mean(1)).unsqueeze(1))
+
+
+class SamplingInEvalFusion(Fusion):
+    """Samples in eval (the published energy_aware_adaptive bug)."""
+
+    kind = "vector"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, image, text, image_mask=None, text_mask=None):
+        noise = torch.rand(image.shape[0], 1)
+        return FusionOutput(tokens=self.proj(image.mean(1) * noise + text.mean(1)).unsqueeze(1))
+
+
+class WrongShapeFusion(Fusion):
+    kind = "vector"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, image, text, image_mask=None, text_mask=None):
+        return FusionOutput(tokens=self.proj(image.mean(1)))  # (B, D): missing token axis
+
+
+class VectorAuxFusion(Fusion):
+    kind = "vector"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, image, text, image_mask=None, text_mask=None):
+        out = self.proj(image.mean(1) + text.mean(1))
+        return FusionOutput(tokens=out.unsqueeze(1), aux_losses={"bad": out.pow(2).mean(1)})
+
+
+@pytest.mark.parametrize(
+    ("cls", "rule"),
+    [
+        (DeadParameterFusion, "gradients reach every trainable parameter"),
+        (NaNOnMissingFusion, "finite output when a modality is missing"),
+        (SamplingInEvalFusion, "eval() is deterministic"),
+        (WrongShapeFusion, "tokens have shape (B, Nf, D)"),
+        (VectorAuxFusion, "aux losses are scalar tensors"),
+    ],
+)
+def test_checker_names_the_violated_rule(cls, rule):
+    with pytest.raises(ContractError) as info:
+        check_fusion(cls)
+    assert info.value.rule == rule
+    assert cls.__name__ in str(info.value)
+
+
+class WrongLogitsHead(Head):
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__(dim, num_classes)
+        self.proj = nn.Linear(dim, num_classes + 1)
+
+    def forward(self, tokens, mask=None):
+        return HeadOutput(logits=self.proj(tokens.mean(1)))
+
+
+def test_head_checker_rejects_wrong_logits():
+    with pytest.raises(ContractError, match=r"logits have shape \(B, C\)"):
+        check_head(WrongLogitsHead)
