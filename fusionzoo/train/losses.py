@@ -1,0 +1,72 @@
+"""The training objective: ``L = λ_ce·CE + Σ_k λ_k·aux_k`` over every aux loss the fusion and head return.
+
+λ per name comes from ``RunConfig.loss_weights`` (``--loss-weights contrastive=0.333,load_balance=0.333``);
+a name without a weight gets 1, or 1/3 with ``paper_loss`` (FLUID: λ1 = λ2 = λ3 = 1/3). CE optionally
+uses label smoothing and inverse-frequency class weights (for GLAMI's long tail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["LossComposer", "class_weights_from_labels"]
+
+
+def class_weights_from_labels(labels: np.ndarray, num_classes: int) -> Tensor:
+    """Inverse-frequency weights ``w_c = N / (C_present · n_c)`` (mean 1 over the classes present).
+
+    A class absent from training gets weight 0 (it cannot be learned and must not blow up the loss).
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes, dtype=np.float64)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class LossComposer:
+    """``composer(logits, labels, aux_losses) -> (total, parts)``.
+
+    ``parts`` maps ``"ce"`` and each aux name to its *unweighted* value (detached), for logging.
+    ``weight_of(name)`` gives λ for a name (``"ce"`` or an aux loss).
+    """
+
+    def __init__(
+        self,
+        weight_of: Callable[[str], float],
+        label_smoothing: float = 0.0,
+        class_weights: Tensor | None = None,
+    ) -> None:
+        self.weight_of = weight_of
+        self.label_smoothing = float(label_smoothing)
+        self.class_weights = class_weights
+
+    @classmethod
+    def from_config(cls, config, class_weights: Tensor | None = None) -> LossComposer:  # noqa: ANN001
+        return cls(config.loss_weight, config.label_smoothing, class_weights)
+
+    def to(self, device: torch.device | str) -> LossComposer:
+        if self.class_weights is not None:
+            self.class_weights = self.class_weights.to(device)
+        return self
+
+    def __call__(
+        self, logits: Tensor, labels: Tensor, aux_losses: Mapping[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        ce = F.cross_entropy(
+            logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing
+        )
+        total = self.weight_of("ce") * ce
+        parts = {"ce": ce.detach()}
+        for name in sorted(aux_losses):
+            value = aux_losses[name].float()
+            weight = self.weight_of(name)
+            if weight:
+                total = total + weight * value
+            parts[name] = value.detach()
+        return total, parts

@@ -1,0 +1,145 @@
+"""``FusionModel``: per-modality projections Ei→D, Et→D, a registry fusion and a registry head.
+
+    image (B, Li, Ei) ─ Linear+LN → (B, Li, D) [+ modality emb m_img] [+ position emb] ┐
+    text  (B, Lt, Et) ─ Linear+LN → (B, Lt, D) [+ modality emb m_txt] [+ position emb] ┴→ fusion → head → logits
+
+The fusion and head are built from spec strings, so every run of the benchmark differs only in them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fusionzoo import registry
+from fusionzoo.testing import validate_fusion_output, validate_head_output
+
+__all__ = ["FusionModel", "ModelOutput", "count_parameters"]
+
+
+@dataclass
+class ModelOutput:
+    """Logits ``(B, C)``, every aux loss (fusion's and head's, by name) and diagnostics."""
+
+    logits: Tensor
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class ModalityProjection(nn.Module):
+    """``Linear(E, D) → LayerNorm(D)`` plus optional learnable modality and position embeddings."""
+
+    def __init__(
+        self, in_dim: int, dim: int, modality_embedding: bool, positions: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.modality = nn.Parameter(torch.zeros(dim)) if modality_embedding else None
+        self.position = nn.Parameter(torch.randn(positions, dim) * 0.02) if positions > 0 else None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        out = self.norm(self.linear(tokens))
+        if self.modality is not None:
+            out = out + self.modality
+        if self.position is not None:
+            length = out.shape[1]
+            if length > self.position.shape[0]:
+                raise ValueError(
+                    f"sequence of {length} tokens is longer than the {self.position.shape[0]} position "
+                    "embeddings; raise RunConfig.max_positions or disable position_embeddings"
+                )
+            out = out + self.position[:length]
+        return self.dropout(out)
+
+
+class FusionModel(nn.Module):
+    """Projections + fusion (registry) + head (registry).
+
+    ``forward(image, text, image_mask=None, text_mask=None, check=False) -> ModelOutput``. With
+    ``check=True`` the fusion's and the head's outputs are validated against the ``(B,·,D)`` contract
+    and a violation raises :class:`fusionzoo.testing.ContractError` naming the plugin and the rule.
+    """
+
+    def __init__(
+        self,
+        fusion: str,
+        head: str,
+        *,
+        image_dim: int,
+        text_dim: int,
+        dim: int,
+        num_classes: int,
+        num_image_tokens: int = 0,
+        modality_embeddings: bool = True,
+        position_embeddings: bool = False,
+        max_positions: int = 512,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.dim, self.num_classes = dim, num_classes
+        self.image_proj = ModalityProjection(
+            image_dim, dim, modality_embeddings, num_image_tokens if position_embeddings else 0, dropout
+        )
+        self.text_proj = ModalityProjection(
+            text_dim, dim, modality_embeddings, max_positions if position_embeddings else 0, dropout
+        )
+        if modality_embeddings:  # distinct initial modality vectors so they are told apart from step 0
+            with torch.no_grad():
+                self.image_proj.modality.normal_(0.0, 0.02)
+                self.text_proj.modality.normal_(0.0, 0.02)
+        self.fusion = registry.create_fusion(fusion, dim)
+        self.head = registry.create_head(head, dim, num_classes)
+        self.fusion_name = getattr(self.fusion, "spec", fusion)
+        self.head_name = getattr(self.head, "spec", head)
+
+    @classmethod
+    def from_config(
+        cls, config: Any, *, image_dim: int, text_dim: int, num_classes: int, num_image_tokens: int
+    ) -> FusionModel:
+        """Build from a :class:`fusionzoo.train.config.RunConfig`."""
+        return cls(
+            config.fusion,
+            config.resolved_head(),
+            image_dim=image_dim,
+            text_dim=text_dim,
+            dim=config.dim,
+            num_classes=num_classes,
+            num_image_tokens=num_image_tokens,
+            modality_embeddings=config.modality_embeddings,
+            position_embeddings=config.position_embeddings,
+            max_positions=config.max_positions,
+            dropout=config.dropout,
+        )
+
+    def forward(
+        self,
+        image: Tensor,
+        text: Tensor,
+        image_mask: Tensor | None = None,
+        text_mask: Tensor | None = None,
+        check: bool = False,
+    ) -> ModelOutput:
+        image_tokens = self.image_proj(image)
+        text_tokens = self.text_proj(text)
+        fused = self.fusion(image_tokens, text_tokens, image_mask, text_mask)
+        if check:
+            validate_fusion_output(fused, image.shape[0], self.dim, f"fusion {self.fusion_name}")
+        out = self.head(fused.tokens, fused.mask)
+        if check:
+            validate_head_output(out, image.shape[0], self.num_classes, f"head {self.head_name}")
+        aux: dict[str, Tensor] = dict(fused.aux_losses)
+        for name, value in out.aux_losses.items():  # same name from fusion and head: both count
+            aux[name] = aux[name] + value if name in aux else value
+        extras = {f"fusion.{k}": v for k, v in fused.extras.items()}
+        extras.update({f"head.{k}": v for k, v in out.extras.items()})
+        return ModelOutput(logits=out.logits, aux_losses=aux, extras=extras)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
