@@ -27,8 +27,11 @@ class EnergyAwareAdaptiveFusion(VectorFusion):
     z = Σ_k w_k y_k
     aux "energy" = 1/B Σ_b Σ_k p_bk c_k   with costs c = (cost_image, cost_text, cost_both)
 
+    Costs are in units of the "both" path (defaults 0.5, 0.5, 1): set them from measured per-encoder
+    energy or latency when that matters. The trainer weights the aux loss (``loss_weights["energy"]``).
+
     The expected energy is returned in train and eval (the published module sampled in eval and never
-    returned it); the trainer weights it. Extras: ``router_probs`` (B, 3) and ``path`` (B,) indices in
+    returned it). Extras: ``router_probs`` (B, 3) and ``path`` (B,) indices in
     the order of ``PATHS``. A sample with neither modality may take any path (all inputs are zeros).
     """
 
@@ -39,9 +42,9 @@ class EnergyAwareAdaptiveFusion(VectorFusion):
         self,
         dim: int,
         *,
-        cost_image: float = 1.0,
-        cost_text: float = 1.0,
-        cost_both: float = 2.0,
+        cost_image: float = 0.5,
+        cost_text: float = 0.5,
+        cost_both: float = 1.0,
         temperature: float = 1.0,
         hidden_mult: float = 1.0,
         dropout: float = 0.1,
