@@ -16,6 +16,7 @@ TINY_HYPERPARAMETERS: dict[str, dict] = {
     "fluid": {"queries": 4, "layers": 1, "bottleneck_queries": 2},
     "shomr": {},
     "early_fusion": {"layers": 1},
+    "qformer": {"queries": 4, "layers": 1},
     "transformer_concat": {"layers": 1},
     "moe": {"experts": 4, "top_k": 2},
 }

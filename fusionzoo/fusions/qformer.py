@@ -1,0 +1,57 @@
+"""A shared Q-Former over the concatenated image and text tokens ("Modified BLIP-2", FLUID Table 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from fusionzoo.interface import Fusion, FusionOutput
+from fusionzoo.layers.attention import QueryCrossAttention
+from fusionzoo.layers.modality import ModalityConcat
+from fusionzoo.registry import register_fusion
+
+
+@register_fusion
+class QFormerFusion(Fusion):
+    """One set of learnable queries distils both modalities at once (no gate, no contrastive loss).
+
+        X = [I + e_image; T + e_text]   (padding masked)
+        Z = QFormer(Q; X) ∈ R^{queries × D}
+
+    QFormer stacks ``layers`` post-LN learnable-query cross-attention blocks with an FFN
+    (:class:`~fusionzoo.layers.QueryCrossAttention`). A missing modality is simply masked out.
+    """
+
+    name = "qformer"
+    description = "Modified BLIP-2: one shared Q-Former over [I; T] with modality-type embeddings"
+    kind = "token"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        queries: int = 32,
+        layers: int = 2,
+        heads: int = 8,
+        ffn_mult: float = 4.0,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__(dim)
+        self.concat = ModalityConcat(dim)
+        self.qformer = QueryCrossAttention(dim, queries, layers, heads, ffn_mult, dropout)
+
+    def forward(
+        self, image: Tensor, text: Tensor, image_mask: Tensor | None = None, text_mask: Tensor | None = None
+    ) -> FusionOutput:
+        tokens, mask = self.concat(image, text, image_mask, text_mask)
+        return FusionOutput(tokens=self.qformer(tokens, mask))
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        return {
+            "queries": trial.suggest_categorical("qformer_queries", [8, 16, 32, 64]),
+            "layers": trial.suggest_int("qformer_layers", 1, 4),
+            "ffn_mult": trial.suggest_categorical("qformer_ffn_mult", [2.0, 4.0]),
+            "dropout": trial.suggest_float("qformer_dropout", 0.0, 0.3),
+        }
