@@ -24,6 +24,15 @@ import pandas as pd
 COLUMNS = ("item_id", "image_path", "text", "label", "geo", "label_source", "is_human")
 SPLITS = ("train", "val", "test")
 HUMAN_LABEL_SOURCES = frozenset({"admin", "quality-check", "custom-tag"})
+BAD_IMAGE_POLICIES = ("skip", "fail")
+
+
+class DataError(ValueError):
+    """Input data that cannot be loaded as asked; the message names the file/row and the fix."""
+
+
+class DataWarning(UserWarning):
+    """Something in the data was skipped, replaced or dropped; the message says what and how many."""
 
 
 @dataclass

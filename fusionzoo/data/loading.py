@@ -1,0 +1,517 @@
+"""The code path every loader shares (GLAMI-1M, the synthetic dataset, user CSVs).
+
+A loader only knows its file format: it reads its CSVs with :func:`read_csv_checked` and turns each
+split into a *raw frame* with the columns of :data:`RAW_COLUMNS` (``raw_label`` still in the source's
+own label vocabulary, ``row`` the 1-based CSV line for error messages). :func:`assemble_splits`
+then does everything else identically for all formats:
+
+1. duplicate item ids: dropped (first occurrence kept) with a :class:`DataWarning`; an item id present
+   in both train and test is removed from train (the test set is the benchmark, it is never changed);
+2. label map from the *full* train split (before any filter) in the loader's documented order, stored
+   with the dataset (:func:`resolve_label_map`) so train/test/checkpoints agree;
+3. test rows whose label never occurs in train: dropped and reported (count per label, warning);
+4. filters ``label_source`` (``all`` | ``human``) and ``geos``;
+5. validation split carved from train, seeded and stratified (:func:`stratified_split`);
+6. subsampling ``limit`` / ``per_class_cap`` on train, with val/test scaled by the same ratio, class
+   distribution kept (:func:`subsample_like`);
+7. image files checked to exist (policy ``skip`` drops and warns with the first item ids, ``fail``
+   raises naming the file); empty texts and undecodable bytes counted and warned about.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fusionzoo.data.base import (
+    BAD_IMAGE_POLICIES,
+    COLUMNS,
+    HUMAN_LABEL_SOURCES,
+    DataError,
+    DatasetSplits,
+    DataWarning,
+    fingerprint_of,
+)
+
+RAW_COLUMNS = ("item_id", "image_path", "text", "raw_label", "class_name", "geo", "label_source", "row")
+LABEL_SOURCES = ("all", "human")
+REPLACEMENT_CHAR = "\ufffd"
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_][0-9A-Za-z_.-]*")
+_SHOW = 5  # how many example ids a warning lists
+
+
+def _examples(values: Iterable[Any]) -> str:
+    values = [str(v) for v in values]
+    more = f", … ({len(values) - _SHOW} more)" if len(values) > _SHOW else ""
+    return ", ".join(values[:_SHOW]) + more
+
+
+def warn(info: dict[str, Any], message: str) -> None:
+    """Emit a :class:`DataWarning` and keep the message in ``info["warnings"]`` for reports."""
+    info.setdefault("warnings", []).append(message)
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------------------------- reading
+def read_csv_checked(path: Path, required: Sequence[str], *, what: str) -> tuple[pd.DataFrame, int]:
+    """Read a UTF-8 CSV as strings; raise :class:`DataError` naming the file for a missing file/column.
+
+    Empty fields become NaN; other values stay strings (``"NA"`` is a valid product name). Bytes that
+    are not valid UTF-8 are replaced by U+FFFD; returns ``(frame, rows_with_replacements)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what}: file {path} not found (expected a CSV with columns {', '.join(required)})")
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8",
+            encoding_errors="replace",
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what}: {path} is empty (expected columns {', '.join(required)})") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{what}: {path} is not a valid CSV: {exc}") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{what}: {path} lacks column(s) {', '.join(missing)}; expected {', '.join(required)}, "
+            f"found {', '.join(map(str, frame.columns))}"
+        )
+    frame["__row"] = np.arange(2, len(frame) + 2)  # line 1 is the header
+    replaced = np.zeros(len(frame), dtype=bool)
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            values = frame[column]
+            if values.dtype == object or pd.api.types.is_string_dtype(values):
+                replaced |= values.str.contains(REPLACEMENT_CHAR, regex=False, na=False).to_numpy()
+    return frame, int(replaced.sum())
+
+
+def join_text(frame: pd.DataFrame, columns: Sequence[str], separator: str = "\n") -> pd.Series:
+    """Concatenate text columns (NaN → "") with ``separator``, skipping empty parts, stripped."""
+    if not columns:
+        raise DataError("at least one text column is needed")
+    parts = [frame[c].fillna("").astype(str).str.strip() for c in columns]
+    text = parts[0]
+    for part in parts[1:]:
+        both = (text != "") & (part != "")
+        text = text.where(~both, text + separator + part).where(both | (text != ""), part)
+    return text.astype(object)
+
+
+def resolve_image_paths(
+    relative: pd.Series,
+    image_root: Path,
+    *,
+    rows: pd.Series,
+    item_ids: pd.Series,
+    source: Path,
+    suffix: str = "",
+) -> pd.Series:
+    """Absolute image paths ``image_root / (relative + suffix)``; anything escaping the root is an error.
+
+    Raises :class:`DataError` naming the CSV row and item id for an empty value, an absolute path or a
+    path that leaves ``image_root`` (``../``).
+    """
+    root = os.path.normpath(str(Path(image_root).resolve()))
+    values = relative.fillna("").astype(str).str.strip()
+    simple = values.str.fullmatch(_SAFE_NAME.pattern).to_numpy()
+    out = (root + os.sep + values + suffix).to_numpy(dtype=object)
+    for position in np.flatnonzero(~simple):
+        value = values.iat[position]
+        where = f"{source} line {rows.iat[position]} (item_id {item_ids.iat[position]})"
+        if value == "":
+            raise DataError(f"{where}: empty image reference")
+        joined = os.path.normpath(os.path.join(root, value + suffix))
+        if os.path.isabs(value) or not joined.startswith(root + os.sep):
+            raise DataError(
+                f"{where}: image {value!r} escapes the image folder {root}; image references must be "
+                "relative paths inside it"
+            )
+        out[position] = joined
+    return pd.Series(out, index=relative.index, dtype=object)
+
+
+def normalise_label_source(values: pd.Series) -> pd.Series:
+    return values.fillna("unknown").astype(str).str.strip().replace("", "unknown").astype(object)
+
+
+# ------------------------------------------------------------------------------------------ label map
+def label_order(raw_labels: Iterable[str]) -> list[str]:
+    """The documented class order: numeric ascending when every label is an integer, else sorted text."""
+    unique = sorted(set(raw_labels))
+    try:
+        return sorted(unique, key=lambda v: (int(v), v))
+    except ValueError:
+        return unique
+
+
+def resolve_label_map(
+    train: pd.DataFrame, locations: Sequence[Path], info: dict[str, Any], *, source: str
+) -> tuple[list[str], list[str]]:
+    """``(raw labels in label order, class names)`` from the full train split, stored at ``locations``.
+
+    An existing stored map wins when it covers every train label (so checkpoints stay valid); otherwise
+    a fresh map is computed, saved to the first writable location, and a warning says it changed.
+    """
+    import json
+
+    names = train.groupby("raw_label", sort=False)["class_name"].agg(lambda s: s.value_counts().index[0])
+    present = set(names.index)
+    stored_at = next((p for p in locations if p.is_file()), None)
+    if stored_at is not None:
+        try:
+            payload = json.loads(stored_at.read_text(encoding="utf-8"))
+            raw = [str(entry["raw_label"]) for entry in payload["classes"]]
+            stored_names = [str(entry["name"]) for entry in payload["classes"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            warn(info, f"label map {stored_at} is unreadable ({exc}); recomputing it from train")
+        else:
+            if present <= set(raw):
+                info["label_map_path"] = str(stored_at)
+                return raw, stored_names
+            warn(
+                info,
+                f"label map {stored_at} lacks train label(s) {_examples(sorted(present - set(raw)))}; "
+                "recomputing it from train (checkpoints trained with the old map no longer match)",
+            )
+    raw = label_order(present)
+    classes = [str(names[r]) for r in raw]
+    payload = {
+        "source": source,
+        "order": "raw label ascending (numeric when every label is an integer, else text), from train",
+        "classes": [
+            {"label": i, "raw_label": r, "name": n} for i, (r, n) in enumerate(zip(raw, classes, strict=True))
+        ],
+    }
+    for location in locations:
+        try:
+            location.parent.mkdir(parents=True, exist_ok=True)
+            tmp = location.with_name(f".{location.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, location)
+        except OSError:
+            continue
+        info["label_map_path"] = str(location)
+        break
+    else:
+        warn(info, f"could not store the label map at {', '.join(map(str, locations))}")
+    return raw, classes
+
+
+# ---------------------------------------------------------------------------------- splits / sampling
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the rows that go to the held-out part, seeded and stratified by label.
+
+    Each class with at least two rows gives ``round(fraction · n)`` rows, at least one and at most n − 1;
+    a class with a single row stays entirely in train.
+    """
+    mask = np.zeros(len(labels), dtype=bool)
+    if fraction <= 0 or len(labels) == 0:
+        return mask
+    rng = np.random.default_rng(seed)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < 2:
+            continue
+        take = min(max(1, int(math.floor(fraction * len(rows) + 0.5))), len(rows) - 1)
+        mask[rng.permutation(rows)[:take]] = True
+    return mask
+
+
+def proportional_counts(counts: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` over classes in proportion to ``counts`` (largest remainder), ≥1 per class if room."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if total >= counts.sum():
+        return counts.copy()
+    exact = counts * total / counts.sum()
+    out = np.floor(exact).astype(np.int64)
+    if total >= len(counts):
+        out = np.maximum(out, np.minimum(counts, 1))
+    remaining = total - out.sum()
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    for index in order:
+        if remaining <= 0:
+            break
+        if out[index] < counts[index]:
+            out[index] += 1
+            remaining -= 1
+    while remaining < 0:  # the ≥1 floor overshot: take back from the largest classes
+        index = int(np.argmax(out))
+        out[index] -= 1
+        remaining += 1
+    return out
+
+
+def sample_per_class(labels: np.ndarray, quota: dict[int, int], seed: int) -> np.ndarray:
+    """Sorted row indices: ``quota[label]`` random rows of each label (seeded)."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        keep.append(rng.permutation(rows)[: quota.get(int(label), len(rows))])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+
+
+def subsample(
+    frame: pd.DataFrame, *, limit: int | None, per_class_cap: int | None, seed: int
+) -> pd.DataFrame:
+    """At most ``per_class_cap`` rows per class, then at most ``limit`` rows keeping the distribution."""
+    labels = frame["label"].to_numpy()
+    if per_class_cap is not None:
+        if per_class_cap < 1:
+            raise DataError(f"per_class_cap must be ≥ 1, got {per_class_cap}")
+        classes, counts = np.unique(labels, return_counts=True)
+        frame = frame.iloc[
+            sample_per_class(
+                labels,
+                dict(zip(classes.tolist(), np.minimum(counts, per_class_cap).tolist(), strict=True)),
+                seed,
+            )
+        ]
+        labels = frame["label"].to_numpy()
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"limit must be ≥ 1, got {limit}")
+        classes, counts = np.unique(labels, return_counts=True)
+        quota = proportional_counts(counts, limit)
+        frame = frame.iloc[
+            sample_per_class(labels, dict(zip(classes.tolist(), quota.tolist(), strict=True)), seed + 1)
+        ]
+    return frame
+
+
+def scale_like(frame: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:
+    """Stratified subsample of ``frame`` to ``ratio`` of its rows (used for val/test after a train limit)."""
+    if ratio >= 1 or len(frame) == 0:
+        return frame
+    target = max(1, int(round(len(frame) * ratio)))
+    return subsample(frame, limit=target, per_class_cap=None, seed=seed)
+
+
+# ------------------------------------------------------------------------------------------- assembly
+def dedupe(raw: pd.DataFrame, split: str, source: Path, info: dict[str, Any]) -> pd.DataFrame:
+    duplicated = raw["item_id"].duplicated(keep="first")
+    if duplicated.any():
+        ids = raw.loc[duplicated, "item_id"].tolist()
+        info.setdefault("duplicates_dropped", {})[split] = len(ids)
+        warn(
+            info,
+            f"{source}: {len(ids)} duplicate item_id row(s) dropped, first occurrence kept "
+            f"(item_ids {_examples(ids)})",
+        )
+        raw = raw.loc[~duplicated]
+    return raw
+
+
+def check_images_exist(frame: pd.DataFrame, split: str, policy: str, info: dict[str, Any]) -> pd.DataFrame:
+    """Drop rows whose image file is missing (``skip``, with a warning) or raise (``fail``)."""
+    if len(frame) == 0:
+        return frame
+    unique = pd.unique(frame["image_path"])
+    exists = dict(zip(unique, map(os.path.isfile, unique), strict=True))
+    present = frame["image_path"].map(exists).astype(bool)
+    if present.all():
+        return frame
+    missing = frame.loc[~present]
+    if policy == "fail":
+        first = missing.iloc[0]
+        raise DataError(
+            f"{split}: image file {first['image_path']} of item_id {first['item_id']} does not exist "
+            f"({len(missing)} missing in this split); use on_bad_image='skip' to drop such rows"
+        )
+    info.setdefault("missing_images", {})[split] = len(missing)
+    warn(
+        info,
+        f"{split}: {len(missing)} row(s) skipped because the image file is missing "
+        f"(item_ids {_examples(missing['item_id'])})",
+    )
+    return frame.loc[present]
+
+
+def file_identity(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    out = []
+    for path in paths:
+        stat = Path(path).stat()
+        out.append({"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    return out
+
+
+def assemble_splits(
+    *,
+    name: str,
+    root: Path,
+    raw_train: pd.DataFrame,
+    raw_test: pd.DataFrame,
+    sources: dict[str, Path],
+    label_map_locations: Sequence[Path],
+    info: dict[str, Any],
+    options: dict[str, Any],
+    limit: int | None = None,
+    per_class_cap: int | None = None,
+    label_source: str = "all",
+    geos: Sequence[str] | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    on_bad_image: str = "skip",
+    check_images: bool = True,
+    known_geos: Sequence[str] | None = None,
+    extra_fingerprint: Callable[[], Any] | None = None,
+) -> DatasetSplits:
+    """Turn raw train/test frames into a :class:`DatasetSplits` (see the module docstring for the steps)."""
+    if label_source not in LABEL_SOURCES:
+        raise DataError(f"label_source must be one of {', '.join(LABEL_SOURCES)}, got {label_source!r}")
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise DataError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+
+    raw_train = dedupe(raw_train, "train", sources["train"], info)
+    raw_test = dedupe(raw_test, "test", sources["test"], info)
+    overlap = raw_train["item_id"].isin(set(raw_test["item_id"]))
+    if overlap.any():
+        ids = raw_train.loc[overlap, "item_id"].tolist()
+        info["train_test_overlap_dropped"] = len(ids)
+        warn(
+            info,
+            f"{len(ids)} item_id(s) occur in both train and test; removed from train (item_ids {_examples(ids)})",
+        )
+        raw_train = raw_train.loc[~overlap]
+    if len(raw_train) == 0:
+        raise DataError(f"{sources['train']}: the train split has no rows")
+
+    raw_labels, classes = resolve_label_map(raw_train, label_map_locations, info, source=name)
+    label_of = {raw: i for i, raw in enumerate(raw_labels)}
+
+    unseen = ~raw_test["raw_label"].isin(label_of.keys())
+    if unseen.any():
+        counts = raw_test.loc[unseen, "raw_label"].value_counts()
+        info["unseen_test_labels"] = {str(k): int(v) for k, v in counts.items()}
+        warn(
+            info,
+            f"{sources['test']}: {int(unseen.sum())} test row(s) have a label never seen in train and are "
+            f"excluded from the test split: "
+            + ", ".join(f"{label} ({count} rows)" for label, count in list(counts.items())[:10])
+            + (" …" if len(counts) > 10 else ""),
+        )
+        raw_test = raw_test.loc[~unseen]
+
+    frames = {}
+    for split, raw in (("train", raw_train), ("test", raw_test)):
+        frame = pd.DataFrame(
+            {
+                "item_id": raw["item_id"].astype(str).to_numpy(dtype=object),
+                "image_path": raw["image_path"].to_numpy(dtype=object),
+                "text": raw["text"].to_numpy(dtype=object),
+                "label": raw["raw_label"].map(label_of).to_numpy(dtype=np.int64),
+                "geo": raw["geo"].fillna("").astype(str).str.strip().str.lower().to_numpy(dtype=object),
+                "label_source": raw["label_source"].to_numpy(dtype=object),
+            }
+        )
+        frame["is_human"] = frame["label_source"].isin(HUMAN_LABEL_SOURCES).to_numpy(dtype=bool)
+        frames[split] = frame
+
+    if geos:
+        wanted = [g.strip().lower() for g in geos if g.strip()]
+        present = set(frames["train"]["geo"]) | set(frames["test"]["geo"])
+        unknown = [g for g in wanted if g not in present]
+        if unknown:
+            valid = sorted(present | set(known_geos or ()))
+            raise DataError(
+                f"geo(s) {', '.join(unknown)} not in the dataset; present geos: {', '.join(sorted(present))}"
+                + (f" (GLAMI geos: {', '.join(valid)})" if known_geos else "")
+            )
+        for split in frames:
+            frames[split] = frames[split].loc[frames[split]["geo"].isin(wanted)]
+    if label_source == "human":
+        for split in frames:
+            frames[split] = frames[split].loc[frames[split]["is_human"]]
+    if len(frames["train"]) == 0:
+        raise DataError(
+            f"no train rows left after the filters (label_source={label_source}, geos={geos}); relax them"
+        )
+
+    train = frames["train"].reset_index(drop=True)
+    held_out = stratified_split(train["label"].to_numpy(), val_fraction, seed)
+    val = train.loc[held_out]
+    train = train.loc[~held_out]
+    test = frames["test"]
+
+    before = len(train)
+    train = subsample(train, limit=limit, per_class_cap=per_class_cap, seed=seed)
+    if len(train) < before:
+        ratio = len(train) / before
+        val = scale_like(val, ratio, seed + 2)
+        test = scale_like(test, ratio, seed + 3)
+
+    splits = {"train": train, "val": val, "test": test}
+    for split in splits:
+        if check_images:
+            splits[split] = check_images_exist(splits[split], split, on_bad_image, info)
+        splits[split] = splits[split].reset_index(drop=True)[list(COLUMNS)]
+        empty = splits[split]["text"].str.strip() == ""
+        if empty.any():
+            info.setdefault("empty_text", {})[split] = int(empty.sum())
+            warn(
+                info,
+                f"{split}: {int(empty.sum())} row(s) have an empty text (kept; the text encoder sees an empty "
+                f"string) (item_ids {_examples(splits[split].loc[empty, 'item_id'])})",
+            )
+
+    info["sizes"] = {split: len(frame) for split, frame in splits.items()}
+    payload = {
+        "name": name,
+        "files": file_identity(sources.values()),
+        "options": {
+            **options,
+            "limit": limit,
+            "per_class_cap": per_class_cap,
+            "label_source": label_source,
+            "geos": sorted(g.lower() for g in geos) if geos else None,
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "on_bad_image": on_bad_image,
+            "check_images": check_images,
+        },
+        "classes": list(raw_labels),
+    }
+    if extra_fingerprint is not None:
+        payload["extra"] = extra_fingerprint()
+    return DatasetSplits(
+        name=name,
+        root=Path(root),
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        classes=list(classes),
+        fingerprint=fingerprint_of(payload),
+        info=info,
+    )
+
+
+def note_replacements(count: int, source: Path, frame: pd.DataFrame, info: dict[str, Any]) -> None:
+    """Warn about rows whose undecodable bytes were replaced by U+FFFD."""
+    if count:
+        bad = frame.loc[
+            frame["text"].str.contains(REPLACEMENT_CHAR, regex=False, na=False)
+            | frame["item_id"].astype(str).str.contains(REPLACEMENT_CHAR, regex=False, na=False),
+            "row",
+        ].tolist()
+        info.setdefault("non_utf8_rows", {})[str(source)] = count
+        warn(
+            info,
+            f"{source}: {count} row(s) contain bytes that are not valid UTF-8; they were replaced by "
+            f"U+FFFD (CSV lines {_examples(bad)})",
+        )
