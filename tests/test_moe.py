@@ -1,0 +1,205 @@
+"""MoE head: top-k sparsity, hand-computed router losses, masking, dispatch equivalence, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fusionzoo import registry
+from fusionzoo.layers.moe import ExpertMLPs
+from fusionzoo.testing import check_head
+
+DIM, CLASSES = 8, 3
+
+
+def make_head(**hp):
+    head = registry.create_head("moe", DIM, CLASSES, **{"experts": 4, "dropout": 0.0, **hp})
+    return head.eval()
+
+
+def expert_reference(experts: ExpertMLPs, x, index, weights):
+    """Naive per-token, per-chosen-expert evaluation."""
+    rows = []
+    for r in range(x.shape[0]):
+        y = 0
+        for e, w in zip(index[r].tolist(), weights[r], strict=True):
+            hidden = F.gelu(x[r] @ experts.w1[e] + experts.b1[e])
+            y = y + w * (hidden @ experts.w2[e] + experts.b2[e])
+        rows.append(y)
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_exactly_top_k_experts_are_active_per_token(top_k):
+    head = make_head(top_k=top_k)
+    token = torch.randn(1, 1, DIM)
+    with torch.no_grad():
+        base = head(token)
+        chosen = set(base.extras["routing_probs"][0, 0].topk(top_k).indices.tolist())
+        active = set()
+        for e in range(4):
+            saved = head.experts.b2[e].clone()
+            head.experts.b2[e] += 1.0  # shifts expert e's output only
+            if not torch.allclose(head(token).logits, base.logits):
+                active.add(e)
+            head.experts.b2[e].copy_(saved)
+    assert len(active) == top_k
+    assert active == chosen
+    assert int(base.extras["expert_counts"].sum()) == top_k
+
+
+def hand_built_router(head, z_a, z_b):
+    """Router logits z_a for tokens +x_pattern and z_b for tokens −x_pattern (exactly, LN eps = 0)."""
+    linear_in, norm, _, _, linear_out = head.router
+    with torch.no_grad():
+        linear_in.weight.copy_(torch.eye(DIM))
+        linear_in.bias.zero_()
+        norm.eps = 0.0
+        # LN(±pattern) = ±pattern, ReLU keeps the even (group a) or odd (group b) coordinates = 1
+        weight = torch.zeros(4, DIM)
+        weight[:, 0], weight[:, 1] = z_a, z_b
+        linear_out.weight.copy_(weight)
+        linear_out.bias.zero_()
+
+
+PATTERN = torch.tensor([1.0, -1.0] * (DIM // 2))
+
+
+def test_load_balance_and_router_z_equal_their_formula_on_a_hand_built_routing():
+    head = make_head(top_k=2)
+    p_a, p_b = torch.tensor([0.5, 0.3, 0.1, 0.1]), torch.tensor([0.1, 0.2, 0.6, 0.1])
+    hand_built_router(head, p_a.log() + 1.0, p_b.log() + 2.0)  # logsumexp: 1 and 2
+    tokens = torch.stack([torch.stack([PATTERN, PATTERN]), torch.stack([PATTERN, -PATTERN])])  # a a | a b
+    out = head(tokens)
+    # top-1: expert 0 for the three a-tokens, expert 2 for the b-token
+    # f = [3/4, 0, 1/4, 0]; P = (3 p_a + p_b)/4 = [0.4, 0.275, 0.225, 0.1]
+    assert out.aux_losses["load_balance"].item() == pytest.approx(4 * (0.75 * 0.4 + 0.25 * 0.225), abs=1e-5)
+    assert out.aux_losses["router_z"].item() == pytest.approx((3 * 1.0**2 + 2.0**2) / 4, abs=1e-5)
+    torch.testing.assert_close(out.extras["routing_probs"][1, 1], p_b)
+    assert out.extras["expert_counts"].tolist() == [3, 4, 1, 0]  # top-2: a → {0, 1}, b → {2, 1}
+
+    masked = head(tokens, torch.tensor([[True, True], [True, False]]))  # the b-token is padding
+    assert masked.aux_losses["load_balance"].item() == pytest.approx(4 * 0.5, abs=1e-5)
+    assert masked.aux_losses["router_z"].item() == pytest.approx(1.0, abs=1e-5)
+    assert masked.extras["routing_probs"][1, 1].abs().sum() == 0
+
+
+def test_uniform_routing_gives_load_balance_one():
+    head = make_head()
+    with torch.no_grad():
+        head.router[-1].weight.zero_()
+        head.router[-1].bias.zero_()
+    out = head(torch.randn(5, 3, DIM))
+    assert out.aux_losses["load_balance"].item() == pytest.approx(1.0, abs=1e-6)
+    assert out.aux_losses["router_z"].item() == pytest.approx(math.log(4) ** 2, abs=1e-5)
+
+
+def test_token_routing_averages_per_token_logits_over_real_tokens():
+    head = make_head(top_k=2)
+    tokens = torch.randn(2, 3, DIM)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    with torch.no_grad():
+        out = head(tokens, mask)
+        singles = [[head(tokens[b, n].view(1, 1, DIM)).logits[0] for n in range(3)] for b in range(2)]
+        changed = tokens.clone()
+        changed[~mask] = 100.0
+        repadded = head(changed, mask)
+    torch.testing.assert_close(out.logits[0], (singles[0][0] + singles[0][1]) / 2)
+    torch.testing.assert_close(out.logits[1], singles[1][0])
+    torch.testing.assert_close(repadded.logits, out.logits)
+
+
+def test_pooled_routing_routes_the_masked_mean():
+    head = make_head(routing="pooled")
+    tokens = torch.randn(3, 4, DIM)
+    mask = torch.tensor([[True] * 4, [True, True, False, False], [True, False, False, False]])
+    with torch.no_grad():
+        out = head(tokens, mask)
+        pooled = torch.stack([tokens[b, mask[b]].mean(0) for b in range(3)]).unsqueeze(1)
+        expected = head(pooled)
+    assert out.extras["routing_probs"].shape == (3, 1, 4)
+    torch.testing.assert_close(out.logits, expected.logits)
+    assert int(out.extras["expert_counts"].sum()) == 3 * 2
+
+
+def test_sample_without_real_tokens_routes_all_its_tokens():
+    head = make_head()
+    tokens = torch.randn(2, 2, DIM)
+    with torch.no_grad():
+        out = head(tokens, torch.tensor([[True, True], [False, False]]))
+        unmasked = head(tokens)
+    assert torch.isfinite(out.logits).all()
+    torch.testing.assert_close(out.logits[1], unmasked.logits[1])
+
+
+@pytest.mark.parametrize("dispatch", ["padded", "loop", "auto"])
+def test_expert_dispatch_strategies_match_the_naive_reference(dispatch):
+    experts = ExpertMLPs(5, DIM, 12, CLASSES)
+    x = torch.randn(9, DIM)
+    index = torch.stack([torch.randperm(5)[:2] for _ in range(9)])
+    index[:6, 0] = 3  # skewed: expert 3 gets most tokens, some experts none
+    index[:6, 1] = 1
+    weights = torch.rand(9, 2)
+    expected = expert_reference(experts, x, index, weights)
+    torch.testing.assert_close(experts(x, index, weights, dispatch=dispatch), expected)
+
+
+def test_dispatch_gradients_match_between_strategies():
+    experts = ExpertMLPs(4, DIM, 12, CLASSES)
+    x = torch.randn(7, DIM)
+    index = torch.stack([torch.randperm(4)[:2] for _ in range(7)])
+    weights = torch.rand(7, 2)
+    grads = {}
+    for dispatch in ("padded", "loop"):
+        experts.zero_grad()
+        experts(x, index, weights, dispatch=dispatch).pow(2).sum().backward()
+        grads[dispatch] = [p.grad.clone() for p in experts.parameters()]
+    for a, b in zip(grads["padded"], grads["loop"], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_eval_is_deterministic_and_noise_free():
+    head = registry.create_head("moe", DIM, CLASSES, experts=4, dropout=0.3).eval()
+    tokens = torch.randn(4, 2, DIM)
+    with torch.no_grad():
+        first, second = head(tokens), head(tokens)
+    assert torch.equal(first.logits, second.logits)
+    assert torch.equal(first.extras["routing_probs"], second.extras["routing_probs"])
+
+
+def test_top1_keeps_the_router_probability_so_the_router_learns_from_the_task():
+    head = make_head(top_k=1).train()
+    head(torch.randn(6, 2, DIM)).logits.sum().backward()
+    assert head.router[0].weight.grad is not None
+    assert head.router[0].weight.grad.abs().sum() > 0
+
+
+def test_top2_weights_are_renormalised():
+    head = make_head(top_k=2)
+    token = torch.randn(1, 1, DIM)
+    with torch.no_grad():
+        out = head(token)
+        probs = out.extras["routing_probs"][0, 0]
+        top_p, top_e = probs.topk(2)
+        x = token.view(1, DIM)
+        expected = expert_reference(head.experts, x, top_e.view(1, 2), (top_p / top_p.sum()).view(1, 2))
+    torch.testing.assert_close(out.logits, expected)
+
+
+@pytest.mark.parametrize(
+    "spec", ["moe:experts=4,top_k=1", "moe:experts=4,routing=pooled", "moe:experts=3,top_k=3"]
+)
+def test_moe_variants_meet_the_contract(spec):
+    check_head(spec)
+
+
+@pytest.mark.parametrize(
+    ("hp", "message"),
+    [({"experts": 4, "top_k": 5}, "top_k"), ({"routing": "tokens"}, "routing"), ({"experts": 0}, "experts")],
+)
+def test_bad_hyperparameters_are_named(hp, message):
+    with pytest.raises(ValueError, match=message):
+        registry.create_head("moe", DIM, CLASSES, **hp)
