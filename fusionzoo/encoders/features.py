@@ -7,6 +7,7 @@ A :class:`FeatureSplit` holds, for N samples:
     text_offsets   (N + 1,) int64        sample i's tokens are text_tokens[offsets[i]:offsets[i+1]]
     labels         (N,) int64
     meta           DataFrame, N rows: item_id, geo, label_source, is_human, label
+    info           dict: provenance (cache path, reused/resumed, dropped bad items, truncated texts)
 
 Arrays may be numpy memmaps (the cache) or in-memory arrays (tests). :func:`collate_features` pads
 text per batch and returns the batch dict every trainer and fusion model reads.
@@ -14,7 +15,8 @@ text per batch and returns the batch dict every trainer and fusion model reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,7 @@ class FeatureSplit:
     text_offsets: np.ndarray
     labels: np.ndarray
     meta: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)  # where it came from: cache path, reused, ...
 
     def __post_init__(self) -> None:
         n = len(self.labels)

@@ -1,0 +1,221 @@
+"""Default encoders per dataset.
+
+GLAMI-1M (and any real dataset): the paper's encoders, ``timm:vit_base_patch16_224`` and
+``hf:bert-base-multilingual-cased``, pretrained (from the local Hugging Face cache when offline).
+
+The embedded ``synth`` dataset must work with no download, so its encoders are built locally,
+deterministically from a seed, with timm and transformers model classes (see docs/encoders.md for the
+measurements behind this choice):
+
+- image: timm ``vit_tiny_patch16_224`` at ``img_size=64`` (17 tokens × 192), randomly initialised
+  from the seed and frozen, saved with ``timm.models.save_for_hf``;
+- text: a ``BertModel`` from a small ``BertConfig`` (2 layers × 256), randomly initialised from the
+  seed and frozen, with a WordPiece tokenizer trained by the ``tokenizers`` library on the train
+  split's texts and saved as a ``PreTrainedTokenizerFast``.
+
+Both go to ``<cache dir>/models/<recipe hash>/`` (never the package directory) and are then loaded
+by path like any user model, so their file hashes enter the feature-cache key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fusionzoo.data.base import DatasetSplits, fingerprint_of
+from fusionzoo.encoders.errors import EncoderError
+from fusionzoo.encoders.image import ImageEncoder, create_image_encoder
+from fusionzoo.encoders.text import TextEncoder, create_text_encoder
+
+PAPER_IMAGE_ENCODER = "timm:vit_base_patch16_224"
+PAPER_TEXT_ENCODER = "hf:bert-base-multilingual-cased"
+LOCAL_DATASETS = ("synth",)
+
+SYNTH_IMAGE_RECIPE: dict[str, Any] = {
+    "architecture": "vit_tiny_patch16_224",
+    "model_args": {"img_size": 64},
+    "seed": 0,
+    "version": 1,
+}
+SYNTH_TEXT_RECIPE: dict[str, Any] = {
+    "config": {
+        "hidden_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 512,
+        "max_position_embeddings": 256,
+    },
+    "tokenizer": {"kind": "wordpiece", "vocab_size": 8000, "min_frequency": 2, "lowercase": True},
+    "max_length": 128,
+    "seed": 0,
+    "version": 1,
+}
+
+
+def default_encoder_specs(dataset_name: str) -> tuple[str, str] | None:
+    """The paper's encoder specs for a real dataset; ``None`` for a dataset with local defaults."""
+    return None if dataset_name in LOCAL_DATASETS else (PAPER_IMAGE_ENCODER, PAPER_TEXT_ENCODER)
+
+
+def default_encoders(
+    dataset_name: str,
+    splits: DatasetSplits | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    pretrained: bool | None = None,
+    text_max_length: int | None = None,
+    image_tokens: str | int = "all",
+    text_tokens: str = "all",
+) -> tuple[ImageEncoder, TextEncoder]:
+    """``(image_encoder, text_encoder)`` for a dataset (see the module docstring)."""
+    specs = default_encoder_specs(dataset_name)
+    if specs is not None:
+        image = create_image_encoder(specs[0], pretrained, image_tokens=image_tokens)
+        text = create_text_encoder(
+            specs[1], pretrained, max_length=text_max_length or 512, text_tokens=text_tokens
+        )
+        return image, text
+    if splits is None:
+        raise EncoderError(
+            f"default encoders for '{dataset_name}' are built from its train texts: pass splits"
+        )
+    from fusionzoo.encoders.cache import default_cache_dir
+
+    models = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    models = models / "models"
+    image_dir = build_synth_image_model(models)
+    text_dir = build_synth_text_model(models, splits)
+    image = create_image_encoder(f"timm:{image_dir}", image_tokens=image_tokens)
+    text = create_text_encoder(
+        f"hf:{text_dir}",
+        max_length=text_max_length or SYNTH_TEXT_RECIPE["max_length"],
+        text_tokens=text_tokens,
+    )
+    return image, text
+
+
+def _build_atomically(target: Path, build: Any) -> Path:
+    """Build a model folder in a temp dir next to ``target`` and rename it into place."""
+    if (target / "READY").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
+    try:
+        build(tmp)
+        (tmp / "READY").write_text("complete\n")
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "READY").exists():  # pragma: no cover - a concurrent builder won elsewhere
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def build_synth_image_model(models_dir: Path, recipe: dict[str, Any] | None = None) -> Path:
+    """A seeded, randomly initialised timm model saved with ``save_for_hf``; returns its folder."""
+    recipe = recipe or SYNTH_IMAGE_RECIPE
+    target = Path(models_dir) / f"synth-image-{recipe['architecture']}-{fingerprint_of(recipe)}"
+
+    def build(folder: Path) -> None:
+        import timm
+        from timm.models import save_for_hf
+
+        generator_state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(recipe["seed"])
+            model = timm.create_model(
+                recipe["architecture"], pretrained=False, num_classes=0, **recipe["model_args"]
+            )
+        finally:
+            torch.random.set_rng_state(generator_state)
+        size = recipe["model_args"].get("img_size")
+        data_config = {"input_size": [3, size, size], "crop_pct": 1.0} if size else None
+        save_for_hf(
+            model,
+            str(folder),
+            model_args=dict(recipe["model_args"]),
+            safe_serialization=True,
+            data_config=data_config,
+        )
+        (folder / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True))
+
+    return _build_atomically(target, build)
+
+
+def build_synth_text_model(
+    models_dir: Path, splits: DatasetSplits, recipe: dict[str, Any] | None = None
+) -> Path:
+    """A WordPiece tokenizer trained on the train texts + a seeded random ``BertModel``; its folder."""
+    recipe = recipe or SYNTH_TEXT_RECIPE
+    ident = fingerprint_of({"recipe": recipe, "train": splits.split_fingerprint("train")})
+    target = Path(models_dir) / f"synth-text-bert-{ident}"
+
+    def build(folder: Path) -> None:
+        from transformers import BertConfig, BertModel
+
+        tokenizer = train_wordpiece_tokenizer(splits.train["text"].fillna("").astype(str).tolist(), recipe)
+        tokenizer.save_pretrained(str(folder))
+        config = BertConfig(
+            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **recipe["config"]
+        )
+        generator_state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(recipe["seed"])
+            model = BertModel(config)  # with its pooler, so AutoModel loads every weight
+        finally:
+            torch.random.set_rng_state(generator_state)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        try:
+            model.save_pretrained(str(folder))
+        finally:
+            hf_logging.enable_progress_bar()
+        (folder / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True))
+
+    return _build_atomically(target, build)
+
+
+def train_wordpiece_tokenizer(texts: list[str], recipe: dict[str, Any] | None = None) -> Any:
+    """A BERT-style WordPiece ``PreTrainedTokenizerFast`` trained offline on ``texts``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    recipe = recipe or SYNTH_TEXT_RECIPE
+    options = recipe["tokenizer"]
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=options["lowercase"]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=options["vocab_size"], min_frequency=options["min_frequency"], special_tokens=special
+    )
+    tokenizer.train_from_iterator(sorted(texts), trainer=trainer)  # sorted: order-independent result
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=recipe["config"]["max_position_embeddings"],
+    )

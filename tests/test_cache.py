@@ -1,0 +1,285 @@
+"""The token-feature cache: reuse, invalidation, resume after SIGKILL, corruption, ragged text."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+from fusionzoo.encoders.cache import FILES, encode_splits
+from fusionzoo.encoders.errors import EncoderError
+from fusionzoo.encoders.image import create_image_encoder
+from fusionzoo.encoders.testing import (
+    save_tiny_image_model,
+    save_tiny_text_model,
+    splits_from_csv,
+    write_tiny_glami,
+)
+from fusionzoo.encoders.text import create_text_encoder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    csv = write_tiny_glami(root / "vocab", n=40)
+    texts = splits_from_csv(csv).train["text"].tolist()
+    return {
+        "image": save_tiny_image_model(root / "vit"),
+        "image_other": save_tiny_image_model(root / "vit_other", seed=1),
+        "text": save_tiny_text_model(root / "bert", texts),
+    }
+
+
+def encoders(models, image_key="image", max_length=32):
+    image = create_image_encoder(f"timm:{models[image_key]}")
+    text = create_text_encoder(f"hf:{models['text']}", max_length=max_length)
+    return image, text
+
+
+def console():
+    return Console(file=io.StringIO(), width=300, soft_wrap=True)
+
+
+def run(splits, image, text, cache, **kwargs):
+    out = console()
+    kwargs.setdefault("batch_size", 4)
+    kwargs.setdefault("chunk_rows", 8)
+    kwargs.setdefault("num_workers", 0)
+    features = encode_splits(splits, image, text, cache, progress=False, console=out, **kwargs)
+    return features, out.file.getvalue()
+
+
+def same(a, b):
+    for name in ("image_tokens", "text_tokens", "text_offsets", "labels"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(a, name)), np.asarray(getattr(b, name)), err_msg=name
+        )
+    assert a.meta.equals(b.meta)
+
+
+def test_encode_then_reuse_and_report(tmp_path, models):
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=30))
+    image, text = encoders(models)
+    first, log1 = run(splits, image, text, tmp_path / "cache")
+    assert set(first) == {"train", "val", "test"}
+    train = first["train"]
+    assert len(train) == len(splits.train) == 18
+    assert train.image_tokens.dtype == np.float16 and isinstance(train.image_tokens, np.memmap)
+    assert train.image_tokens.shape == (18, image.num_tokens, image.out_dim)
+    assert train.info["reused"] is False
+    assert "encoding 18 rows" in log1 and "about" in log1  # size estimate before encoding
+    assert list(train.labels) == splits.train["label"].tolist()
+    assert train.meta["item_id"].tolist() == splits.train["item_id"].tolist()
+    second, log2 = run(splits, image, text, tmp_path / "cache")
+    assert all(f.info["reused"] for f in second.values())
+    assert "reusing cached features" in log2 and "encoding" not in log2
+    same(first["train"], second["train"])
+
+
+def test_invalidated_by_csv_option_and_encoder_change(tmp_path, models):
+    csv = write_tiny_glami(tmp_path / "data", n=20)
+    splits = splits_from_csv(csv)
+    image, text = encoders(models)
+    base, _ = run(splits, image, text, tmp_path / "cache")
+    key = base["train"].info["key"]
+
+    # a CSV edit (one text changed) -> new dataset fingerprint -> new entry
+    content = csv.read_text().replace("item3,", "item3,", 1)
+    lines = content.splitlines()
+    lines[1] = lines[1].replace("nice", "brandnew", 1) if "nice" in lines[1] else lines[1] + " "
+    csv.write_text("\n".join(lines) + "\n")
+    edited, log = run(splits_from_csv(csv), image, text, tmp_path / "cache")
+    assert edited["train"].info["reused"] is False and edited["train"].info["key"] != key
+
+    # an option (max_length) -> new entry
+    image2, text_short = encoders(models, max_length=4)
+    short, _ = run(splits, image2, text_short, tmp_path / "cache")
+    assert short["train"].info["reused"] is False and short["train"].info["key"] != key
+    assert short["train"].text_lengths().max() <= 4
+    assert short["train"].info["truncated_texts"] > 0
+
+    # another encoder (different weights, same architecture) -> new entry
+    other_image, other_text = encoders(models, image_key="image_other")
+    other, _ = run(splits, other_image, other_text, tmp_path / "cache")
+    assert other["train"].info["reused"] is False and other["train"].info["key"] != key
+
+    # and the original is still reused
+    again, _ = run(splits, image, text, tmp_path / "cache")
+    assert again["train"].info["reused"] and again["train"].info["key"] == key
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from fusionzoo.encoders.cache import encode_splits
+    from fusionzoo.encoders.image import create_image_encoder
+    from fusionzoo.encoders.testing import splits_from_csv
+    from fusionzoo.encoders.text import create_text_encoder
+
+    csv, image_dir, text_dir, cache = sys.argv[1:5]
+    splits = splits_from_csv(csv)
+    image = create_image_encoder("timm:" + image_dir)
+    text = create_text_encoder("hf:" + text_dir, max_length=32)
+
+    def slow(split, chunk):
+        print("chunk", split, chunk, flush=True)
+        time.sleep(30)  # the test kills us here, after at least one committed chunk
+
+    encode_splits(splits, image, text, cache, split_names=["train"], batch_size=4, chunk_rows=8,
+                  num_workers=0, progress=False, on_chunk=slow)
+    """
+)
+
+
+def test_resumes_after_sigkill_and_equals_uninterrupted(tmp_path, models):
+    csv = write_tiny_glami(tmp_path / "data", n=40)
+    splits = splits_from_csv(csv)
+    script = tmp_path / "kill_me.py"
+    script.write_text(KILL_SCRIPT)
+    cache = tmp_path / "cache"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(csv), str(models["image"]), str(models["text"]), str(cache)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        line = ""
+        deadline = time.time() + 120
+        while "chunk" not in line and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        assert "chunk train 0" in line, f"encoder subprocess did not commit a chunk: {line!r}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    partial = [p for p in cache.iterdir() if p.name.endswith(".partial")]
+    assert len(partial) == 1
+    journal = json.loads((partial[0] / "journal.json").read_text())
+    assert len(journal["chunks"]) >= 1
+    assert not any(
+        p.name.startswith("tiny-train-") and not p.name.endswith((".partial", ".lock"))
+        for p in cache.iterdir()
+    )
+
+    image, text = encoders(models)
+    resumed, log = run(splits, image, text, cache, split_names=["train"])
+    assert "resuming an interrupted encode at row 8" in log
+    assert resumed["train"].info["resumed"] is True
+    fresh, _ = run(splits, image, text, tmp_path / "fresh", split_names=["train"])
+    same(resumed["train"], fresh["train"])
+    assert not any(p.name.endswith(".partial") for p in cache.iterdir())
+
+
+def test_partial_entry_with_damaged_chunk_resumes_before_it(tmp_path, models):
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=40))
+    image, text = encoders(models)
+    fresh, _ = run(splits, image, text, tmp_path / "fresh", split_names=["train"])
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(split, chunk):
+        if chunk == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(splits, image, text, tmp_path / "cache", split_names=["train"], on_chunk=stop_after_two)
+    partial = next(p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".partial"))
+    journal = json.loads((partial / "journal.json").read_text())
+    start, length, _ = journal["chunks"][1]["files"]["text_tokens.f16"]
+    with open(partial / "text_tokens.f16", "r+b") as handle:
+        handle.seek(start + length // 2)
+        handle.write(b"\x7f\x7f\x7f\x7f")
+    resumed, log = run(splits, image, text, tmp_path / "cache", split_names=["train"])
+    assert "chunk 1 is damaged" in log and "resuming an interrupted encode at row 8" in log
+    same(resumed["train"], fresh["train"])
+
+
+def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, models):
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=30))
+    image, text = encoders(models)
+    first, _ = run(splits, image, text, tmp_path / "cache")
+    entry = Path(first["train"].info["cache_path"])
+    reference = {name: np.array(getattr(first["train"], name)) for name in ("image_tokens", "text_tokens")}
+    del first
+    manifest = json.loads((entry / "manifest.json").read_text())
+    start, length, _ = manifest["chunks"][1]["files"]["image_tokens.f16"]
+    with open(entry / "image_tokens.f16", "r+b") as handle:
+        handle.seek(start + 10)
+        original = handle.read(4)
+        handle.seek(start + 10)
+        handle.write(bytes(b ^ 0xFF for b in original))
+    second, log = run(splits, image, text, tmp_path / "cache")
+    assert "corrupt cache entry for train" in log and "chunk 1" in log
+    assert second["train"].info["reused"] is False
+    np.testing.assert_array_equal(np.asarray(second["train"].image_tokens), reference["image_tokens"])
+    assert second["val"].info["reused"] and second["test"].info["reused"]
+
+    # a truncated file is caught by the size check, too
+    os.truncate(entry / "text_tokens.f16", 10)
+    third, log = run(splits, image, text, tmp_path / "cache")
+    assert "corrupt cache entry for train" in log and third["train"].info["reused"] is False
+    np.testing.assert_array_equal(np.asarray(third["train"].text_tokens), reference["text_tokens"])
+
+
+def test_ragged_text_round_trip(tmp_path, models):
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=20))
+    image, text = encoders(models)
+    features, _ = run(splits, image, text, tmp_path / "cache", split_names=["train"])
+    train = features["train"]
+    texts = splits.train["text"].tolist()
+    assert (tmp_path / "cache").exists()
+    entry = Path(train.info["cache_path"])
+    lengths = train.text_lengths()
+    assert len(set(lengths.tolist())) > 1  # really ragged
+    assert (entry / "text_tokens.f16").stat().st_size == int(lengths.sum()) * text.out_dim * 2  # no padding
+    for i in (0, 3, len(texts) - 1):
+        batch = text.tokenize([texts[i]])
+        with torch.no_grad():
+            expected, mask = text(batch.input_ids, batch.attention_mask)
+        stored = np.asarray(train.text_tokens[train.text_offsets[i] : train.text_offsets[i + 1]], np.float32)
+        assert stored.shape == (int(mask.sum()), text.out_dim)
+        np.testing.assert_allclose(stored, expected[0].numpy(), atol=2e-2, rtol=2e-2)
+    from fusionzoo.encoders.features import collate_features
+
+    batch = collate_features(train, [2, 0, 5])
+    assert batch["text"].shape[1] == lengths[[2, 0, 5]].max()
+    assert batch["text_mask"].sum(1).tolist() == lengths[[2, 0, 5]].tolist()
+
+
+def test_bad_images_skip_and_fail(tmp_path, models):
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=20, bad=(2, 5)))
+    image, text = encoders(models)
+    features, log = run(splits, image, text, tmp_path / "cache", split_names=["train"])
+    train = features["train"]
+    assert len(train) == len(splits.train) - 2
+    assert "item2" not in train.meta["item_id"].tolist()
+    assert "dropped 2 row(s) with unreadable images, first item_ids: item2, item5" in log
+    assert train.info["bad_items"] == ["item2", "item5"]
+    with pytest.raises(EncoderError, match="unreadable image.*item2"):
+        run(splits, image, text, tmp_path / "cache2", split_names=["train"], on_bad_image="fail")
+
+
+def test_files_are_the_documented_layout(tmp_path, models):
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=10))
+    image, text = encoders(models)
+    features, _ = run(splits, image, text, tmp_path / "cache", split_names=["test"])
+    entry = Path(features["test"].info["cache_path"])
+    assert {p.name for p in entry.iterdir()} == set(FILES) | {"manifest.json", "labels.npy", "meta.parquet"}
