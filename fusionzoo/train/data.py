@@ -75,14 +75,14 @@ class MaterialisedSplit:
         lengths = np.diff(np.asarray(features.text_offsets)).astype(np.int64)
         max_len = max(1, int(lengths.max()) if n else 1)
         text = torch.zeros(n, max_len, features.text_dim, dtype=dtype)
-        tokens = torch.from_numpy(np.ascontiguousarray(features.text_tokens)).to(dtype)
+        tokens = torch.from_numpy(np.asarray(features.text_tokens, dtype=np.float32)).to(dtype)  # a copy
         if n and tokens.shape[0]:
             rows = torch.from_numpy(np.repeat(np.arange(n), lengths))
             starts = torch.from_numpy(np.repeat(np.asarray(features.text_offsets[:-1]), lengths))
             cols = torch.arange(tokens.shape[0]) - starts
             text[rows, cols] = tokens
         return cls(
-            image=torch.from_numpy(np.ascontiguousarray(features.image_tokens)).to(dtype),
+            image=torch.from_numpy(np.array(features.image_tokens, dtype=np.float32)).to(dtype),
             text=text,
             lengths=torch.from_numpy(lengths),
             labels=torch.from_numpy(np.asarray(features.labels, dtype=np.int64)),
