@@ -1,0 +1,575 @@
+"""The merged Optuna search space of one tuning study: fusion + head + training.
+
+Each fusion and head declares its own space with a ``search_space(trial) -> kwargs`` classmethod
+(``fusionzoo.interface``). The tuner merges them with a shared training space:
+
+    lr               log-uniform (frozen: 1e-4..1e-2, finetune: 1e-6..1e-4)   -> RunConfig.lr
+    weight_decay     log-uniform 1e-4..0.1                                    -> RunConfig.weight_decay
+    label_smoothing  uniform 0..0.2                                           -> RunConfig.label_smoothing
+    proj_dropout     uniform 0..0.3 (dropout after the modality projections)   -> RunConfig.dropout
+    aux_<name>       log-uniform 0.05..1, one per aux loss the model returns  -> RunConfig.loss_weights[name]
+
+Parameter names are unique within a study. The training space claims its names first; a fusion or
+head parameter whose name is already taken by another component is renamed ``<component>_<name>``
+(e.g. a head's ``dropout`` next to a fusion's ``dropout`` becomes ``head_dropout``).
+
+A TOML file overrides or fixes any parameter in its ``[space]`` table::
+
+    [space]
+    lr = { low = 1e-4, high = 3e-3, log = true }   # new range
+    hidden_mult = { choices = [1.0, 2.0] }         # new choices
+    head_dropout = 0.1                             # fixed: not searched
+    batch_size = { choices = [64, 128] }           # a RunConfig field added to the space
+
+Hyperparameters given in the spec strings (``--fusion concat_mlp:dropout=0.2``) are fixed as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from fusionzoo import registry
+
+__all__ = [
+    "ADDABLE_TRAIN_FIELDS",
+    "Param",
+    "SearchSpace",
+    "SearchSpaceError",
+    "Suggestion",
+    "build_space",
+    "describe_distribution",
+    "discover_aux_losses",
+    "load_space_overrides",
+    "parse_override",
+]
+
+TRAIN = "train"
+FUSION = "fusion"
+HEAD = "head"
+COMPONENT_ORDER = (TRAIN, FUSION, HEAD)
+
+# RunConfig fields a TOML [space] may add to the search (or fix) beyond the default training space.
+ADDABLE_TRAIN_FIELDS: dict[str, type] = {
+    "batch_size": int,
+    "warmup": float,
+    "grad_clip": float,
+    "dim": int,
+    "class_weighted": bool,
+    "modality_embeddings": bool,
+    "position_embeddings": bool,
+    "patience": int,
+}
+# training parameter name -> RunConfig field
+TRAIN_FIELD_OF = {"lr": "lr", "weight_decay": "weight_decay", "label_smoothing": "label_smoothing"}
+TRAIN_FIELD_OF["proj_dropout"] = "dropout"
+AUX_PREFIX = "aux_"
+
+
+class SearchSpaceError(ValueError):
+    """A search-space definition or override is wrong; the message names it and the valid choices."""
+
+
+_UNSET: Any = object()
+
+
+@dataclass
+class Param:
+    """One parameter of the merged space.
+
+    name: the Optuna parameter name (unique in the study).
+    component: ``"train"``, ``"fusion"`` or ``"head"``.
+    raw_name: the name the component suggested (differs from ``name`` after a collision rename).
+    distribution: what is searched; ``None`` when the parameter is fixed.
+    fixed: the fixed value (``_UNSET`` when searched).
+    source: where the definition comes from (``"fusion concat_mlp"``, ``"training"``, ``"tune.toml"``...).
+    """
+
+    name: str
+    component: str
+    raw_name: str
+    distribution: BaseDistribution | None
+    fixed: Any = _UNSET
+    source: str = ""
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.fixed is not _UNSET
+
+
+@dataclass
+class Suggestion:
+    """What one trial gets: the plugins' kwargs and the RunConfig fields."""
+
+    fusion_kwargs: dict[str, Any] = field(default_factory=dict)
+    head_kwargs: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ distributions
+def describe_distribution(dist: BaseDistribution | None) -> str:
+    """Human-readable form: ``float [0.0001, 0.01] log``, ``int [1, 8] step 2``, ``{1.0, 2.0}``."""
+    if dist is None:
+        return "-"
+    if isinstance(dist, FloatDistribution):
+        text = f"float [{dist.low:g}, {dist.high:g}]"
+        if dist.log:
+            text += " log"
+        if dist.step is not None:
+            text += f" step {dist.step:g}"
+        return text
+    if isinstance(dist, IntDistribution):
+        text = f"int [{dist.low}, {dist.high}]"
+        if dist.log:
+            text += " log"
+        if dist.step != 1:
+            text += f" step {dist.step}"
+        return text
+    if isinstance(dist, CategoricalDistribution):
+        return "{" + ", ".join(repr(c) if isinstance(c, str) else str(c) for c in dist.choices) + "}"
+    return repr(dist)
+
+
+def _suggest(trial: Any, name: str, dist: BaseDistribution) -> Any:
+    """Ask ``trial`` for ``name`` under ``dist`` through the public ``suggest_*`` API."""
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))
+    raise SearchSpaceError(f"unsupported distribution {dist!r} for parameter '{name}'")
+
+
+def _representative(dist: BaseDistribution) -> Any:
+    if isinstance(dist, FloatDistribution | IntDistribution):
+        return dist.low
+    return dist.choices[0]
+
+
+# ------------------------------------------------------------------------------------------- trial proxies
+class _Recorder:
+    """A stand-in for ``optuna.Trial`` that records what a ``search_space`` suggests."""
+
+    def __init__(self) -> None:
+        self.suggested: dict[str, BaseDistribution] = {}
+        self.user_attrs: dict[str, Any] = {}
+        self.number = 0
+        self.params: dict[str, Any] = {}
+
+    def _record(self, name: str, dist: BaseDistribution) -> Any:
+        if name in self.suggested and self.suggested[name] != dist:
+            raise SearchSpaceError(
+                f"parameter '{name}' is suggested twice with different distributions "
+                f"({describe_distribution(self.suggested[name])} and {describe_distribution(dist)})"
+            )
+        self.suggested[name] = dist
+        value = _representative(dist)
+        self.params[name] = value
+        return value
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return self._record(name, FloatDistribution(low, high, step=step, log=log))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        return self._record(name, IntDistribution(low, high, step=step, log=log))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._record(name, CategoricalDistribution(list(choices)))
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+    def report(self, value: float, step: int) -> None:  # pragma: no cover - not used by spaces
+        pass
+
+    def should_prune(self) -> bool:  # pragma: no cover
+        return False
+
+
+class _ComponentTrial:
+    """What a component's ``search_space`` sees: renames colliding names, applies overrides/fixes."""
+
+    def __init__(self, trial: Any, space: SearchSpace, component: str, out: Suggestion) -> None:
+        self._trial = trial
+        self._space = space
+        self._component = component
+        self._out = out
+
+    def _value(self, raw_name: str, declared: BaseDistribution) -> Any:
+        name = self._space.optuna_name(self._component, raw_name)
+        param = self._space.params.get(name)
+        if param is not None and param.is_fixed:
+            self._out.fixed[name] = param.fixed
+            return param.fixed
+        dist = param.distribution if param is not None and param.distribution is not None else declared
+        return _suggest(self._trial, name, dist)
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return self._value(name, FloatDistribution(low, high, step=step, log=log))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        return self._value(name, IntDistribution(low, high, step=step, log=log))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._value(name, CategoricalDistribution(list(choices)))
+
+    def __getattr__(self, item: str) -> Any:  # number, params, user attrs, report... pass through
+        return getattr(self._trial, item)
+
+
+# --------------------------------------------------------------------------------------------- the space
+@dataclass
+class SearchSpace:
+    """The merged space. ``params`` is ordered: training, fusion, head."""
+
+    fusion: str
+    head: str
+    mode: str = "frozen"
+    aux_losses: tuple[str, ...] = ()
+    params: dict[str, Param] = field(default_factory=dict)
+    # (component, raw name) -> Optuna name, for every recorded plugin parameter
+    names: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def fusion_name(self) -> str:
+        return registry.parse_spec(self.fusion)[0]
+
+    @property
+    def head_name(self) -> str:
+        return registry.parse_spec(self.head)[0]
+
+    def optuna_name(self, component: str, raw_name: str) -> str:
+        """The study-wide name of a component's parameter (``head_dropout`` after a collision)."""
+        if (component, raw_name) in self.names:
+            return self.names[(component, raw_name)]
+        taken = {n for (c, _), n in self.names.items() if c != component}
+        return raw_name if raw_name not in taken else f"{component}_{raw_name}"
+
+    def searched(self) -> list[Param]:
+        return [p for p in self.params.values() if not p.is_fixed]
+
+    def valid_names(self) -> list[str]:
+        return list(self.params)
+
+    # ----------------------------------------------------------------------------------------- sampling
+    def suggest(self, trial: Any) -> Suggestion:
+        """Suggest every parameter on ``trial`` (an ``optuna.Trial`` or ``FixedTrial``)."""
+        out = Suggestion()
+        fusion_name, fusion_spec_kwargs = registry.parse_spec(self.fusion)
+        head_name, head_spec_kwargs = registry.parse_spec(self.head)
+        for param in self.params.values():
+            if param.component != TRAIN:
+                continue
+            value = param.fixed if param.is_fixed else _suggest(trial, param.name, param.distribution)
+            if param.is_fixed:
+                out.fixed[param.name] = value
+            if param.name.startswith(AUX_PREFIX) and param.name not in ADDABLE_TRAIN_FIELDS:
+                out.loss_weights[param.name[len(AUX_PREFIX) :]] = float(value)
+            else:
+                out.train[TRAIN_FIELD_OF.get(param.name, param.name)] = value
+        fusion_cls = registry.get_fusion_class(fusion_name)
+        head_cls = registry.get_head_class(head_name)
+        out.fusion_kwargs = dict(_call_space(fusion_cls, _ComponentTrial(trial, self, FUSION, out)))
+        out.head_kwargs = dict(_call_space(head_cls, _ComponentTrial(trial, self, HEAD, out)))
+        out.fusion_kwargs.update(fusion_spec_kwargs)  # spec hyperparameters always win
+        out.head_kwargs.update(head_spec_kwargs)
+        return out
+
+    def run_config(self, base: Any, suggestion: Suggestion) -> Any:
+        """``base`` (a ``RunConfig``) with the suggestion applied: specs, training fields, loss weights."""
+        changes: dict[str, Any] = dict(suggestion.train)
+        changes["fusion"] = registry.format_spec(self.fusion_name, suggestion.fusion_kwargs)
+        changes["head"] = registry.format_spec(self.head_name, suggestion.head_kwargs)
+        if suggestion.loss_weights:
+            changes["loss_weights"] = {**dict(base.loss_weights), **suggestion.loss_weights}
+        return dataclasses.replace(base, **changes)
+
+    # ---------------------------------------------------------------------------------------- overrides
+    def apply_overrides(self, overrides: Mapping[str, Any], source: str = "config") -> None:
+        """Apply ``[space]`` entries: a scalar fixes, a table sets a new range or choices."""
+        unknown = [k for k in overrides if k not in self.params and k not in ADDABLE_TRAIN_FIELDS]
+        if unknown:
+            raise SearchSpaceError(self._unknown_message(unknown, source))
+        for name, spec in overrides.items():
+            if name in self.params:
+                param = self.params[name]
+            else:
+                param = Param(name, TRAIN, name, None, source=source)
+                self.params[name] = param
+            try:
+                dist, fixed = parse_override(spec)
+            except SearchSpaceError as exc:
+                raise SearchSpaceError(f"{source}: [space] {name}: {exc}") from None
+            if name in ADDABLE_TRAIN_FIELDS and param.component == TRAIN:
+                _check_field_type(name, dist, fixed, source)
+            param.distribution, param.fixed, param.source = dist, fixed, source
+
+    def _unknown_message(self, unknown: list[str], source: str) -> str:
+        valid = self.valid_names()
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, valid + list(ADDABLE_TRAIN_FIELDS), n=1)
+            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        addable = [n for n in ADDABLE_TRAIN_FIELDS if n not in self.params]
+        return (
+            f"{source}: unknown parameter {', '.join(hints)} in [space] for fusion '{self.fusion}' and "
+            f"head '{self.head}'. Valid parameters: {', '.join(valid)}. "
+            f"RunConfig fields that can be added: {', '.join(addable)}"
+        )
+
+    # ----------------------------------------------------------------------------------------- display
+    def rows(self) -> list[dict[str, str]]:
+        rows = []
+        for p in self.params.values():
+            rows.append(
+                {
+                    "parameter": p.name,
+                    "component": p.component,
+                    "target": _target(p),
+                    "distribution": describe_distribution(p.distribution) if not p.is_fixed else "-",
+                    "status": f"fixed = {p.fixed!r}" if p.is_fixed else "searched",
+                    "source": p.source,
+                }
+            )
+        return rows
+
+    def table(self, title: str | None = None) -> Any:
+        """A ``rich.table.Table`` of the merged space."""
+        from rich.table import Table
+
+        table = Table(title=title or f"search space: fusion {self.fusion}, head {self.head}")
+        for column in ("parameter", "component", "target", "distribution", "status", "source"):
+            table.add_column(column, no_wrap=column in ("parameter", "distribution"))
+        for row in self.rows():
+            style = "dim" if row["status"] != "searched" else None
+            table.add_row(*row.values(), style=style)
+        return table
+
+
+def _target(p: Param) -> str:
+    if p.component == TRAIN:
+        if p.name.startswith(AUX_PREFIX) and p.name not in ADDABLE_TRAIN_FIELDS:
+            return f"loss_weights[{p.name[len(AUX_PREFIX) :]}]"
+        return f"RunConfig.{TRAIN_FIELD_OF.get(p.name, p.name)}"
+    renamed = f" (declared '{p.raw_name}')" if p.raw_name != p.name else ""
+    return f"{p.component}.search_space{renamed}"
+
+
+def _check_field_type(name: str, dist: BaseDistribution | None, fixed: Any, source: str) -> None:
+    expected = ADDABLE_TRAIN_FIELDS[name]
+    values = [fixed] if dist is None else list(getattr(dist, "choices", [])) or [dist.low, dist.high]
+    for value in values:
+        ok = isinstance(value, bool) if expected is bool else isinstance(value, int | float)
+        if expected is int and (isinstance(value, bool) or not float(value).is_integer()):
+            ok = False
+        if not ok:
+            raise SearchSpaceError(
+                f"{source}: [space] {name} is RunConfig.{name} ({expected.__name__}); got {value!r}"
+            )
+
+
+def _call_space(cls: Any, trial: Any) -> dict[str, Any]:
+    space_fn = getattr(cls, "search_space", None)
+    if space_fn is None:
+        return {}
+    result = space_fn(trial)
+    if result is None:
+        return {}
+    if not isinstance(result, Mapping):
+        raise SearchSpaceError(
+            f"{getattr(cls, '__name__', cls)}.search_space must return a dict of constructor kwargs, "
+            f"got {type(result).__name__}"
+        )
+    return dict(result)
+
+
+def parse_override(spec: Any) -> tuple[BaseDistribution | None, Any]:
+    """A ``[space]`` value -> ``(distribution, _UNSET)`` or ``(None, fixed value)``.
+
+    Scalars fix; ``{value = x}`` fixes; ``{choices = [...]}`` is categorical; ``{low, high[, log,
+    step]}`` is an int range when low, high (and step) are all integers, else a float range.
+    """
+    if isinstance(spec, bool | int | float | str):
+        return None, spec
+    if not isinstance(spec, Mapping):
+        raise SearchSpaceError(
+            f"expected a value (fixes it), {{choices = [...]}} or {{low = .., high = .., log = .., step = ..}}, "
+            f"got {spec!r}"
+        )
+    keys = set(spec)
+    if keys == {"value"}:
+        return None, spec["value"]
+    if "choices" in keys:
+        if keys - {"choices"}:
+            raise SearchSpaceError(
+                f"'choices' cannot be combined with {', '.join(sorted(keys - {'choices'}))}"
+            )
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise SearchSpaceError(f"choices must be a non-empty list, got {choices!r}")
+        for choice in choices:
+            if not (choice is None or isinstance(choice, bool | int | float | str)):
+                raise SearchSpaceError(f"choice {choice!r} must be a bool, int, float or string")
+        return CategoricalDistribution(choices), _UNSET
+    allowed = {"low", "high", "log", "step"}
+    if not {"low", "high"} <= keys or keys - allowed:
+        extra = sorted(keys - allowed)
+        raise SearchSpaceError(
+            "a range needs 'low' and 'high' (optional 'log', 'step')"
+            + (f"; unknown key(s): {', '.join(extra)}" if extra else "")
+            + "; or use 'choices' or 'value'"
+        )
+    low, high, log, step = spec["low"], spec["high"], bool(spec.get("log", False)), spec.get("step")
+    for key, value in (("low", low), ("high", high), ("step", step)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise SearchSpaceError(f"{key} must be a number, got {value!r}")
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise SearchSpaceError(f"need finite low <= high, got low={low!r}, high={high!r}")
+    if log and low <= 0:
+        raise SearchSpaceError(f"a log range needs low > 0, got {low!r}")
+    if log and step is not None:
+        raise SearchSpaceError("'log' and 'step' cannot be combined")
+    try:
+        if isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int)):
+            return IntDistribution(low, high, log=log, step=step or 1), _UNSET
+        return FloatDistribution(float(low), float(high), log=log, step=step), _UNSET
+    except ValueError as exc:
+        raise SearchSpaceError(str(exc)) from None
+
+
+# ------------------------------------------------------------------------------------------ construction
+def training_space(mode: str = "frozen", aux_losses: Sequence[str] = ()) -> list[Param]:
+    """The shared training space (see the module docstring)."""
+    lr = (
+        FloatDistribution(1e-6, 1e-4, log=True)
+        if mode == "finetune"
+        else FloatDistribution(1e-4, 1e-2, log=True)
+    )
+    params = [
+        Param("lr", TRAIN, "lr", lr, source="training"),
+        Param(
+            "weight_decay", TRAIN, "weight_decay", FloatDistribution(1e-4, 0.1, log=True), source="training"
+        ),
+        Param("label_smoothing", TRAIN, "label_smoothing", FloatDistribution(0.0, 0.2), source="training"),
+        Param("proj_dropout", TRAIN, "proj_dropout", FloatDistribution(0.0, 0.3), source="training"),
+    ]
+    for aux in aux_losses:
+        name = AUX_PREFIX + aux
+        params.append(Param(name, TRAIN, name, FloatDistribution(0.05, 1.0, log=True), source="aux loss"))
+    return params
+
+
+def discover_aux_losses(fusion: str, head: str, dim: int = 64, num_classes: int = 3) -> tuple[str, ...]:
+    """Names of the aux losses the fusion and head return, found with one tiny forward pass."""
+    import torch
+
+    try:
+        fusion_module = registry.create_fusion(fusion, dim)
+        head_module = registry.create_head(head, dim, num_classes)
+        fusion_module.train()
+        head_module.train()
+        generator = torch.Generator().manual_seed(0)
+        image = torch.randn(4, 3, dim, generator=generator)
+        text = torch.randn(4, 5, dim, generator=generator)
+        with torch.no_grad():
+            fused = fusion_module(image, text)
+            head_out = head_module(fused.tokens, fused.mask)
+        names = list(fused.aux_losses) + [n for n in head_out.aux_losses if n not in fused.aux_losses]
+    except registry.RegistryError:
+        raise
+    except Exception as exc:  # a plugin that cannot run on random input: no aux weights to tune
+        warnings.warn(
+            f"fusionzoo tune: could not probe the aux losses of fusion '{fusion}' + head '{head}' "
+            f"({type(exc).__name__}: {exc}); their loss weights are not tuned",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return ()
+    return tuple(names)
+
+
+def build_space(
+    fusion: str,
+    head: str | None = None,
+    *,
+    mode: str = "frozen",
+    aux_losses: Sequence[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    overrides_source: str = "config",
+) -> SearchSpace:
+    """The merged space of ``fusion`` + ``head`` (default: the fusion's natural head) + training.
+
+    ``aux_losses=None`` probes the model for its aux loss names. ``overrides`` is a ``[space]`` table.
+    """
+    fusion_name, fusion_kwargs = registry.parse_spec(fusion)
+    fusion_cls = registry.get_fusion_class(fusion_name)
+    if head is None:
+        head = str(getattr(fusion_cls, "default_head", "mlp") or "mlp")
+    head_name, head_kwargs = registry.parse_spec(head)
+    head_cls = registry.get_head_class(head_name)
+    if aux_losses is None:
+        aux_losses = discover_aux_losses(fusion, head)
+    space = SearchSpace(fusion=fusion, head=head, mode=mode, aux_losses=tuple(aux_losses))
+    for param in training_space(mode, aux_losses):
+        space.params[param.name] = param
+        space.names[(TRAIN, param.name)] = param.name
+    for component, cls, name, spec_kwargs in (
+        (FUSION, fusion_cls, fusion_name, fusion_kwargs),
+        (HEAD, head_cls, head_name, head_kwargs),
+    ):
+        recorder = _Recorder()
+        _call_space(cls, recorder)
+        for raw_name, dist in recorder.suggested.items():
+            optuna_name = space.optuna_name(component, raw_name)
+            space.names[(component, raw_name)] = optuna_name
+            param = Param(optuna_name, component, raw_name, dist, source=f"{component} {name}")
+            for kwarg, value in spec_kwargs.items():  # fixed by the spec string
+                if raw_name in (kwarg, f"{component}_{kwarg}", f"{name}_{kwarg}"):
+                    param.distribution, param.fixed, param.source = None, value, f"spec {component}"
+            space.params[optuna_name] = param
+    if overrides:
+        space.apply_overrides(overrides, overrides_source)
+    return space
+
+
+def load_space_overrides(path: str | Path) -> dict[str, Any]:
+    """The ``[space]`` table of a tune TOML file (``{}`` when absent)."""
+    data = load_toml(path)
+    space = data.get("space", {})
+    if not isinstance(space, dict):
+        raise SearchSpaceError(f"{path}: [space] must be a table of parameter = value or range")
+    return space
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    path = Path(path)
+    if not path.is_file():
+        raise SearchSpaceError(f"tune config '{path}' does not exist or is not a file")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SearchSpaceError(f"tune config '{path}' is not valid TOML: {exc}") from None

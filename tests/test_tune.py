@@ -1,0 +1,317 @@
+"""``fusionzoo tune``: search spaces, SQLite/journal studies, exact budgets, pruning, export, bad input.
+
+Every trial trains on tiny in-memory synthetic features (``tune_helpers.tiny_data``) for 1–3 epochs, so
+a trial takes a fraction of a second; subprocess workers get the same data through ``--data-factory``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from optuna.trial import TrialState
+from tune_helpers import DATA_FACTORY, TESTS_DIR, TINY_RUN, tiny_data
+
+from fusionzoo.cli import main
+from fusionzoo.tune.space import SearchSpaceError, build_space
+from fusionzoo.tune.study import (
+    STATUS_ATTR,
+    TuneError,
+    TuneSettings,
+    best_trials,
+    budget_counts,
+    claim_slot,
+    resolve_objective,
+    resolve_storage,
+    run_worker,
+)
+
+TINY_FLAGS = ["--epochs", "1", "--dim", "16", "--batch-size", "32", "--device", "cpu"]
+# everything but lr fixed, lr either useful or useless: trials differ a lot after epoch 1
+PRUNE_SPACE = {
+    "weight_decay": 0.01,
+    "label_smoothing": 0.0,
+    "proj_dropout": 0.0,
+    "hidden_mult": 1.0,
+    "dropout": 0.0,
+    "lr": {"choices": [0.03, 1e-6]},
+}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_optuna():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield
+
+
+def _tune(*args: str, catch: bool = False):
+    result = CliRunner().invoke(main, ["tune", *args], catch_exceptions=catch)
+    return result
+
+
+def _settings(**changes) -> TuneSettings:
+    values = {
+        "fusion": "concat_mlp",
+        "head": "linear",
+        "trials": 3,
+        "storage": "memory",
+        "aux_losses": [],
+        "base_config": dict(TINY_RUN),
+    }
+    values.update(changes)
+    return TuneSettings(**values)
+
+
+def _load(storage: str, study: str) -> optuna.Study:
+    return optuna.load_study(study_name=study, storage=storage)
+
+
+def _subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+# ------------------------------------------------------------------------------------------- spaces
+def test_show_space_merges_fusion_head_and_training_space():
+    result = _tune("--show-space", "fluid", "--head", "moe")
+    assert result.exit_code == 0, result.output
+    for name in ("lr", "weight_decay", "label_smoothing", "proj_dropout", "fluid_queries", "moe_experts"):
+        assert name in result.output
+    space = build_space("fluid", "moe")
+    # aux losses found by probing the model get a loss-weight parameter each
+    assert {"aux_contrastive", "aux_load_balance"} <= set(space.params)
+    assert space.params["lr"].distribution.log
+
+
+def test_space_overrides_fixes_and_spec_kwargs(tmp_path):
+    space = build_space(
+        "concat_mlp:hidden_mult=4.0",
+        "mlp",
+        aux_losses=[],
+        overrides={
+            "lr": {"low": 1e-3, "high": 2e-3, "log": True},
+            "head_dropout": 0.25,
+            "batch_size": {"choices": [16, 32]},
+        },
+    )
+    assert space.params["hidden_mult"].fixed == 4.0  # fixed by the spec string
+    assert space.params["head_dropout"].fixed == 0.25
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        trial = study.ask()
+        suggestion = space.suggest(trial)
+        assert 1e-3 <= suggestion.train["lr"] <= 2e-3
+        assert suggestion.train["batch_size"] in (16, 32)
+        assert suggestion.head_kwargs["dropout"] == 0.25
+        assert suggestion.fusion_kwargs["hidden_mult"] == 4.0
+        assert "head_dropout" not in trial.params and "hidden_mult" not in trial.params
+        study.tell(trial, 0.0)
+    with pytest.raises(SearchSpaceError, match="low <= high"):
+        build_space("concat_mlp", "mlp", aux_losses=[], overrides={"lr": {"low": 1.0, "high": 0.1}})
+
+
+def test_unknown_parameter_in_toml_space_lists_valid_names(tmp_path):
+    config = tmp_path / "tune.toml"
+    config.write_text("[space]\nweight_decy = { low = 1e-4, high = 1e-2, log = true }\n")
+    result = _tune("--show-space", "concat_mlp", "--head", "mlp", "--config", str(config))
+    assert result.exit_code == 1
+    assert "unknown parameter 'weight_decy'" in result.output and "did you mean 'weight_decay'" in result.output
+    assert "Valid parameters: lr, weight_decay" in result.output and "head_dropout" in result.output
+
+
+# ------------------------------------------------------------------------------- SQLite: run/resume
+def test_sqlite_study_completes_resumes_to_exact_total_and_exports_for_bench(tmp_path):
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = [
+        "--fusion",
+        "concat_mlp",
+        "--head",
+        "linear",
+        "--storage",
+        db,
+        "--study",
+        "s",
+        "--seed",
+        "3",
+        "--data-factory",
+        DATA_FACTORY,
+        "--out",
+        str(tmp_path / "runs"),
+        *TINY_FLAGS,
+    ]
+    first = _tune(*common, "--trials", "3")
+    assert first.exit_code == 0, first.output
+    study = _load(db, "s")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    params_before = [t.params for t in study.trials]
+    for trial in study.trials:  # full config + metrics stored with every trial
+        assert trial.user_attrs["config"]["fusion"].startswith("concat_mlp:")
+        assert trial.user_attrs["config"]["lr"] == pytest.approx(trial.params["lr"])
+        assert trial.value == pytest.approx(trial.user_attrs["metrics"]["val_macro_f1"])
+        assert "test_accuracy" in trial.user_attrs["metrics"] and trial.user_attrs[STATUS_ATTR] == "complete"
+
+    export = tmp_path / "best.toml"
+    second = _tune(*common, "--trials", "5", "--export", str(export))
+    assert second.exit_code == 0, second.output
+    study = _load(db, "s")
+    assert len(study.trials) == 5 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert [t.params for t in study.trials[:3]] == params_before  # resumed, not restarted
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 5  # no replayed suggestions
+
+    third = _tune(*common, "--trials", "5")  # target reached: nothing runs
+    assert third.exit_code == 0 and "0 trial(s) this run" in third.output
+    assert len(_load(db, "s").trials) == 5
+
+    # the export is a bench preset that trains exactly the best trial's config
+    from fusionzoo.bench.config import load_preset
+    from fusionzoo.bench.runner import build_grid
+
+    best = study.best_trial
+    preset = load_preset(export)
+    specs = build_grid(preset)
+    assert [s.seed for s in specs] == [0, 1, 2]
+    assert specs[0].config.config_hash() == best.user_attrs["config_hash"]
+    assert specs[0].fusion == best.user_attrs["config"]["fusion"]
+    dry = CliRunner().invoke(
+        main, ["bench", "--config", str(export), "--dry-run", "--out", str(tmp_path / "b")]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "3 runs" in dry.output
+
+
+def test_pruner_prunes_unpromising_trials():
+    settings = _settings(
+        trials=6,
+        sampler="random",
+        base_config={**TINY_RUN, "epochs": 3},
+        space_overrides=PRUNE_SPACE,
+        pruner_options={"n_startup_trials": 1},
+    )
+    storage = resolve_storage("memory")
+    report = run_worker(settings, data=tiny_data(), storage=storage)
+    study = optuna.load_study(study_name=report.study_name, storage=storage.storage)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, [(t.state, t.intermediate_values) for t in study.trials]
+    assert report.counts.finished == 6 and report.counts.pruned == len(pruned)
+    for trial in pruned:  # stopped after epoch 1, with the reason recorded
+        assert list(trial.intermediate_values) == [1]
+        assert trial.user_attrs[STATUS_ATTR] == "pruned" and trial.user_attrs["pruned_at_epoch"] == 1
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert all(len(t.intermediate_values) == 3 for t in complete)
+
+
+def test_claim_is_exact_when_workers_race_for_the_last_slot():
+    study = optuna.create_study()
+    trials = [study.ask() for _ in range(3)]  # three workers asked at once with 2 slots left
+    assert [claim_slot(study, t.number, 2) for t in trials] == [True, True, False]
+    study.tell(trials[0], state=TrialState.FAIL)  # a dead worker's trial (no status): its slot is free again
+    assert claim_slot(study, trials[2].number, 2)
+
+
+# ---------------------------------------------------------------------------- journal, 2 processes
+def test_journal_storage_with_two_worker_processes(tmp_path):
+    journal = tmp_path / "optuna.journal"
+    cmd = [
+        sys.executable,
+        "-m",
+        "fusionzoo.cli",
+        "tune",
+        "--fusion",
+        "concat_mlp",
+        "--head",
+        "linear",
+        "--storage",
+        f"journal:{journal}",
+        "--study",
+        "j",
+        "--trials",
+        "6",
+        "--workers",
+        "2",
+        "--data-factory",
+        DATA_FACTORY,
+        "--out",
+        str(tmp_path / "runs"),
+        *TINY_FLAGS,
+    ]
+    result = subprocess.run(cmd, env=_subprocess_env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    storage = resolve_storage(f"journal:{journal}")
+    study = optuna.load_study(study_name="j", storage=storage.storage)
+    counts = budget_counts(study.trials)
+    assert counts.finished == 6 and counts.running == 0 and counts.waiting == 0
+    workers = {t.user_attrs["worker"] for t in study.trials if t.state == TrialState.COMPLETE}
+    assert len(workers) == 2, workers  # both processes ran trials
+    assert "6 complete" in result.stdout
+
+
+# ------------------------------------------------------------------------------------ multi-objective
+def test_multi_objective_returns_pareto_front():
+    settings = _settings(trials=5, objectives=["accuracy", "latency"], sampler="random")
+    storage = resolve_storage("memory")
+    report = run_worker(settings, data=tiny_data(), storage=storage)
+    study = optuna.load_study(study_name=report.study_name, storage=storage.storage)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert report.counts.complete == 5 and report.counts.pruned == 0
+    front = best_trials(study)
+    assert front and {t.number for t in front} == {t.number for t in study.best_trials}
+    for trial in front:
+        accuracy, latency = trial.values
+        assert latency > 0 and trial.user_attrs["metrics"]["latency"] == latency
+        dominated = any(
+            o.values[0] >= accuracy and o.values[1] <= latency and o.values != trial.values
+            for o in study.trials
+        )
+        assert not dominated
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def test_unreachable_storage_names_url_without_password():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket closes
+    url = f"postgresql+psycopg2://tuner:hunter2secret@127.0.0.1:{port}/optuna"
+    with pytest.raises(TuneError) as info:
+        resolve_storage(url)
+    message = str(info.value)
+    assert f"tuner:***@127.0.0.1:{port}/optuna" in message and "hunter2secret" not in message
+    result = _tune("--fusion", "concat_mlp", "--storage", url, "--data-factory", DATA_FACTORY)
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port}" in result.output and "hunter2secret" not in result.output
+
+
+def test_unknown_metric_lists_valid_metrics():
+    result = _tune("--fusion", "concat_mlp", "--metric", "val_auc", "--storage", "memory")
+    assert result.exit_code == 2
+    assert "unknown metric 'val_auc'" in result.output and "val_macro_f1" in result.output
+    with pytest.raises(TuneError, match="valid metrics: val_accuracy"):
+        resolve_objective("f1_score")
+    result = _tune("--fusion", "concat_mlp", "--objectives", "accuracy,speed", "--storage", "memory")
+    assert result.exit_code == 2 and "unknown metric 'speed'" in result.output
+
+
+def test_existing_study_with_another_direction_is_an_error(tmp_path):
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(storage=db, study_name="taken", direction="minimize")
+    result = _tune(
+        "--fusion",
+        "concat_mlp",
+        "--storage",
+        db,
+        "--study",
+        "taken",
+        "--data-factory",
+        DATA_FACTORY,
+        *TINY_FLAGS,
+    )
+    assert result.exit_code == 1
+    assert "study 'taken'" in result.output and "already exists with direction(s) minimize" in result.output
+    assert "val_macro_f1 (maximize)" in result.output
