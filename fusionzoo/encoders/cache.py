@@ -438,8 +438,7 @@ def _encode_entry(
     if start_row >= n:
         return journal
 
-    image_size = image_encoder.data_config["input_size"][1:]
-    dataset = image_text_dataset(frame, image_encoder.transform, tuple(image_size))
+    dataset = image_text_dataset(frame, image_encoder.transform)
     workers = _auto_workers(n - start_row) if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(
         dataset,

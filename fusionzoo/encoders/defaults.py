@@ -10,8 +10,8 @@ measurements behind this choice):
 - image: timm ``vit_tiny_patch16_224`` at ``img_size=64`` (17 tokens × 192), randomly initialised
   from the seed and frozen, saved with ``timm.models.save_for_hf``;
 - text: a ``BertModel`` from a small ``BertConfig`` (2 layers × 256), randomly initialised from the
-  seed and frozen, with a WordPiece tokenizer trained by the ``tokenizers`` library on the train
-  split's texts and saved as a ``PreTrainedTokenizerFast``.
+  seed and frozen, with a WordPiece tokenizer (``tokenizers`` library) whose vocabulary is counted
+  on the train split's texts, saved as a ``PreTrainedTokenizerFast``.
 
 Both go to ``<cache dir>/models/<recipe hash>/`` (never the package directory) and are then loaded
 by path like any user model, so their file hashes enter the feature-cache key.
@@ -51,10 +51,10 @@ SYNTH_TEXT_RECIPE: dict[str, Any] = {
         "intermediate_size": 512,
         "max_position_embeddings": 256,
     },
-    "tokenizer": {"kind": "wordpiece", "vocab_size": 8000, "min_frequency": 2, "lowercase": True},
+    "tokenizer": {"kind": "wordpiece-counted", "vocab_size": 8000, "min_frequency": 2, "lowercase": True},
     "max_length": 128,
     "seed": 0,
-    "version": 1,
+    "version": 2,
 }
 
 
@@ -187,23 +187,42 @@ def build_synth_text_model(
 
 
 def train_wordpiece_tokenizer(texts: list[str], recipe: dict[str, Any] | None = None) -> Any:
-    """A BERT-style WordPiece ``PreTrainedTokenizerFast`` trained offline on ``texts``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT-style WordPiece ``PreTrainedTokenizerFast`` built offline from ``texts``, deterministically.
+
+    The vocabulary is the special tokens, every character seen (as a word start and as a ``##``
+    continuation, so no word is ever ``[UNK]``) and the most frequent whole words (ties broken
+    alphabetically), up to ``vocab_size``. (The ``tokenizers`` WordPiece trainer breaks ties in
+    hash order, so two runs can give different vocabularies; counting here keeps the model files,
+    and so the cache key, identical from run to run.)
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     recipe = recipe or SYNTH_TEXT_RECIPE
     options = recipe["tokenizer"]
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(
+    normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=options["lowercase"]
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=options["vocab_size"], min_frequency=options["min_frequency"], special_tokens=special
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({char for word in words for char in word})
+    vocab_list = special + chars + [f"##{char}" for char in chars]
+    budget = max(0, options["vocab_size"] - len(vocab_list))
+    frequent = sorted(
+        (item for item in words.items() if item[1] >= options["min_frequency"] and len(item[0]) > 1),
+        key=lambda item: (-item[1], item[0]),
     )
-    tokenizer.train_from_iterator(sorted(texts), trainer=trainer)  # sorted: order-independent result
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    vocab_list += [word for word, _ in frequent[:budget]]
+    vocab = {token: index for index, token in enumerate(dict.fromkeys(vocab_list))}
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",

@@ -1,9 +1,9 @@
-"""Reading raw dataset rows for the encoders: images through the model's transform, texts as strings.
+"""Raw dataset rows for the encoders: the data package's ``ImageTextDataset`` with a model's transform.
 
-The data package's ``ImageTextDataset`` is used when it is installed; :class:`FrameImageDataset` is the
-same contract (``{"index", "image", "text", "label", "ok"}``, ``image=None``/``ok=False`` for an
-unreadable file) for when it is not, and adds JPEG draft decoding (decode at a reduced scale when the
-image is much larger than the model input).
+Items are ``{"index", "image", "text", "label", "ok", ...}``; an unreadable image comes back as
+``image=None``/``ok=False`` and the caller (cache writer, :class:`~fusionzoo.encoders.live.RawCollate`)
+applies the bad-image policy. JPEGs are decoded in draft mode (reduced scale) when the transform's
+target size allows it.
 """
 
 from __future__ import annotations
@@ -16,61 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 
-def _open_rgb(path: str, target: tuple[int, int] | None) -> Any:
-    from PIL import Image
+def image_text_dataset(frame: pd.DataFrame, transform: Callable[[Any], torch.Tensor] | None) -> Dataset:
+    """The split's rows as an ``ImageTextDataset`` that never raises on a bad image (policy applied later)."""
+    from fusionzoo.data.images import ImageTextDataset
 
-    image = Image.open(path)
-    if target is not None and image.format == "JPEG":
-        # decode at 1/2, 1/4 or 1/8 scale when that is still at least the requested size
-        image.draft("RGB", target)
-    return image.convert("RGB")
-
-
-class FrameImageDataset(Dataset):
-    """Rows of a split frame: ``{"index", "image", "text", "label", "ok"}``."""
-
-    def __init__(
-        self,
-        frame: pd.DataFrame,
-        transform: Callable[[Any], torch.Tensor] | None,
-        on_bad_image: str = "skip",
-        draft_size: tuple[int, int] | None = None,
-    ) -> None:
-        self.paths = frame["image_path"].astype(str).tolist()
-        self.texts = frame["text"].fillna("").astype(str).tolist()
-        self.labels = frame["label"].astype(int).tolist()
-        self.transform = transform
-        self.on_bad_image = on_bad_image
-        self.draft_size = draft_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        try:
-            image = _open_rgb(self.paths[index], self.draft_size)
-            pixels = self.transform(image) if self.transform is not None else image
-            ok = True
-        except (OSError, ValueError, SyntaxError):
-            pixels, ok = None, False
-        return {
-            "index": index,
-            "image": pixels,
-            "text": self.texts[index],
-            "label": self.labels[index],
-            "ok": ok,
-        }
-
-
-def image_text_dataset(
-    frame: pd.DataFrame, transform: Callable[[Any], torch.Tensor] | None, draft_size: tuple[int, int] | None
-) -> Dataset:
-    """The data package's ``ImageTextDataset`` if available, else :class:`FrameImageDataset`.
-
-    Unreadable images come back as ``ok=False`` either way; the caller applies the bad-image policy.
-    """
-    try:
-        from fusionzoo.data.images import ImageTextDataset
-    except ImportError:
-        return FrameImageDataset(frame, transform, "skip", draft_size)
     return ImageTextDataset(frame.reset_index(drop=True), transform, "skip")

@@ -177,6 +177,10 @@ def create_text_encoder(
     use_pretrained = True if pretrained is None else pretrained
     offline = _is_offline()
     local_only = offline or is_local
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
         if use_pretrained:
@@ -190,6 +194,9 @@ def create_text_encoder(
                 "text", name, f"{type(exc).__name__}: {exc}", offline=offline
             ) from None
         raise EncoderError(f"text encoder '{spec}' could not be loaded: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
         model = model.get_encoder()
     if isinstance(getattr(model, "pooler", None), nn.Module):
