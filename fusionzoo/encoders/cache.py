@@ -327,6 +327,8 @@ class _Progress:
             class ItemsPerSecond(ProgressColumn):
                 def render(self, task: Any) -> Text:
                     speed = task.finished_speed or task.speed
+                    if not speed and task.elapsed:
+                        speed = task.completed / task.elapsed if task.completed else None
                     return Text(
                         f"{speed:,.0f} items/s" if speed else "- items/s", style="progress.data.speed"
                     )

@@ -13,6 +13,28 @@ def _image_tokens(value: str) -> str | int:
     return parse_token_selection(value)
 
 
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
+        options[key.strip()] = _literal(value.strip())
+    return options
+
+
+def _literal(value: str) -> object:
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            pass
+    return value
+
+
 @click.command("encode")
 @click.option("--dataset", default="synth", show_default=True, help="Dataset name: synth, glami1m or csv.")
 @click.option(
@@ -77,6 +99,13 @@ def _image_tokens(value: str) -> str | int:
     type=click.Choice(["auto", "full", "size"]),
     help="Integrity check of an existing entry: hash every chunk (full), sizes only, or full up to 8 GiB.",
 )
+@click.option(
+    "--option",
+    "loader_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Dataset loader option (repeatable), e.g. --option size=600 for synth, --option csv=train.csv.",
+)
 @click.option("--probe", is_flag=True, help="Afterwards, print linear-probe accuracies (image, text, both).")
 @plugin_option
 def encode(
@@ -96,6 +125,7 @@ def encode(
     split_names: str,
     on_bad_image: str,
     verify_cache: str,
+    loader_options: tuple[str, ...],
     probe: bool,
     plugins: tuple[str, ...],
 ) -> None:
@@ -125,7 +155,13 @@ def encode(
             f"unknown split(s) {', '.join(bad) or '(none)'}; use train,val,test", param_hint="--splits"
         )
     try:
-        splits = load_dataset(dataset, data_dir=data_dir, limit=limit, on_bad_image=on_bad_image)
+        splits = load_dataset(
+            dataset,
+            data_dir=data_dir,
+            limit=limit,
+            on_bad_image=on_bad_image,
+            **_parse_options(loader_options),
+        )
         cache = default_cache_dir(data_dir) if cache_dir is None else cache_dir
         pretrained = False if no_pretrained else None
         if image_encoder is None or text_encoder is None:
