@@ -260,13 +260,21 @@ def _rdb_storage(
             callback = None
             if heartbeat_interval is not None:
                 callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-            rdb = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=callback,
-            )
+            for attempt in range(3):
+                try:
+                    rdb = optuna.storages.RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                        heartbeat_stale_trial_callback=callback,
+                    )
+                    break
+                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                    # workers starting together on a fresh database race to create the tables
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.5 + attempt)
     except ModuleNotFoundError as exc:
         extra = ' (pip install -e ".[postgres]")' if backend == "postgresql" else ""
         raise TuneError(f"storage '{shown}' needs the database driver '{exc.name}'{extra}") from None

@@ -1,0 +1,122 @@
+"""Several tuning workers on one study in a REAL PostgreSQL server (started here with initdb/pg_ctl).
+
+The server runs on 127.0.0.1 and a free port, as an unprivileged user, in a temp dir, for the whole
+session. The tests skip only when the PostgreSQL server binaries are not installed (.ci/run installs
+Debian's ``postgresql`` package).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from pg_server import find_bin_dir, postgres_server
+from tune_helpers import DATA_FACTORY, TESTS_DIR
+
+from fusionzoo.tune.study import STATUS_ATTR, budget_counts, mask_url, resolve_storage
+
+pytestmark = pytest.mark.postgres
+
+HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    if find_bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    with postgres_server() as server:
+        yield server
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _worker(url: str, study: str, trials: int, tmp_path, *extra: str) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "fusionzoo.cli", "tune", "--fusion", "concat_mlp", "--head", "linear",
+        "--storage", url, "--study", study, "--trials", str(trials), "--quiet",
+        "--data-factory", DATA_FACTORY, "--out", str(tmp_path / "runs"),
+        "--dim", "16", "--batch-size", "32", "--device", "cpu", *HEARTBEAT, *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process: subprocess.Popen, timeout: float = 180) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    storage = resolve_storage(url, heartbeat_interval=None)
+    return optuna.load_study(study_name=name, storage=storage.storage)
+
+
+def test_server_url_is_masked_in_messages(postgres):
+    assert "s3cret-pw" not in mask_url(postgres.url()) and ":***@127.0.0.1" in mask_url(postgres.url())
+    assert resolve_storage(postgres.url()).kind == "rdb"
+
+
+def test_two_workers_reach_the_exact_total_and_lose_no_trial(postgres, tmp_path):
+    url, target = postgres.url(), 8
+    workers = [
+        _worker(url, "two", target, tmp_path, "--epochs", "1", "--worker-index", str(i)) for i in range(2)
+    ]
+    for process in workers:
+        _finish(process)
+    study = _study(url, "two")
+    counts = budget_counts(study.trials)
+    assert counts.finished == target  # COMPLETE + PRUNED + objective failures: exactly the target
+    assert counts.running == 0 and counts.waiting == 0 and counts.stale == 0
+    for trial in study.trials:  # every other trial is an overflow that lost the race for the last slot
+        if trial.state == TrialState.FAIL:
+            assert trial.user_attrs[STATUS_ATTR] == "overflow"
+        else:
+            assert "config" in trial.user_attrs
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len({t.user_attrs["worker"] for t in finished}) == 2  # both workers ran trials
+
+
+def test_sigkilled_worker_trial_is_failed_and_retried(postgres, tmp_path):
+    url, name, target = postgres.url(), "killed", 4
+    # long-ish trials (many tiny epochs) so the victim is killed in the middle of one
+    slow = ["--epochs", "40", "--pruner", "none"]
+    victim = _worker(url, name, target, tmp_path, *slow, "--worker-index", "0")
+    deadline = time.monotonic() + 120
+    victim_trial = None
+    while victim_trial is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            running = _study(url, name).get_trials(states=(TrialState.RUNNING,))
+        except KeyError:  # the study does not exist yet
+            continue
+        victim_trial = next(
+            (t for t in running if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")), None
+        )
+    assert victim_trial is not None, "the victim never started a trial"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    killed_at = time.monotonic()
+
+    survivor = _worker(url, name, target, tmp_path, *slow, "--worker-index", "1")
+    _finish(survivor)
+    assert time.monotonic() - killed_at > 3  # the grace period had to pass before the retry
+    study = _study(url, name)
+    counts = budget_counts(study.trials)
+    assert counts.running == 0 and counts.waiting == 0  # nothing stuck
+    assert counts.finished == target  # the killed trial was replaced by its retry, not lost
+    dead = study.trials[victim_trial.number]
+    assert dead.state == TrialState.FAIL and STATUS_ATTR not in dead.user_attrs
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim_trial.number]
+    assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retries[0].params == dead.params  # the same configuration, run again
