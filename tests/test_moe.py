@@ -135,7 +135,7 @@ def test_sample_without_real_tokens_routes_all_its_tokens():
     torch.testing.assert_close(out.logits[1], unmasked.logits[1])
 
 
-@pytest.mark.parametrize("dispatch", ["padded", "loop", "auto"])
+@pytest.mark.parametrize("dispatch", ["grouped", "padded", "loop", "auto"])
 def test_expert_dispatch_strategies_match_the_naive_reference(dispatch):
     experts = ExpertMLPs(5, DIM, 12, CLASSES)
     x = torch.randn(9, DIM)
@@ -153,12 +153,25 @@ def test_dispatch_gradients_match_between_strategies():
     index = torch.stack([torch.randperm(4)[:2] for _ in range(7)])
     weights = torch.rand(7, 2)
     grads = {}
-    for dispatch in ("padded", "loop"):
+    for dispatch in ("grouped", "padded", "loop"):
         experts.zero_grad()
         experts(x, index, weights, dispatch=dispatch).pow(2).sum().backward()
         grads[dispatch] = [p.grad.clone() for p in experts.parameters()]
-    for a, b in zip(grads["padded"], grads["loop"], strict=True):
-        torch.testing.assert_close(a, b)
+    for other in ("grouped", "padded"):
+        for a, b in zip(grads[other], grads["loop"], strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_auto_dispatch_falls_back_when_grouped_mm_cannot_run_the_shapes():
+    experts = ExpertMLPs(3, 6, 10, CLASSES)  # 6 and 10 floats are not multiples of 16 bytes
+    x = torch.randn(5, 6)
+    index = torch.stack([torch.randperm(3)[:2] for _ in range(5)])
+    weights = torch.rand(5, 2)
+    assert not experts.grouped_supported(x)
+    assert ExpertMLPs(3, 8, 12, CLASSES).grouped_supported(torch.randn(5, 8))
+    torch.testing.assert_close(experts(x, index, weights), expert_reference(experts, x, index, weights))
+    with pytest.raises(ValueError, match="grouped"):
+        experts(x, index, weights, dispatch="grouped")
 
 
 def test_eval_is_deterministic_and_noise_free():

@@ -21,21 +21,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DISPATCH_MODES = ("auto", "padded", "loop")
+DISPATCH_MODES = ("auto", "grouped", "padded", "loop")
 
 
 class ExpertMLPs(nn.Module):
     """``num_experts`` independent two-layer MLPs stored as batched weights ``(E, in, hidden)``.
 
     ``forward(x (R, in), expert_index (R, k) long, weights (R, k)) -> (R, out)`` evaluates each token
-    only on its ``k`` chosen experts. Two dispatch strategies give the same result:
+    only on its ``k`` chosen experts; the ``R·k`` assignments are sorted by expert first. Three
+    dispatch strategies give the same result:
 
-    - ``"padded"``: sort the ``R·k`` assignments by expert into an ``(E, capacity, in)`` buffer and run
-      two batched matmuls (``baddbmm``) — fastest when routing is roughly balanced;
-    - ``"loop"``: one ``addmm`` pair per expert on exactly its tokens — no padding waste when routing
-      is skewed.
+    - ``"grouped"``: ``torch.nn.functional.grouped_mm`` over the jagged per-expert groups — one kernel
+      per layer, no padding; needs ``in`` and ``hidden`` to be multiples of 16 bytes (4 fp32 values);
+    - ``"padded"``: an ``(E, capacity, in)`` buffer and two ``baddbmm`` — as fast when routing is
+      balanced, wasteful when it is skewed;
+    - ``"loop"``: one ``addmm`` pair per expert on exactly its tokens.
 
-    ``"auto"`` (default) uses ``padded`` unless the padding would more than double the work.
+    ``"auto"`` (default) uses ``grouped`` when supported, else ``padded`` unless the padding would more
+    than double the work, else ``loop``. (CPU, E=16, k=2, 256 tokens, D=256, hidden 512, 191 outputs,
+    forward+backward: grouped ≈ padded < loop when balanced; grouped ≈ loop ≪ padded when skewed.)
     """
 
     def __init__(
@@ -59,6 +63,17 @@ class ExpertMLPs(nn.Module):
             nn.init.uniform_(weight, -bound, bound)
             nn.init.uniform_(bias, -bound, bound)
 
+    def grouped_supported(self, x: Tensor) -> bool:
+        """Can ``torch.nn.functional.grouped_mm`` run these shapes (16-byte aligned rows, one dtype)?"""
+        align = 16 // x.element_size()
+        return (
+            hasattr(F, "grouped_mm")
+            and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+            and x.dtype == self.w1.dtype
+            and self.w1.shape[1] % align == 0
+            and self.w1.shape[2] % align == 0
+        )
+
     def forward(self, x: Tensor, expert_index: Tensor, weights: Tensor, dispatch: str = "auto") -> Tensor:
         if dispatch not in DISPATCH_MODES:
             raise ValueError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, got '{dispatch}'")
@@ -72,30 +87,51 @@ class ExpertMLPs(nn.Module):
         sorted_expert = flat_expert[order]
         sorted_weight = weights.reshape(-1)[order].to(x.dtype).unsqueeze(1)
         counts = torch.bincount(flat_expert, minlength=self.num_experts)
-        capacity = int(counts.max())
-        if dispatch == "padded" or (dispatch == "auto" and self.num_experts * capacity <= 2 * routed * k):
-            starts = torch.cumsum(counts, 0) - counts
-            slot = (
-                sorted_expert * capacity + torch.arange(routed * k, device=x.device) - starts[sorted_expert]
+        if dispatch == "auto":
+            if self.grouped_supported(x):
+                dispatch = "grouped"
+            else:
+                balanced = self.num_experts * int(counts.max()) <= 2 * routed * k
+                dispatch = "padded" if balanced else "loop"
+        elif dispatch == "grouped" and not self.grouped_supported(x):
+            raise ValueError(
+                "dispatch='grouped' needs torch.nn.functional.grouped_mm, one dtype and in/hidden sizes that "
+                "are multiples of 16 bytes; use 'padded' or 'loop'"
             )
-            buffer = x.new_zeros(self.num_experts * capacity, x.shape[1])
-            buffer = buffer.index_copy(0, slot, x.index_select(0, token))
-            hidden = F.gelu(
-                torch.baddbmm(self.b1.unsqueeze(1), buffer.view(self.num_experts, capacity, -1), self.w1)
-            )
-            y = torch.baddbmm(self.b2.unsqueeze(1), self.dropout(hidden), self.w2)
-            y = y.reshape(self.num_experts * capacity, -1).index_select(0, slot)
-        else:
-            pieces = x.index_select(0, token).split(counts.tolist())
-            w1, b1, w2, b2 = self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0), self.b2.unbind(0)
-            y = torch.cat(
-                [
-                    torch.addmm(b2[e], self.dropout(F.gelu(torch.addmm(b1[e], piece, w1[e]))), w2[e])
-                    for e, piece in enumerate(pieces)
-                    if piece.shape[0]
-                ]
-            )
+        run = {"grouped": self._grouped, "padded": self._padded, "loop": self._loop}[dispatch]
+        y = run(x.index_select(0, token), sorted_expert, counts)
         return out.index_add(0, token, y * sorted_weight)
+
+    def _grouped(self, xs: Tensor, sorted_expert: Tensor, counts: Tensor) -> Tensor:
+        offsets = torch.cumsum(counts, 0).to(torch.int32)
+        hidden = F.grouped_mm(xs, self.w1, offs=offsets) + self.b1.index_select(0, sorted_expert)
+        hidden = self.dropout(F.gelu(hidden))
+        out_dim = self.w2.shape[2]
+        pad = -out_dim % (16 // xs.element_size())  # the backward pass needs 16-byte aligned rows too
+        w2 = F.pad(self.w2, (0, pad)) if pad else self.w2
+        y = F.grouped_mm(hidden, w2, offs=offsets)
+        return (y[:, :out_dim] if pad else y) + self.b2.index_select(0, sorted_expert)
+
+    def _padded(self, xs: Tensor, sorted_expert: Tensor, counts: Tensor) -> Tensor:
+        capacity = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        slot = sorted_expert * capacity + torch.arange(xs.shape[0], device=xs.device) - starts[sorted_expert]
+        buffer = xs.new_zeros(self.num_experts * capacity, xs.shape[1]).index_copy(0, slot, xs)
+        buffer = buffer.view(self.num_experts, capacity, -1)
+        hidden = self.dropout(F.gelu(torch.baddbmm(self.b1.unsqueeze(1), buffer, self.w1)))
+        y = torch.baddbmm(self.b2.unsqueeze(1), hidden, self.w2)
+        return y.reshape(self.num_experts * capacity, -1).index_select(0, slot)
+
+    def _loop(self, xs: Tensor, sorted_expert: Tensor, counts: Tensor) -> Tensor:
+        pieces = xs.split(counts.tolist())
+        w1, b1, w2, b2 = self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0), self.b2.unbind(0)
+        return torch.cat(
+            [
+                torch.addmm(b2[e], self.dropout(F.gelu(torch.addmm(b1[e], piece, w1[e]))), w2[e])
+                for e, piece in enumerate(pieces)
+                if piece.shape[0]
+            ]
+        )
 
 
 def load_balance_loss(probs: Tensor, top1: Tensor) -> Tensor:
