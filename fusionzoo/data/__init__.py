@@ -55,6 +55,9 @@ def load_dataset(
         seed=seed,
         on_bad_image=on_bad_image,
     )
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    _check_options(name, loader_options)
     if name == "synth":
         from fusionzoo.data.synth import SynthConfig, load_synth
 
@@ -70,8 +73,38 @@ def load_dataset(
         from fusionzoo.data.glami import load_glami
 
         return load_glami(loader_options.pop("root", None), data_dir=data_dir, **common, **loader_options)
-    if name == "csv":
+    from fusionzoo.data.csv import load_csv
+
+    return load_csv(data_dir=data_dir, **common, **loader_options)
+
+
+def loader_option_names(name: str) -> list[str]:
+    """The extra keyword options ``load_dataset(name, ...)`` accepts for one dataset."""
+    import inspect
+
+    common = set(inspect.signature(load_dataset).parameters) | {"name", "data_dir"}
+    if name == "synth":
+        from fusionzoo.data.glami import load_glami
+        from fusionzoo.data.synth import SynthConfig
+
+        names = {f for f in SynthConfig.__dataclass_fields__ if f != "seed"} | {"synth_seed", "out"}
+        names |= set(inspect.signature(load_glami).parameters) - {"root", "name"}
+    elif name == "glami1m":
+        from fusionzoo.data.glami import load_glami
+
+        names = set(inspect.signature(load_glami).parameters) - {"name"}
+    else:
         from fusionzoo.data.csv import load_csv
 
-        return load_csv(data_dir=data_dir, **common, **loader_options)
-    raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        names = set(inspect.signature(load_csv).parameters)
+    return sorted(names - common)
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    valid = loader_option_names(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        kind = "synth option" if name == "synth" else f"{name} option"
+        raise DataError(
+            f"unknown {kind}(s) {', '.join(unknown)} for dataset {name!r}; valid: {', '.join(valid)}"
+        )
