@@ -121,7 +121,9 @@ def test_unknown_parameter_in_toml_space_lists_valid_names(tmp_path):
     config.write_text("[space]\nweight_decy = { low = 1e-4, high = 1e-2, log = true }\n")
     result = _tune("--show-space", "concat_mlp", "--head", "mlp", "--config", str(config))
     assert result.exit_code == 1
-    assert "unknown parameter 'weight_decy'" in result.output and "did you mean 'weight_decay'" in result.output
+    assert (
+        "unknown parameter 'weight_decy'" in result.output and "did you mean 'weight_decay'" in result.output
+    )
     assert "Valid parameters: lr, weight_decay" in result.output and "head_dropout" in result.output
 
 
@@ -185,20 +187,24 @@ def test_sqlite_study_completes_resumes_to_exact_total_and_exports_for_bench(tmp
     assert "3 runs" in dry.output
 
 
-def test_pruner_prunes_unpromising_trials():
+@pytest.mark.parametrize(
+    ("pruner", "options", "trials"), [("median", {"n_startup_trials": 1}, 6), ("hyperband", {}, 8)]
+)
+def test_pruner_prunes_unpromising_trials(pruner, options, trials):
     settings = _settings(
-        trials=6,
+        trials=trials,
         sampler="random",
+        pruner=pruner,
         base_config={**TINY_RUN, "epochs": 3},
         space_overrides=PRUNE_SPACE,
-        pruner_options={"n_startup_trials": 1},
+        pruner_options=options,
     )
     storage = resolve_storage("memory")
     report = run_worker(settings, data=tiny_data(), storage=storage)
     study = optuna.load_study(study_name=report.study_name, storage=storage.storage)
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, [(t.state, t.intermediate_values) for t in study.trials]
-    assert report.counts.finished == 6 and report.counts.pruned == len(pruned)
+    assert report.counts.finished == trials and report.counts.pruned == len(pruned)
     for trial in pruned:  # stopped after epoch 1, with the reason recorded
         assert list(trial.intermediate_values) == [1]
         assert trial.user_attrs[STATUS_ATTR] == "pruned" and trial.user_attrs["pruned_at_epoch"] == 1
@@ -231,7 +237,7 @@ def test_journal_storage_with_two_worker_processes(tmp_path):
         "--study",
         "j",
         "--trials",
-        "6",
+        "5",
         "--workers",
         "2",
         "--data-factory",
@@ -245,10 +251,31 @@ def test_journal_storage_with_two_worker_processes(tmp_path):
     storage = resolve_storage(f"journal:{journal}")
     study = optuna.load_study(study_name="j", storage=storage.storage)
     counts = budget_counts(study.trials)
-    assert counts.finished == 6 and counts.running == 0 and counts.waiting == 0
+    assert counts.finished == 5 and counts.running == 0 and counts.waiting == 0
     workers = {t.user_attrs["worker"] for t in study.trials if t.state == TrialState.COMPLETE}
     assert len(workers) == 2, workers  # both processes ran trials
-    assert "6 complete" in result.stdout
+    assert "5 complete" in result.stdout
+
+
+def test_journal_worker_requeues_the_trial_of_a_dead_local_process(tmp_path):
+    """Journal storages have no heartbeats: a RUNNING trial of a dead process on this host is retried."""
+    import socket
+
+    from fusionzoo.tune.study import build_settings_space, open_study
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    settings = _settings(trials=2, storage=f"journal:{tmp_path / 'j.journal'}")
+    storage = resolve_storage(settings.storage)
+    study = open_study(settings, storage, build_settings_space(settings))
+    orphan = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+    study._storage.set_trial_user_attr(orphan._trial_id, "worker", f"{socket.gethostname()}:{dead.pid}")
+    report = run_worker(settings, data=tiny_data(), storage=storage)
+    trials = study.get_trials()
+    assert report.counts.finished == 2 and report.counts.running == 0 and report.counts.stale == 1
+    assert trials[orphan.number].state == TrialState.FAIL
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == orphan.number)
+    assert retry.state == TrialState.COMPLETE and retry.params["lr"] == trials[orphan.number].params["lr"]
 
 
 # ------------------------------------------------------------------------------------ multi-objective

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -510,23 +511,30 @@ def _run(
     if settings.data_factory is None and before.counted < settings.trials:
         data = _prepare(console, settings, quiet)  # once, before any worker: the cache is filled here
     started = time.monotonic()
-    if workers > 1:
-        with _Display(console, settings, study, quiet) as display:
-            codes = launch_workers(settings, workers, poll=display.refresh)
-        bad = [i for i, code in enumerate(codes) if code != 0]
-        if bad:
-            console.print(
-                f"[red]worker(s) {', '.join(map(str, bad))} exited with an error (codes {codes})[/red]"
-            )
-    else:
-        with _Display(console, settings, study, quiet) as display:
-            run_worker(
-                settings,
-                data=data,
-                storage=storage,
-                on_trial=display.on_trial,
-                progress=display.on_event if not quiet else None,
-            )
+    try:
+        if workers > 1:
+            with _Display(console, settings, study, quiet) as display:
+                codes = launch_workers(settings, workers, poll=display.refresh)
+            bad = [i for i, code in enumerate(codes) if code != 0]
+            if bad:
+                console.print(
+                    f"[red]worker(s) {', '.join(map(str, bad))} exited with an error (codes {codes})[/red]"
+                )
+        else:
+            with _Display(console, settings, study, quiet) as display:
+                run_worker(
+                    settings,
+                    data=data,
+                    storage=storage,
+                    on_trial=display.on_trial,
+                    progress=display.on_event if not quiet else None,
+                )
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted: the running trial is marked failed and does not count; rerun the same "
+            "command to continue the study up to its target[/yellow]"
+        )
+        sys.exit(130)
     after = budget_counts(study.get_trials(deepcopy=False))
     if quiet:
         return
@@ -542,6 +550,12 @@ def _run(
             seeds=export_seeds,
             trial_number=options["export_trial"],
             out=out,
+            note=(
+                f"tuned on the data of --data-factory {settings.data_factory}; [bench] names the command's "
+                "dataset settings"
+                if settings.data_factory
+                else None
+            ),
         )
         console.print(
             f"exported trial {trial.number} to {options['export_path']}: "

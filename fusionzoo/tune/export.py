@@ -82,6 +82,7 @@ def export_bench_preset(
     seeds: Sequence[int] = (0, 1, 2),
     trial_number: int | None = None,
     out: str | None = None,
+    note: str | None = None,
 ) -> FrozenTrial:
     """Write the best trial (or ``trial_number``) of ``study`` as a bench preset; return the trial.
 
@@ -108,6 +109,8 @@ def export_bench_preset(
         f"# {objectives or 'objective'} = {values}\n"
         f"# run it: fusionzoo bench --config {Path(path).name}\n"
     )
+    if note:
+        header += f"# note: {note}\n"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
