@@ -138,10 +138,8 @@ def encode(
 
     from fusionzoo.data import load_dataset
     from fusionzoo.encoders.cache import default_cache_dir, encode_splits, human_bytes
-    from fusionzoo.encoders.defaults import default_encoder_specs, default_encoders
+    from fusionzoo.encoders.defaults import build_encoders
     from fusionzoo.encoders.errors import EncoderError
-    from fusionzoo.encoders.image import create_image_encoder
-    from fusionzoo.encoders.text import create_text_encoder
 
     console = Console(stderr=True, soft_wrap=True)
     try:
@@ -163,33 +161,16 @@ def encode(
             **_parse_options(loader_options),
         )
         cache = default_cache_dir(data_dir) if cache_dir is None else cache_dir
-        pretrained = False if no_pretrained else None
-        if image_encoder is None or text_encoder is None:
-            specs = default_encoder_specs(dataset)
-            if specs is None:
-                default_image, default_text = default_encoders(
-                    dataset,
-                    splits,
-                    cache,
-                    text_max_length=text_max_length,
-                    image_tokens=tokens,
-                    text_tokens=text_tokens,
-                )
-            else:
-                default_image = default_text = None
-                image_encoder = image_encoder or specs[0]
-                text_encoder = text_encoder or specs[1]
-        image = (
-            create_image_encoder(image_encoder, pretrained, image_tokens=tokens)
-            if image_encoder is not None
-            else default_image
-        )
-        text = (
-            create_text_encoder(
-                text_encoder, pretrained, max_length=text_max_length or 512, text_tokens=text_tokens
-            )
-            if text_encoder is not None
-            else default_text
+        image, text = build_encoders(
+            dataset,
+            splits,
+            cache,
+            image_spec=image_encoder,
+            text_spec=text_encoder,
+            pretrained=False if no_pretrained else None,
+            text_max_length=text_max_length,
+            image_tokens=tokens,
+            text_tokens=text_tokens,
         )
         console.print(
             f"image encoder {image.spec}: {image.num_tokens} tokens × {image.out_dim}; "

@@ -238,3 +238,47 @@ def train_wordpiece_tokenizer(texts: list[str], recipe: dict[str, Any] | None = 
         mask_token="[MASK]",
         model_max_length=recipe["config"]["max_position_embeddings"],
     )
+
+
+def build_encoders(
+    dataset_name: str,
+    splits: DatasetSplits | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    image_spec: str | None = None,
+    text_spec: str | None = None,
+    pretrained: bool | None = None,
+    text_max_length: int | None = None,
+    image_tokens: str | int = "all",
+    text_tokens: str = "all",
+) -> tuple[ImageEncoder, TextEncoder]:
+    """The encoders a command asked for: explicit specs where given, the dataset's defaults otherwise.
+
+    This is what ``fusionzoo encode`` (and bench/tune through it) call; ``pretrained=False`` is
+    ``--no-pretrained``. For a dataset with local defaults (synth) a missing spec is filled with the
+    locally built model, which needs ``splits`` (its tokenizer is counted on the train texts).
+    """
+    if image_spec is None or text_spec is None:
+        paper = default_encoder_specs(dataset_name)
+        if paper is None:
+            local_image, local_text = default_encoders(
+                dataset_name,
+                splits,
+                cache_dir,
+                text_max_length=text_max_length,
+                image_tokens=image_tokens,
+                text_tokens=text_tokens,
+            )
+        else:
+            image_spec, text_spec = image_spec or paper[0], text_spec or paper[1]
+    image = (
+        create_image_encoder(image_spec, pretrained, image_tokens=image_tokens)
+        if image_spec is not None
+        else local_image
+    )
+    text = (
+        create_text_encoder(text_spec, pretrained, max_length=text_max_length or 512, text_tokens=text_tokens)
+        if text_spec is not None
+        else local_text
+    )
+    return image, text

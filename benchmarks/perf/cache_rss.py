@@ -1,0 +1,160 @@
+"""Peak RSS while training over the feature cache, for N and 10·N samples (target ratio ≤ 1.3).
+
+    python benchmarks/perf/cache_rss.py [--epochs 1] [--fusion concat_mlp]
+
+N = the synth train split encoded with the default encoders (a real cache entry). 10·N = a cache
+entry made of that entry's bytes repeated 10 times (written in the cache format, with a manifest, and
+opened through the same ``open_entry``), so no extra encoding is needed. Each size is trained on in
+its own subprocess (one ``FusionModel`` epoch over a shuffled ``DataLoader``); the child reports
+``ru_maxrss``. The run is repeated with page release disabled to show what it buys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def child(entry: str, fusion: str, epochs: int, release: bool) -> None:
+    import torch
+
+    from fusionzoo.encoders import features as features_module
+    from fusionzoo.encoders.cache import open_entry
+    from fusionzoo.encoders.features import FeatureDataset
+    from fusionzoo.train.model import FusionModel
+
+    if not release:
+        features_module.RELEASE_EVERY = 1 << 62
+    torch.manual_seed(0)
+    train = open_entry(Path(entry), verify="size")
+    model = FusionModel(
+        fusion,
+        "linear",
+        image_dim=train.image_dim,
+        text_dim=train.text_dim,
+        dim=64,
+        num_classes=int(train.labels.max()) + 1,
+        num_image_tokens=train.num_image_tokens,
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    dataset = FeatureDataset(train)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, collate_fn=dataset.collate)
+    baseline = rss_mb()
+    started = time.perf_counter()
+    for _ in range(epochs):
+        for batch in loader:
+            out = model(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
+            loss = torch.nn.functional.cross_entropy(out.logits, batch["label"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"rows": len(train), "baseline_mb": baseline, "peak_mb": rss_mb(), "seconds": seconds}))
+
+
+def tile_entry(source: Path, target: Path, times: int) -> None:
+    """Write ``source`` repeated ``times`` times as a new cache entry (same format, valid manifest)."""
+    import hashlib
+
+    import numpy as np
+    import pandas as pd
+
+    from fusionzoo.encoders.cache import FILES
+
+    manifest = json.loads((source / "manifest.json").read_text())
+    target.mkdir(parents=True)
+    blobs = {name: (source / name).read_bytes() for name in FILES}
+    shas = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
+    for name, blob in blobs.items():
+        with open(target / name, "wb") as handle:
+            for _ in range(times):
+                handle.write(blob)
+    n = manifest["n"]
+    rows = np.fromfile(source / "rows.i64", dtype=np.int64)
+    np.concatenate([rows + k * n for k in range(times)]).tofile(target / "rows.i64")
+    np.save(target / "labels.npy", np.tile(np.load(source / "labels.npy"), times))
+    meta = pd.read_parquet(source / "meta.parquet")
+    pd.concat([meta] * times, ignore_index=True).to_parquet(target / "meta.parquet", index=False)
+    chunks = []
+    for k in range(times):
+        files = {name: [k * len(blobs[name]), len(blobs[name]), shas[name]] for name in FILES}
+        files["rows.i64"][2] = hashlib.sha256((rows + k * n).tobytes()).hexdigest()
+        chunks.append({"index": k, "row_end": (k + 1) * n, "files": files, "kept": n, "truncated": 0})
+    tiled = dict(manifest, n=n * times, text_total=manifest["text_total"] * times, chunks=chunks)
+    tiled["bytes"] = {name: (target / name).stat().st_size for name in FILES}
+    (target / "manifest.json").write_text(json.dumps(tiled))
+
+
+def run_child(entry: Path, fusion: str, epochs: int, release: bool) -> dict:
+    command = [sys.executable, __file__, "--child", str(entry), "--fusion", fusion, "--epochs", str(epochs)]
+    if not release:
+        command.append("--no-release")
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--fusion", default="concat_mlp")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--times", type=int, default=10)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-release", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.fusion, args.epochs, not args.no_release)
+        return
+
+    from rich.console import Console
+
+    from fusionzoo.data import load_dataset
+    from fusionzoo.encoders.cache import default_cache_dir, encode_splits, human_bytes
+    from fusionzoo.encoders.defaults import default_encoders
+
+    splits = load_dataset("synth", data_dir=args.data_dir)
+    cache = args.cache_dir or default_cache_dir(args.data_dir)
+    image, text = default_encoders("synth", splits, cache)
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives for the script
+    train = encode_splits(splits, image, text, cache, split_names=["train"], progress=False, console=quiet)[
+        "train"
+    ]
+    entry = Path(train.info["cache_path"])
+    with tempfile.TemporaryDirectory(prefix="fz-rss-") as tmp:
+        big = Path(tmp) / "tiled"
+        tile_entry(entry, big, args.times)
+        size = sum(f.stat().st_size for f in big.iterdir())
+        print(
+            f"N = {len(train)} rows ({human_bytes(train.info['bytes'])}); {args.times}·N = {human_bytes(size)}"
+        )
+        for release in (True, False):
+            small = run_child(entry, args.fusion, args.epochs, release)
+            large = run_child(big, args.fusion, args.epochs, release)
+            label = "page release on " if release else "page release off"
+            print(
+                f"{label}: peak RSS N {small['peak_mb']:.0f} MB, {args.times}·N {large['peak_mb']:.0f} MB "
+                f"(baselines {small['baseline_mb']:.0f}/{large['baseline_mb']:.0f} MB; epochs {small['seconds']:.1f}/"
+                f"{large['seconds']:.1f} s) → ratio {large['peak_mb'] / small['peak_mb']:.2f}"
+                + ("  (target <= 1.3)" if release else "")
+            )
+
+
+if __name__ == "__main__":
+    main()

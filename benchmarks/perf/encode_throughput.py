@@ -1,0 +1,93 @@
+"""Encode throughput of the cache pipeline ÷ a bare ``model(x)`` loop on the same batches.
+
+    python benchmarks/perf/encode_throughput.py [--rows 2000] [--batch-size 64] [--num-workers N]
+
+The pipeline is ``encode_splits`` on the synth train split into a fresh cache (JPEG decode with draft
+mode + transform + tokenization in DataLoader workers, both encoders, fp16 conversion, chunked writes
+with sha256). The bare loop runs only ``image_encoder(pixels)`` and ``text_encoder(ids, mask)`` on the
+same batches, pre-decoded into memory. Ratio = pipeline items/s ÷ bare items/s (target ≥ 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=2000, help="train rows to encode (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: auto)")
+    parser.add_argument(
+        "--data-dir", default=None, help="where the synth dataset lives (default: user cache)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+
+    import torch
+    from rich.console import Console
+
+    from fusionzoo.data import load_dataset
+    from fusionzoo.encoders.cache import encode_splits
+    from fusionzoo.encoders.defaults import default_encoders
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    splits = load_dataset("synth", data_dir=args.data_dir)
+    splits.train = splits.train.iloc[: args.rows].reset_index(drop=True)
+    rows = len(splits.train)
+    with tempfile.TemporaryDirectory(prefix="fz-encode-perf-") as tmp:
+        image, text = default_encoders("synth", splits, tmp)
+        quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives for the script
+        # warm-up (first-call allocations, thread pools) on a few rows, outside the timing
+        with torch.inference_mode():
+            image(torch.zeros(args.batch_size, *image.data_config["input_size"]))
+        started = time.perf_counter()
+        encode_splits(
+            splits,
+            image,
+            text,
+            tmp,
+            split_names=["train"],
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            progress=False,
+            console=quiet,
+        )
+        pipeline = time.perf_counter() - started
+
+        # the same batches, decoded and tokenized up front
+        from fusionzoo.data.images import ImageTextDataset
+
+        dataset = ImageTextDataset(splits.train, image.transform)
+        batches = []
+        for start in range(0, rows, args.batch_size):
+            items = [dataset[i] for i in range(start, min(rows, start + args.batch_size))]
+            items = [item for item in items if item["ok"]]
+            tokens = text.tokenize([item["text"] for item in items])
+            batches.append((torch.stack([item["image"] for item in items]), tokens))
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for pixels, tokens in batches:
+                image(pixels)
+                text(tokens.input_ids, tokens.attention_mask)
+        bare = time.perf_counter() - started
+
+    print(
+        f"rows {rows}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}"
+    )
+    print(f"pipeline (encode_splits): {pipeline:.2f} s = {rows / pipeline:,.0f} items/s")
+    print(f"bare model(x) loop:       {bare:.2f} s = {rows / bare:,.0f} items/s")
+    print(f"ratio pipeline/bare throughput: {bare / pipeline:.2f} (target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
