@@ -136,6 +136,8 @@ def _gradient_check(
 ) -> None:
     """Every trainable parameter must receive a gradient in at least one of a few random batches."""
     module.train()
+    if not any(p.requires_grad for p in module.parameters()):
+        return  # parameter-free (e.g. a fully ablated fluid): nothing to reach
     module.zero_grad(set_to_none=True)
     for seed in range(rounds):
         out = run(*make_batch(seed))

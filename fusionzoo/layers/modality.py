@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fusionzoo.layers.pooling import _mask_or_ones
+from fusionzoo.layers.pooling import mask_or_ones
 
 
 class ModalityConcat(nn.Module):
@@ -25,5 +25,5 @@ class ModalityConcat(nn.Module):
         self, image: Tensor, text: Tensor, image_mask: Tensor | None = None, text_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         tokens = torch.cat([image + self.type_embeddings[0], text + self.type_embeddings[1]], dim=1)
-        mask = torch.cat([_mask_or_ones(image, image_mask), _mask_or_ones(text, text_mask)], dim=1)
+        mask = torch.cat([mask_or_ones(image, image_mask), mask_or_ones(text, text_mask)], dim=1)
         return tokens, mask

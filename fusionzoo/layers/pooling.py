@@ -11,7 +11,7 @@ from torch import Tensor
 POOL_MODES = ("mean", "max", "cls")
 
 
-def _mask_or_ones(tokens: Tensor, mask: Tensor | None) -> Tensor:
+def mask_or_ones(tokens: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
     if mask.shape != tokens.shape[:2]:
@@ -21,13 +21,13 @@ def _mask_or_ones(tokens: Tensor, mask: Tensor | None) -> Tensor:
 
 def masked_mean(tokens: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean over real tokens: ``Σ_n m_n x_n / max(1, Σ_n m_n)``."""
-    m = _mask_or_ones(tokens, mask).to(tokens.dtype).unsqueeze(-1)
+    m = mask_or_ones(tokens, mask).to(tokens.dtype).unsqueeze(-1)
     return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 def masked_max(tokens: Tensor, mask: Tensor | None = None) -> Tensor:
     """Element-wise max over real tokens; zeros for a sample with no real token."""
-    m = _mask_or_ones(tokens, mask)
+    m = mask_or_ones(tokens, mask)
     filled = tokens.masked_fill(~m.unsqueeze(-1), torch.finfo(tokens.dtype).min)
     out = filled.max(dim=1).values
     return torch.where(m.any(1, keepdim=True), out, torch.zeros_like(out))
@@ -35,7 +35,7 @@ def masked_max(tokens: Tensor, mask: Tensor | None = None) -> Tensor:
 
 def first_token(tokens: Tensor, mask: Tensor | None = None) -> Tensor:
     """The first ([CLS]) token, zeroed where it is masked."""
-    m = _mask_or_ones(tokens, mask)
+    m = mask_or_ones(tokens, mask)
     return tokens[:, 0] * m[:, :1].to(tokens.dtype)
 
 
