@@ -220,6 +220,22 @@ def test_claim_is_exact_when_workers_race_for_the_last_slot():
     assert claim_slot(study, trials[2].number, 2)
 
 
+def test_queued_trial_beyond_the_target_becomes_an_uncounted_overflow(caplog):
+    from fusionzoo.tune.study import build_settings_space, open_study
+
+    settings = _settings(trials=2)
+    storage = resolve_storage("memory")
+    assert run_worker(settings, data=tiny_data(), storage=storage).counts.complete == 2
+    study = open_study(settings, storage, build_settings_space(settings))
+    study.enqueue_trial({"lr": 1e-3})  # e.g. a retry that arrives after the budget was filled
+    with caplog.at_level("WARNING"):
+        report = run_worker(settings, data=tiny_data(), storage=storage)
+    counts = report.counts
+    assert (counts.complete, counts.overflow, counts.waiting, counts.counted, report.ran) == (2, 1, 0, 2, 0)
+    assert study.trials[2].user_attrs[STATUS_ATTR] == "overflow"
+    assert not [r for r in caplog.records if "Trial 2 failed" in r.getMessage()]  # no scary traceback
+
+
 # ---------------------------------------------------------------------------- journal, 2 processes
 def test_journal_storage_with_two_worker_processes(tmp_path):
     journal = tmp_path / "optuna.journal"

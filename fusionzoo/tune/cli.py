@@ -392,7 +392,7 @@ def _tune(ctx: click.Context, console: Any, options: dict[str, Any]) -> None:
         searched = len(space.searched())
         console.print(
             f"{searched} searched, {len(space.params) - searched} fixed. Override or fix any of them in the "
-            "[space] table of a --config TOML."
+            "\\[space] table of a --config TOML."
         )
         return
     fusion = _single(ctx, opt("fusion"), "--fusion")
@@ -674,6 +674,7 @@ class _Display:
 def _summary(
     console: Any, study: Any, settings: Any, storage: Any, before: Any, after: Any, seconds: float
 ) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from fusionzoo.tune.study import best_trials
@@ -705,7 +706,7 @@ def _summary(
             _fmt(config.get("lr")),
             str(trial.user_attrs.get("epochs_run", "-")),
         ]
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     if shown:
         console.print(table)
     ran = after.finished - before.finished

@@ -355,6 +355,7 @@ class SearchSpace:
 
     def table(self, title: str | None = None) -> Any:
         """A ``rich.table.Table`` of the merged space."""
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=title or f"search space: fusion {self.fusion}, head {self.head}")
@@ -362,7 +363,7 @@ class SearchSpace:
             table.add_column(column, no_wrap=column in ("parameter", "distribution"))
         for row in self.rows():
             style = "dim" if row["status"] != "searched" else None
-            table.add_row(*row.values(), style=style)
+            table.add_row(*(escape(v) for v in row.values()), style=style)
         return table
 
 

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import dataclasses
 import importlib
+import logging
 import math
 import multiprocessing
 import os
@@ -94,6 +95,22 @@ class TuneError(ValueError):
 
 class BudgetExhausted(Exception):
     """Raised inside the objective when the trial lost the race for the last budget slot."""
+
+
+class _OverflowLogFilter(logging.Filter):
+    """Hide Optuna's "Trial N failed" warnings for overflow trials: losing the race for the last slot
+    is expected, not an error worth a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {n} failed") for n in self.numbers)
+
+
+_OVERFLOW_LOG_FILTER = _OverflowLogFilter()
 
 
 class TrialDiverged(Exception):
@@ -520,6 +537,7 @@ class Objective:
         trial.set_user_attr("worker", self.worker)
         if not claim_slot(self.study, trial.number, self.settings.trials):
             trial.set_user_attr(STATUS_ATTR, "overflow")
+            _OVERFLOW_LOG_FILTER.numbers.add(trial.number)
             self.study.stop()
             raise BudgetExhausted(
                 f"trial {trial.number}: the study already has {self.settings.trials} trials"
@@ -692,6 +710,9 @@ def run_worker(
     this worker runs the retry, so the study never ends with a trial stuck in RUNNING or WAITING.
     """
     started = time.monotonic()
+    optimize_logger = logging.getLogger("optuna.study._optimize")
+    if _OVERFLOW_LOG_FILTER not in optimize_logger.filters:
+        optimize_logger.addFilter(_OVERFLOW_LOG_FILTER)
     for target in settings.plugins:
         registry.load_plugin(target)
     space = build_settings_space(settings)
