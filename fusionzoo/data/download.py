@@ -45,17 +45,23 @@ from rich.progress import (
 )
 
 from fusionzoo.data.base import DataError
-from fusionzoo.data.glami import DATASET_FOLDER, TEST_CSV, TRAIN_CSV
+from fusionzoo.data.glami import (
+    DATASET_FOLDER,
+    EXTRACTED_MARKER,
+    OFFICIAL_ZIP_MD5,
+    TEST_CSV,
+    TRAIN_CSV,
+)
 from fusionzoo.data.paths import downloads_dir, glami_dir
 
 FULL_ZIP = "GLAMI-1M-dataset.zip"
 TEST_ZIP = "GLAMI-1M-dataset--test-only.zip"
 HF_BASE = "https://huggingface.co/datasets/glami/glami-1m/resolve/main/"
 OFFICIAL_URLS = {False: HF_BASE + FULL_ZIP, True: HF_BASE + TEST_ZIP}
-OFFICIAL_MD5 = {FULL_ZIP: "500348bbf54595db81cba353acd50d78"}  # the test-only zip's md5 is not published
+OFFICIAL_MD5 = {FULL_ZIP: OFFICIAL_ZIP_MD5}  # the test-only zip's md5 is not published
 URL_ENV = {False: "FUSIONZOO_GLAMI_URL", True: "FUSIONZOO_GLAMI_TEST_URL"}
 MD5_ENV = "FUSIONZOO_GLAMI_MD5"
-MARKER = ".fusionzoo-extracted.json"
+MARKER = EXTRACTED_MARKER
 CHUNK = 1 << 20
 USER_AGENT = "fusionzoo (+https://github.com/glami/glami-1m dataset download)"
 

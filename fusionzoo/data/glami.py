@@ -56,6 +56,8 @@ GLAMI_COLUMNS = (
 GLAMI_GEOS = ("cz", "sk", "ro", "gr", "si", "hu", "hr", "es", "lt", "lv", "tr", "ee", "bg")
 OFFICIAL_ROWS = {"train": 1_000_000, "test": 116_004}
 NUM_CLASSES = 191
+OFFICIAL_ZIP_MD5 = "500348bbf54595db81cba353acd50d78"  # GLAMI-1M-dataset.zip (FLUID.md)
+EXTRACTED_MARKER = ".fusionzoo-extracted.json"
 
 
 def find_dataset_dir(root: str | os.PathLike[str]) -> Path:
@@ -187,3 +189,64 @@ def load_glami(
         check_images=check_images,
         known_geos=GLAMI_GEOS,
     )
+
+
+def verify_glami(root: str | os.PathLike[str], *, deep: bool = False) -> dict[str, Any]:
+    """Check a GLAMI-format folder: CSVs and columns, row counts, missing/corrupt images.
+
+    Returns ``{"dataset_dir", "splits": {split: {"rows", "official_rows", "missing_columns", "error"}},
+    "image_problems": DataFrame(item_id, image_path, problem), "ok": bool}``. Row counts differing from
+    the official release fail only when the folder came from the official full zip (download marker).
+    ``deep`` decodes every image instead of checking existence, size and the JPEG signature.
+    """
+    import json
+
+    from fusionzoo.data.images import check_image_files
+
+    dataset_dir = find_dataset_dir(root)
+    marker_path = dataset_dir / EXTRACTED_MARKER
+    marker = json.loads(marker_path.read_text()) if marker_path.is_file() else {}
+    official = not marker.get("test_only") and marker.get("md5") == OFFICIAL_ZIP_MD5
+    report: dict[str, Any] = {"dataset_dir": str(dataset_dir), "splits": {}, "ok": True}
+    frames = []
+    for split, name in (("train", TRAIN_CSV), ("test", TEST_CSV)):
+        path = dataset_dir / name
+        entry: dict[str, Any] = {
+            "file": str(path),
+            "rows": None,
+            "official_rows": OFFICIAL_ROWS[split],
+            "error": None,
+        }
+        report["splits"][split] = entry
+        if not path.is_file():
+            if split == "train" and marker.get("test_only"):
+                entry["error"] = "not downloaded (test-only)"
+                continue
+            entry["error"] = "missing"
+            report["ok"] = False
+            continue
+        try:
+            frame, _ = read_csv_checked(path, GLAMI_COLUMNS, what=f"GLAMI-1M {split} split")
+        except DataError as exc:
+            entry["error"] = str(exc)
+            report["ok"] = False
+            continue
+        entry["rows"] = len(frame)
+        if official and len(frame) != OFFICIAL_ROWS[split]:
+            entry["error"] = f"{len(frame)} rows, the official release has {OFFICIAL_ROWS[split]}"
+            report["ok"] = False
+        paths = []
+        for image_id in frame["image_id"].fillna("").astype(str):
+            paths.append(str(dataset_dir / IMAGES_FOLDER / f"{image_id}.jpg"))
+        frames.append(
+            pd.DataFrame({"item_id": frame["item_id"].astype(str), "image_path": paths, "split": split})
+        )
+    images = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["item_id", "image_path"])
+    )
+    problems = check_image_files(images, deep=deep)
+    report["images_checked"] = int(images["image_path"].nunique()) if len(images) else 0
+    report["image_problems"] = problems
+    if len(problems):
+        report["ok"] = False
+    return report
