@@ -159,8 +159,10 @@ def test_sqlite_study_completes_resumes_to_exact_total_and_exports_for_bench(tmp
         assert "test_accuracy" in trial.user_attrs["metrics"] and trial.user_attrs[STATUS_ATTR] == "complete"
 
     export = tmp_path / "best.toml"
-    second = _tune(*common, "--trials", "5", "--export", str(export))
+    second = _tune(*common, "--trials", "5", "--export", str(export), "--plots")
     assert second.exit_code == 0, second.output
+    plots = sorted(p.name for p in (tmp_path / "runs" / "plots").glob("*.png"))
+    assert plots == ["s_history.png", "s_importances.png"]
     study = _load(db, "s")
     assert len(study.trials) == 5 and all(t.state == TrialState.COMPLETE for t in study.trials)
     assert [t.params for t in study.trials[:3]] == params_before  # resumed, not restarted

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import dataclasses
 import importlib
+import inspect
 import logging
 import math
 import multiprocessing
@@ -276,7 +277,7 @@ def _rdb_storage(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             callback = None
             if heartbeat_interval is not None:
-                callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+                callback = _retry_callback(max_retry)
             for attempt in range(3):
                 try:
                     rdb = optuna.storages.RDBStorage(
@@ -284,7 +285,7 @@ def _rdb_storage(
                         engine_kwargs=engine_kwargs,
                         heartbeat_interval=heartbeat_interval,
                         grace_period=grace_period,
-                        heartbeat_stale_trial_callback=callback,
+                        **{_STALE_CALLBACK_KWARG: callback},
                     )
                     break
                 except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
@@ -300,6 +301,25 @@ def _rdb_storage(
         raise TuneError(f"cannot open storage '{shown}': {reason}") from None
     kind = "sqlite" if backend == "sqlite" else "rdb"
     return ResolvedStorage(rdb, shown, kind, heartbeat_interval, grace_period, url=url)
+
+
+# Optuna >= 4.9 names these RetryHeartbeatStaleTrialCallback / heartbeat_stale_trial_callback; older
+# releases RetryFailedTrialCallback / failed_trial_callback (deprecated aliases since 4.9).
+_STALE_CALLBACK_KWARG = (
+    "heartbeat_stale_trial_callback"
+    if "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters
+    else "failed_trial_callback"
+)
+
+
+def _retry_callback(max_retry: int | None) -> Any:
+    cls = (
+        getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+        or optuna.storages.RetryFailedTrialCallback
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(max_retry=max_retry)
 
 
 def _first_line(exc: BaseException | object) -> str:
@@ -809,7 +829,7 @@ def _reclaim_dead_trials(study: optuna.Study, storage: ResolvedStorage, max_retr
         if storage.kind == "memory":
             return
         host = socket.gethostname()
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        retry = _retry_callback(max_retry)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
             if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
