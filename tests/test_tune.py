@@ -210,6 +210,8 @@ def test_pruner_prunes_unpromising_trials(pruner, options, trials):
     for trial in pruned:  # stopped after epoch 1, with the reason recorded
         assert list(trial.intermediate_values) == [1]
         assert trial.user_attrs[STATUS_ATTR] == "pruned" and trial.user_attrs["pruned_at_epoch"] == 1
+        assert trial.user_attrs["metrics"]["val_macro_f1"] == trial.intermediate_values[1]
+        assert "config" in trial.user_attrs
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert all(len(t.intermediate_values) == 3 for t in complete)
 

@@ -220,7 +220,12 @@ def resolve_storage(
     ``heartbeat_interval=None`` disables heartbeats; ``grace_period`` defaults to 2 × the interval.
     """
     if storage is None or not str(storage).strip():
-        Path(runs_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(runs_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TuneError(
+                f"runs directory '{runs_dir}' cannot be created ({exc}); pass a directory with --out"
+            ) from None
         storage = default_storage_url(runs_dir)
     storage = str(storage).strip()
     if storage in ("memory", ":memory:"):
@@ -268,7 +273,10 @@ def _rdb_storage(
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TuneError(f"cannot open storage '{shown}': {exc}") from None
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif backend == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
@@ -580,9 +588,10 @@ class Objective:
             if value is None or math.isnan(value):
                 return
             trial.report(float(value), epoch)
-            if epoch < self.base.epochs and trial.should_prune():  # a finished run is never pruned
+            if epoch < config.epochs and trial.should_prune():  # a finished run is never pruned
                 trial.set_user_attr(STATUS_ATTR, "pruned")
                 trial.set_user_attr("pruned_at_epoch", epoch)
+                trial.set_user_attr("metrics", {f"val_{k}": float(v) for k, v in val_metrics.items()})
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.prune_key}={value:.4f})")
 
         progress = None
