@@ -296,9 +296,16 @@ def _rdb_storage(
                         **{_STALE_CALLBACK_KWARG: callback},
                     )
                     break
-                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                except (
+                    sqlalchemy.exc.IntegrityError,
+                    sqlalchemy.exc.ProgrammingError,
+                    sqlalchemy.exc.OperationalError,
+                ) as exc:
                     # workers starting together on a fresh database race to create the tables
-                    if attempt == 2:
+                    racing = not isinstance(exc, sqlalchemy.exc.OperationalError) or any(
+                        text in str(exc) for text in ("already exists", "database is locked")
+                    )
+                    if attempt == 2 or not racing:
                         raise
                     time.sleep(0.5 + attempt)
     except ModuleNotFoundError as exc:
