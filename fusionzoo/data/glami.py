@@ -120,7 +120,7 @@ def read_split(
                 suffix=".jpg",
             ),
             "text": join_text(frame, list(text_fields), text_separator),
-            "raw_label": category.astype(str).map(lambda v: str(int(v))),
+            "raw_label": pd.to_numeric(category).astype("int64").astype(str),
             "class_name": frame["category_name"].fillna("").astype(str).str.strip(),
             "geo": frame["geo"],
             "label_source": normalise_label_source(frame["label_source"]),

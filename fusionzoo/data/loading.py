@@ -92,10 +92,8 @@ def read_csv_checked(path: Path, required: Sequence[str], *, what: str) -> tuple
     frame["__row"] = np.arange(2, len(frame) + 2)  # line 1 is the header
     replaced = np.zeros(len(frame), dtype=bool)
     for column in frame.columns:
-        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            values = frame[column]
-            if values.dtype == object or pd.api.types.is_string_dtype(values):
-                replaced |= values.str.contains(REPLACEMENT_CHAR, regex=False, na=False).to_numpy()
+        if column != "__row":
+            replaced |= frame[column].str.contains(REPLACEMENT_CHAR, regex=False, na=False).to_numpy()
     return frame, int(replaced.sum())
 
 
