@@ -107,3 +107,20 @@ def test_real_subprocess(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "synth") in result.stdout.replace("\n", "")
+
+
+def test_info_on_a_csv_dataset(runner, tmp_path):
+    from fusionzoo.data.testing import jpeg_bytes
+
+    (tmp_path / "pics").mkdir()
+    rows = []
+    for i in range(30):
+        (tmp_path / "pics" / f"{i}.jpg").write_bytes(jpeg_bytes())
+        rows.append({"file": f"{i}.jpg", "caption": f"caption {i}", "kind": ["shoe", "bag", "hat"][i % 3]})
+    pd.DataFrame(rows).to_csv(tmp_path / "mine.csv", index=False)
+    result = run(
+        runner, "info", "--dataset", "csv", "--csv", tmp_path / "mine.csv", "--image-col", "file",
+        "--text-cols", "caption", "--label-col", "kind", "--image-root", tmp_path / "pics", "--data-dir", tmp_path / "d",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "classes (3" in result.output and "shoe" in result.output

@@ -271,3 +271,13 @@ def test_load_dataset_glami1m_from_data_dir(glami, tmp_path):
     with pytest.raises(DataError, match="unknown glami1m option"):
         load_dataset("glami1m", data_dir=data_dir, colour="red")
     assert np.issubdtype(splits.train["label"].dtype, np.integer)
+
+
+def test_target_size_of_common_transforms():
+    import torchvision.transforms as T
+
+    from fusionzoo.data.images import target_size_of
+
+    assert target_size_of(T.Compose([T.Resize(248), T.CenterCrop(224)])) == (248, 248)
+    assert target_size_of(T.Resize((100, 50))) == (50, 100)  # torchvision (h, w) → PIL (w, h)
+    assert target_size_of(T.ToTensor()) is None
