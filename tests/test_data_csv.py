@@ -117,3 +117,10 @@ def test_image_root_option(tmp_path):
     assert splits.train["image_path"].str.startswith(str(images.resolve())).all()
     with pytest.raises(DataError, match="image root .* is not a folder"):
         load(tmp_path, csv=str(train), image_root=tmp_path / "missing")
+
+
+def test_byte_order_mark_is_tolerated(tmp_path):
+    train = make_csv(tmp_path, 12)
+    train.write_bytes(b"\xef\xbb\xbf" + train.read_bytes())
+    splits = load(tmp_path, csv=str(train), item_id_col="id")
+    assert splits.train["item_id"].str.startswith("x").all()

@@ -64,8 +64,8 @@ def warn(info: dict[str, Any], message: str) -> None:
 def read_csv_checked(path: Path, required: Sequence[str], *, what: str) -> tuple[pd.DataFrame, int]:
     """Read a UTF-8 CSV as strings; raise :class:`DataError` naming the file for a missing file/column.
 
-    Empty fields become NaN; other values stay strings (``"NA"`` is a valid product name). Bytes that
-    are not valid UTF-8 are replaced by U+FFFD; returns ``(frame, rows_with_replacements)``.
+    Empty fields become NaN; other values stay strings (``"NA"`` is a valid product name). A UTF-8
+    byte-order mark is ignored. Bytes that are not valid UTF-8 are replaced by U+FFFD; returns ``(frame, rows_with_replacements)``.
     """
     path = Path(path)
     if not path.is_file():
@@ -76,7 +76,7 @@ def read_csv_checked(path: Path, required: Sequence[str], *, what: str) -> tuple
             dtype=str,
             keep_default_na=False,
             na_values=[""],
-            encoding="utf-8",
+            encoding="utf-8-sig",  # tolerate a byte-order mark (Excel exports)
             encoding_errors="replace",
         )
     except pd.errors.EmptyDataError:
