@@ -14,7 +14,7 @@ import optuna
 import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
-from tune_helpers import DATA_FACTORY, TESTS_DIR, TINY_RUN, tiny_data
+from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, TESTS_DIR, TINY_RUN, tiny_data
 
 from fusionzoo.cli import main
 from fusionzoo.tune.space import SearchSpaceError, build_space
@@ -242,39 +242,23 @@ def test_queued_trial_beyond_the_target_becomes_an_uncounted_overflow(caplog):
 
 # ---------------------------------------------------------------------------- journal, 2 processes
 def test_journal_storage_with_two_worker_processes(tmp_path):
+    """``--workers 2`` of the installed ``fusionzoo`` script on a journal file: one study, exact total."""
     journal = tmp_path / "optuna.journal"
-    cmd = [
-        sys.executable,
-        "-m",
-        "fusionzoo.cli",
-        "tune",
-        "--fusion",
-        "concat_mlp",
-        "--head",
-        "linear",
-        "--storage",
-        f"journal:{journal}",
-        "--study",
-        "j",
-        "--trials",
-        "5",
-        "--workers",
-        "2",
-        "--data-factory",
-        DATA_FACTORY,
-        "--out",
-        str(tmp_path / "runs"),
-        *TINY_FLAGS,
-    ]
-    result = subprocess.run(cmd, env=_subprocess_env(), capture_output=True, text=True, timeout=240)
+    script = os.path.join(os.path.dirname(sys.executable), "fusionzoo")
+    cmd = [script, "tune", "--fusion", "concat_mlp", "--head", "linear", "--storage", f"journal:{journal}",
+           "--study", "j", "--trials", "6", "--workers", "2", "--data-factory", SYNCED_DATA_FACTORY,
+           "--out", str(tmp_path / "runs"), *TINY_FLAGS]  # fmt: skip
+    (tmp_path / "barrier").mkdir()
+    env = {**_subprocess_env(), BARRIER_ENV: str(tmp_path / "barrier")}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     storage = resolve_storage(f"journal:{journal}")
     study = optuna.load_study(study_name="j", storage=storage.storage)
     counts = budget_counts(study.trials)
-    assert counts.finished == 5 and counts.running == 0 and counts.waiting == 0
+    assert counts.finished == 6 and counts.running == 0 and counts.waiting == 0
     workers = {t.user_attrs["worker"] for t in study.trials if t.state == TrialState.COMPLETE}
     assert len(workers) == 2, workers  # both processes ran trials
-    assert "5 complete" in result.stdout
+    assert "6 complete" in result.stdout
 
 
 def test_journal_worker_requeues_the_trial_of_a_dead_local_process(tmp_path):

@@ -17,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from pg_server import find_bin_dir, postgres_server
-from tune_helpers import DATA_FACTORY, TESTS_DIR
+from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, TESTS_DIR
 
 from fusionzoo.tune.study import STATUS_ATTR, budget_counts, mask_url, resolve_storage
 
@@ -41,14 +41,18 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _worker(url: str, study: str, trials: int, tmp_path, *extra: str) -> subprocess.Popen:
+def _worker(
+    url: str, study: str, trials: int, tmp_path, *extra: str, factory: str = DATA_FACTORY
+) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "fusionzoo.cli", "tune", "--fusion", "concat_mlp", "--head", "linear",
         "--storage", url, "--study", study, "--trials", str(trials), "--quiet",
-        "--data-factory", DATA_FACTORY, "--out", str(tmp_path / "runs"),
+        "--data-factory", factory, "--out", str(tmp_path / "runs"),
         "--dim", "16", "--batch-size", "32", "--device", "cpu", *HEARTBEAT, *extra,
     ]  # fmt: skip
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**_env(), BARRIER_ENV: str(tmp_path / "barrier")}
+    (tmp_path / "barrier").mkdir(exist_ok=True)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _finish(process: subprocess.Popen, timeout: float = 180) -> str:
@@ -69,8 +73,19 @@ def test_server_url_is_masked_in_messages(postgres):
 
 def test_two_workers_reach_the_exact_total_and_lose_no_trial(postgres, tmp_path):
     url, target = postgres.url(), 8
-    workers = [
-        _worker(url, "two", target, tmp_path, "--epochs", "1", "--worker-index", str(i)) for i in range(2)
+    workers = [  # a barrier in the data factory makes both start their trials together
+        _worker(
+            url,
+            "two",
+            target,
+            tmp_path,
+            "--epochs",
+            "1",
+            "--worker-index",
+            str(i),
+            factory=SYNCED_DATA_FACTORY,
+        )
+        for i in range(2)
     ]
     for process in workers:
         _finish(process)

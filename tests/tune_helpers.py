@@ -17,3 +17,23 @@ def tiny_data():
 
         _cache["data"] = synthetic_features(96, 32, 32, seed=0)
     return _cache["data"]
+
+
+SYNCED_DATA_FACTORY = "tune_helpers:tiny_data_synced"
+BARRIER_ENV = "FUSIONZOO_TEST_BARRIER"
+
+
+def tiny_data_synced():
+    """:func:`tiny_data` after a barrier: each worker process waits until ``$FUSIONZOO_TEST_BARRIER_N``
+    (default 2) processes have reached it, so every worker of a test starts its trials together and
+    none can finish the whole budget while another is still importing torch."""
+    import os
+    import time
+
+    folder = Path(os.environ[BARRIER_ENV])
+    expected = int(os.environ.get(BARRIER_ENV + "_N", "2"))
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(folder.iterdir())) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return tiny_data()
