@@ -13,6 +13,7 @@ small grid, and the chosen model is scored on the test split. Both modalities ar
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 import warnings
@@ -49,6 +50,14 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="fusionzoo-probe-")
+    try:
+        run(args, data_dir)
+    finally:
+        if args.data_dir is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, data_dir: str) -> None:
     config = SynthConfig(size=args.size, image_size=args.image_size, seed=args.seed)
     started = time.perf_counter()
     ensure_synth(config, data_dir=data_dir)
