@@ -396,7 +396,8 @@ def default_study_name(settings: TuneSettings, space: SearchSpace) -> str:
 
 
 # ------------------------------------------------------------------------------------- samplers/pruners
-def make_sampler(name: str, seed: int | None, multi_objective: bool) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    """``tpe`` (constant liar, for parallel workers), ``random`` or ``gp``, seeded."""
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if name == "random":
@@ -766,7 +767,7 @@ def run_worker(
     study = open_study(settings, storage, space, pruner=pruner)
     existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(
-        settings.sampler, sampler_seed(settings.seed, settings.worker_index, existing), multi
+        settings.sampler, sampler_seed(settings.seed, settings.worker_index, existing)
     )
     report = WorkerReport(study.study_name, storage.display)
     target = settings.trials
