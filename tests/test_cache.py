@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -262,6 +263,13 @@ def test_ragged_text_round_trip(tmp_path, models):
     batch = collate_features(train, [2, 0, 5])
     assert batch["text"].shape[1] == lengths[[2, 0, 5]].max()
     assert batch["text_mask"].sum(1).tolist() == lengths[[2, 0, 5]].tolist()
+    # batches are read with pread from the cache files; the same as indexing the memory maps
+    assert train.sources is not None
+    through_memmap = dataclasses.replace(train, sources=None)
+    for rows in ([5, 1, 2, 3, 9], list(range(len(train))), [7]):
+        a, b = collate_features(train, rows), collate_features(through_memmap, rows)
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
 
 
 def test_bad_images_skip_and_fail(tmp_path, models):

@@ -214,7 +214,11 @@ def open_entry(folder: Path, verify: str = "auto", console: Any = None) -> Featu
     info = {"cache_path": str(folder), "key": manifest["key"], "bad_items": manifest["bad_items"]}
     info["truncated_texts"] = manifest["truncated_texts"]
     info["bytes"] = total
-    return FeatureSplit(image, text, offsets, labels, meta, info=info)
+    sources = {
+        "image_tokens": str(folder / "image_tokens.f16"),
+        "text_tokens": str(folder / "text_tokens.f16"),
+    }
+    return FeatureSplit(image, text, offsets, labels, meta, info=info, sources=sources if n else None)
 
 
 def _memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -361,8 +365,26 @@ class _Progress:
             self.progress.advance(task, count)
 
 
+@contextlib.contextmanager
+def _cpu_threads_beside_workers(device: torch.device, workers: int) -> Iterator[None]:
+    """On CPU, leave one core per loader worker: oversubscribed OpenMP threads stall each other."""
+    before = torch.get_num_threads()
+    wanted = max(1, _cpu_count() - workers)
+    if device.type == "cpu" and workers and before > wanted:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _auto_workers(rows: int) -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = _cpu_count()
     if rows < 512 or cpus < 2:
         return 0
     return min(4, max(1, cpus // 2))
@@ -452,6 +474,7 @@ def _encode_entry(
         prefetch_factor=4 if workers else None,
     )
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_cpu_threads_beside_workers(device, workers))
         handles = {name: stack.enter_context(open(partial / name, "r+b")) for name in FILES}
         for handle_name, handle in handles.items():
             handle.seek(ends[handle_name])

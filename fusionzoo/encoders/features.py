@@ -8,15 +8,21 @@ A :class:`FeatureSplit` holds, for N samples:
     labels         (N,) int64
     meta           DataFrame, N rows: item_id, geo, label_source, is_human, label
     info           dict: provenance (cache path, reused/resumed, dropped bad items, truncated texts)
+    sources        {"image_tokens": path, "text_tokens": path} when the arrays are raw files (the cache)
 
 Arrays may be numpy memmaps (the cache) or in-memory arrays (tests). :func:`collate_features` pads
 text per batch and returns the batch dict every trainer and fusion model reads.
+
+When ``sources`` is set, :func:`collate_features` reads the batch's rows with ``os.pread`` instead of
+through the memory map: on current kernels a page fault in a file mapping maps a whole large folio
+(up to 2 MB) around the row, so a shuffled epoch over a memmap makes the resident set grow to the
+whole file; explicit reads keep it at one batch, however large the dataset.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +30,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
-
-RELEASE_EVERY = 256 << 20  # bytes read from a split's memory maps between two page releases
 
 
 @dataclass
@@ -36,6 +40,7 @@ class FeatureSplit:
     labels: np.ndarray
     meta: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)  # where it came from: cache path, reused, ...
+    sources: dict[str, str] | None = None  # raw little-endian files behind image_tokens / text_tokens
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -52,27 +57,47 @@ class FeatureSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def note_read(self, nbytes: int) -> None:
-        """Count bytes read from memory maps; past :data:`RELEASE_EVERY` bytes, :meth:`release_pages`.
+    def _descriptor(self, name: str) -> int | None:
+        """An open file descriptor (per process, so DataLoader workers get their own) for a source."""
+        if not self.sources or name not in self.sources:
+            return None
+        cache = self.__dict__.setdefault("_descriptors", {})
+        key = (os.getpid(), name)
+        if key not in cache:
+            cache[key] = os.open(self.sources[name], os.O_RDONLY)
+        return cache[key]
 
-        Pages of a memory-mapped file stay in the process's resident set once touched, so an epoch
-        over a cache larger than RAM would otherwise grow RSS to the whole file; dropping them every
-        few hundred MB keeps peak RSS flat as the dataset grows (the data stays in the OS page cache,
-        so re-reading them is cheap).
-        """
-        self._read_since_release = getattr(self, "_read_since_release", 0) + int(nbytes)
-        if self._read_since_release >= RELEASE_EVERY:
-            self.release_pages()
+    def __del__(self) -> None:
+        for (pid, _), fd in self.__dict__.get("_descriptors", {}).items():
+            if pid == os.getpid():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
-    def release_pages(self) -> None:
-        """Drop this split's memory-mapped pages from the process (``madvise(MADV_DONTNEED)``)."""
-        self._read_since_release = 0
-        for array in (self.image_tokens, self.text_tokens):
-            mapping = getattr(array, "_mmap", None)
-            if mapping is None or not hasattr(mapping, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                mapping.madvise(mmap.MADV_DONTNEED)
+    def read_image_rows(self, sorted_rows: np.ndarray) -> np.ndarray:
+        """``image_tokens[sorted_rows]`` (ascending rows), by pread of row runs when backed by a file."""
+        fd = self._descriptor("image_tokens")
+        if fd is None:
+            return np.asarray(self.image_tokens[sorted_rows])
+        shape = self.image_tokens.shape[1:]
+        row_bytes = int(np.prod(shape)) * self.image_tokens.itemsize
+        out = np.empty((len(sorted_rows), *shape), dtype=self.image_tokens.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        for first, count in _runs(sorted_rows):
+            _pread_into(
+                fd, view[first * row_bytes : (first + count) * row_bytes], int(sorted_rows[first]) * row_bytes
+            )
+        return out
+
+    def read_text(self, start: int, end: int) -> np.ndarray:
+        """``text_tokens[start:end]`` by pread when backed by a file."""
+        fd = self._descriptor("text_tokens")
+        if fd is None:
+            return np.asarray(self.text_tokens[start:end])
+        width = self.text_tokens.shape[1]
+        out = np.empty((end - start, width), dtype=self.text_tokens.dtype)
+        row_bytes = width * self.text_tokens.itemsize
+        _pread_into(fd, memoryview(out.reshape(-1).view(np.uint8)), start * row_bytes)
+        return out
 
     @property
     def image_dim(self) -> int:
@@ -130,15 +155,14 @@ def collate_features(features: FeatureSplit, indices: list[int] | np.ndarray) ->
     idx = np.asarray(indices, dtype=np.int64)
     order = np.argsort(idx, kind="stable")
     sorted_idx = idx[order]
-    image = np.asarray(features.image_tokens[sorted_idx], dtype=np.float32)[np.argsort(order, kind="stable")]
+    image = features.read_image_rows(sorted_idx).astype(np.float32)[np.argsort(order, kind="stable")]
     starts, ends = features.text_offsets[idx], features.text_offsets[idx + 1]
     lengths = (ends - starts).astype(np.int64)
     max_len = max(1, int(lengths.max()) if len(lengths) else 1)
     text = np.zeros((len(idx), max_len, features.text_dim), dtype=np.float32)
     for row, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        text[row, : end - start] = features.text_tokens[start:end]
+        text[row, : end - start] = features.read_text(int(start), int(end))
     text_mask = np.arange(max_len)[None, :] < lengths[:, None]
-    features.note_read(image.size * features.image_tokens.itemsize + int(lengths.sum()) * text.shape[-1] * 2)
     return {
         "image": torch.from_numpy(image),
         "image_mask": torch.ones(image.shape[:2], dtype=torch.bool),
@@ -147,3 +171,22 @@ def collate_features(features: FeatureSplit, indices: list[int] | np.ndarray) ->
         "label": torch.from_numpy(np.asarray(features.labels[idx], dtype=np.int64)),
         "index": torch.from_numpy(idx),
     }
+
+
+def _runs(sorted_rows: np.ndarray) -> list[tuple[int, int]]:
+    """``(position, count)`` of each run of consecutive row numbers in an ascending array."""
+    if len(sorted_rows) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(sorted_rows)]])
+    return [(int(a), int(b - a)) for a, b in zip(starts, ends, strict=True)]
+
+
+def _pread_into(fd: int, buffer: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(buffer):
+        got = os.preadv(fd, [buffer[done:]], offset + done)
+        if got <= 0:
+            raise OSError(f"unexpected end of feature file (fd {fd}) at byte {offset + done}")
+        done += got
