@@ -150,7 +150,8 @@ def main() -> None:
             label = "pread batches (default)" if pread else "through the memmap     "
             print(
                 f"{label}: peak RSS N {small['peak_mb']:.0f} MB, {args.times}·N {large['peak_mb']:.0f} MB "
-                f"(baselines {small['baseline_mb']:.0f}/{large['baseline_mb']:.0f} MB; epochs {small['seconds']:.1f}/"
+                f"(growth over the pre-epoch peak {small['peak_mb'] - small['baseline_mb']:.0f}/"
+                f"{large['peak_mb'] - large['baseline_mb']:.0f} MB; epochs {small['seconds']:.1f}/"
                 f"{large['seconds']:.1f} s) → ratio {large['peak_mb'] / small['peak_mb']:.2f}"
                 + ("  (target <= 1.3)" if pread else "")
             )
