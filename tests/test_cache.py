@@ -291,3 +291,45 @@ def test_files_are_the_documented_layout(tmp_path, models):
     features, _ = run(splits, image, text, tmp_path / "cache", split_names=["test"])
     entry = Path(features["test"].info["cache_path"])
     assert {p.name for p in entry.iterdir()} == set(FILES) | {"manifest.json", "labels.npy", "meta.parquet"}
+
+
+def test_size_estimate_warns_and_refuses_when_the_disk_is_too_small(tmp_path, models, monkeypatch):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    from fusionzoo.encoders import cache as cache_module
+
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=10))
+    image, text = encoders(models)
+    monkeypatch.setattr(cache_module, "LARGE_CACHE_WARNING", 1)
+    _, log = run(splits, image, text, tmp_path / "cache", split_names=["test"])
+    assert (
+        "warning" in log and "--text-max-length" in log and "--image-tokens" in log and "pooled-only" in log
+    )
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10, 10, 0))
+    with pytest.raises(EncoderError, match="not enough disk space"):
+        run(splits, image, text, tmp_path / "cache", split_names=["val"])
+
+
+def test_limit_gives_a_new_entry_and_empty_splits_work(tmp_path, models):
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=20))
+    image, text = encoders(models)
+    full, _ = run(splits, image, text, tmp_path / "cache", split_names=["train"])
+    smaller = dataclasses.replace(splits, train=splits.train.iloc[:5].reset_index(drop=True))
+    limited, _ = run(smaller, image, text, tmp_path / "cache", split_names=["train"])
+    assert limited["train"].info["key"] != full["train"].info["key"] and len(limited["train"]) == 5
+    np.testing.assert_allclose(  # same rows, other batch composition: equal up to fp16 rounding
+        np.asarray(limited["train"].image_tokens, np.float32),
+        np.asarray(full["train"].image_tokens[:5], np.float32),
+        atol=1e-2,
+    )
+    empty = dataclasses.replace(splits, val=splits.val.iloc[:0])
+    features, _ = run(empty, image, text, tmp_path / "cache", split_names=["val"])
+    assert len(features["val"]) == 0 and features["val"].image_tokens.shape == (
+        0,
+        image.num_tokens,
+        image.out_dim,
+    )
+    again, log = run(empty, image, text, tmp_path / "cache", split_names=["val"])
+    assert again["val"].info["reused"] and "reusing" in log

@@ -215,3 +215,24 @@ def test_raw_collate_drops_unreadable_images(data, tmp_path):
     assert batch["pixels"].shape[0] == 3 and batch["dropped"] == [1]
     with pytest.raises(EncoderError, match="unreadable"):
         RawCollate(text, on_bad_image="fail")([dataset[i] for i in range(4)])
+
+
+def test_no_pretrained_text_keeps_architecture_and_tokenizer(data):
+    encoder = create_text_encoder(f"hf:{data['text_dir']}", pretrained=False)
+    assert encoder.out_dim == 32 and encoder.identity()["weights"]["random_init"] is True
+    pretrained = create_text_encoder(f"hf:{data['text_dir']}")
+    assert encoder.identity() != pretrained.identity()
+    batch = encoder.tokenize(["cotton"])
+    with torch.no_grad():
+        tokens, _ = encoder(batch.input_ids, batch.attention_mask)
+    assert tokens.shape == (1, batch.input_ids.shape[1], 32)
+
+
+def test_text_token_selection(data):
+    for selection, expected in (("cls", 1), ("mean", 1), ("all", None)):
+        encoder = create_text_encoder(f"hf:{data['text_dir']}", text_tokens=selection)
+        batch = encoder.tokenize(["cotton shirt", "silk"])
+        with torch.no_grad():
+            tokens, mask = encoder(batch.input_ids, batch.attention_mask)
+        assert tokens.shape[1] == (expected or batch.input_ids.shape[1])
+        assert mask.shape == tokens.shape[:2] and mask.dtype == torch.bool
