@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -236,3 +238,48 @@ def test_text_token_selection(data):
             tokens, mask = encoder(batch.input_ids, batch.attention_mask)
         assert tokens.shape[1] == (expected or batch.input_ids.shape[1])
         assert mask.shape == tokens.shape[:2] and mask.dtype == torch.bool
+
+
+def test_live_data_trains_end_to_end_in_finetune_mode(data, tmp_path):
+    """LiveData through the real trainer: unusable files dropped, a broken JPEG masked, frozen layers kept."""
+    import warnings
+
+    from fusionzoo.encoders.live import LiveData
+    from fusionzoo.train.config import RunConfig
+    from fusionzoo.train.trainer import train_run
+
+    csv = write_tiny_glami(tmp_path / "live", n=30, bad=(1,))
+    splits = splits_from_csv(csv)
+    broken = splits.train["image_path"][2]
+    payload = Path(broken).read_bytes()
+    Path(broken).write_bytes(payload[:40])  # valid JPEG signature, truncated data: fails at decode time
+    image = create_image_encoder(f"timm:{data['image_dir']}")
+    text = create_text_encoder(f"hf:{data['text_dir']}", max_length=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        live = LiveData(splits, image, text, freeze_layers=1)
+    assert any("item1" in str(w.message) for w in caught)
+    assert live.size("train") == len(splits.train) - 1
+    batch = live.batch("train", torch.arange(4))
+    assert batch["image_ok"].tolist() == [True, False, True, True]  # row 2 of the frame is now row 1
+    tokens = live.encoder(batch)
+    assert not tokens["image_mask"][1].any() and tokens["image_mask"][0].all()
+
+    frozen = live.encoder.image_encoder.model.patch_embed.proj.weight.detach().clone()
+    trained = live.encoder.image_encoder.model.blocks[1].attn.qkv.weight.detach().clone()
+    config = RunConfig(
+        fusion="concat_mlp",
+        head="linear",
+        dim=16,
+        epochs=1,
+        batch_size=8,
+        mode="finetune",
+        backbone_lr=1e-2,
+        freeze_layers=1,
+        patience=0,
+        device="cpu",
+    )
+    result = train_run(config, live)
+    assert result.status == "ok", result.error
+    assert torch.equal(live.encoder.image_encoder.model.patch_embed.proj.weight, frozen)
+    assert not torch.equal(live.encoder.image_encoder.model.blocks[1].attn.qkv.weight, trained)

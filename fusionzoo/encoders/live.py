@@ -79,12 +79,17 @@ class LiveEncoders(nn.Module):
         return self
 
     def forward(self, raw: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``raw``: pixels (B, 3, H, W), input_ids/attention_mask (B, L), label, index and optionally
+        ``image_ok`` (B,) bool — a False row (unreadable image, zero pixels) gets an all-False image mask."""
         pixels = raw["pixels"]
         image = self.image_encoder(pixels)
         text, text_mask = self.text_encoder(raw["input_ids"], raw["attention_mask"])
+        image_mask = torch.ones(image.shape[:2], dtype=torch.bool, device=image.device)
+        if "image_ok" in raw:
+            image_mask = image_mask & raw["image_ok"].to(image.device).bool()[:, None]
         return {
             "image": image.float(),
-            "image_mask": torch.ones(image.shape[:2], dtype=torch.bool, device=image.device),
+            "image_mask": image_mask,
             "text": text.float(),
             "text_mask": text_mask.bool(),
             "label": raw["label"],
@@ -135,4 +140,115 @@ class RawCollate:
             "index": torch.tensor([int(item["index"]) for item in good], dtype=torch.long),
             "truncated": tokens.truncated,
             "dropped": bad,
+        }
+
+
+class LiveData:
+    """Finetune-mode training data (the ``TrainingData`` interface of ``fusionzoo.train.data``).
+
+    ``batch(split, indices)`` decodes the rows' images (a small thread pool; PIL releases the GIL)
+    and tokenizes their texts; ``encoder`` (a :class:`LiveEncoders`) turns that into tokens inside the
+    training graph, so the trainer optimises it with ``backbone_lr``. Rows whose image file is missing
+    or not a JPEG/PNG are dropped up front (warned with their item ids, like the frozen cache); an
+    image that still fails to decode is given zero pixels and an all-False image mask, so predictions
+    stay aligned with ``labels(split)``.
+    """
+
+    def __init__(
+        self,
+        splits: Any,
+        image_encoder: ImageEncoder,
+        text_encoder: TextEncoder,
+        *,
+        freeze_layers: int = 0,
+        freeze_text_layers: int | None = None,
+        augment: bool = False,
+        name: str | None = None,
+        threads: int = 4,
+    ) -> None:
+        import hashlib
+        import json
+        import warnings
+
+        from fusionzoo.data.base import DataWarning
+        from fusionzoo.data.images import check_image_files
+
+        self.encoder = LiveEncoders(
+            image_encoder,
+            text_encoder,
+            freeze_image_layers=freeze_layers,
+            freeze_text_layers=freeze_layers if freeze_text_layers is None else freeze_text_layers,
+        )
+        self.frames: dict[str, pd.DataFrame] = {}
+        for split in ("train", "val", "test"):
+            frame = splits.split(split).reset_index(drop=True)
+            problems = check_image_files(frame)
+            if len(problems):
+                ids = problems["item_id"].astype(str).tolist()
+                warnings.warn(
+                    f"{split}: dropped {len(ids)} row(s) whose image file is unusable, first item_ids: "
+                    f"{', '.join(ids[:5])}",
+                    DataWarning,
+                    stacklevel=2,
+                )
+                frame = frame[~frame["item_id"].isin(problems["item_id"])].reset_index(drop=True)
+            self.frames[split] = frame
+        self.datasets = {
+            split: raw_dataset(frame, image_encoder, augment=augment and split == "train")
+            for split, frame in self.frames.items()
+        }
+        self.collate = RawCollate(text_encoder)
+        self.num_classes = splits.num_classes
+        self.classes = list(splits.classes)
+        self.name = name or splits.name
+        self.image_dim = image_encoder.out_dim
+        self.text_dim = text_encoder.out_dim
+        self.num_image_tokens = image_encoder.num_tokens
+        self.image_size = tuple(image_encoder.data_config["input_size"])
+        identity = {
+            "splits": {s: splits.split_fingerprint(s) for s in ("train", "val", "test")},
+            "image": image_encoder.identity(),
+            "text": text_encoder.identity(),
+            "freeze": [freeze_layers, freeze_text_layers],
+            "augment": augment,
+        }
+        self.fingerprint = hashlib.sha256(
+            json.dumps(identity, sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
+        self._pool: Any = None
+        self._threads = threads
+
+    def size(self, split: str) -> int:
+        return len(self.frames[split])
+
+    def labels(self, split: str) -> Any:
+        import numpy as np
+
+        return self.frames[split]["label"].to_numpy(dtype=np.int64)
+
+    def meta(self, split: str) -> pd.DataFrame:
+        frame = self.frames[split]
+        return frame[[c for c in ("item_id", "geo", "label_source", "is_human", "label") if c in frame]]
+
+    def batch(self, split: str, indices: torch.Tensor) -> dict[str, Any]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._threads)
+        dataset = self.datasets[split]
+        rows = [int(i) for i in indices]
+        items = list(self._pool.map(dataset.__getitem__, rows))
+        ok = [bool(item["ok"]) and item["image"] is not None for item in items]
+        zeros = torch.zeros(self.image_size)
+        pixels = torch.stack([item["image"] if flag else zeros for item, flag in zip(items, ok, strict=True)])
+        tokens = tokenize_texts(
+            self.collate.tokenizer, self.collate.max_length, [item["text"] for item in items]
+        )
+        return {
+            "pixels": pixels,
+            "input_ids": tokens.input_ids,
+            "attention_mask": tokens.attention_mask,
+            "image_ok": torch.tensor(ok, dtype=torch.bool),
+            "label": torch.tensor([int(item["label"]) for item in items], dtype=torch.long),
+            "index": torch.tensor(rows, dtype=torch.long),
         }
