@@ -333,3 +333,51 @@ def test_limit_gives_a_new_entry_and_empty_splits_work(tmp_path, models):
     )
     again, log = run(empty, image, text, tmp_path / "cache", split_names=["val"])
     assert again["val"].info["reused"] and "reusing" in log
+
+
+CONCURRENT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from fusionzoo.encoders.cache import encode_splits
+    from fusionzoo.encoders.image import create_image_encoder
+    from fusionzoo.encoders.testing import splits_from_csv
+    from fusionzoo.encoders.text import create_text_encoder
+
+    csv, image_dir, text_dir, cache = sys.argv[1:5]
+    splits = splits_from_csv(csv)
+    image = create_image_encoder("timm:" + image_dir)
+    text = create_text_encoder("hf:" + text_dir, max_length=32)
+    out = encode_splits(splits, image, text, cache, split_names=["train"], batch_size=4, chunk_rows=8,
+                        num_workers=0, progress=False)
+    print("RESULT", out["train"].info["reused"], out["train"].info["key"], float(out["train"].image_tokens.sum()))
+    """
+)
+
+
+def test_two_processes_encoding_the_same_entry_serialise(tmp_path, models):
+    """Parallel bench/tune workers may ask for the same features at once: one encodes, one reuses."""
+    csv = write_tiny_glami(tmp_path / "data", n=40)
+    script = tmp_path / "encode.py"
+    script.write_text(CONCURRENT_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    args = [
+        sys.executable,
+        str(script),
+        str(csv),
+        str(models["image"]),
+        str(models["text"]),
+        str(tmp_path / "c"),
+    ]
+    procs = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    results = [
+        next(line for line in out.splitlines() if line.startswith("RESULT")).split() for out, _ in outputs
+    ]
+    assert sorted(r[1] for r in results) == ["False", "True"]  # exactly one encoded
+    assert results[0][2:] == results[1][2:]
+    entries = [p for p in (tmp_path / "c").iterdir() if p.is_dir()]
+    assert len(entries) == 1 and not entries[0].name.endswith(".partial")
