@@ -75,17 +75,21 @@ def _canonical(kind: str, spec: str) -> str:
 def build_grid(bench: BenchConfig, base: RunConfig | None = None) -> list[RunSpec]:
     """Expand the grid. Heads: ``bench.heads`` for every fusion, else each fusion's natural head."""
     base = base or bench.run_config()
-    fusions = [_canonical("fusion", f) for f in bench.fusions]
+    # "fusion@head" pins a head for that fusion (e.g. "fluid@mlp" in the Table 3 preset)
+    pairs: list[tuple[str, str | None]] = []
+    for item in bench.fusions:
+        fusion, _, pinned = item.partition("@")
+        pairs.append((_canonical("fusion", fusion), _canonical("head", pinned) if pinned else None))
     if bench.with_unimodal:
-        present = {registry.parse_spec(f)[0] for f in fusions}
-        fusions += [u for u in UNIMODAL if u not in present and u in registry.list_fusions()]
+        present = {registry.parse_spec(f)[0] for f, _ in pairs}
+        pairs += [(u, None) for u in UNIMODAL if u not in present and u in registry.list_fusions()]
     heads = [_canonical("head", h) for h in bench.heads]
     specs: list[RunSpec] = []
     seen: set[str] = set()
     for dataset in bench.datasets:
         for seed in bench.seeds:
-            for fusion in fusions:
-                for head in heads or [None]:
+            for fusion, pinned in pairs:
+                for head in [pinned] if pinned else heads or [None]:
                     config = base.replace(fusion=fusion, head=head, seed=int(seed))
                     config = config.replace(head=_canonical("head", config.resolved_head()))
                     spec = RunSpec(dataset, config)
