@@ -622,7 +622,16 @@ def encode_splits(
     console = console or Console(stderr=True, soft_wrap=True)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise EncoderError(
+            f"device {device!r} is not a torch device ({exc}); use cpu, cuda, cuda:1, mps"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EncoderError(f"device {device} requested but no CUDA device is visible; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise EncoderError(f"device {device} requested but MPS is not available; use --device cpu")
     image_encoder.to(device).eval()
     text_encoder.to(device).eval()
     batch_size = max(1, int(batch_size))
