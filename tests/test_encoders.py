@@ -110,8 +110,12 @@ def test_missing_weights_offline_is_a_clear_error(monkeypatch):
     with pytest.raises(WeightsUnavailableError) as text_error:
         create_text_encoder("hf:bert-base-multilingual-cased")
     assert "hf:/path/to/folder" in str(text_error.value) and "--no-pretrained" in str(text_error.value)
-    # --no-pretrained for a registry image model needs nothing from the hub
-    assert create_image_encoder("timm:resnet10t", pretrained=False).out_dim == 512
+    # --no-pretrained for a registry image model needs nothing from the hub, and is reproducible
+    first = create_image_encoder("timm:resnet10t", pretrained=False)
+    torch.rand(3)
+    second = create_image_encoder("timm:resnet10t", pretrained=False)
+    assert first.out_dim == 512 and first.identity() == second.identity()
+    assert torch.equal(first.model.conv1[0].weight, second.model.conv1[0].weight)
 
 
 def test_bad_specs_name_the_fix(tmp_path):
@@ -228,6 +232,12 @@ def test_no_pretrained_text_keeps_architecture_and_tokenizer(data):
     with torch.no_grad():
         tokens, _ = encoder(batch.input_ids, batch.attention_mask)
     assert tokens.shape == (1, batch.input_ids.shape[1], 32)
+    torch.manual_seed(123)  # the global RNG does not matter: random init is seeded
+    again = create_text_encoder(f"hf:{data['text_dir']}", pretrained=False)
+    with torch.no_grad():
+        assert torch.equal(again(batch.input_ids, batch.attention_mask)[0], tokens)
+    other = create_text_encoder(f"hf:{data['text_dir']}", pretrained=False, init_seed=1)
+    assert other.identity() != encoder.identity()
 
 
 def test_text_token_selection(data):

@@ -244,13 +244,15 @@ def create_image_encoder(
     input_size: int | tuple[int, int] | None = None,
     crop_pct: float | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    init_seed: int = 0,
 ) -> ImageEncoder:
     """Build a frozen-ready timm image encoder (eval mode) from a spec string.
 
     ``pretrained=None`` means: pretrained weights for a registry name, unless a checkpoint or local
     folder is given (then those weights). Missing weights offline raise :class:`WeightsUnavailableError`.
     ``input_size``/``crop_pct`` override the model's preprocessing; ``model_kwargs`` go to
-    ``timm.create_model`` (e.g. ``img_size=64`` for a ViT).
+    ``timm.create_model`` (e.g. ``img_size=64`` for a ViT). Random initialisation (``pretrained=False``)
+    draws from ``init_seed``, so the same spec gives the same weights (and cache key) every time.
     """
     import timm
     import timm.data
@@ -286,7 +288,9 @@ def create_image_encoder(
             use_pretrained = True if pretrained is None else pretrained
             weights = {"random_init": True}
     try:
-        model = timm.create_model(create_name, pretrained=use_pretrained, num_classes=0, **kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)  # random-init weights are reproducible (and so cacheable)
+            model = timm.create_model(create_name, pretrained=use_pretrained, num_classes=0, **kwargs)
     except Exception as exc:
         if use_pretrained and (_looks_like_missing_download(exc) or _is_offline()):
             raise WeightsUnavailableError(

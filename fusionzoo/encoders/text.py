@@ -166,10 +166,12 @@ def create_text_encoder(
     *,
     max_length: int = DEFAULT_MAX_LENGTH,
     text_tokens: str = "all",
+    init_seed: int = 0,
 ) -> TextEncoder:
     """Build a transformers text encoder (eval mode) from ``hf:<name>`` or ``hf:/local/folder``.
 
-    ``pretrained=False`` keeps the architecture (config) and tokenizer but initialises weights randomly.
+    ``pretrained=False`` keeps the architecture (config) and tokenizer but initialises weights randomly,
+    from ``init_seed`` (reproducible, so cached features stay valid).
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -187,7 +189,9 @@ def create_text_encoder(
             model = AutoModel.from_pretrained(name, local_files_only=local_only, dtype=torch.float32)
         else:
             config = AutoConfig.from_pretrained(name, local_files_only=local_only)
-            model = AutoModel.from_config(config)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(init_seed)  # reproducible random init, so the cache key holds
+                model = AutoModel.from_config(config)
     except Exception as exc:
         if not is_local and (_looks_like_missing_download(exc) or offline or isinstance(exc, OSError)):
             raise WeightsUnavailableError(
@@ -206,6 +210,11 @@ def create_text_encoder(
     else:
         weights = {"hub": name, "revision": getattr(model.config, "_commit_hash", None)}
     if not use_pretrained:
-        weights = {"random_init": True, "config_of": weights}
+        weights = {
+            "random_init": True,
+            "config_of": weights,
+            "init_seed": init_seed,
+            "torch": _version("torch"),
+        }
     model.eval()
     return TextEncoder(model, tokenizer, spec, weights, max_length, text_tokens).eval()
