@@ -149,3 +149,84 @@ def test_installed_script_runs_as_a_subprocess(synth_dir, tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "test:" in completed.stdout and "(40, 1, 192)" in completed.stdout
     assert "encoding 40 rows" in completed.stderr
+
+
+def write_glami_layout(root: Path, n_train: int = 30, n_test: int = 10) -> Path:
+    """A tiny dataset in the real GLAMI-1M layout: GLAMI-1M-dataset/{train,test}.csv + images/<id>.jpg."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    folder = root / "GLAMI-1M-dataset"
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    categories = [(17, "womens-dresses"), (4, "mens-shirts"), (230, "bags")]
+    rows = []
+    for i in range(n_train + n_test):
+        category, slug = categories[i % 3]
+        colour = [(200, 40, 40), (40, 180, 60), (40, 60, 200)][i % 3]
+        Image.fromarray(np.full((40, 30, 3), colour, np.uint8)).save(folder / "images" / f"{1000 + i}.jpg")
+        rows.append(
+            {
+                "item_id": 500 + i,
+                "image_id": 1000 + i,
+                "geo": ["cz", "sk", "ro"][i % 3],
+                "name": f"{slug.replace('-', ' ')} {rng.integers(100)}",
+                "description": "" if i % 5 == 0 else "soft cotton, new collection",
+                "category": category,
+                "category_name": slug,
+                "label_source": ["admin", "custom-tag", ""][i % 3],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    frame.iloc[:n_train].to_csv(folder / "GLAMI-1M-train.csv", index=False)
+    frame.iloc[n_train:].to_csv(folder / "GLAMI-1M-test.csv", index=False)
+    return root
+
+
+def test_encode_a_glami_format_dataset_with_local_encoders(tmp_path):
+    root = write_glami_layout(tmp_path / "glami")
+    image_dir = save_tiny_image_model(tmp_path / "vit")
+    text_dir = save_tiny_text_model(
+        tmp_path / "bert", ["womens dresses soft cotton", "mens shirts", "bags new"]
+    )
+    args = [
+        "--dataset",
+        "glami1m",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--option",
+        f"root={root}",
+        "--image-encoder",
+        f"timm:{image_dir}",
+        "--text-encoder",
+        f"hf:{text_dir}",
+    ]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    for split in ("train", "val", "test"):
+        assert f"{split}: " in result.output
+    assert "(10, 17, 32)" in result.output  # the 10 test rows, 17 tokens of width 32
+    again = invoke(*args)
+    assert again.exit_code == 0 and again.output.count(", reused,") == 3
+
+
+def test_finetune_batches_on_the_glami_format_dataset(tmp_path):
+    import torch
+
+    from fusionzoo.data import load_dataset
+    from fusionzoo.encoders.image import create_image_encoder
+    from fusionzoo.encoders.live import LiveData
+    from fusionzoo.encoders.text import create_text_encoder
+
+    root = write_glami_layout(tmp_path / "glami")
+    splits = load_dataset("glami1m", data_dir=str(tmp_path / "data"), root=str(root))
+    image = create_image_encoder(f"timm:{save_tiny_image_model(tmp_path / 'vit')}")
+    text = create_text_encoder(f"hf:{save_tiny_text_model(tmp_path / 'bert', splits.train['text'].tolist())}")
+    live = LiveData(splits, image, text, freeze_layers=-1)
+    batch = live.encoder(live.batch("test", torch.arange(4)))
+    assert batch["image"].shape == (4, 17, 32) and batch["text"].shape[::2] == (4, 32)
+    assert batch["label"].tolist() == live.labels("test")[:4].tolist()
+    assert live.size("test") == 10 and live.num_classes == 3
