@@ -247,7 +247,18 @@ def test_summarize_marks_significant_differences():
 # ----------------------------------------------------------------------------------------- presets
 def test_quick_toml_is_the_built_in_default():
     preset = load_preset(ROOT / "benchmarks" / "quick.toml")
-    for key in ("datasets", "fusions", "heads", "seeds", "with_unimodal", "mode", "metric", "out", "train"):
+    for key in (
+        "datasets",
+        "fusions",
+        "heads",
+        "seeds",
+        "with_unimodal",
+        "mode",
+        "metric",
+        "out",
+        "train",
+        "fusion_options",
+    ):
         assert getattr(preset, key) == getattr(QUICK, key), key
 
 
@@ -259,6 +270,21 @@ def test_presets_load_and_name_registered_plugins(name):
     if name.startswith("glami"):
         assert preset.datasets == ["glami1m"] and preset.paper
         assert preset.run_config().lr == pytest.approx(2e-5) and preset.run_config().paper_loss
+
+
+def test_fusion_options_apply_unless_the_spec_sets_them():
+    config = BenchConfig(
+        fusions=["fluid", "fluid:queries=4", "film"],
+        seeds=[0],
+        with_unimodal=False,
+        fusion_options={"fluid": {"queries": 8, "layers": 1}},
+        train=dict(TINY_TRAIN),
+    )
+    assert [s.fusion for s in build_grid(config)] == [
+        "fluid:layers=1,queries=8",
+        "fluid:layers=1,queries=4",
+        "film",
+    ]
 
 
 def test_bad_preset_names_the_key(tmp_path):

@@ -66,9 +66,10 @@ class RunSpec:
         )
 
 
-def _canonical(kind: str, spec: str) -> str:
+def _canonical(kind: str, spec: str, defaults: dict[str, dict[str, Any]] | None = None) -> str:
     name, kwargs = registry.parse_spec(spec)
     registry.get_entry(kind, name)  # unknown name -> RegistryError listing the valid ones
+    kwargs = {**(defaults or {}).get(name, {}), **kwargs}  # the preset's options, unless the spec sets them
     return registry.format_spec(name, kwargs)
 
 
@@ -79,7 +80,12 @@ def build_grid(bench: BenchConfig, base: RunConfig | None = None) -> list[RunSpe
     pairs: list[tuple[str, str | None]] = []
     for item in bench.fusions:
         fusion, _, pinned = item.partition("@")
-        pairs.append((_canonical("fusion", fusion), _canonical("head", pinned) if pinned else None))
+        pairs.append(
+            (
+                _canonical("fusion", fusion, bench.fusion_options),
+                _canonical("head", pinned) if pinned else None,
+            )
+        )
     if bench.with_unimodal:
         present = {registry.parse_spec(f)[0] for f, _ in pairs}
         pairs += [(u, None) for u in UNIMODAL if u not in present and u in registry.list_fusions()]
