@@ -33,8 +33,17 @@ def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench-data")
     result = CliRunner().invoke(
         bench,
-        [*_data_args(root), "--fusions", "concat_mlp", "--seeds", "0", "--no-unimodal", *TINY_RUN,
-         "--out", str(root / "warmup")],
+        [
+            *_data_args(root),
+            "--fusions",
+            "concat_mlp",
+            "--seeds",
+            "0",
+            "--no-unimodal",
+            *TINY_RUN,
+            "--out",
+            str(root / "warmup"),
+        ],
     )
     assert result.exit_code == 0, result.output
     return root
@@ -62,7 +71,16 @@ def _rows(out: Path) -> pd.DataFrame:
 
 def test_cli_end_to_end_leaderboard_resume_and_dry_run(data_dir, tmp_path):
     out = tmp_path / "runs"
-    args = [*_data_args(data_dir), "--fusions", "concat_mlp,film", "--seeds", "0,1", *TINY_RUN, "--out", str(out)]
+    args = [
+        *_data_args(data_dir),
+        "--fusions",
+        "concat_mlp,film",
+        "--seeds",
+        "0,1",
+        *TINY_RUN,
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(bench, args)
     assert result.exit_code == 0, result.output
     assert "leaderboard · synth · test_accuracy" in result.output
@@ -88,9 +106,23 @@ def test_cli_end_to_end_leaderboard_resume_and_dry_run(data_dir, tmp_path):
 def test_installed_script_as_a_subprocess(data_dir, tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.run(
-        [_fusionzoo(), "bench", *_data_args(data_dir), "--fusions", "film", "--seeds", "0", "--no-unimodal",
-         *TINY_RUN, "--out", str(out)],
-        capture_output=True, text=True, env=_env(), timeout=180,
+        [
+            _fusionzoo(),
+            "bench",
+            *_data_args(data_dir),
+            "--fusions",
+            "film",
+            "--seeds",
+            "0",
+            "--no-unimodal",
+            *TINY_RUN,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "leaderboard" in proc.stdout and "results:" in proc.stdout
@@ -99,8 +131,23 @@ def test_installed_script_as_a_subprocess(data_dir, tmp_path):
 
 def _start_grid(data_dir: Path, out: Path) -> tuple[subprocess.Popen, int]:
     seeds = "0,1,2,3,4,5"
-    args = [_fusionzoo(), "bench", *_data_args(data_dir), "--fusions", "concat_mlp,film", "--seeds", seeds,
-            "--epochs", "4", "--dim", "16", "--batch-size", "16", "--out", str(out)]
+    args = [
+        _fusionzoo(),
+        "bench",
+        *_data_args(data_dir),
+        "--fusions",
+        "concat_mlp,film",
+        "--seeds",
+        seeds,
+        "--epochs",
+        "4",
+        "--dim",
+        "16",
+        "--batch-size",
+        "16",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
     return proc, 4 * 6  # concat_mlp, film, image_only, text_only × 6 seeds
 
@@ -129,9 +176,27 @@ def test_sigkill_mid_grid_then_rerun_resumes_without_duplicates(data_dir, tmp_pa
     assert 2 <= len(killed_rows) < total, "the grid should have been killed mid-way"
     assert killed_rows["run_id"].is_unique
     rerun = subprocess.run(
-        [_fusionzoo(), "bench", *_data_args(data_dir), "--fusions", "concat_mlp,film", "--seeds", "0,1,2,3,4,5",
-         "--epochs", "4", "--dim", "16", "--batch-size", "16", "--out", str(out)],
-        capture_output=True, text=True, env=_env(), timeout=300,
+        [
+            _fusionzoo(),
+            "bench",
+            *_data_args(data_dir),
+            "--fusions",
+            "concat_mlp,film",
+            "--seeds",
+            "0,1,2,3,4,5",
+            "--epochs",
+            "4",
+            "--dim",
+            "16",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{len(killed_rows)} of {total} runs already finished" in rerun.stdout
