@@ -1,4 +1,4 @@
-"""Symmetric CLIP-style image↔text InfoNCE, via pytorch-metric-learning's ``NTXentLoss``.
+"""Symmetric CLIP-style image↔text InfoNCE, via pytorch-metric-learning.
 
 For L2-normalised paired embeddings ``u_i`` (image) and ``v_i`` (text) and temperature ``τ``:
 
@@ -7,12 +7,18 @@ For L2-normalised paired embeddings ``u_i`` (image) and ``v_i`` (text) and tempe
 The positives are the pairs ``(u_i, v_i)``; every other item of the other modality is a negative.
 Samples missing either modality are left out; fewer than two usable pairs give a zero loss that keeps
 the graph connected.
+
+Implementation: pml's ``SupConLoss`` with ``labels = arange(B)`` against the other modality as
+``ref_emb`` (cosine similarity, mean reduction) is exactly this cross-entropy over the B×B similarity
+matrix, at O(B²) cost. pml's ``NTXentLoss`` gives the same value but builds a (positives × negatives)
+mask, O(B³): 116 ms at B=128 and 11 s at B=512 on this CPU, versus about 1 ms.
 """
 
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.losses import NTXentLoss
+from pytorch_metric_learning.losses import SupConLoss
+from pytorch_metric_learning.reducers import MeanReducer
 from torch import Tensor, nn
 
 
@@ -24,7 +30,7 @@ class ClipContrastiveLoss(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
-        self.ntxent = NTXentLoss(temperature=temperature)
+        self.info_nce = SupConLoss(temperature=temperature, reducer=MeanReducer())
 
     def forward(self, image_emb: Tensor, text_emb: Tensor, valid: Tensor | None = None) -> Tensor:
         if valid is not None:
@@ -34,6 +40,6 @@ class ClipContrastiveLoss(nn.Module):
         image_emb, text_emb = image_emb.float(), text_emb.float()
         labels = torch.arange(image_emb.shape[0], device=image_emb.device)
         # separate label tensors: pml treats identical objects as "same batch" and the loss would vanish
-        i2t = self.ntxent(image_emb, labels, ref_emb=text_emb, ref_labels=labels.clone())
-        t2i = self.ntxent(text_emb, labels, ref_emb=image_emb, ref_labels=labels.clone())
+        i2t = self.info_nce(image_emb, labels, ref_emb=text_emb, ref_labels=labels.clone())
+        t2i = self.info_nce(text_emb, labels, ref_emb=image_emb, ref_labels=labels.clone())
         return (i2t + t2i) / 2
