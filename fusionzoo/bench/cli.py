@@ -18,7 +18,7 @@ from fusionzoo.cli_common import IntList, PluginSpecList, plugin_option
 DATASET_CHOICES = ("synth", "glami1m", "csv")
 
 
-def _source_is_cli(ctx: click.Context, name: str) -> bool:
+def source_is_cli(ctx: click.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
@@ -91,6 +91,12 @@ def _parse_kv(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
 )
 @click.option("--text-encoder", default=None, help="Text encoder spec (hf:NAME) [default: the dataset's].")
 @click.option(
+    "--pretrained/--no-pretrained",
+    default=None,
+    help="Load the encoders' pretrained weights [default: the spec's; --no-pretrained: seeded random init, "
+    "needs no download].",
+)
+@click.option(
     "--out", type=click.Path(), default=None, help="Runs directory [default: runs/<preset or dataset>]."
 )
 @click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
@@ -138,6 +144,7 @@ def bench(
     mode: str | None,
     image_encoder: str | None,
     text_encoder: str | None,
+    pretrained: bool | None,
     out: str | None,
     device: str | None,
     with_unimodal: bool | None,
@@ -190,6 +197,8 @@ def bench(
         bench_config.encoders = {**bench_config.encoders, "image": image_encoder}
     if text_encoder:
         bench_config.encoders = {**bench_config.encoders, "text": text_encoder}
+    if pretrained is not None:
+        bench_config.encoders = {**bench_config.encoders, "pretrained": pretrained}
     train_overrides: dict[str, Any] = {}
     for key, value in (("epochs", epochs), ("dim", dim), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
@@ -242,7 +251,7 @@ def bench(
     _run(console, bench_config, specs, store, threads or 1)
 
 
-def _data_options(bench_config: Any, dataset: str) -> Any:
+def data_options_for(bench_config: Any, dataset: str) -> Any:
     from fusionzoo.bench.prepare import DataOptions
 
     return DataOptions(
@@ -271,7 +280,7 @@ def _dry_run(console: Any, bench_config: Any, specs: list[Any], store: Any) -> N
     )
     statuses = {}
     for dataset in bench_config.datasets:
-        status = cache_status(_data_options(bench_config, dataset))
+        status = cache_status(data_options_for(bench_config, dataset))
         statuses[dataset] = status
         console.print(f"[bold]{dataset}[/bold]: dataset {status['dataset']}")
         console.print(
@@ -331,7 +340,7 @@ def _run(console: Any, bench_config: Any, specs: list[Any], store: Any, threads:
     try:
         for dataset in needed:  # before the progress bars: encoding shows its own
             console.print(f"[bold]preparing[/bold] {dataset} ({bench_config.mode} mode)")
-            data[dataset] = prepare_data(_data_options(bench_config, dataset), console=console)
+            data[dataset] = prepare_data(data_options_for(bench_config, dataset), console=console)
     except PrepareError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:

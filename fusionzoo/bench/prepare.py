@@ -58,31 +58,20 @@ def load_splits(options: DataOptions) -> Any:
 
 def build_encoders(options: DataOptions, splits: Any) -> tuple[Any, Any]:
     """The image and text encoders: named in ``options.encoders`` or the dataset's defaults."""
-    from fusionzoo.encoders.defaults import default_encoders
+    from fusionzoo.encoders.defaults import build_encoders as build
 
-    enc = dict(options.encoders)
-    image_spec, text_spec = enc.pop("image", None), enc.pop("text", None)
-    token_options = {k: enc[k] for k in ("image_tokens", "text_tokens", "text_max_length") if k in enc}
-    if image_spec is None and text_spec is None:
-        return default_encoders(options.dataset, splits, options.cache_root(), **token_options)
-    from fusionzoo.encoders.image import create_image_encoder
-    from fusionzoo.encoders.text import create_text_encoder
-
-    default_image, default_text = (None, None)
-    if image_spec is None or text_spec is None:
-        default_image, default_text = default_encoders(
-            options.dataset, splits, options.cache_root(), **token_options
-        )
-    image = (
-        create_image_encoder(image_spec, image_tokens=token_options.get("image_tokens", "all"))
-        if image_spec
-        else default_image
+    enc = options.encoders
+    return build(
+        options.dataset,
+        splits,
+        options.cache_root(),
+        image_spec=enc.get("image"),
+        text_spec=enc.get("text"),
+        pretrained=enc.get("pretrained"),
+        text_max_length=enc.get("text_max_length"),
+        image_tokens=enc.get("image_tokens", "all"),
+        text_tokens=enc.get("text_tokens", "all"),
     )
-    text_kwargs = {"text_tokens": token_options.get("text_tokens", "all")}
-    if "text_max_length" in token_options:
-        text_kwargs["max_length"] = token_options["text_max_length"]
-    text = create_text_encoder(text_spec, **text_kwargs) if text_spec else default_text
-    return image, text
 
 
 def prepare_data(options: DataOptions, console: Any = None, progress: bool = True) -> TrainingData:

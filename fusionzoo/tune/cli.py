@@ -35,6 +35,7 @@ BENCH_FLAGS = (
     "mode",
     "image_encoder",
     "text_encoder",
+    "pretrained",
     "out",
     "device",
     "loss_weights",
@@ -255,9 +256,9 @@ def tune(ctx: click.Context, **options: Any) -> None:
 
 
 def _given(ctx: click.Context, name: str) -> bool:
-    from fusionzoo.bench.cli import _source_is_cli
+    from fusionzoo.bench.cli import source_is_cli
 
-    return _source_is_cli(ctx, name)
+    return source_is_cli(ctx, name)
 
 
 def _read_config(ctx: click.Context, path: str | None) -> tuple[dict[str, Any], Any]:
@@ -343,6 +344,8 @@ def _bench_config(ctx: click.Context, options: dict[str, Any], bench_config: Any
         bench_config.encoders = {**bench_config.encoders, "image": options["image_encoder"]}
     if options["text_encoder"]:
         bench_config.encoders = {**bench_config.encoders, "text": options["text_encoder"]}
+    if options["pretrained"] is not None:
+        bench_config.encoders = {**bench_config.encoders, "pretrained": options["pretrained"]}
     train = dict(bench_config.train)
     for key in ("epochs", "dim", "batch_size"):
         if options[key] is not None:
@@ -401,7 +404,7 @@ def _tune(ctx: click.Context, console: Any, options: dict[str, Any]) -> None:
             "--fusion is required (or --show-space FUSION to print a search space)", ctx=ctx
         )
     bench_config = _bench_config(ctx, options, bench_config)
-    from fusionzoo.bench.cli import _data_options
+    from fusionzoo.bench.cli import data_options_for
 
     metric = opt("metric", "val_macro_f1")
     objectives = opt("objectives") or []
@@ -425,7 +428,7 @@ def _tune(ctx: click.Context, console: Any, options: dict[str, Any]) -> None:
         sampler=opt("sampler", "tpe"),
         runs_dir=runs_dir,
         base_config=bench_config.run_config(seed=int(opt("seed", 0))).to_dict(),
-        data_options=dataclasses.asdict(_data_options(bench_config, bench_config.datasets[0])),
+        data_options=dataclasses.asdict(data_options_for(bench_config, bench_config.datasets[0])),
         data_factory=options["data_factory"],
         space_overrides=dict(tables.get("space", {})),
         space_source=space_source,
