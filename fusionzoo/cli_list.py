@@ -60,14 +60,17 @@ def list_cmd(what: str, pattern: str, plugins: tuple[str, ...]) -> None:
     """List registered fusions and/or heads whose name matches PATTERN (fnmatch wildcards)."""
     torch.manual_seed(0)
     console = Console()
+    if not console.is_terminal:  # pipes and logs: wide enough for one line per plugin
+        console = Console(width=200)
     kinds = ["fusions", "heads"] if what == "all" else [what]
     for kind in kinds:
         names = registry.list_fusions(pattern) if kind == "fusions" else registry.list_heads(pattern)
         describe = describe_fusion if kind == "fusions" else describe_head
         extra = f"D={LIST_DIM}" if kind == "fusions" else f"D={LIST_DIM}, C={LIST_CLASSES}"
         table = Table(title=f"{kind} ({len(names)})", title_justify="left")
-        for col in ("name", "kind", "out tokens", f"params ({extra})", "description", "source"):
-            table.add_column(col, no_wrap=col in ("name", "source"))
+        for col in ("name", "kind", "out tokens", f"params ({extra})", "source"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("description", ratio=1, min_width=24)
         for name in names:
             try:
                 row = describe(name)
@@ -85,7 +88,7 @@ def list_cmd(what: str, pattern: str, plugins: tuple[str, ...]) -> None:
                 str(row["kind"]),
                 str(row["tokens"]),
                 _fmt_params(row["params"]),
-                escape(str(row["description"])) if row["kind"] != "error" else str(row["description"]),
                 escape(str(row["source"])),
+                escape(str(row["description"])) if row["kind"] != "error" else str(row["description"]),
             )
         console.print(table)
