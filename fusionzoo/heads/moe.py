@@ -19,6 +19,8 @@ ROUTING_MODES = ("token", "pooled")
 class MoEHead(Head):
     """Top-k mixture of expert MLPs, routed per token (then averaged) or on the pooled vector.
 
+    The tokens are layer-normalised first (``x ← LN(x)``, shared by router and experts, as the MLP head
+    normalises its hidden layer: without it the experts learn at the pace of an MLP without LayerNorm).
     Router (as FLUID's code): ``z = W_b · Dropout(ReLU(LN(W_a x)))``, ``p = softmax(z)`` over ``E`` experts;
     ``S`` = the ``top_k`` experts of ``p``, weights renormalised ``w_e = p_e / Σ_{j∈S} p_j`` (with
     ``top_k=1`` the raw ``p_e`` is kept, Switch-style, so the router still gets a task gradient):
@@ -27,7 +29,10 @@ class MoEHead(Head):
         routing="token":  logits = (1/|real|) Σ_{n real} logits_n
         routing="pooled": logits = logits(mean_{n real} x_n)
 
-    Aux losses (the trainer weights them): ``load_balance = E · Σ_e f_e · P_e`` with ``f_e`` the
+    Aux losses, weighted by the trainer with λ from ``RunConfig.loss_weights`` / ``paper_loss``, else
+    :attr:`aux_loss_weights` (Switch Transformer's α = 0.01, ST-MoE's c_z = 0.001; at λ = 1 they pin the
+    router at uniform probabilities, top-k is then decided by noise and the experts see random subsets):
+    ``load_balance = E · Σ_e f_e · P_e`` with ``f_e`` the
     fraction of routed tokens whose **top-1** expert is ``e`` (Switch Transformer) and ``P_e`` the mean
     router probability; ``router_z = mean (logsumexp z)²``. Only real (unmasked) tokens are routed and
     counted; a sample without any real token routes all its tokens. No routing noise: eval is
@@ -37,6 +42,7 @@ class MoEHead(Head):
 
     name = "moe"
     description = "sparse top-k mixture of expert MLPs (FLUID's head), load-balance + router-z aux losses"
+    aux_loss_weights = {"load_balance": 0.01, "router_z": 0.001}  # default λ (Switch, ST-MoE)
 
     def __init__(
         self,
@@ -57,6 +63,7 @@ class MoEHead(Head):
         if routing not in ROUTING_MODES:
             raise ValueError(f"routing must be one of {', '.join(ROUTING_MODES)}, got '{routing}'")
         self.num_experts, self.top_k, self.routing = experts, top_k, routing
+        self.norm = nn.LayerNorm(dim)
         self.router = nn.Sequential(
             nn.Linear(dim, dim), nn.LayerNorm(dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, experts)
         )
@@ -66,6 +73,7 @@ class MoEHead(Head):
         batch, _, dim = tokens.shape
         if self.routing == "pooled":
             tokens, mask = masked_mean(tokens, mask).unsqueeze(1), None
+        tokens = self.norm(tokens)
         n_tok = tokens.shape[1]
         flat = tokens.reshape(batch * n_tok, dim)
         real = None if mask is None else mask.bool() | ~mask.bool().any(1, keepdim=True)

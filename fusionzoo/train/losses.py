@@ -1,7 +1,8 @@
 """The training objective: ``L = λ_ce·CE + Σ_k λ_k·aux_k`` over every aux loss the fusion and head return.
 
 λ per name comes from ``RunConfig.loss_weights`` (``--loss-weights contrastive=0.333,load_balance=0.333``);
-a name without a weight gets 1, or 1/3 with ``paper_loss`` (FLUID: λ1 = λ2 = λ3 = 1/3). CE optionally
+a name without a weight gets 1/3 with ``paper_loss`` (FLUID: λ1 = λ2 = λ3 = 1/3), else the default its
+plugin declares in ``aux_loss_weights`` (the MoE head: load_balance 0.01, router_z 0.001), else 1. CE optionally
 uses label smoothing and inverse-frequency class weights (for GLAMI's long tail).
 """
 
@@ -47,8 +48,22 @@ class LossComposer:
         self.class_weights = class_weights
 
     @classmethod
-    def from_config(cls, config, class_weights: Tensor | None = None) -> LossComposer:  # noqa: ANN001
-        return cls(config.loss_weight, config.label_smoothing, class_weights)
+    def from_config(
+        cls,
+        config,  # noqa: ANN001
+        class_weights: Tensor | None = None,
+        aux_defaults: Mapping[str, float] | None = None,
+    ) -> LossComposer:
+        """λ from ``config``; a name the config leaves unset (and not ``paper_loss``) falls back to
+        ``aux_defaults`` (the plugins' ``aux_loss_weights``), then to 1."""
+        defaults = dict(aux_defaults or {})
+
+        def weight_of(name: str) -> float:
+            if name in config.loss_weights or config.paper_loss or name not in defaults:
+                return config.loss_weight(name)
+            return float(defaults[name])
+
+        return cls(weight_of, config.label_smoothing, class_weights)
 
     def to(self, device: torch.device | str) -> LossComposer:
         if self.class_weights is not None:

@@ -290,7 +290,11 @@ def train_run(
     class_weights = (
         class_weights_from_labels(train_labels, data.num_classes) if config.class_weighted else None
     )
-    loss_fn = LossComposer.from_config(config, class_weights).to(device)
+    aux_defaults = {  # default λ the fusion and head declare for their aux losses
+        **getattr(model.fusion, "aux_loss_weights", {}),
+        **getattr(model.head, "aux_loss_weights", {}),
+    }
+    loss_fn = LossComposer.from_config(config, class_weights, aux_defaults).to(device)
 
     n_train = data.size("train")
     steps_per_epoch = len(_batches(n_train, config.batch_size, None))
