@@ -99,7 +99,7 @@ QUICK = BenchConfig(
     out="runs/quick",
     train={
         "dim": 64,
-        "epochs": 6,
+        "epochs": 15,
         "batch_size": 64,
         "lr": 2e-3,
         "weight_decay": 0.01,
