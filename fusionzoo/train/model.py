@@ -116,6 +116,17 @@ class FusionModel(nn.Module):
             dropout=config.dropout,
         )
 
+    @classmethod
+    def for_data(cls, config: Any, data: Any) -> FusionModel:
+        """Build from a RunConfig for training data exposing image/text dims, classes and image tokens."""
+        return cls.from_config(
+            config,
+            image_dim=data.image_dim,
+            text_dim=data.text_dim,
+            num_classes=data.num_classes,
+            num_image_tokens=data.num_image_tokens,
+        )
+
     def forward(
         self,
         image: Tensor,

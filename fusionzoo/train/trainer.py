@@ -273,13 +273,7 @@ def train_run(
     device = resolve_device(config.device)
     autocast_dtype, use_scaler = _amp_settings(config, device)
     _seed_everything(config.seed)
-    model = FusionModel.from_config(
-        config,
-        image_dim=data.image_dim,
-        text_dim=data.text_dim,
-        num_classes=data.num_classes,
-        num_image_tokens=data.num_image_tokens,
-    ).to(device)
+    model = FusionModel.for_data(config, data).to(device)
     encoder = getattr(data, "encoder", None)
     if encoder is not None:
         encoder.to(device)

@@ -661,13 +661,7 @@ def measure_latency(config: Any, data: Any, batch_size: int = 64, repeats: int =
     from fusionzoo.train.trainer import resolve_device
 
     device = resolve_device(config.device)
-    model = FusionModel.from_config(
-        config,
-        image_dim=data.image_dim,
-        text_dim=data.text_dim,
-        num_classes=data.num_classes,
-        num_image_tokens=data.num_image_tokens,
-    ).to(device)
+    model = FusionModel.for_data(config, data).to(device)
     model.eval()
     split = "val" if data.size("val") else "train"
     n = min(batch_size, data.size(split))
