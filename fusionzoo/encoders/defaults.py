@@ -35,7 +35,6 @@ from fusionzoo.encoders.text import TextEncoder, create_text_encoder
 
 PAPER_IMAGE_ENCODER = "timm:vit_base_patch16_224"
 PAPER_TEXT_ENCODER = "hf:bert-base-multilingual-cased"
-LOCAL_DATASETS = ("synth",)
 
 SYNTH_IMAGE_RECIPE: dict[str, Any] = {
     "architecture": "vit_tiny_patch16_224",
@@ -58,14 +57,23 @@ SYNTH_TEXT_RECIPE: dict[str, Any] = {
 }
 
 
-def default_encoder_specs(dataset_name: str) -> tuple[str, str] | None:
-    """The paper's encoder specs for a real dataset; ``None`` for a dataset with local defaults."""
-    return None if dataset_name in LOCAL_DATASETS else (PAPER_IMAGE_ENCODER, PAPER_TEXT_ENCODER)
+def paper_encoders(
+    *,
+    pretrained: bool | None = None,
+    text_max_length: int | None = None,
+    image_tokens: str | int = "all",
+    text_tokens: str = "all",
+) -> tuple[ImageEncoder, TextEncoder]:
+    """The FLUID paper's encoders (ViT-B/16, multilingual BERT): the defaults of real datasets."""
+    image = create_image_encoder(PAPER_IMAGE_ENCODER, pretrained, image_tokens=image_tokens)
+    text = create_text_encoder(
+        PAPER_TEXT_ENCODER, pretrained, max_length=text_max_length or 512, text_tokens=text_tokens
+    )
+    return image, text
 
 
-def default_encoders(
-    dataset_name: str,
-    splits: DatasetSplits | None = None,
+def local_synth_encoders(
+    splits: DatasetSplits | None,
     cache_dir: str | os.PathLike[str] | None = None,
     *,
     pretrained: bool | None = None,
@@ -73,18 +81,10 @@ def default_encoders(
     image_tokens: str | int = "all",
     text_tokens: str = "all",
 ) -> tuple[ImageEncoder, TextEncoder]:
-    """``(image_encoder, text_encoder)`` for a dataset (see the module docstring)."""
-    specs = default_encoder_specs(dataset_name)
-    if specs is not None:
-        image = create_image_encoder(specs[0], pretrained, image_tokens=image_tokens)
-        text = create_text_encoder(
-            specs[1], pretrained, max_length=text_max_length or 512, text_tokens=text_tokens
-        )
-        return image, text
+    """The embedded dataset's locally built encoders (see the module docstring); ``pretrained`` is
+    ignored: they are seeded random initialisations by design."""
     if splits is None:
-        raise EncoderError(
-            f"default encoders for '{dataset_name}' are built from its train texts: pass splits"
-        )
+        raise EncoderError("the local synth encoders are built from the train texts: pass splits")
     from fusionzoo.encoders.cache import default_cache_dir
 
     models = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -98,6 +98,25 @@ def default_encoders(
         text_tokens=text_tokens,
     )
     return image, text
+
+
+def default_encoder_specs(dataset_name: str) -> tuple[str, str] | None:
+    """The default encoder specs of dataset ``dataset_name``; ``None`` when they are built locally."""
+    from fusionzoo.registry import REGISTRIES
+
+    return REGISTRIES["dataset"].create(dataset_name).default_encoder_specs()
+
+
+def default_encoders(
+    dataset_name: str,
+    splits: DatasetSplits | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    **encoder_options: Any,
+) -> tuple[ImageEncoder, TextEncoder]:
+    """``(image_encoder, text_encoder)``: the defaults of dataset ``dataset_name`` (its backend decides)."""
+    from fusionzoo.registry import REGISTRIES
+
+    return REGISTRIES["dataset"].create(dataset_name).default_encoders(splits, cache_dir, **encoder_options)
 
 
 def _build_atomically(target: Path, build: Any) -> Path:
@@ -255,30 +274,27 @@ def build_encoders(
     """The encoders a command asked for: explicit specs where given, the dataset's defaults otherwise.
 
     This is what ``fusionzoo encode`` (and bench/tune through it) call; ``pretrained=False`` is
-    ``--no-pretrained``. For a dataset with local defaults (synth) a missing spec is filled with the
-    locally built model, which needs ``splits`` (its tokenizer is counted on the train texts).
+    ``--no-pretrained``. A dataset whose defaults are built locally (synth) needs ``splits``.
     """
+    image = text = None
     if image_spec is None or text_spec is None:
-        paper = default_encoder_specs(dataset_name)
-        if paper is None:
-            local_image, local_text = default_encoders(
+        specs = default_encoder_specs(dataset_name)
+        if specs is None:
+            image, text = default_encoders(
                 dataset_name,
                 splits,
                 cache_dir,
+                pretrained=pretrained,
                 text_max_length=text_max_length,
                 image_tokens=image_tokens,
                 text_tokens=text_tokens,
             )
         else:
-            image_spec, text_spec = image_spec or paper[0], text_spec or paper[1]
-    image = (
-        create_image_encoder(image_spec, pretrained, image_tokens=image_tokens)
-        if image_spec is not None
-        else local_image
-    )
-    text = (
-        create_text_encoder(text_spec, pretrained, max_length=text_max_length or 512, text_tokens=text_tokens)
-        if text_spec is not None
-        else local_text
-    )
+            image_spec, text_spec = image_spec or specs[0], text_spec or specs[1]
+    if image_spec is not None:
+        image = create_image_encoder(image_spec, pretrained, image_tokens=image_tokens)
+    if text_spec is not None:
+        text = create_text_encoder(
+            text_spec, pretrained, max_length=text_max_length or 512, text_tokens=text_tokens
+        )
     return image, text

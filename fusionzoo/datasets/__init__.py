@@ -1,0 +1,13 @@
+"""Built-in dataset backends: every module in this package registers one on import (one per file).
+
+A backend (:class:`fusionzoo.datasets.base.DatasetBackend`) owns its options, its default encoders, its
+status/verify and its loading; ``--dataset NAME`` accepts any registered backend, third-party ones
+included (entry-point group ``fusionzoo.datasets``).
+"""
+
+import importlib
+import pkgutil
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")

@@ -1,0 +1,126 @@
+"""The dataset backend interface (in the manner of xarray's ``BackendEntrypoint``).
+
+A backend is a class registered with ``@register_dataset``; ``fusionzoo list datasets`` shows its
+``description``, ``url`` and options. What it owns:
+
+- :meth:`DatasetBackend.load` → :class:`~fusionzoo.data.base.DatasetSplits` (train/val/test frames with
+  :data:`~fusionzoo.data.base.COLUMNS`, classes, fingerprint). The common options (``limit``,
+  ``per_class_cap``, ``label_source``, ``geos``, ``val_fraction``, ``seed``, ``on_bad_image``) are the
+  keyword arguments of :data:`COMMON_OPTIONS`; a backend's own options are the other keyword-only
+  parameters of its ``load`` (:meth:`option_names`), and a wrong one is an error listing the valid ones.
+- :meth:`default_encoders` → the image and text encoders used when none is named.
+- :meth:`status` (a one-line "is it there / what will happen") and :meth:`verify` (a full check).
+- ``demo``: ``True`` for a dataset made to show fusion gains (the unimodal baselines join its grid by
+  default); real datasets get the linear-probe floor instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, ClassVar
+
+from fusionzoo.data.base import DataError, DatasetSplits
+from fusionzoo.registry import REGISTRIES
+
+__all__ = ["COMMON_OPTIONS", "DatasetBackend", "load_dataset", "register_dataset"]
+
+COMMON_OPTIONS = (
+    "data_dir",
+    "limit",
+    "per_class_cap",
+    "label_source",
+    "geos",
+    "val_fraction",
+    "seed",
+    "on_bad_image",
+)
+
+
+def register_dataset(obj: Any = None, *, name: str | None = None) -> Any:
+    """Register a dataset backend class (bare or ``@register_dataset("name")``)."""
+    return REGISTRIES["dataset"].register(obj, name=name)
+
+
+class DatasetBackend:
+    """Base class of dataset backends; subclasses implement :meth:`load` (and usually :meth:`status`)."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    url: ClassVar[str] = ""
+    demo: ClassVar[bool] = False
+    #: options a contract test passes to build a tiny instance (see fusionzoo.testing.check_dataset)
+    test_config: ClassVar[dict[str, Any]] = {}
+
+    def load(self, **options: Any) -> DatasetSplits:  # pragma: no cover - interface
+        raise NotImplementedError(f"{type(self).__name__} must implement load()")
+
+    # ------------------------------------------------------------------------------------------ options
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The backend's own options (keyword parameters of ``load`` beyond :data:`COMMON_OPTIONS`)."""
+        params = inspect.signature(cls.load).parameters
+        return sorted(
+            n
+            for n, p in params.items()
+            if n != "self" and n not in COMMON_OPTIONS and p.kind is not inspect.Parameter.VAR_KEYWORD
+        )
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Raise :class:`DataError` naming unknown options and the valid ones."""
+        valid = self.option_names()
+        unknown = sorted(set(options) - set(valid) - set(COMMON_OPTIONS))
+        if unknown:
+            raise DataError(
+                f"unknown {self.name} option(s) {', '.join(unknown)} for dataset '{self.name}'; valid: "
+                f"{', '.join(valid) or '(none)'} (and the common options {', '.join(COMMON_OPTIONS[1:])})"
+            )
+
+    # ----------------------------------------------------------------------------------------- encoders
+    def default_encoders(
+        self, splits: DatasetSplits, cache_dir: str | os.PathLike[str] | None, **encoder_options: Any
+    ) -> tuple[Any, Any]:
+        """The encoders used when none is named: the FLUID paper's ViT-B/16 + multilingual BERT."""
+        from fusionzoo.encoders.defaults import paper_encoders
+
+        return paper_encoders(**encoder_options)
+
+    def default_encoder_specs(self) -> tuple[str, str] | None:
+        """Spec strings of :meth:`default_encoders`, or ``None`` when they are built locally."""
+        from fusionzoo.encoders.defaults import PAPER_IMAGE_ENCODER, PAPER_TEXT_ENCODER
+
+        return PAPER_IMAGE_ENCODER, PAPER_TEXT_ENCODER
+
+    # ------------------------------------------------------------------------------------------- status
+    def status(self, **options: Any) -> str:
+        """One line: whether the data is there, or what a run will do first (nothing is built)."""
+        try:
+            splits = self.load(**options)
+        except DataError as exc:
+            return f"unavailable: {exc}".splitlines()[0]
+        return (
+            f"ready ({len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} test rows)"
+        )
+
+    def verify(self, *, deep: bool = False, **options: Any) -> dict[str, Any]:
+        """Load the dataset and check every image file (``deep``: decode them); a report dict."""
+        from fusionzoo.data.images import check_image_files
+
+        splits = self.load(**{**options, "on_bad_image": "skip"})
+        import pandas as pd
+
+        frames = [splits.split(s).assign(split=s) for s in ("train", "val", "test")]
+        problems = check_image_files(pd.concat(frames, ignore_index=True), deep=deep)
+        return {"dataset_dir": str(splits.root), "image_problems": problems, "ok": not len(problems)}
+
+
+def load_dataset(name: str = "synth", **options: Any) -> DatasetSplits:
+    """Load dataset ``name`` (any registered backend) with ``options``; see each backend's ``load``."""
+    from fusionzoo.registry import RegistryError
+
+    try:
+        backend = REGISTRIES["dataset"].create(name)
+    except RegistryError as exc:
+        raise DataError(str(exc)) from None
+    backend.check_options(options)
+    return backend.load(**options)
