@@ -92,16 +92,25 @@ class PluginSpecList(CommaList):
         specs = split_specs(str(value))
         if not specs:
             self.fail(f"expected a comma-separated list of {self.kind}s, got {value!r}", param, ctx)
-        lister = registry.list_fusions if self.kind == "fusion" else registry.list_heads
         problems = []
         for spec in specs:
-            try:
-                name, _ = registry.parse_spec(spec)
-                registry.get_entry(self.kind, name)
-            except registry.RegistryError as exc:
-                problems.append(str(exc).split(" Registered")[0])
+            # "fusion@head" pins a head for that fusion (the presets accept it; so does the command line)
+            parts = [(self.kind, spec)]
+            if self.kind == "fusion" and "@" in spec:
+                fusion, _, head = spec.partition("@")
+                parts = [("fusion", fusion), ("head", head)]
+            for kind, part in parts:
+                try:
+                    name, _ = registry.parse_spec(part)
+                    registry.get_entry(kind, name)
+                except registry.RegistryError as exc:
+                    problems.append(
+                        str(exc).split(" Registered")[0]
+                        + f". Valid {kind}s: "
+                        + ", ".join(registry.list_plugins(kind))
+                    )
         if problems:
-            self.fail(f"{'; '.join(problems)}. Valid {self.kind}s: {', '.join(lister())}", param, ctx)
+            self.fail("; ".join(problems), param, ctx)
         return specs
 
 

@@ -1,0 +1,166 @@
+"""The experiment flags, declared once and shared by ``bench``, ``tune`` and ``eval``.
+
+Each flag names the config field it overrides (``--epochs`` → ``train.epochs``, ``--fusions`` →
+``bench.fusions``, ``--data-option k=v`` → ``data.k`` ...). A command adds the flags it takes with
+:func:`experiment_options`; :func:`config_from_flags` then loads the preset (``--config``: a TOML path
+or a packaged preset name; none: the quick preset, or the dataset's preset for ``--dataset``) and
+applies every given flag in one merge (:meth:`fusionzoo.config.ExperimentConfig.with_overrides`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from fusionzoo.cli_common import IntList, PluginSpecList
+
+__all__ = ["FLAGS", "Flag", "config_from_flags", "experiment_options", "flag", "parse_key_values"]
+
+
+def parse_key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    from fusionzoo.registry import _parse_value
+
+    out: dict[str, Any] = {}
+    for item in values:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} must look like key=value", ctx=ctx, param=param)
+        key, value = item.split("=", 1)
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: its click declaration and the config field it sets."""
+
+    name: str
+    decls: tuple[str, ...]
+    path: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def option(self) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return click.option(*self.decls, self.name, **{"default": None, **self.kwargs})
+
+
+def flag(name: str, path: str, *decls: str, **kwargs: Any) -> Flag:
+    """A :class:`Flag` whose option is ``--name-with-dashes`` unless ``decls`` are given."""
+    return Flag(name, decls or (f"--{name.replace('_', '-')}",), path, kwargs)
+
+
+FLAGS: dict[str, Flag] = {
+    f.name: f
+    for f in (
+        flag("fusions", "bench.fusions", type=PluginSpecList("fusion"), metavar="SPECS",
+              help="Comma-separated fusion specs, e.g. fluid,film,concat_mlp, 'fluid:gating=false+film' or "
+              "'fluid@mlp' (a pinned head)."),
+        flag("heads", "bench.heads", type=PluginSpecList("head"), metavar="SPECS",
+              help="Head specs to pair with every fusion [default: each fusion's natural head, e.g. fluid→moe]."),
+        flag("seeds", "bench.seeds", type=IntList(), help="Comma-separated integer seeds [default: 0,1,2]."),
+        flag("epochs", "train.epochs", type=click.IntRange(min=1), help="Training epochs per run."),
+        flag("dim", "train.dim", type=click.IntRange(min=1), help="Width D of the fused tokens."),
+        flag("batch_size", "train.batch_size", type=click.IntRange(min=1), help="Training batch size."),
+        flag("lr", "train.lr", type=click.FloatRange(min=0, min_open=True), help="AdamW learning rate."),
+        flag("dataset", "bench.datasets", metavar="NAME",
+              help="Dataset: any registered backend (fusionzoo list datasets) [default: synth, the embedded one]."),
+        flag("data_dir", "bench.data_dir", type=click.Path(file_okay=False), help="Dataset/cache root directory."),
+        flag("data_options", "data", "--data-option", multiple=True, callback=parse_key_values,
+              metavar="KEY=VALUE", default=(),
+              help="Dataset option (repeatable), e.g. csv=train.csv or size=4000 (fusionzoo list datasets)."),
+        flag("limit", "bench.limit", type=click.IntRange(min=1), help="Subsample the training split to N rows."),
+        flag("mode", "bench.mode", type=click.Choice(["frozen", "finetune"]),
+              help="frozen: cached encoder tokens (default); finetune: encoders in the training graph."),
+        flag("image_encoder", "encoders.image", metavar="SPEC",
+              help="Image encoder: timm:NAME, timm:NAME@FILE or timm:/folder [default: the dataset's]."),
+        flag("text_encoder", "encoders.text", metavar="SPEC",
+              help="Text encoder: hf:NAME or hf:/folder [default: the dataset's]."),
+        flag("pretrained", "encoders.pretrained", "--pretrained/--no-pretrained",
+              help="Load the encoders' pretrained weights [default: the spec's; --no-pretrained: seeded random "
+              "init, needs no download]."),
+        flag("out", "bench.out", type=click.Path(), help="Runs directory [default: runs/<preset or dataset>]."),
+        flag("device", "bench.device", help="auto (default), cpu, cuda, cuda:1, ..."),
+        flag("with_unimodal", "bench.with_unimodal", "--with-unimodal/--no-unimodal",
+              help="Add the image_only and text_only baselines [default: on for the embedded dataset]."),
+        flag("loss_weights", "train.loss_weights", metavar="NAME=W,...",
+              help="λ per loss name, e.g. contrastive=0.333,load_balance=0.333 (ce = classification)."),
+        flag("paper_loss", "train.paper_loss", is_flag=True, default=False,
+              help="FLUID's loss: λ = 1/3 for CE, the contrastive and the load-balance loss."),
+        flag("metric", "bench.metric", help="Leaderboard metric: any metric column [default: test_accuracy]."),
+        flag("threads", "bench.threads", type=click.IntRange(min=1),
+              help="CPU threads for training [default: 1: the fusion models are small, one thread is fastest "
+              "and leaves the other cores free; encoding keeps torch's default]."),
+    )
+}  # fmt: skip
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    default=None,
+    metavar="PRESET|FILE.toml",
+    help="Preset: a packaged name (quick, glami1m_table1, ...) or a TOML file; flags given here override it.",
+)
+
+
+def experiment_options(
+    *names: str, table: dict[str, Flag] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--config`` and the named flags (of :data:`FLAGS`, or ``table``) to a click command."""
+    flags = {**FLAGS, **(table or {})}
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(names):
+            func = flags[name].option()(func)
+        return CONFIG_OPTION(func)
+
+    return decorator
+
+
+def _value(name: str, value: Any) -> Any:
+    if name == "dataset":
+        return [value]
+    if name == "loss_weights":
+        from fusionzoo.train.config import parse_loss_weights
+
+        try:
+            return parse_loss_weights(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--loss-weights") from None
+    if name == "paper_loss":
+        return True if value else None
+    return value
+
+
+def config_from_flags(
+    flags: dict[str, Any], config_path: str | None = None, table: dict[str, Flag] | None = None
+) -> Any:
+    """The preset of ``config_path`` with every given flag of ``flags`` applied (one merge).
+
+    Without ``--config``, ``--dataset NAME`` starts from that dataset's preset (the quick preset for the
+    embedded dataset) and runs into ``runs/NAME``. Raises ``click.UsageError`` naming a wrong value.
+    """
+    from fusionzoo.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from None
+    table = {**FLAGS, **(table or {})}
+    overrides: dict[str, Any] = {}
+    for name, value in flags.items():
+        if name not in table or value is None:
+            continue
+        if name == "data_options":
+            overrides.update({f"data.{k}": v for k, v in value.items()})
+            continue
+        overrides[table[name].path] = _value(name, value)
+    try:
+        config = config.with_overrides(overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc).replace(config.source + ": ", "command line: ", 1)) from None
+    dataset = flags.get("dataset")
+    if config_path is None and dataset and dataset != "synth" and not flags.get("out"):
+        config = config.model_copy(update={"name": dataset})
+        config.bench.out = None
+    return config

@@ -1,0 +1,283 @@
+"""One validated experiment config for ``bench``, ``tune`` and ``eval``: TOML presets + flags, one merge.
+
+A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``: ``quick``,
+``glami1m_table1``, ...) with these tables, every key optional::
+
+    [bench]            the grid and where it runs: datasets (or dataset), fusions, heads, seeds,
+                       with_unimodal, with_probe, mode, metric, out, data_dir, limit, device, threads
+    [data]             options of the dataset backend (``fusionzoo list datasets`` shows them)
+    [encoders]         image, text, pretrained, batch_size, text_max_length, image_tokens, text_tokens,
+                       num_workers
+    [train]            any RunConfig field (fusionzoo.train.config): dim, epochs, lr, ...
+    [fusion_options.X] hyperparameters fusion X gets in this preset unless its spec sets them
+    [eval]             protocols, efficiency (fusionzoo eval / bench --eval)
+    [tune]             the tuning settings (trials, sampler, pruner, metric, storage, ...)
+    [space] [pruner]   search-space overrides and pruner options of ``fusionzoo tune``
+    [paper]            published numbers, shown by reports only
+
+Precedence: the field defaults below < the preset < flags given on the command line
+(:meth:`ExperimentConfig.with_overrides`, one merge for every command). Unknown tables or keys
+anywhere are errors that list the valid ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "ConfigError",
+    "ExperimentConfig",
+    "PRESETS_PACKAGE",
+    "UNIMODAL",
+    "load_config",
+    "preset_names",
+    "resolve_preset",
+]
+
+PRESETS_PACKAGE = "fusionzoo.presets"
+DEFAULT_PRESET = "quick"
+UNIMODAL = ("image_only", "text_only")
+
+
+class ConfigError(ValueError):
+    """A preset file, a table, a key or a flag is wrong; the message names it and lists valid values."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _str_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class BenchSection(_Section):
+    datasets: list[str] = Field(default_factory=lambda: ["synth"])
+    fusions: list[str] = Field(default_factory=lambda: ["fluid", "film", "concat_mlp"])
+    heads: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    with_unimodal: bool | None = None  # None: the dataset backend decides (on for the embedded demo)
+    with_probe: bool | None = None  # None: the dataset backend decides (on for real datasets)
+    mode: Literal["frozen", "finetune"] = "frozen"
+    metric: str = "test_accuracy"
+    out: str | None = None  # None: runs/<preset name or dataset>
+    data_dir: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    device: str = "auto"
+    threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dataset" in data:
+            data = dict(data)
+            if "datasets" in data:
+                raise ValueError("give either dataset or datasets, not both")
+            data["datasets"] = data.pop("dataset")
+        return data
+
+    _lists = field_validator("datasets", "fusions", "heads", mode="before")(_str_list)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds):
+            raise ValueError("seeds must be integers >= 0")
+        return seeds
+
+
+class EncodersSection(_Section):
+    image: str | None = None
+    text: str | None = None
+    pretrained: bool | None = None
+    batch_size: int = Field(default=64, ge=1)
+    text_max_length: int | None = Field(default=None, ge=1)
+    image_tokens: str | int = "all"
+    text_tokens: str = "all"
+    num_workers: int | None = Field(default=None, ge=0)
+
+
+class EvalSection(_Section):
+    protocols: list[str] = Field(default_factory=list)
+    efficiency: bool = False
+
+    _lists = field_validator("protocols", mode="before")(_str_list)
+
+
+class TuneSection(_Section):
+    fusion: str | None = None
+    head: str | None = None
+    trials: int = Field(default=50, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
+    storage: str | None = None
+    study: str | None = None
+    seed: int = Field(default=0, ge=0)
+    metric: str = "val_macro_f1"
+    objectives: list[str] = Field(default_factory=list)
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    sampler: Literal["tpe", "random", "gp"] = "tpe"
+    workers: int = Field(default=1, ge=1)
+    heartbeat_interval: int = Field(default=60, ge=1)
+    grace_period: int | None = Field(default=None, ge=1)
+    max_retry: int = Field(default=3, ge=0)
+    export_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+
+class ExperimentConfig(_Section):
+    """Everything a bench, tune or eval run needs (see the module docstring for each table)."""
+
+    bench: BenchSection = Field(default_factory=BenchSection)
+    data: dict[str, Any] = Field(default_factory=dict)
+    encoders: EncodersSection = Field(default_factory=EncodersSection)
+    train: dict[str, Any] = Field(default_factory=dict)
+    fusion_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    tune: TuneSection = Field(default_factory=TuneSection)
+    space: dict[str, Any] = Field(default_factory=dict)
+    pruner: dict[str, Any] = Field(default_factory=dict)
+    paper: dict[str, Any] = Field(default_factory=dict)
+    source: str = Field(default="defaults", exclude=True)
+    name: str = Field(default="", exclude=True)  # preset name, for the default runs directory
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, train: dict[str, Any]) -> dict[str, Any]:
+        from fusionzoo.train.config import RunConfig
+
+        per_run = {"fusion", "head", "seed"}
+        bad = sorted(set(train) & per_run)
+        if bad:
+            raise ValueError(f"{', '.join(bad)} are set per run by the grid ([bench] fusions/heads/seeds)")
+        RunConfig.from_dict(train)  # unknown keys and bad values: a ValueError listing the valid fields
+        return dict(train)
+
+    # ----------------------------------------------------------------------------------------- derived
+    def run_config(self, **overrides: Any) -> Any:
+        """The base RunConfig of every run of the grid (fusion/head/seed are set per run)."""
+        from fusionzoo.train.config import RunConfig
+
+        values = {**self.train, "mode": self.bench.mode, "device": self.bench.device, **overrides}
+        try:
+            return RunConfig.from_dict(values)
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: [train] {exc}") from exc
+
+    @property
+    def metric(self) -> str:
+        """The leaderboard metric as a results column (``test_`` prefixed when given bare)."""
+        metric = self.bench.metric
+        return metric if metric.startswith(("test_", "val_")) else f"test_{metric}"
+
+    def runs_dir(self) -> Path:
+        if self.bench.out:
+            return Path(self.bench.out)
+        if self.name:
+            return Path("runs") / self.name
+        return Path("runs") / "-".join(self.bench.datasets)
+
+    def copy(self) -> ExperimentConfig:
+        return self.model_copy(deep=True)
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The config as preset tables (defaults included), e.g. for provenance and exports."""
+        return _drop_none(self.model_dump(mode="json"))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
+        """A copy with ``{"table.key": value}`` overrides applied (``train.*`` keys merge into [train],
+        ``data.*`` into [data], ``encoders.*``/``bench.*``/``tune.*``/``eval.*`` replace one field).
+
+        Values that are ``None`` are skipped (a flag that was not given)."""
+        data = self.model_dump()
+        for path, value in overrides.items():
+            if value is None:
+                continue
+            table, _, key = path.partition(".")
+            if table not in data or not key:
+                raise ConfigError(f"override '{path}': expected table.key with a table of the config")
+            if isinstance(data[table], dict):
+                data[table] = {**data[table], key: copy.deepcopy(value)}
+        return _validate(data, self.source, self.name)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    tables = {name: field.annotation for name, field in ExperimentConfig.model_fields.items()}
+    problems = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        table = loc[0] if loc else ""
+        where = f"[{table}]" + (f" {'.'.join(loc[1:])}" if len(loc) > 1 else "")
+        if error["type"] == "extra_forbidden":
+            model = tables.get(table) if len(loc) > 1 else ExperimentConfig
+            valid = sorted(n for n in getattr(model, "model_fields", {}) if n not in ("source", "name"))
+            what = f"unknown key '{loc[-1]}' in [{table}]" if len(loc) > 1 else f"unknown table [{table}]"
+            problems.append(f"{what}; valid: {', '.join(valid)}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message} (got {error.get('input')!r})")
+    return f"{source}: " + "; ".join(problems)
+
+
+def _validate(data: dict[str, Any], source: str, name: str = "") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate({**data, "source": source, "name": name})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+# ------------------------------------------------------------------------------------------------ presets
+def preset_names() -> list[str]:
+    """Names of the presets shipped in the package (``fusionzoo bench --config NAME``)."""
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files(PRESETS_PACKAGE).iterdir()
+        if p.name.endswith(".toml")
+    )
+
+
+def resolve_preset(name_or_path: str | Path) -> tuple[str, str, str]:
+    """(TOML text, source for messages, preset name) of a packaged preset name or a TOML file path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.is_file():
+        return path.read_text(), str(path), path.stem
+    bare = text.removesuffix(".toml")
+    if "/" not in text and bare in preset_names():
+        resource = resources.files(PRESETS_PACKAGE) / f"{bare}.toml"
+        return resource.read_text(), f"preset '{bare}'", bare
+    raise ConfigError(
+        f"config file {text} not found; give a TOML file or a packaged preset: {', '.join(preset_names())}"
+    )
+
+
+def load_config(name_or_path: str | Path | None = None) -> ExperimentConfig:
+    """The config of a preset (a packaged name or a TOML path); ``None`` is the quick preset."""
+    text, source, name = resolve_preset(name_or_path or DEFAULT_PRESET)
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    return _validate(data, source, name)

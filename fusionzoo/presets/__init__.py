@@ -1,0 +1,1 @@
+"""Benchmark presets shipped with fusionzoo (``fusionzoo bench --config NAME``); see fusionzoo.config."""
