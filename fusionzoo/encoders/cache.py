@@ -44,6 +44,7 @@ from fusionzoo.encoders.features import FeatureSplit
 from fusionzoo.encoders.image import ImageEncoder
 from fusionzoo.encoders.rows import image_text_dataset
 from fusionzoo.encoders.text import TextEncoder, tokenize_texts
+from fusionzoo.io import human_bytes
 
 FORMAT_VERSION = 1
 CACHE_ENV = "FUSIONZOO_CACHE"
@@ -70,14 +71,6 @@ def default_cache_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
             data_dir = platformdirs.user_cache_dir("fusionzoo", appauthor=False)
     return Path(data_dir).expanduser().resolve() / "features"
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1024 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TB"  # pragma: no cover
 
 
 def entry_key(

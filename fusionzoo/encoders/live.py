@@ -143,15 +143,36 @@ class RawCollate:
         }
 
 
+def finetune_identity(
+    splits: Any,
+    image_encoder: ImageEncoder,
+    text_encoder: TextEncoder,
+    freeze_layers: int = 0,
+    freeze_text_layers: int | None = None,
+    augment: bool = False,
+) -> dict[str, Any]:
+    """What a finetune run's inputs depend on: the splits, the encoders' identities (weights,
+    preprocessing, token selection), which layers are frozen and whether images are augmented."""
+    return {
+        "splits": {s: splits.split_fingerprint(s) for s in ("train", "val", "test")},
+        "image": image_encoder.identity(),
+        "text": text_encoder.identity(),
+        "freeze": [freeze_layers, freeze_layers if freeze_text_layers is None else freeze_text_layers],
+        "augment": augment,
+    }
+
+
 class LiveData:
     """Finetune-mode training data (the ``TrainingData`` interface of ``fusionzoo.train.data``).
 
     ``batch(split, indices)`` decodes the rows' images (a small thread pool; PIL releases the GIL)
-    and tokenizes their texts; ``encoder`` (a :class:`LiveEncoders`) turns that into tokens inside the
-    training graph, so the trainer optimises it with ``backbone_lr``. Rows whose image file is missing
-    or not a JPEG/PNG are dropped up front (warned with their item ids, like the frozen cache); an
-    image that still fails to decode is given zero pixels and an all-False image mask, so predictions
-    stay aligned with ``labels(split)``.
+    and tokenizes their texts. :meth:`make_encoder` returns a **fresh** :class:`LiveEncoders` — a copy
+    of the pristine (pretrained or seeded) encoders with the configured layers frozen — that each run
+    puts inside its model, trains with ``backbone_lr``, snapshots and checkpoints with the fusion and
+    head; the pristine encoders are never trained, so runs never share weights. Rows whose image file
+    is missing or not a JPEG/PNG are dropped up front (warned with their item ids, like the frozen
+    cache); an image that still fails to decode is given zero pixels and an all-False image mask, so
+    predictions stay aligned with ``labels(split)``.
     """
 
     def __init__(
@@ -173,12 +194,8 @@ class LiveData:
         from fusionzoo.data.base import DataWarning
         from fusionzoo.data.images import check_image_files
 
-        self.encoder = LiveEncoders(
-            image_encoder,
-            text_encoder,
-            freeze_image_layers=freeze_layers,
-            freeze_text_layers=freeze_layers if freeze_text_layers is None else freeze_text_layers,
-        )
+        self._pristine = (image_encoder, text_encoder)
+        self._freeze = (freeze_layers, freeze_layers if freeze_text_layers is None else freeze_text_layers)
         self.frames: dict[str, pd.DataFrame] = {}
         for split in ("train", "val", "test"):
             frame = splits.split(split).reset_index(drop=True)
@@ -205,18 +222,23 @@ class LiveData:
         self.text_dim = text_encoder.out_dim
         self.num_image_tokens = image_encoder.num_tokens
         self.image_size = tuple(image_encoder.data_config["input_size"])
-        identity = {
-            "splits": {s: splits.split_fingerprint(s) for s in ("train", "val", "test")},
-            "image": image_encoder.identity(),
-            "text": text_encoder.identity(),
-            "freeze": [freeze_layers, freeze_text_layers],
-            "augment": augment,
-        }
+        identity = finetune_identity(
+            splits, image_encoder, text_encoder, freeze_layers, freeze_text_layers, augment
+        )
         self.fingerprint = hashlib.sha256(
             json.dumps(identity, sort_keys=True, default=str).encode()
         ).hexdigest()[:16]
         self._pool: Any = None
         self._threads = threads
+
+    def make_encoder(self) -> LiveEncoders:
+        """A fresh trainable copy of the pristine encoders (one per run)."""
+        import copy
+
+        image, text = (copy.deepcopy(m) for m in self._pristine)
+        return LiveEncoders(
+            image, text, freeze_image_layers=self._freeze[0], freeze_text_layers=self._freeze[1]
+        )
 
     def size(self, split: str) -> int:
         return len(self.frames[split])

@@ -14,10 +14,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EXECUTION_FIELDS", "METRICS", "MODES", "PAPER_LOSS_WEIGHT", "RunConfig", "parse_loss_weights"]
+__all__ = [
+    "EXECUTION_FIELDS",
+    "MODES",
+    "PAPER_LOSS_WEIGHT",
+    "TRAINING_SEMANTICS",
+    "RunConfig",
+    "parse_loss_weights",
+]
 
 MODES = ("frozen", "finetune")
-METRICS = ("macro_f1", "accuracy")
+# Version of what a training run means (optimiser, schedule, loss composition, evaluation, built-in
+# plugin defaults). It is part of every run's identity: bump it with any change that moves a number,
+# so results of older code are never reused or averaged with new ones.
+TRAINING_SEMANTICS = 1
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 PAPER_LOSS_WEIGHT = 1.0 / 3.0  # FLUID: L = 1/3·CE + 1/3·L_contrastive + 1/3·L_MoE
 EXECUTION_FIELDS = frozenset({"device", "amp", "eval_batch_size"})
@@ -36,6 +46,8 @@ class RunConfig:
         returned by the fusion or head. Unnamed aux losses get weight 1 (or 1/3 with ``paper_loss``).
     paper_loss: FLUID's preset, λ = 1/3 for CE and for every aux loss (explicit weights still win).
     patience: epochs without improvement of ``metric`` on validation before stopping (0 = never stop).
+    metric: the validation column that picks the best epoch (any registered metric column, e.g.
+        ``macro_f1``, ``accuracy``, ``acc_tail``; its direction comes from the metric registry).
     mode: ``frozen`` (cached tokens) or ``finetune`` (encoders in the graph, ``backbone_lr``,
         ``freeze_layers``).
     amp: ``auto`` = bf16 on CUDA when supported, else fp16 on CUDA, never on CPU.
@@ -98,8 +110,12 @@ class RunConfig:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not 0 <= float(self.dropout) < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.metric not in METRICS:
-            problems.append(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        try:
+            from fusionzoo.metrics.base import column_direction
+
+            column_direction(self.metric)
+        except ValueError as exc:  # RegistryError: no registered metric writes this column
+            problems.append(f"metric (early stopping on validation): {exc}")
         if self.mode not in MODES:
             problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.amp not in AMP_CHOICES:

@@ -7,9 +7,9 @@ batch is two ``index_select`` calls plus a trim of the text padding to the batch
 same tensors :func:`~fusionzoo.encoders.features.collate_features` builds, without its per-row Python
 loop. Larger splits (GLAMI-1M) fall back to ``collate_features`` over the memory maps.
 
-Finetune mode uses the same interface with an ``encoder`` module in the training graph: the batch
-dict then carries whatever that module consumes and ``encoder(batch)`` returns the token batch
-(see :mod:`fusionzoo.bench.prepare`).
+Finetune mode uses the same interface; its ``make_encoder()`` returns a fresh encoder module that the
+run's model owns (the batch dict then carries whatever that module consumes and ``encoder(batch)``
+returns the token batch; see :mod:`fusionzoo.encoders.live`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class TrainingData:
     """Interface: ``size(split)``, ``labels(split)``, ``meta(split)``, ``batch(split, indices)``.
 
     Attributes: ``num_classes``, ``image_dim``, ``text_dim``, ``num_image_tokens``, ``classes``,
-    ``name`` (dataset name), ``fingerprint``, ``encoder`` (``None`` in frozen mode; in finetune mode an
-    ``nn.Module`` mapping the batch dict to ``{"image", "image_mask", "text", "text_mask"}``).
+    ``name`` (dataset name), ``fingerprint``. ``make_encoder()`` returns ``None`` in frozen mode; in
+    finetune mode a fresh ``nn.Module`` per call, mapping the batch dict to ``{"image", "image_mask",
+    "text", "text_mask"}`` (each run's model owns its own copy).
     """
 
     num_classes: int
@@ -45,7 +46,10 @@ class TrainingData:
     classes: list[str]
     name: str = "features"
     fingerprint: str = ""
-    encoder: nn.Module | None = None
+
+    def make_encoder(self) -> nn.Module | None:
+        """The encoder module a run's model owns (``None``: the batches already hold tokens)."""
+        return None
 
     def size(self, split: str) -> int:  # pragma: no cover - interface
         raise NotImplementedError
@@ -115,7 +119,6 @@ class FeatureData(TrainingData):
     name: str = "features"
     fingerprint: str = ""
     memory_budget: int = DEFAULT_MEMORY_BUDGET
-    encoder: nn.Module | None = None
 
     def __post_init__(self) -> None:
         if not self.classes:

@@ -1,9 +1,12 @@
-"""``FusionModel``: per-modality projections Ei→D, Et→D, a registry fusion and a registry head.
+"""``FusionModel``: [encoders →] per-modality projections Ei→D, Et→D, a registry fusion and a registry head.
 
+    [finetune: raw batch ─ encoder (image + text backbones) →]
     image (B, Li, Ei) ─ Linear+LN → (B, Li, D) [+ modality emb m_img] [+ position emb] ┐
     text  (B, Lt, Et) ─ Linear+LN → (B, Lt, D) [+ modality emb m_txt] [+ position emb] ┴→ fusion → head → logits
 
 The fusion and head are built from spec strings, so every run of the benchmark differs only in them.
+In finetune mode the encoder is a submodule of the model: each run builds its own fresh copy, and the
+best-epoch snapshot, the checkpoint and the evaluation always use the whole model.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class FusionModel(nn.Module):
         position_embeddings: bool = False,
         max_positions: int = 512,
         dropout: float = 0.0,
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.num_classes = dim, num_classes
@@ -96,10 +100,18 @@ class FusionModel(nn.Module):
         self.head = registry.create_head(head, dim, num_classes)
         self.fusion_name = getattr(self.fusion, "spec", fusion)
         self.head_name = getattr(self.head, "spec", head)
+        self.encoder = encoder  # registered last: the fusion/head initialisation is unchanged by it
 
     @classmethod
     def from_config(
-        cls, config: Any, *, image_dim: int, text_dim: int, num_classes: int, num_image_tokens: int
+        cls,
+        config: Any,
+        *,
+        image_dim: int,
+        text_dim: int,
+        num_classes: int,
+        num_image_tokens: int,
+        encoder: nn.Module | None = None,
     ) -> FusionModel:
         """Build from a :class:`fusionzoo.train.config.RunConfig`."""
         return cls(
@@ -114,17 +126,34 @@ class FusionModel(nn.Module):
             position_embeddings=config.position_embeddings,
             max_positions=config.max_positions,
             dropout=config.dropout,
+            encoder=encoder,
         )
 
     @classmethod
     def for_data(cls, config: Any, data: Any) -> FusionModel:
-        """Build from a RunConfig for training data exposing image/text dims, classes and image tokens."""
+        """Build from a RunConfig for training data exposing image/text dims, classes and image tokens;
+        in finetune mode the model gets a fresh encoder from ``data.make_encoder()``."""
+        make_encoder = getattr(data, "make_encoder", None)
         return cls.from_config(
             config,
             image_dim=data.image_dim,
             text_dim=data.text_dim,
             num_classes=data.num_classes,
             num_image_tokens=data.num_image_tokens,
+            encoder=make_encoder() if make_encoder is not None else None,
+        )
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of everything but the encoder (projections, fusion, head)."""
+        skip = {id(p) for p in self.encoder.parameters()} if self.encoder is not None else set()
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
+
+    def forward_batch(self, batch: dict[str, Any], check: bool = False) -> ModelOutput:
+        """Run a batch dict: the encoder first when the model has one (finetune), then :meth:`forward`."""
+        if self.encoder is not None:
+            batch = {**batch, **self.encoder(batch)}
+        return self(
+            batch["image"], batch["text"], batch.get("image_mask"), batch.get("text_mask"), check=check
         )
 
     def forward(

@@ -1,25 +1,23 @@
-"""One training run: ``train_run(config, data, on_epoch=None, progress=None) -> RunResult``.
+"""One training run: ``Trainer(config, data, callbacks).fit() -> RunResult`` (``train_run`` wraps it).
 
-AdamW (decoupled weight decay on matrices only) with linear warm-up then cosine decay, global
-gradient-norm clipping, AMP (bf16, else fp16 with a grad scaler) on CUDA only, validation after every
-epoch, early stopping on ``config.metric`` (val macro-F1 or accuracy), and the final test metrics from
-the best-validation weights. The best checkpoint is written as ``model.safetensors`` plus
-``config.json`` (never pickle) when ``checkpoint_dir`` is given.
+AdamW with warm-up + cosine decay (:mod:`fusionzoo.train.optim`), global gradient-norm clipping,
+AMP (bf16, else fp16 with a grad scaler) on CUDA only, validation after every epoch, the best
+validation weights of the *whole* model (encoder included in finetune mode) restored for the final
+test metrics, and callbacks for everything around the loop (:mod:`fusionzoo.train.callbacks`: early
+stopping, checkpointing, progress, the tuner's per-epoch report).
 
 Failure semantics (what the bench runner relies on):
 - a NaN/inf training loss stops the run and returns ``status="diverged"`` (no test metrics);
 - the first training batch is checked against the ``(B,·,D)`` contract; a violation raises
   :class:`fusionzoo.testing.ContractError` naming the plugin and the rule;
-- any other exception, and anything ``on_epoch`` raises (e.g. ``optuna.TrialPruned``), propagates.
+- any other exception, and anything a callback raises (e.g. ``optuna.TrialPruned``), propagates.
 
 Determinism: ``config.seed`` seeds the parameter init, the data order (a dedicated generator) and
-dropout; two runs with the same seed on CPU produce identical metrics.
+dropout; two runs with the same seed on CPU produce identical metrics, whatever ran before them.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,28 +27,28 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
-from torch import Tensor, nn
+from torch import Tensor
 
+from fusionzoo.metrics.base import column_direction, evaluate_predictions
+from fusionzoo.metrics.class_buckets import class_buckets
+from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
+from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.data import TrainingData
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
-from fusionzoo.train.metrics import class_buckets, classification_metrics
 from fusionzoo.train.model import FusionModel, count_parameters
+from fusionzoo.train.optim import make_optimizer, make_scheduler
 
 __all__ = [
-    "CHECKPOINT_CONFIG",
-    "CHECKPOINT_WEIGHTS",
     "RunResult",
+    "Trainer",
     "evaluate",
     "load_checkpoint",
+    "predict",
     "resolve_device",
     "save_checkpoint",
     "train_run",
 ]
-
-CHECKPOINT_WEIGHTS = "model.safetensors"
-CHECKPOINT_CONFIG = "config.json"
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -90,7 +88,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _amp_settings(config: RunConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+def amp_settings(config: RunConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, use a grad scaler). AMP only ever runs on CUDA."""
     if device.type != "cuda" or config.amp == "off":
         return None, False
@@ -99,69 +97,35 @@ def _amp_settings(config: RunConfig, device: torch.device) -> tuple[torch.dtype 
     return torch.float16, True
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
 
 
-def _param_groups(model: nn.Module, encoder: nn.Module | None, config: RunConfig) -> list[dict[str, Any]]:
-    """Weight decay on matrices only; the finetuned encoder gets ``backbone_lr``."""
-    groups: list[dict[str, Any]] = []
-    for module, lr in ((model, config.lr), (encoder, config.backbone_lr)):
-        if module is None:
-            continue
-        params = [p for p in module.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        if decay:
-            groups.append({"params": decay, "lr": lr, "weight_decay": config.weight_decay})
-        if no_decay:
-            groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0})
-    return groups
-
-
-def _make_optimizer(
-    groups: list[dict[str, Any]], config: RunConfig, device: torch.device
-) -> torch.optim.Optimizer:
-    # fused AdamW: one kernel for all parameters (CPU and CUDA); falls back to foreach where unsupported
-    try:
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-
-
-def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:
+def training_batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:
+    """Shuffled index batches of one epoch; a final batch of one is dropped (it breaks in-batch
+    contrastive losses). Evaluation never drops rows (:func:`eval_batches`)."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     chunks = list(order.split(batch_size))
-    if len(chunks) > 1 and len(chunks[-1]) < 2:  # a batch of one breaks in-batch contrastive losses
+    if len(chunks) > 1 and len(chunks[-1]) < 2:
         chunks.pop()
     return chunks
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def eval_batches(n: int, batch_size: int) -> list[Tensor]:
+    return list(torch.arange(n).split(batch_size))
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     if device.type == "cpu":
         return batch
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def _forward(
-    model: FusionModel, encoder: nn.Module | None, batch: dict[str, Any], check: bool = False
-) -> Any:
-    if encoder is not None:
-        batch = {**batch, **encoder(batch)}
-    return model(batch["image"], batch["text"], batch.get("image_mask"), batch.get("text_mask"), check=check)
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @torch.no_grad()
@@ -174,20 +138,14 @@ def predict(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """Logits ``(N, C)`` of ``split`` in eval mode (float32 numpy)."""
+    """Logits ``(N, C)`` of ``split`` in eval mode (float32 numpy), every row included."""
     device = torch.device(device)
-    encoder = getattr(data, "encoder", None)
     model.eval()
-    if encoder is not None:
-        encoder.eval()
     outputs = []
-    for indices in _batches(data.size(split), batch_size, None):
-        batch = _to_device(data.batch(split, indices), device)
-        context = (
-            torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-        )
-        with context:
-            logits = _forward(model, encoder, batch).logits
+    for indices in eval_batches(data.size(split), batch_size):
+        batch = to_device(data.batch(split, indices), device)
+        with _autocast(device, autocast_dtype):
+            logits = model.forward_batch(batch).logits
         outputs.append(logits.float().cpu())
     if not outputs:
         return np.zeros((0, model.num_classes), dtype=np.float32)
@@ -204,58 +162,160 @@ def evaluate(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """(metrics, logits) of ``split``."""
+    """(metrics of every registered metric, logits) of ``split``."""
     logits = predict(model, data, split, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype)
-    metrics = classification_metrics(
+    metrics = evaluate_predictions(
         data.labels(split), logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta(split)
     )
     return metrics, logits
 
 
-# ---------------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(
-    directory: str | Path, model: FusionModel, config: RunConfig, info: dict[str, Any]
-) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` into ``directory`` (atomically, via temp names)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    weights_tmp = directory / (CHECKPOINT_WEIGHTS + ".tmp")
-    save_model(model, str(weights_tmp), metadata={"format": "pt", "fusionzoo": "FusionModel"})
-    payload = {"run_config": config.to_dict(), **info}
-    config_tmp = directory / (CHECKPOINT_CONFIG + ".tmp")
-    config_tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
-    weights_tmp.replace(directory / CHECKPOINT_WEIGHTS)
-    config_tmp.replace(directory / CHECKPOINT_CONFIG)
-    return directory
+# ------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Fit one :class:`RunConfig` on ``data``; see the module docstring.
+
+    The model (encoder included in finetune mode) is built fresh from the config and the data in
+    ``__init__``, after seeding, so a trainer never shares weights with another run.
+    """
+
+    def __init__(
+        self, config: RunConfig, data: TrainingData, callbacks: list[Callback] | None = None
+    ) -> None:
+        self.started = time.perf_counter()
+        self.config, self.data = config, data
+        self.device = resolve_device(config.device)
+        self.autocast_dtype, use_scaler = amp_settings(config, self.device)
+        seed_everything(config.seed)
+        self.model = FusionModel.for_data(config, data).to(self.device)
+        self.params = count_parameters(self.model)
+
+        train_labels = data.labels("train")
+        self.buckets = class_buckets(train_labels, data.num_classes)
+        class_weights = (
+            class_weights_from_labels(train_labels, data.num_classes) if config.class_weighted else None
+        )
+        aux_defaults = {  # default λ the fusion and head declare for their aux losses
+            **getattr(self.model.fusion, "aux_loss_weights", {}),
+            **getattr(self.model.head, "aux_loss_weights", {}),
+        }
+        self.loss_fn = LossComposer.from_config(config, class_weights, aux_defaults).to(self.device)
+
+        self.n_train = data.size("train")
+        self.steps_per_epoch = len(training_batches(self.n_train, config.batch_size, None))
+        self.optimizer = make_optimizer(self.model, config)
+        self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch * config.epochs)
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.all_params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.order_generator = torch.Generator().manual_seed(config.seed)
+
+        self.best = BestWeights(config.metric, column_direction(config.metric))
+        self.callbacks: list[Callback] = [self.best, *(callbacks or [])]
+        self.callbacks.append(EarlyStopping(self.best, config.patience))
+        self.stop = False
+        self.epochs_run = 0
+        self.step = 0
+
+    def _fire(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    def evaluate(self, split: str) -> tuple[dict[str, float], np.ndarray]:
+        return evaluate(
+            self.model,
+            self.data,
+            split,
+            buckets=self.buckets,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+        )
+
+    def _train_epoch(self, epoch: int, result: RunResult) -> dict[str, Tensor | float] | None:
+        """One pass over the training split; the summed losses, or ``None`` when the loss diverged."""
+        self.model.train()
+        sums: dict[str, Tensor | float] = {}
+        seen = 0
+        checked = self.step > 0
+        batches = training_batches(self.n_train, self.config.batch_size, self.order_generator)
+        for batch_index, indices in enumerate(batches):
+            batch = to_device(self.data.batch("train", indices), self.device)
+            with _autocast(self.device, self.autocast_dtype):
+                out = self.model.forward_batch(batch, check=not checked)
+            checked = True
+            loss, parts = self.loss_fn(out.logits, batch["label"], out.aux_losses)
+            if not torch.isfinite(loss):
+                bad = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
+                result.status = "diverged"
+                result.error = f"loss became {loss.item()} at epoch {epoch}, step {batch_index + 1} ({bad})"
+                return None
+            self._optimizer_step(loss)
+            self.step += 1
+            size = len(indices)
+            seen += size
+            sums["loss"] = sums.get("loss", 0.0) + loss.detach() * size
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + value * size
+            self._fire("on_step", epoch, batch_index + 1, self.steps_per_epoch)
+        sums["_seen"] = float(seen)
+        return sums
+
+    def _optimizer_step(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.all_params, self.config.grad_clip, foreach=True)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+
+    def fit(self) -> RunResult:
+        """Train, restore the best weights, test; see the module docstring."""
+        config = self.config
+        result = RunResult(
+            status="ok",
+            config=config.to_dict(),
+            fusion=self.model.fusion_name,
+            head=self.model.head_name,
+            params=self.params,
+        )
+        self._fire("on_fit_start")
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            sums = self._train_epoch(epoch, result)
+            if sums is None:
+                break
+            seen = sums.pop("_seen")
+            val_metrics, _ = self.evaluate("val")
+            record: dict[str, float] = {"epoch": float(epoch), "lr": float(self.scheduler.get_last_lr()[0])}
+            record.update({f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()})
+            record.update({f"val_{k}": v for k, v in val_metrics.items()})
+            record["epoch_time"] = time.perf_counter() - epoch_start
+            result.history.append(record)
+            self.epochs_run = result.epochs_run = epoch
+            self._fire("on_epoch_end", epoch, record)
+            if self.stop:
+                result.stopped_early = True
+                break
+        result.steps = self.step
+        if result.status == "ok":
+            self.best.restore(self)
+            result.best_epoch, result.val_metrics = self.best.best_epoch, self.best.best_val
+            test_metrics, logits = self.evaluate("test")
+            result.metrics = test_metrics
+            result.test_predictions = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
+            result.test_labels = self.data.labels("test")
+        self._fire("on_fit_end", result)
+        result.train_time = time.perf_counter() - self.started
+        return result
 
 
-def load_checkpoint(
-    directory: str | Path, device: str = "cpu"
-) -> tuple[FusionModel, RunConfig, dict[str, Any]]:
-    """Rebuild the model of a checkpoint written by :func:`save_checkpoint`; return (model, config, info)."""
-    directory = Path(directory)
-    info = json.loads((directory / CHECKPOINT_CONFIG).read_text())
-    config = RunConfig.from_dict(info["run_config"])
-    shapes = info["model"]
-    model = FusionModel(
-        shapes["fusion"],
-        shapes["head"],
-        image_dim=shapes["image_dim"],
-        text_dim=shapes["text_dim"],
-        dim=config.dim,
-        num_classes=shapes["num_classes"],
-        num_image_tokens=shapes["num_image_tokens"],
-        modality_embeddings=config.modality_embeddings,
-        position_embeddings=config.position_embeddings,
-        max_positions=config.max_positions,
-        dropout=config.dropout,
-    )
-    load_model(model, str(directory / CHECKPOINT_WEIGHTS), device=device)
-    model.eval()
-    return model, config, info
-
-
-# ------------------------------------------------------------------------------------------- training
 def train_run(
     config: RunConfig,
     data: TrainingData,
@@ -263,185 +323,17 @@ def train_run(
     progress: ProgressCallback | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> RunResult:
-    """Train ``config`` on ``data``; see the module docstring for the failure semantics.
+    """Train ``config`` on ``data`` with the usual callbacks.
 
     ``on_epoch(epoch, val_metrics)`` runs after each validation (1-based epoch) and may raise.
     ``progress(event)`` gets ``{"event": "start"|"step"|"epoch", "epoch", "epochs", "step", "steps",
     "loss", "val"}`` dicts (``loss``/``val`` on epoch events) for a progress display.
     """
-    started = time.perf_counter()
-    device = resolve_device(config.device)
-    autocast_dtype, use_scaler = _amp_settings(config, device)
-    _seed_everything(config.seed)
-    model = FusionModel.for_data(config, data).to(device)
-    encoder = getattr(data, "encoder", None)
-    if encoder is not None:
-        encoder.to(device)
-    params = count_parameters(model) + (count_parameters(encoder) if encoder is not None else 0)
-
-    train_labels = data.labels("train")
-    buckets = class_buckets(train_labels, data.num_classes)
-    class_weights = (
-        class_weights_from_labels(train_labels, data.num_classes) if config.class_weighted else None
-    )
-    aux_defaults = {  # default λ the fusion and head declare for their aux losses
-        **getattr(model.fusion, "aux_loss_weights", {}),
-        **getattr(model.head, "aux_loss_weights", {}),
-    }
-    loss_fn = LossComposer.from_config(config, class_weights, aux_defaults).to(device)
-
-    n_train = data.size("train")
-    steps_per_epoch = len(_batches(n_train, config.batch_size, None))
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = _make_optimizer(_param_groups(model, encoder, config), config, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, max(1, int(config.warmup * total_steps)))
-    )
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    all_params = [p for g in optimizer.param_groups for p in g["params"]]
-    order_generator = torch.Generator().manual_seed(config.seed)
-
-    result = RunResult(
-        status="ok", config=config.to_dict(), fusion=model.fusion_name, head=model.head_name, params=params
-    )
-    best_score, best_state, since_best = -math.inf, None, 0
-    checked = False
-    step = 0
-
-    def emit(event: dict[str, Any]) -> None:
-        if progress is not None:
-            progress(event)
-
-    emit({"event": "start", "epoch": 0, "epochs": config.epochs, "step": 0, "steps": steps_per_epoch})
-    for epoch in range(1, config.epochs + 1):
-        epoch_start = time.perf_counter()
-        model.train()
-        if encoder is not None:
-            encoder.train()
-        sums: dict[str, Tensor] = {}
-        seen = 0
-        for batch_index, indices in enumerate(_batches(n_train, config.batch_size, order_generator)):
-            batch = _to_device(data.batch("train", indices), device)
-            context = (
-                torch.autocast(device.type, dtype=autocast_dtype)
-                if autocast_dtype is not None
-                else nullcontext()
-            )
-            with context:
-                out = _forward(model, encoder, batch, check=not checked)
-            checked = True
-            loss, parts = loss_fn(out.logits, batch["label"], out.aux_losses)
-            if not torch.isfinite(loss):
-                bad = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
-                result.status = "diverged"
-                result.error = f"loss became {loss.item()} at epoch {epoch}, step {batch_index + 1} ({bad})"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(all_params, config.grad_clip, foreach=True)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            step += 1
-            size = len(indices)
-            seen += size
-            sums["loss"] = sums.get("loss", 0.0) + loss.detach() * size
-            for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + value * size
-            emit(
-                {
-                    "event": "step",
-                    "epoch": epoch,
-                    "epochs": config.epochs,
-                    "step": batch_index + 1,
-                    "steps": steps_per_epoch,
-                }
-            )
-        if result.status == "diverged":
-            break
-        val_metrics, _ = evaluate(
-            model,
-            data,
-            "val",
-            buckets=buckets,
-            batch_size=config.eval_batch_size,
-            device=device,
-            autocast_dtype=autocast_dtype,
-        )
-        record: dict[str, float] = {"epoch": float(epoch), "lr": float(scheduler.get_last_lr()[0])}
-        record.update({f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()})
-        record.update({f"val_{k}": v for k, v in val_metrics.items()})
-        record["epoch_time"] = time.perf_counter() - epoch_start
-        result.history.append(record)
-        result.epochs_run = epoch
-        score = val_metrics.get(config.metric, float("nan"))
-        if not math.isnan(score) and score > best_score:
-            best_score, since_best = score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            result.best_epoch, result.val_metrics = epoch, val_metrics
-        else:
-            since_best += 1
-        emit(
-            {
-                "event": "epoch",
-                "epoch": epoch,
-                "epochs": config.epochs,
-                "step": steps_per_epoch,
-                "steps": steps_per_epoch,
-                "loss": record.get("train_loss", float("nan")),
-                "val": score,
-                "metric": config.metric,
-            }
-        )
-        if on_epoch is not None:
-            on_epoch(epoch, val_metrics)
-        if config.patience and since_best >= config.patience and epoch < config.epochs:
-            result.stopped_early = True
-            break
-
-    result.steps = step
-    if result.status == "ok":
-        if best_state is None:  # every validation was NaN (e.g. an empty val split): keep the last weights
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            result.best_epoch = result.epochs_run
-        model.load_state_dict(best_state)
-        test_metrics, logits = evaluate(
-            model,
-            data,
-            "test",
-            buckets=buckets,
-            batch_size=config.eval_batch_size,
-            device=device,
-            autocast_dtype=autocast_dtype,
-        )
-        result.metrics = test_metrics
-        result.test_predictions = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
-        result.test_labels = data.labels("test")
-        if checkpoint_dir is not None:
-            info = {
-                "model": {
-                    "fusion": model.fusion_name,
-                    "head": model.head_name,
-                    "image_dim": data.image_dim,
-                    "text_dim": data.text_dim,
-                    "num_image_tokens": data.num_image_tokens,
-                    "num_classes": data.num_classes,
-                },
-                "classes": list(data.classes),
-                "dataset": getattr(data, "name", ""),
-                "dataset_fingerprint": getattr(data, "fingerprint", ""),
-                "best_epoch": result.best_epoch,
-                "val_metrics": result.val_metrics,
-                "test_metrics": result.metrics,
-            }
-            result.checkpoint = str(save_checkpoint(checkpoint_dir, model.cpu(), config, info))
-    result.train_time = time.perf_counter() - started
-    return result
+    callbacks: list[Callback] = []
+    if progress is not None:
+        callbacks.append(Progress(progress))
+    if on_epoch is not None:
+        callbacks.append(EpochHook(on_epoch))
+    if checkpoint_dir is not None:
+        callbacks.append(Checkpoint(checkpoint_dir))
+    return Trainer(config, data, callbacks).fit()
