@@ -15,16 +15,28 @@ from scipy import stats as sps
 from torch import nn
 
 from fusionzoo.bench.cli import bench
-from fusionzoo.bench.config import QUICK, BenchConfig, BenchConfigError, load_preset
 from fusionzoo.bench.results import IDENTITY, ResultsSchemaError, ResultsStore, run_id_of
-from fusionzoo.bench.runner import build_grid, run_grid
+from fusionzoo.bench.runner import run_grid
 from fusionzoo.bench.stats import holm, mcnemar, paired_t_test, summarize, t_interval
+from fusionzoo.config import ConfigError, ExperimentConfig, load_config, preset_names
+from fusionzoo.experiment import Experiment
 from fusionzoo.interface import Fusion, FusionOutput
-from fusionzoo.registry import _registry, register_fusion
+from fusionzoo.registry import REGISTRIES, register_fusion
 from fusionzoo.train.synthetic import synthetic_features
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_TRAIN = {"dim": 16, "epochs": 1, "batch_size": 64, "lr": 3e-3, "device": "cpu"}
+TINY_TRAIN = {"dim": 16, "epochs": 1, "batch_size": 64, "lr": 3e-3}
+
+
+def build_grid(config: ExperimentConfig, fingerprint: str = "fp-test"):
+    return Experiment(config).grid(dict.fromkeys(config.bench.datasets, fingerprint))
+
+
+def BenchConfig(train=None, fusion_options=None, **bench):  # noqa: N802 - reads like the config tables
+    bench.setdefault("device", "cpu")
+    return ExperimentConfig.model_validate(
+        {"bench": bench, "train": train or {}, "fusion_options": fusion_options or {}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +74,7 @@ def broken_plugins():
     register_fusion(WrongShapeFusion)
     yield
     for name in ("test_exploding", "test_wrong_shape"):
-        _registry["fusion"].pop(name, None)
+        REGISTRIES["fusion"].unregister(name)
 
 
 def _grid(fusions, seeds=(0,), **bench_kw):
@@ -117,7 +129,7 @@ def test_results_schema_atomic_write_resume_and_no_duplicates(tmp_path, data):
         assert column in table.columns, column
     assert set(table["status"]) == {"ok"}
     schema = pq.read_schema(store.results_path)
-    assert schema.metadata[b"fusionzoo.results.schema_version"] == b"1"
+    assert schema.metadata[b"fusionzoo.results.schema_version"] == b"2"
     assert not [p for p in store.dir.iterdir() if p.name.endswith(".tmp")]  # no temp file left behind
     history = store.load_history()
     assert len(history) == 4 and set(history["run_id"]) == set(table["run_id"])
@@ -223,6 +235,7 @@ def test_summarize_marks_significant_differences():
                     "head": "mlp",
                     "seed": seed,
                     "config_hash": "h",
+                    "config_id": f"id-{fusion}",
                     "run_id": f"{fusion}{seed}",
                     "status": "ok",
                     "test_accuracy": value,
@@ -245,30 +258,22 @@ def test_summarize_marks_significant_differences():
 
 
 # ----------------------------------------------------------------------------------------- presets
-def test_quick_toml_is_the_built_in_default():
-    preset = load_preset(ROOT / "benchmarks" / "quick.toml")
-    for key in (
-        "datasets",
-        "fusions",
-        "heads",
-        "seeds",
-        "with_unimodal",
-        "mode",
-        "metric",
-        "out",
-        "train",
-        "fusion_options",
-    ):
-        assert getattr(preset, key) == getattr(QUICK, key), key
+def test_no_config_is_the_packaged_quick_preset():
+    default = load_config()
+    assert default.model_dump() == load_config("quick").model_dump()
+    assert default.bench.fusions == ["fluid", "film", "concat_mlp"] and default.train["dim"] == 64
+    assert default.fusion_options == {"fluid": {"queries": 8, "layers": 1}}
+    assert Experiment(default).with_unimodal("synth") and not Experiment(default).with_unimodal("glami1m")
 
 
-@pytest.mark.parametrize("name", ["quick", "glami1m_table1", "glami1m_table2", "glami1m_table3"])
+@pytest.mark.parametrize("name", preset_names())
 def test_presets_load_and_name_registered_plugins(name):
-    preset = load_preset(ROOT / "benchmarks" / f"{name}.toml")
+    preset = load_config(name)
+    Experiment(preset).validate()
     specs = build_grid(preset)
     assert specs
     if name.startswith("glami"):
-        assert preset.datasets == ["glami1m"] and preset.paper
+        assert preset.bench.datasets == ["glami1m"] and preset.paper
         assert preset.run_config().lr == pytest.approx(2e-5) and preset.run_config().paper_loss
 
 
@@ -290,11 +295,14 @@ def test_fusion_options_apply_unless_the_spec_sets_them():
 def test_bad_preset_names_the_key(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[bench]\nfusion = ["film"]\n')
-    with pytest.raises(BenchConfigError, match="unknown key 'fusion'"):
-        load_preset(bad)
+    with pytest.raises(ConfigError, match=r"unknown key 'fusion' in \[bench\]; valid: .*fusions"):
+        load_config(bad)
     bad.write_text("[train]\nlearning_rate = 1\n")
-    with pytest.raises(BenchConfigError, match=r"\[train\] unknown key\(s\) learning_rate"):
-        load_preset(bad)
+    with pytest.raises(ConfigError, match=r"\[train\].*unknown RunConfig field\(s\): learning_rate"):
+        load_config(bad)
+    bad.write_text("[benhc]\nx = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown table \[benhc\]; valid: bench, data"):
+        load_config(bad)
 
 
 # --------------------------------------------------------------------------------------- bad input
@@ -333,5 +341,5 @@ def test_bad_loss_weights_and_config():
 
 
 def test_run_id_is_stable():
-    assert run_id_of("synth", "film", "mlp", 0, "abc") == run_id_of("synth", "film", "mlp", 0, "abc")
-    assert run_id_of("synth", "film", "mlp", 0, "abc") != run_id_of("synth", "film", "mlp", 1, "abc")
+    assert run_id_of("abc", 0) == run_id_of("abc", 0)
+    assert run_id_of("abc", 0) != run_id_of("abc", 1) != run_id_of("abd", 0)

@@ -93,12 +93,12 @@ def test_cli_end_to_end_leaderboard_resume_and_dry_run(data_dir, tmp_path):
 
     again = CliRunner().invoke(bench, args)
     assert again.exit_code == 0, again.output
-    assert "8 of 8 runs already finished" in again.output and "ran 0 runs" in again.output
+    assert "8 finished run(s) reused" in again.output and "ran 0 runs" in again.output
     assert len(pd.read_parquet(out / "results.parquet")) == 8
 
     dry = CliRunner().invoke(bench, [*args[:-2], "--seeds", "0,1,2", "--out", str(out), "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "train cached" in dry.output and "finished (skipped)" in dry.output and "to run" in dry.output
+    assert "train cached" in dry.output and "finished (reused)" in dry.output and "to run" in dry.output
     assert "cost estimate" in dry.output and "Nothing was trained" in dry.output
     assert len(pd.read_parquet(out / "results.parquet")) == 8
 
@@ -199,7 +199,7 @@ def test_sigkill_mid_grid_then_rerun_resumes_without_duplicates(data_dir, tmp_pa
         timeout=300,
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"{len(killed_rows)} of {total} runs already finished" in rerun.stdout
+    assert f"{total} runs; {len(killed_rows)} finished run(s) reused" in rerun.stdout
     final = _rows(out)
     assert len(final) == total and final["run_id"].is_unique and set(final["status"]) == {"ok"}
     assert set(killed_rows["run_id"]) <= set(final["run_id"])

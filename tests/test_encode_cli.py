@@ -226,7 +226,7 @@ def test_finetune_batches_on_the_glami_format_dataset(tmp_path):
     image = create_image_encoder(f"timm:{save_tiny_image_model(tmp_path / 'vit')}")
     text = create_text_encoder(f"hf:{save_tiny_text_model(tmp_path / 'bert', splits.train['text'].tolist())}")
     live = LiveData(splits, image, text, freeze_layers=-1)
-    batch = live.encoder(live.batch("test", torch.arange(4)))
+    batch = live.make_encoder()(live.batch("test", torch.arange(4)))
     assert batch["image"].shape == (4, 17, 32) and batch["text"].shape[::2] == (4, 32)
     assert batch["label"].tolist() == live.labels("test")[:4].tolist()
     assert live.size("test") == 10 and live.num_classes == 3

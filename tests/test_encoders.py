@@ -272,11 +272,12 @@ def test_live_data_trains_end_to_end_in_finetune_mode(data, tmp_path):
     assert live.size("train") == len(splits.train) - 1
     batch = live.batch("train", torch.arange(4))
     assert batch["image_ok"].tolist() == [True, False, True, True]  # row 2 of the frame is now row 1
-    tokens = live.encoder(batch)
+    encoder = live.make_encoder()
+    tokens = encoder(batch)
     assert not tokens["image_mask"][1].any() and tokens["image_mask"][0].all()
 
-    frozen = live.encoder.image_encoder.model.patch_embed.proj.weight.detach().clone()
-    trained = live.encoder.image_encoder.model.blocks[1].attn.qkv.weight.detach().clone()
+    frozen = encoder.image_encoder.model.patch_embed.proj.weight.detach().clone()
+    trained = encoder.image_encoder.model.blocks[1].attn.qkv.weight.detach().clone()
     config = RunConfig(
         fusion="concat_mlp",
         head="linear",
@@ -289,7 +290,51 @@ def test_live_data_trains_end_to_end_in_finetune_mode(data, tmp_path):
         patience=0,
         device="cpu",
     )
-    result = train_run(config, live)
+    result = train_run(config, live, checkpoint_dir=tmp_path / "ckpt")
     assert result.status == "ok", result.error
-    assert torch.equal(live.encoder.image_encoder.model.patch_embed.proj.weight, frozen)
-    assert not torch.equal(live.encoder.image_encoder.model.blocks[1].attn.qkv.weight, trained)
+    # the run trained its own copy of the encoder; the checkpoint holds it, the data's encoders are untouched
+    from fusionzoo.train.checkpoint import load_checkpoint
+
+    model, _, info = load_checkpoint(tmp_path / "ckpt", encoder=live.make_encoder())
+    assert info["model"]["encoder"]
+    assert torch.equal(model.encoder.image_encoder.model.patch_embed.proj.weight, frozen)
+    assert not torch.equal(model.encoder.image_encoder.model.blocks[1].attn.qkv.weight, trained)
+    fresh = live.make_encoder()
+    assert torch.equal(fresh.image_encoder.model.blocks[1].attn.qkv.weight, trained)
+    with pytest.raises(ValueError, match="finetune run"):
+        load_checkpoint(tmp_path / "ckpt")
+    # the checkpointed whole model reproduces the run's test metrics (best-epoch encoder, not a later one)
+    from fusionzoo.train.trainer import predict
+
+    logits = predict(model, live, "test")
+    assert (logits.argmax(1) == result.test_predictions).all()
+
+
+def test_finetune_runs_never_share_an_encoder(data, tmp_path):
+    """Two finetune runs with the same seed give identical results in either order (issue: the live
+    encoder used to be an attribute of the data, so run k started from run k-1's finetuned weights)."""
+    from fusionzoo.encoders.live import LiveData
+    from fusionzoo.train.config import RunConfig
+    from fusionzoo.train.trainer import train_run
+
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "order", n=24))
+    image = create_image_encoder(f"timm:{data['image_dir']}")
+    text = create_text_encoder(f"hf:{data['text_dir']}", max_length=16)
+    live = LiveData(splits, image, text)
+
+    def run(fusion):
+        config = RunConfig(
+            fusion=fusion, head="linear", dim=16, epochs=1, batch_size=8, mode="finetune",
+            backbone_lr=1e-2, patience=0, device="cpu", seed=3,
+        )  # fmt: skip
+        return train_run(config, live)
+
+    first_a, first_b = run("concat_mlp"), run("film")
+    second_b, second_a = run("film"), run("concat_mlp")
+
+    def same(x, y):  # NaN-aware (empty buckets are NaN on this tiny set)
+        np.testing.assert_equal(x, y)
+        return True
+
+    assert same(first_a.metrics, second_a.metrics) and same(first_b.metrics, second_b.metrics)
+    assert same(first_a.test_predictions, second_a.test_predictions)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fusionzoo.bench.prepare import DataOptions, build_encoders
 from fusionzoo.encoders.errors import WeightsUnavailableError
 from fusionzoo.encoders.testing import save_tiny_text_model
+from fusionzoo.prepare import DataOptions, build_encoders
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,7 @@ def test_unknown_parameter_in_toml_space_lists_valid_names(tmp_path):
     config = tmp_path / "tune.toml"
     config.write_text("[space]\nweight_decy = { low = 1e-4, high = 1e-2, log = true }\n")
     result = _tune("--show-space", "concat_mlp", "--head", "mlp", "--config", str(config))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert (
         "unknown parameter 'weight_decy'" in result.output and "did you mean 'weight_decay'" in result.output
     )
@@ -173,12 +173,12 @@ def test_sqlite_study_completes_resumes_to_exact_total_and_exports_for_bench(tmp
     assert len(_load(db, "s").trials) == 5
 
     # the export is a bench preset that trains exactly the best trial's config
-    from fusionzoo.bench.config import load_preset
-    from fusionzoo.bench.runner import build_grid
+    from fusionzoo.config import load_config
+    from fusionzoo.experiment import Experiment
 
     best = study.best_trial
-    preset = load_preset(export)
-    specs = build_grid(preset)
+    preset = load_config(export)
+    specs = Experiment(preset).grid({"synth": "any"})
     assert [s.seed for s in specs] == [0, 1, 2]
     assert specs[0].config.config_hash() == best.user_attrs["config_hash"]
     assert specs[0].fusion == best.user_attrs["config"]["fusion"]

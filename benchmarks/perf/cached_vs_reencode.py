@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from fusionzoo.bench.prepare import DataOptions, prepare_data
+from fusionzoo.prepare import DataOptions, prepare_data
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.trainer import train_run
 

@@ -1,4 +1,4 @@
-"""The results of a runs directory: one tidy parquet table, one row per run, written atomically.
+"""The results of a runs directory: tidy parquet tables, one row per run, written atomically.
 
     <runs dir>/results.parquet        one row per run (identity, status, every metric, cost, config)
     <runs dir>/history.parquet        one row per (run, epoch): train losses, val metrics, lr, time
@@ -6,28 +6,35 @@
                                       (McNemar's test needs both, on the same rows)
     <runs dir>/checkpoints/<run>/     best checkpoint (model.safetensors + config.json)
 
-Run identity: ``dataset, fusion, head, seed, config_hash`` → ``run_id`` (a hash of the five).
-Columns: the identity, ``run_id``, ``status`` (``ok`` | ``diverged`` | ``failed``), ``error`` (one line)
-and ``traceback`` (summary of the last frames) for failed runs, ``test_<metric>`` and
-``val_<metric>`` for every metric, ``train_time`` (s), ``params``, ``best_epoch``, ``epochs_run``,
-``stopped_early``, ``steps``, ``mode``, ``config`` (the RunConfig as JSON), ``dataset_fingerprint``,
-``finished_at`` (UTC ISO), ``fusionzoo_version``, ``schema_version``.
+**Run identity** = everything that changes what is trained and tested:
 
-Every write goes to a temporary file that then replaces the table (``os.replace``), under an
-advisory lock, so a run killed at any moment leaves either the old or the new table, never a torn one,
-and two processes sharing a runs directory do not lose each other's rows. A row is only written when
-its run has finished, so a run killed mid-way is simply absent and gets redone.
+    config_id = hash(dataset, data_fingerprint, fusion, head, config_hash, semantics, plugins)
+    run_id    = hash(config_id, seed)
+
+``data_fingerprint`` covers the dataset files (CSVs, image files by size and mtime), the loader options,
+limit and filters, and the encoders (weights identity, preprocessing, token selection); ``config_hash``
+every RunConfig field that changes training; ``semantics`` is
+:data:`fusionzoo.train.config.TRAINING_SEMANTICS`; ``plugins`` the distribution and version of a
+third-party fusion or head. Runs of one ``config_id`` differ only by seed and are the only runs ever
+aggregated together; a rerun reuses a finished run of the same ``run_id`` only.
+
+Other columns: ``status`` (``ok`` | ``diverged`` | ``failed``), ``error`` (one line) and ``traceback``
+for failed runs, ``test_<metric>`` / ``val_<metric>`` for every metric column, ``train_time`` (s),
+``params``, ``best_epoch``, ``epochs_run``, ``stopped_early``, ``steps``, ``mode``, ``config`` (the
+RunConfig as JSON), ``finished_at`` (UTC ISO), ``fusionzoo_version``, ``schema_version``.
+
+Every write goes to a temporary file that then replaces the table, under a cross-process lock, so a
+run killed at any moment leaves either the old or the new table, never a torn one, and processes
+sharing a runs directory do not lose each other's rows. A row is only written when its run has
+finished, so a run killed mid-way is simply absent and gets redone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
+import io
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +44,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionzoo import __version__
+from fusionzoo.io import atomic_write, check_writable, disk_errors, file_lock
 
 __all__ = [
+    "FINISHED",
     "IDENTITY",
     "RESULTS_FILE",
     "SCHEMA_VERSION",
     "ResultsError",
     "ResultsSchemaError",
     "ResultsStore",
+    "config_id_of",
     "run_id_of",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_KEY = b"fusionzoo.results.schema_version"
 RESULTS_FILE = "results.parquet"
 HISTORY_FILE = "history.parquet"
-IDENTITY = ("dataset", "fusion", "head", "seed", "config_hash")
-REQUIRED_COLUMNS = (*IDENTITY, "run_id", "status", "error", "train_time", "params", "config")
+# the parts of a configuration's identity, in the order "why was it not reused" names them
+CONFIG_PARTS = ("dataset", "data_fingerprint", "fusion", "head", "config_hash", "semantics", "plugins")
+IDENTITY = (*CONFIG_PARTS, "seed", "config_id", "run_id")
+REQUIRED_COLUMNS = (*IDENTITY, "status", "error", "train_time", "params", "config")
 FINISHED = ("ok", "diverged")
 
 
@@ -65,37 +77,33 @@ class ResultsSchemaError(ResultsError):
     """The results file was written by an incompatible version of fusionzoo."""
 
 
-def run_id_of(dataset: str, fusion: str, head: str, seed: int, config_hash: str) -> str:
-    """Stable 16-hex-digit id of a run's identity."""
-    payload = json.dumps([dataset, fusion, head, int(seed), config_hash])
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _atomic_write_table(frame: pd.DataFrame, path: Path) -> None:
+def config_id_of(parts: dict[str, Any]) -> str:
+    """Stable 16-hex-digit id of a configuration (everything of :data:`CONFIG_PARTS`, no seed)."""
+    missing = [p for p in CONFIG_PARTS if p not in parts]
+    if missing:
+        raise ValueError(f"configuration identity lacks {', '.join(missing)}")
+    return _hash({p: parts[p] for p in CONFIG_PARTS})
+
+
+def run_id_of(config_id: str, seed: int) -> str:
+    """Stable 16-hex-digit id of one run: its configuration and its seed."""
+    return _hash([config_id, int(seed)])
+
+
+def _table_bytes(frame: pd.DataFrame) -> bytes:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     metadata = dict(table.schema.metadata or {})
     metadata[SCHEMA_KEY] = str(SCHEMA_VERSION).encode()
-    table = table.replace_schema_metadata(metadata)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata), buffer)
+    return buffer.getvalue()
 
 
-def _atomic_save_npy(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    try:
-        np.save(tmp, array, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_results_file(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a results table, raising :class:`ResultsSchemaError` for an incompatible file."""
     path = Path(path)
     try:
@@ -110,11 +118,11 @@ def read_results_file(path: str | Path) -> pd.DataFrame:
     if found is None or found.decode() != str(SCHEMA_VERSION):
         raise ResultsSchemaError(
             f"results file {path} has schema version {version}, but this fusionzoo {__version__} reads and "
-            f"writes version {SCHEMA_VERSION}. Rerun into a new --out directory, or move the old directory "
-            "away (its runs are not mixed with new ones)."
+            f"writes version {SCHEMA_VERSION} (runs are now identified by their data fingerprint too). Rerun "
+            "into a new --out directory, or move the old directory away (its runs are not mixed with new ones)."
         )
     frame = table.to_pandas()
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ResultsSchemaError(
             f"results file {path} lacks columns {', '.join(missing)}; it was not written by this version of "
@@ -134,9 +142,9 @@ class ResultsStore:
                 "if missing)"
             )
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            check_writable(self.dir, what="runs directory")
         except OSError as exc:
-            raise ResultsError(f"cannot create the runs directory {self.dir}: {exc}") from exc
+            raise ResultsError(f"{exc.strerror or exc}; pass another --out") from exc
         self.results_path = self.dir / RESULTS_FILE
         self.history_path = self.dir / HISTORY_FILE
         self.predictions_dir = self.dir / "predictions"
@@ -148,12 +156,12 @@ class ResultsStore:
         """The runs table (empty frame with the identity columns when nothing ran yet)."""
         if not self.results_path.exists():
             return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
-        return read_results_file(self.results_path)
+        return read_table(self.results_path, REQUIRED_COLUMNS)
 
     def load_history(self) -> pd.DataFrame:
         if not self.history_path.exists():
             return pd.DataFrame(columns=["run_id", "epoch"])
-        return read_results_file_loose(self.history_path)
+        return read_table(self.history_path, ("run_id",))
 
     def finished_ids(self) -> set[str]:
         frame = self.load()
@@ -171,15 +179,6 @@ class ResultsStore:
         return self.checkpoints_dir / run_id
 
     # --------------------------------------------------------------------------------------- writing
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.dir / ".results.lock", "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
     def record(
         self,
         row: dict[str, Any],
@@ -188,7 +187,7 @@ class ResultsStore:
         labels: np.ndarray | None = None,
     ) -> None:
         """Add (or replace, same ``run_id``) one finished run, atomically."""
-        missing = [c for c in (*IDENTITY, "run_id", "status") if c not in row]
+        missing = [c for c in (*IDENTITY, "status") if c not in row]
         if missing:
             raise ValueError(f"result row lacks {', '.join(missing)}")
         row = {
@@ -206,29 +205,50 @@ class ResultsStore:
         if predictions is not None and labels is not None:
             self.predictions_dir.mkdir(exist_ok=True)
             stacked = np.stack([np.asarray(predictions, dtype=np.int64), np.asarray(labels, dtype=np.int64)])
-            _atomic_save_npy(stacked, self.predictions_dir / f"{run_id}.npy")
-        with self._locked():
+            buffer = io.BytesIO()
+            np.save(buffer, stacked, allow_pickle=False)
+            atomic_write(self.predictions_dir / f"{run_id}.npy", buffer.getvalue())
+        with file_lock(self.dir / ".results.lock"), disk_errors(self.results_path, "the results table"):
             if history is not None:
                 old = self.load_history()
                 old = old[old["run_id"].astype(str) != run_id] if len(old) else old
                 new = pd.DataFrame([{"run_id": run_id, **h} for h in history])
                 frames = [f for f in (old, new) if len(f)]
                 if frames:
-                    _atomic_write_table(pd.concat(frames, ignore_index=True), self.history_path)
+                    atomic_write(self.history_path, _table_bytes(pd.concat(frames, ignore_index=True)))
             table = self.load()
             table = table[table["run_id"].astype(str) != run_id] if len(table) else table
             frames = [f for f in (table, pd.DataFrame([row])) if len(f)]
-            merged = pd.concat(frames, ignore_index=True)
-            _atomic_write_table(merged, self.results_path)
+            atomic_write(self.results_path, _table_bytes(pd.concat(frames, ignore_index=True)))
 
 
-def read_results_file_loose(path: Path) -> pd.DataFrame:
-    """Read the history table (same schema check, no required columns beyond run_id)."""
-    table = pq.read_table(path)
-    found = (table.schema.metadata or {}).get(SCHEMA_KEY)
-    if found is None or found.decode() != str(SCHEMA_VERSION):
-        raise ResultsSchemaError(
-            f"history file {path} has schema version {found.decode() if found else 'none'}, expected "
-            f"{SCHEMA_VERSION}; use a new --out directory"
-        )
-    return table.to_pandas()
+def reuse_report(specs: list[Any], frame: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
+    """(run ids of ``specs`` already finished, {reason: [run labels]} for earlier runs of the same
+    dataset/fusion/head/seed that are *not* reused because part of their identity changed)."""
+    finished = set(frame.loc[frame["status"].isin(FINISHED), "run_id"].astype(str)) if len(frame) else set()
+    reused = [s.run_id for s in specs if s.run_id in finished]
+    reasons: dict[str, list[str]] = {}
+    if not len(frame):
+        return reused, reasons
+    done = frame[frame["status"].isin(FINISHED)]
+    names = {
+        "data_fingerprint": "the data changed (dataset files, options, limit/filters or encoders)",
+        "config_hash": "the training configuration changed",
+        "semantics": "fusionzoo's training semantics changed",
+        "plugins": "a plugin's version changed",
+    }
+    for spec in specs:
+        if spec.run_id in finished:
+            continue
+        same = done[
+            (done["dataset"] == spec.dataset)
+            & (done["fusion"] == spec.fusion)
+            & (done["head"] == spec.head)
+            & (done["seed"].astype(int) == spec.seed)
+        ]
+        for _, old in same.iterrows():
+            changed = [names[p] for p in names if str(old[p]) != str(spec.identity[p])]
+            key = "; ".join(changed) or "its identity changed"
+            reasons.setdefault(key, []).append(spec.label)
+            break
+    return reused, reasons

@@ -1,171 +1,47 @@
-"""The benchmark grid: datasets × fusions × heads × seeds, run one by one, resumable, failure-isolated.
+"""The benchmark driver: run the grid's unfinished runs through a launcher, record each as it ends.
 
-- :func:`build_grid` expands a :class:`~fusionzoo.bench.config.BenchConfig` into :class:`RunSpec` s,
-  seed-major (every configuration's seed 0 first, so an interrupted grid already has a comparable
-  leaderboard), without duplicates.
-- :func:`run_grid` skips runs already finished in the runs directory (status ok or diverged), redoes
-  failed runs and runs that never finished (killed mid-way: no row was written), records every run
-  atomically as soon as it ends, and keeps going when a run raises (status ``failed`` with the error
-  and a traceback summary). ``KeyboardInterrupt`` removes the current run's partial checkpoint and
-  propagates: nothing of that run is recorded, so a rerun redoes it.
+:func:`run_grid` skips runs already finished in the runs directory (status ok or diverged, same
+``run_id``: same data fingerprint, configuration, semantics and seed), redoes failed runs and runs
+that never finished (killed mid-way: no row was written), and records every run atomically as soon as
+it ends, whatever launcher executed it. A run that raises is recorded ``failed`` with the error and a
+traceback summary, and the grid goes on. ``KeyboardInterrupt`` discards the current run and propagates.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.config import UNIMODAL, BenchConfig
-from fusionzoo.bench.results import FINISHED, ResultsStore, run_id_of
-from fusionzoo.train.config import RunConfig
-from fusionzoo.train.data import TrainingData
-from fusionzoo.train.trainer import RunResult, train_run
+from fusionzoo.bench.results import FINISHED, ResultsStore
+from fusionzoo.launch.base import Launcher, RunRecord, RunTask, execute_run, result_row
 
-__all__ = ["GridOutcome", "RunSpec", "build_grid", "estimate_seconds", "result_row", "run_grid"]
+__all__ = ["GridOutcome", "estimate_seconds", "execute_run", "result_row", "run_grid"]
 
-DataProvider = Callable[[str], TrainingData]
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of the grid: a dataset and a complete RunConfig (fusion, resolved head, seed)."""
-
-    dataset: str
-    config: RunConfig
-
-    @property
-    def fusion(self) -> str:
-        return self.config.fusion
-
-    @property
-    def head(self) -> str:
-        return self.config.head or self.config.resolved_head()
-
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    @property
-    def config_hash(self) -> str:
-        return self.config.config_hash()
-
-    @property
-    def run_id(self) -> str:
-        return run_id_of(self.dataset, self.fusion, self.head, self.seed, self.config_hash)
-
-    @property
-    def label(self) -> str:
-        return f"{self.fusion} + {self.head} · seed {self.seed}" + (
-            f" · {self.dataset}" if self.dataset != "synth" else ""
-        )
-
-
-def _canonical(kind: str, spec: str, defaults: dict[str, dict[str, Any]] | None = None) -> str:
-    name, kwargs = registry.parse_spec(spec)
-    registry.get_entry(kind, name)  # unknown name -> RegistryError listing the valid ones
-    kwargs = {**(defaults or {}).get(name, {}), **kwargs}  # the preset's options, unless the spec sets them
-    return registry.format_spec(name, kwargs)
-
-
-def build_grid(bench: BenchConfig, base: RunConfig | None = None) -> list[RunSpec]:
-    """Expand the grid. Heads: ``bench.heads`` for every fusion, else each fusion's natural head."""
-    base = base or bench.run_config()
-    # "fusion@head" pins a head for that fusion (e.g. "fluid@mlp" in the Table 3 preset)
-    pairs: list[tuple[str, str | None]] = []
-    for item in bench.fusions:
-        fusion, _, pinned = item.partition("@")
-        pairs.append(
-            (
-                _canonical("fusion", fusion, bench.fusion_options),
-                _canonical("head", pinned) if pinned else None,
-            )
-        )
-    if bench.with_unimodal:
-        present = {registry.parse_spec(f)[0] for f, _ in pairs}
-        pairs += [(u, None) for u in UNIMODAL if u not in present and u in registry.list_fusions()]
-    heads = [_canonical("head", h) for h in bench.heads]
-    specs: list[RunSpec] = []
-    seen: set[str] = set()
-    for dataset in bench.datasets:
-        for seed in bench.seeds:
-            for fusion, pinned in pairs:
-                for head in [pinned] if pinned else heads or [None]:
-                    config = base.replace(fusion=fusion, head=head, seed=int(seed))
-                    config = config.replace(head=_canonical("head", config.resolved_head()))
-                    spec = RunSpec(dataset, config)
-                    if spec.run_id not in seen:
-                        seen.add(spec.run_id)
-                        specs.append(spec)
-    return specs
-
-
-def result_row(
-    spec: RunSpec,
-    result: RunResult | None,
-    data: TrainingData | None,
-    error: str = "",
-    tb: str = "",
-    elapsed: float = float("nan"),
-) -> dict[str, Any]:
-    """The results-table row of a finished (``result``) or failed (``error``) run."""
-    row: dict[str, Any] = {
-        "run_id": spec.run_id,
-        "dataset": spec.dataset,
-        "fusion": spec.fusion,
-        "head": spec.head,
-        "seed": int(spec.seed),
-        "config_hash": spec.config_hash,
-        "mode": spec.config.mode,
-        "config": spec.config.to_json(),
-        "dataset_fingerprint": str(getattr(data, "fingerprint", "") or ""),
-        "status": "failed" if result is None else result.status,
-        "error": error if result is None else result.error,
-        "traceback": tb,
-        "train_time": elapsed if result is None else float(result.train_time),
-        "params": 0 if result is None else int(result.params),
-        "best_epoch": 0 if result is None else int(result.best_epoch),
-        "epochs_run": 0 if result is None else int(result.epochs_run),
-        "stopped_early": False if result is None else bool(result.stopped_early),
-        "steps": 0 if result is None else int(result.steps),
-        "checkpoint": "" if result is None else result.checkpoint,
-    }
-    if result is not None:
-        row.update({f"test_{k}": float(v) for k, v in result.metrics.items()})
-        row.update({f"val_{k}": float(v) for k, v in result.val_metrics.items()})
-    return row
-
-
-def _traceback_summary(exc: BaseException, frames: int = 6) -> str:
-    """The last ``frames`` frames and the exception line, compact enough for a table cell."""
-    summary = traceback.extract_tb(exc.__traceback__)[-frames:]
-    lines = [f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in summary]
-    lines.append(f"{type(exc).__name__}: {exc}")
-    return "\n".join(lines)
+DataProvider = Callable[[str], Any]
 
 
 @dataclass
 class GridOutcome:
     """What :func:`run_grid` did."""
 
-    specs: list[RunSpec]
+    specs: list[Any]
     skipped: list[str] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # run label -> error line
     seconds: float = 0.0
 
 
 class _RunProgress:
-    """Adapts ``train_run``'s progress events to a transient rich task."""
+    """Adapts a run's progress events to a transient rich task."""
 
-    def __init__(self, progress: Any, spec: RunSpec, metric: str) -> None:
-        self.progress, self.spec, self.metric = progress, spec, metric
+    def __init__(self, progress: Any, spec: Any) -> None:
+        self.progress, self.spec = progress, spec
         self.task = None
         self.status = ""
 
@@ -178,7 +54,7 @@ class _RunProgress:
         done = (int(event["epoch"]) - 1) * steps + int(event["step"]) if event["event"] != "start" else 0
         if event["event"] == "epoch":
             val = event.get("val", float("nan"))
-            name = "acc" if event.get("metric") == "accuracy" else "F1"
+            name = "acc" if event.get("metric") == "accuracy" else event.get("metric", "val")
             self.status = f" · epoch {event['epoch']}/{epochs} loss {event['loss']:.3f} val {name} {val:.3f}"
         self.progress.update(self.task, completed=done, description=f"  {self.spec.label}{self.status}")
 
@@ -188,11 +64,61 @@ class _RunProgress:
             self.task = None
 
 
+class _Driver:
+    """Records finished runs, keeps the outcome, drives the progress display."""
+
+    def __init__(self, store: ResultsStore, outcome: GridOutcome, progress: Any, say: Callable[..., None]):
+        self.store, self.outcome, self.rich, self.say = store, outcome, progress, say
+        self.bars: dict[str, _RunProgress] = {}
+        self.grid_task = None
+
+    def progress(self, task: RunTask, event: dict[str, Any]) -> None:
+        run_id = task.spec.run_id
+        if run_id not in self.bars:
+            self.bars[run_id] = _RunProgress(self.rich, task.spec)
+        self.bars[run_id](event)
+
+    def finished(self, record: RunRecord) -> None:
+        spec = record.spec
+        bar = self.bars.pop(spec.run_id, None)
+        if bar is not None:
+            bar.close()
+        ok = record.status != "failed"
+        self.store.record(
+            record.row,
+            history=record.history,
+            predictions=record.predictions if ok else None,
+            labels=record.labels if ok else None,
+        )
+        self.outcome.ran.append(spec.run_id)
+        if record.status == "failed":
+            self.outcome.failed.append(spec.run_id)
+            self.outcome.errors[spec.label] = record.row["error"]
+            self.say(f"[red]failed[/red] {spec.label}: {record.row['error']}")
+        elif record.status == "diverged":
+            self.outcome.diverged.append(spec.run_id)
+            self.say(f"[yellow]diverged[/yellow] {spec.label}: {record.row['error']}")
+        else:
+            row = record.row
+            self.say(
+                f"[green]done[/green] {spec.label}: test acc {row.get('test_accuracy', float('nan')):.4f}, "
+                f"macro-F1 {row.get('test_macro_f1', float('nan')):.4f} ({row['train_time']:.1f} s)"
+            )
+        if self.grid_task is not None:
+            self.rich.advance(self.grid_task)
+
+    def discard_running(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
 def run_grid(
-    specs: list[RunSpec],
+    specs: list[Any],
     store: ResultsStore,
     data_for: DataProvider,
     *,
+    launcher: Launcher | None = None,
     progress: Any = None,
     console: Any = None,
     keep_checkpoints: bool = True,
@@ -204,66 +130,21 @@ def run_grid(
     todo = [s for s in specs if s.run_id not in finished]
     outcome.skipped = [s.run_id for s in specs if s.run_id in finished]
     say = console.print if console is not None else (lambda *a, **k: None)
-    if outcome.skipped:
-        say(
-            f"[dim]resume: {len(outcome.skipped)} of {len(specs)} runs already finished in {store.dir}, skipped[/dim]"
-        )
-    grid_task = progress.add_task("grid", total=len(todo)) if progress is not None else None
-    for spec in todo:
-        data = data_for(spec.dataset)
-        checkpoint = store.checkpoint_dir(spec.run_id)
-        shutil.rmtree(checkpoint, ignore_errors=True)
-        reporter = _RunProgress(progress, spec, spec.config.metric)
-        run_started = time.perf_counter()
-        try:
-            result = train_run(
-                spec.config, data, progress=reporter, checkpoint_dir=checkpoint if keep_checkpoints else None
-            )
-        except KeyboardInterrupt:
-            reporter.close()
-            shutil.rmtree(checkpoint, ignore_errors=True)
-            raise
-        except Exception as exc:  # a broken plugin must not stop the grid
-            reporter.close()
-            shutil.rmtree(checkpoint, ignore_errors=True)
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-            row = result_row(
-                spec,
-                None,
-                data,
-                error=message,
-                tb=_traceback_summary(exc),
-                elapsed=time.perf_counter() - run_started,
-            )
-            store.record(row, history=[])
-            outcome.failed.append(spec.run_id)
-            say(f"[red]failed[/red] {spec.label}: {message}")
-        else:
-            reporter.close()
-            store.record(
-                result_row(spec, result, data),
-                history=result.history,
-                predictions=result.test_predictions,
-                labels=result.test_labels,
-            )
-            if result.status == "diverged":
-                outcome.diverged.append(spec.run_id)
-                say(f"[yellow]diverged[/yellow] {spec.label}: {result.error}")
-            else:
-                metric = result.metrics.get("accuracy", float("nan"))
-                say(
-                    f"[green]done[/green] {spec.label}: test acc {metric:.4f}, macro-F1 "
-                    f"{result.metrics.get('macro_f1', float('nan')):.4f} ({result.train_time:.1f} s)"
-                )
-        outcome.ran.append(spec.run_id)
-        if grid_task is not None:
-            progress.advance(grid_task)
-    outcome.seconds = time.perf_counter() - started
+    driver = _Driver(store, outcome, progress, say)
+    if progress is not None:
+        driver.grid_task = progress.add_task("grid", total=len(todo))
+    tasks = [RunTask(s, store.checkpoint_dir(s.run_id) if keep_checkpoints else None) for s in todo]
+    launcher = launcher or registry.create("launcher", "local")
+    try:
+        launcher.run(tasks, data_for, driver)
+    finally:
+        driver.discard_running()
+        outcome.seconds = time.perf_counter() - started
     return outcome
 
 
 def estimate_seconds(
-    spec: RunSpec, store: ResultsStore | None, shapes: dict[str, int] | None, flops_per_second: float | None
+    spec: Any, store: ResultsStore | None, shapes: dict[str, int] | None, flops_per_second: float | None
 ) -> float:
     """Expected train time of ``spec``: the mean of earlier runs of the same configuration in ``store``,
     else FLOPs of a training step × steps ÷ ``flops_per_second`` (needs the data ``shapes``), else NaN.

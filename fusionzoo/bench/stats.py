@@ -1,6 +1,6 @@
 """Statistics of a results table: mean ± 95% t-interval over seeds, paired tests against the best config.
 
-For each configuration ``(dataset, fusion, head, config_hash)`` with ``n`` ok runs (one per seed):
+For each configuration (one ``config_id``: same data, fusion, head, training config) with ``n`` ok runs (one per seed):
 
     mean ± t_{0.975, n-1} · s / √n             (no interval with n = 1)
 
@@ -29,7 +29,7 @@ from scipy import stats as sps
 
 __all__ = ["GROUP", "holm", "mcnemar", "paired_t_test", "summarize", "t_interval"]
 
-GROUP = ("dataset", "fusion", "head", "config_hash")
+GROUP = ("dataset", "fusion", "head", "config_id")  # config_id: the run identity without the seed
 ALPHA = 0.05
 
 

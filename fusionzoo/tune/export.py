@@ -1,6 +1,6 @@
 """What a finished study produces: a bench preset of the best config, and Optuna's plots.
 
-``--export best.toml`` writes a ``fusionzoo bench --config`` preset (``fusionzoo.bench.config``): the
+``--export best.toml`` writes a ``fusionzoo bench --config`` preset (``fusionzoo.config``): the
 tuned fusion and head specs in ``[bench]``, the dataset/encoder settings the study trained on, and the
 trial's full ``RunConfig`` (minus fusion/head/seed/mode/device, which live in ``[bench]``) in
 ``[train]``, so a tuned config goes straight into a multi-seed benchmark.

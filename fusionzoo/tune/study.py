@@ -353,7 +353,7 @@ class TuneSettings:
     """Everything one tuning worker needs; picklable, so ``--workers N`` can hand it to children.
 
     base_config: a ``RunConfig`` dict (epochs, dim, batch size, device...), the fixed part of a trial.
-    data_options: the fields of ``fusionzoo.bench.prepare.DataOptions`` (dataset, encoders, cache...).
+    data_options: the fields of ``fusionzoo.prepare.DataOptions`` (dataset, encoders, cache...).
     data_factory: ``"module:function"`` returning the training data (overrides ``data_options``).
     space_overrides: the ``[space]`` table of the tune TOML; pruner_options its ``[pruner]`` table.
     """
@@ -382,6 +382,7 @@ class TuneSettings:
     max_retry: int | None = 3
     worker_index: int = 0
     aux_losses: list[str] | None = None  # None: probe the model
+    data_fingerprint: str = ""  # of the data the trials train on (set before the study is opened)
 
     def objective_specs(self) -> list[ObjectiveSpec]:
         return resolve_objectives(self.metric, self.objectives)
@@ -466,18 +467,60 @@ def open_study(
             f"{', '.join(o.key for o in objectives)} ({', '.join(directions)}); use another --study name "
             "or the study's own metric"
         )
-    meta = {"objectives": [o.key for o in objectives], "fusion": space.fusion, "head": space.head}
+    identity = study_identity(settings, space)
     recorded = study.user_attrs.get(STUDY_ATTR)
     if recorded is None:
-        study.set_user_attr(STUDY_ATTR, meta)
+        study.set_user_attr(STUDY_ATTR, identity)
     else:
-        for key in ("objectives", "fusion", "head"):
-            if recorded.get(key) != meta[key]:
-                raise TuneError(
-                    f"study '{name}' in {storage.display} was created for {key} {recorded.get(key)!r}, "
-                    f"this run asks for {meta[key]!r}; use another --study name"
-                )
+        changed = [key for key in identity if recorded.get(key) != identity[key]]
+        if changed:
+            details = "; ".join(
+                f"{key}: the study has {_short(recorded.get(key))}, this run {_short(identity[key])}"
+                for key in changed
+            )
+            raise TuneError(
+                f"study '{name}' in {storage.display} was created for other settings ({details}). Its trials "
+                f"would not be comparable with new ones; use another --study name (e.g. --study {name}-2) "
+                "or the study's own settings"
+            )
     return study
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def study_identity(settings: TuneSettings, space: SearchSpace) -> dict[str, Any]:
+    """What defines a trial's objective: data, budget, metric(s), fixed hyperparameters, search space.
+
+    Two trials of one study must be comparable, so resuming a study with any of these changed is
+    refused (:func:`open_study`)."""
+    from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
+    from fusionzoo.tune.space import TRAIN_FIELD_OF, describe_distribution
+
+    base = RunConfig.from_dict({**settings.base_config, "fusion": space.fusion, "head": space.head})
+    searched = {TRAIN_FIELD_OF.get(p.name, p.name) for p in space.searched() if p.component == "train"}
+    fixed = {k: v for k, v in base.identity().items() if k not in searched and k not in ("fusion", "head")}
+    return {
+        "objectives": [o.key for o in settings.objective_specs()],
+        "fusion": space.fusion,
+        "head": space.head,
+        "data": settings.data_fingerprint,
+        "epochs": base.epochs,
+        "fixed": json_safe(fixed),
+        "space": {
+            p.name: (repr(p.fixed) if p.is_fixed else describe_distribution(p.distribution))
+            for p in space.params.values()
+        },
+        "semantics": TRAINING_SEMANTICS,
+    }
+
+
+def json_safe(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
@@ -667,15 +710,11 @@ def measure_latency(config: Any, data: Any, batch_size: int = 64, repeats: int =
     n = min(batch_size, data.size(split))
     batch = data.batch(split, torch.arange(n))
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    encoder = getattr(data, "encoder", None)
-    if encoder is not None:
-        encoder.to(device).eval()
     timings = []
     with torch.inference_mode():
         for i in range(repeats + 1):
             start = time.perf_counter()
-            inputs = {**batch, **encoder(batch)} if encoder is not None else batch
-            model(inputs["image"], inputs["text"], inputs.get("image_mask"), inputs.get("text_mask"))
+            model.forward_batch(batch)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i:  # the first pass warms up
@@ -696,21 +735,46 @@ class WorkerReport:
     stopped_by_timeout: bool = False
 
 
-def load_training_data(settings: TuneSettings) -> Any:
-    """The training data, once per process: ``data_factory`` or ``bench.prepare.prepare_data``
-    (which reads the shared feature cache, so trials and workers never re-encode)."""
-    if settings.data_factory:
-        module_name, _, attr = settings.data_factory.partition(":")
-        if not attr:
-            raise TuneError(f"data factory '{settings.data_factory}' must look like 'module:function'")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise TuneError(f"data factory '{settings.data_factory}' cannot be imported: {exc}") from None
-        return factory()
-    from fusionzoo.bench.prepare import DataOptions, prepare_data
+def _factory_data(settings: TuneSettings) -> Any:
+    module_name, _, attr = str(settings.data_factory).partition(":")
+    if not attr:
+        raise TuneError(f"data factory '{settings.data_factory}' must look like 'module:function'")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise TuneError(f"data factory '{settings.data_factory}' cannot be imported: {exc}") from None
+    return factory()
 
-    return prepare_data(DataOptions(**settings.data_options), progress=False)
+
+_INPUTS: dict[str, Any] = {}  # resolved inputs per data options, once per process
+
+
+def _inputs(settings: TuneSettings) -> Any:
+    from fusionzoo.prepare import DataOptions, resolve_inputs
+
+    key = repr(sorted(settings.data_options.items()))
+    if key not in _INPUTS:
+        _INPUTS[key] = resolve_inputs(DataOptions(**settings.data_options))
+    return _INPUTS[key]
+
+
+def resolve_data(settings: TuneSettings) -> tuple[str, Any]:
+    """(data fingerprint, the data when it is already loaded) without encoding anything: a
+    ``data_factory``'s data, or the dataset loaded and its encoders built (``fusionzoo.prepare``)."""
+    if settings.data_factory:
+        data = _factory_data(settings)
+        return str(getattr(data, "fingerprint", "") or settings.data_factory), data
+    return _inputs(settings).fingerprint, None
+
+
+def load_training_data(settings: TuneSettings, console: Any = None) -> Any:
+    """The training data, once per process: ``data_factory`` or the shared feature cache (filled on
+    first use, so trials and workers never re-encode)."""
+    if settings.data_factory:
+        return _factory_data(settings)
+    from fusionzoo.prepare import materialise
+
+    return materialise(_inputs(settings), console=console, progress=console is not None)
 
 
 def build_settings_space(settings: TuneSettings) -> SearchSpace:
@@ -754,6 +818,9 @@ def run_worker(
         grace_period=settings.grace_period,
         max_retry=settings.max_retry,
     )
+    if not settings.data_fingerprint and data is None:
+        fingerprint, data = resolve_data(settings)
+        settings = settings.replace(data_fingerprint=fingerprint)
     objectives = settings.objective_specs()
     multi = len(objectives) > 1
     epochs = int(settings.base_config.get("epochs", 10))

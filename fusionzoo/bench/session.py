@@ -1,0 +1,147 @@
+"""What ``fusionzoo bench`` does, step by step, for a validated :class:`~fusionzoo.experiment.Experiment`:
+
+1. resolve each dataset (load it, build its encoders, fingerprint everything; nothing is encoded);
+2. expand the grid and say how many finished runs are reused, and why earlier runs are not;
+3. encode (or reuse) the features of the datasets that still have runs to do;
+4. run the rest through the launcher with a rich progress display, record each run as it ends;
+5. print the leaderboard (the ``leaderboard`` reporter) and every failure.
+
+:func:`dry_run` does steps 1–2 without generating, encoding or training anything.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fusionzoo import registry
+from fusionzoo.bench.results import ResultsStore, reuse_report
+from fusionzoo.bench.runner import GridOutcome, estimate_seconds, run_grid
+from fusionzoo.experiment import Experiment
+from fusionzoo.report.base import ResultsView
+
+__all__ = ["dry_run", "print_reuse", "run_bench"]
+
+
+def print_reuse(console: Any, specs: list[Any], store: ResultsStore) -> None:
+    """One line: how many finished runs are reused; one more per reason earlier runs are not."""
+    reused, reasons = reuse_report(specs, store.load())
+    console.print(
+        f"[bold]grid[/bold]: {len(specs)} runs; {len(reused)} finished run(s) reused from {store.dir}, "
+        f"{len(specs) - len(reused)} to run"
+    )
+    for reason, labels in reasons.items():
+        shown = ", ".join(labels[:3]) + (" …" if len(labels) > 3 else "")
+        console.print(f"  [yellow]not reused[/yellow] ({len(labels)} run(s): {reason}): {shown}")
+
+
+def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads: int = 1) -> GridOutcome:
+    """Steps 1–5 of the module docstring; returns what ran (the caller decides the exit code)."""
+    import torch
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    config = experiment.config
+    fingerprints = {}
+    for dataset in config.bench.datasets:
+        console.print(f"[bold]loading[/bold] {dataset} ({config.bench.mode} mode)")
+        fingerprints[dataset] = experiment.inputs(dataset).fingerprint
+    specs = experiment.grid(fingerprints)
+    print_reuse(console, specs, store)
+    finished = store.finished_ids()
+    for dataset in dict.fromkeys(s.dataset for s in specs if s.run_id not in finished):
+        console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
+        experiment.training_data(dataset, console=console)
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with progress:
+            outcome = run_grid(
+                specs,
+                store,
+                experiment.training_data,
+                launcher=registry.create("launcher", "local"),
+                progress=progress,
+                console=progress.console,
+            )
+    finally:
+        torch.set_num_threads(default_threads)
+    view = ResultsView.of(store, {s.run_id for s in specs}, config.metric)
+    registry.create("reporter", "leaderboard").render(view, "terminal", console=console)
+    console.print(
+        f"ran {len(outcome.ran)} runs in {outcome.seconds:.0f} s ({len(outcome.skipped)} reused, "
+        f"{len(outcome.failed)} failed, {len(outcome.diverged)} diverged)"
+    )
+    for label, error in outcome.errors.items():
+        console.print(f"[red]failed[/red] {label}: {error}")
+    console.print(f"results: {store.results_path}")
+    return outcome
+
+
+def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
+    """The grid, the data and cache status, what is reused and a cost estimate; nothing is built."""
+    from rich.table import Table
+
+    from fusionzoo.bench.flops import peak_matmul_flops
+    from fusionzoo.prepare import cache_status
+
+    config = experiment.config
+    statuses = {}
+    for dataset in config.bench.datasets:
+        status = cache_status(experiment.data_options(dataset))
+        statuses[dataset] = status
+        console.print(f"[bold]{dataset}[/bold]: dataset {status['dataset']}")
+        console.print(
+            f"  features in {status['cache_dir']}: "
+            + ", ".join(f"{k} {v}" for k, v in status["features"].items())
+        )
+    specs = experiment.grid({d: s["fingerprint"] or "not-yet-known" for d, s in statuses.items()})
+    print_reuse(console, specs, store)
+    finished = store.finished_ids()
+    peak = peak_matmul_flops(512, seconds=0.3) if any(s["shapes"] for s in statuses.values()) else None
+    table = Table(title="runs", title_justify="left")
+    for col in ("#", "dataset", "fusion", "head", "seed", "config", "state", "est. time"):
+        table.add_column(col)
+    total, unknown = 0.0, 0
+    for i, spec in enumerate(specs, 1):
+        done = spec.run_id in finished
+        seconds = 0.0 if done else estimate_seconds(spec, store, statuses[spec.dataset]["shapes"], peak)
+        if not done and math.isnan(seconds):
+            unknown += 1
+        else:
+            total += seconds
+        table.add_row(
+            str(i),
+            spec.dataset,
+            spec.fusion,
+            spec.head,
+            str(spec.seed),
+            spec.config_hash,
+            "finished (reused)" if done else "to run",
+            "-" if done else ("?" if math.isnan(seconds) else f"{seconds:.0f} s"),
+        )
+    console.print(table)
+    todo = len([s for s in specs if s.run_id not in finished])
+    estimate = f"about {total / 60:.1f} min of training for {todo - unknown} runs"
+    if unknown:
+        estimate += (
+            f"; {unknown} runs without an estimate (no earlier run and the features are not cached yet)"
+        )
+    console.print(f"cost estimate: {estimate}. Nothing was trained (--dry-run).")

@@ -1,0 +1,247 @@
+"""An experiment: one validated :class:`~fusionzoo.config.ExperimentConfig` turned into work.
+
+- :meth:`Experiment.validate` checks everything that can be checked **before touching data**: every
+  fusion/head spec against its constructor (and builds each pair once at the configured width, so
+  ``--dim 7`` with 8 attention heads fails now), ``[fusion_options]`` tables and keys, the dataset
+  names and their options, the leaderboard metric, the runs directory (writable, not a file).
+- :meth:`Experiment.inputs` loads each dataset and builds its encoders without encoding (the data
+  fingerprint of :mod:`fusionzoo.prepare`); :meth:`Experiment.grid` expands datasets × seeds × fusions
+  × heads into :class:`RunSpec` s whose identity covers that fingerprint.
+- :meth:`Experiment.training_data` encodes (frozen) or wraps (finetune) a dataset for training.
+
+The CLI modules only parse flags into a config, call this and print.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusionzoo import registry
+from fusionzoo.bench.results import config_id_of, run_id_of
+from fusionzoo.config import UNIMODAL, ConfigError, ExperimentConfig
+from fusionzoo.prepare import DataOptions, ResolvedInputs, materialise, resolve_inputs
+from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
+
+__all__ = ["Experiment", "RunSpec", "plugin_versions"]
+
+VALIDATION_CLASSES = 4  # heads are built once at this class count to validate their specs
+
+
+def plugin_versions(fusion: str, head: str) -> str:
+    """``""`` for built-in plugins (covered by the training semantics), else ``dist==version`` of the
+    third-party distributions providing the fusion and head."""
+    out = []
+    for kind, spec in (("fusion", fusion), ("head", head)):
+        entry = registry.get_entry(kind, registry.parse_spec(spec)[0])
+        if entry.source == registry.BUILTIN:
+            continue
+        if entry.source.startswith("local:"):
+            out.append(f"{kind}:{entry.source}")
+            continue
+        try:
+            out.append(f"{entry.source}=={importlib.metadata.version(entry.source)}")
+        except importlib.metadata.PackageNotFoundError:
+            out.append(entry.source)
+    return ",".join(out)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid: a dataset (with its data fingerprint) and a complete RunConfig."""
+
+    dataset: str
+    config: RunConfig
+    data_fingerprint: str = ""
+    plugins: str = ""
+    identity: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def create(cls, dataset: str, config: RunConfig, data_fingerprint: str) -> RunSpec:
+        head = config.head or config.resolved_head()
+        plugins = plugin_versions(config.fusion, head)
+        identity = {
+            "dataset": dataset,
+            "data_fingerprint": data_fingerprint,
+            "fusion": config.fusion,
+            "head": head,
+            "config_hash": config.config_hash(),
+            "semantics": TRAINING_SEMANTICS,
+            "plugins": plugins,
+        }
+        identity["config_id"] = config_id_of(identity)
+        identity["run_id"] = run_id_of(identity["config_id"], config.seed)
+        return cls(dataset, config, data_fingerprint, plugins, identity)
+
+    @property
+    def fusion(self) -> str:
+        return self.config.fusion
+
+    @property
+    def head(self) -> str:
+        return self.config.head or self.config.resolved_head()
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.config_hash()
+
+    @property
+    def config_id(self) -> str:
+        return self.identity["config_id"]
+
+    @property
+    def run_id(self) -> str:
+        return self.identity["run_id"]
+
+    @property
+    def label(self) -> str:
+        return f"{self.fusion} + {self.head} · seed {self.seed}" + (
+            f" · {self.dataset}" if self.dataset != "synth" else ""
+        )
+
+    def identity_columns(self) -> dict[str, Any]:
+        """The identity columns of this run's results row."""
+        return {**self.identity, "seed": int(self.seed)}
+
+
+def _canonical(kind: str, spec: str, defaults: dict[str, dict[str, Any]] | None = None) -> str:
+    name, kwargs = registry.parse_spec(spec)
+    registry.get_entry(kind, name)  # unknown name -> RegistryError listing the valid ones
+    kwargs = {**(defaults or {}).get(name, {}), **kwargs}  # the preset's options, unless the spec sets them
+    return registry.validate_spec(kind, registry.format_spec(name, kwargs))
+
+
+class Experiment:
+    """The work one config describes (see the module docstring)."""
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        self.config = config
+        self._inputs: dict[str, ResolvedInputs] = {}
+        self._data: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------- settings
+    def base_run_config(self, **overrides: Any) -> RunConfig:
+        return self.config.run_config(**overrides)
+
+    def backend(self, dataset: str) -> Any:
+        return registry.create("dataset", dataset)
+
+    def with_unimodal(self, dataset: str) -> bool:
+        flag = self.config.bench.with_unimodal
+        return bool(self.backend(dataset).demo) if flag is None else flag
+
+    def data_options(self, dataset: str) -> DataOptions:
+        bench = self.config.bench
+        return DataOptions(
+            dataset=dataset,
+            data_dir=bench.data_dir,
+            limit=bench.limit,
+            mode=bench.mode,
+            data=dict(self.config.data),
+            encoders=self.config.encoders.model_dump(exclude_none=True),
+            device="cuda" if bench.device.startswith("cuda") else "cpu",
+            freeze_layers=int(self.config.train.get("freeze_layers", 0)),
+        )
+
+    # ----------------------------------------------------------------------------------- validation
+    def pairs(self, dataset: str) -> list[tuple[str, str | None]]:
+        """(canonical fusion spec, pinned head spec or None) of the grid, unimodal baselines included."""
+        config = self.config
+        pairs: list[tuple[str, str | None]] = []
+        for item in config.bench.fusions:
+            fusion, _, pinned = item.partition("@")
+            pairs.append(
+                (
+                    _canonical("fusion", fusion, config.fusion_options),
+                    _canonical("head", pinned) if pinned else None,
+                )
+            )
+        if self.with_unimodal(dataset):
+            present = {registry.parse_spec(f)[0] for f, _ in pairs}
+            pairs += [
+                (_canonical("fusion", u, config.fusion_options), None)
+                for u in UNIMODAL
+                if u not in present and u in registry.list_fusions()
+            ]
+        return pairs
+
+    def validate(self) -> None:
+        """Raise ``ConfigError``/``RegistryError`` for anything wrong, before any data is touched."""
+        config = self.config
+        base = self.base_run_config()
+        for dataset in config.bench.datasets:
+            backend = self.backend(dataset)
+            backend.check_options(dict(config.data))
+        for name, options in config.fusion_options.items():
+            try:
+                registry.get_entry("fusion", name)
+                registry.validate_spec("fusion", registry.format_spec(name, options))
+            except registry.RegistryError as exc:
+                raise ConfigError(f"{config.source}: [fusion_options.{name}] {exc}") from None
+        from fusionzoo.metrics.base import column_direction
+
+        try:
+            column_direction(config.metric)
+        except registry.RegistryError as exc:
+            raise ConfigError(f"--metric / [bench] metric: {exc}") from None
+        heads = [_canonical("head", h) for h in config.bench.heads]
+        seen: set[tuple[str, str]] = set()
+        for fusion, pinned in self.pairs(config.bench.datasets[0]):
+            for head in [pinned] if pinned else heads or [None]:
+                run = base.replace(fusion=fusion, head=head)
+                pair = (fusion, run.resolved_head())
+                if pair not in seen:
+                    seen.add(pair)
+                    build_once(run, pair)
+
+    # ------------------------------------------------------------------------------------------ data
+    def inputs(self, dataset: str) -> ResolvedInputs:
+        """The dataset loaded and its encoders built (no encoding), cached per dataset."""
+        if dataset not in self._inputs:
+            self._inputs[dataset] = resolve_inputs(self.data_options(dataset))
+        return self._inputs[dataset]
+
+    def training_data(self, dataset: str, console: Any = None, progress: bool = True) -> Any:
+        """What the trainer consumes for ``dataset`` (encoded once, then shared by every run)."""
+        if dataset not in self._data:
+            self._data[dataset] = materialise(self.inputs(dataset), console=console, progress=progress)
+        return self._data[dataset]
+
+    # ------------------------------------------------------------------------------------------ grid
+    def grid(self, fingerprints: dict[str, str] | None = None) -> list[RunSpec]:
+        """Datasets × seeds × (fusion, head) runs, seed-major (every configuration's seed 0 first, so an
+        interrupted grid already has a comparable leaderboard), without duplicates.
+
+        ``fingerprints`` maps each dataset to its data fingerprint (default: resolved now, which loads
+        the dataset and builds its encoders)."""
+        config = self.config
+        base = self.base_run_config()
+        heads = [_canonical("head", h) for h in config.bench.heads]
+        specs: list[RunSpec] = []
+        seen: set[str] = set()
+        for dataset in config.bench.datasets:
+            fingerprint = (fingerprints or {}).get(dataset) or self.inputs(dataset).fingerprint
+            for seed in config.bench.seeds:
+                for fusion, pinned in self.pairs(dataset):
+                    for head in [pinned] if pinned else heads or [None]:
+                        run = base.replace(fusion=fusion, head=head, seed=int(seed))
+                        run = run.replace(head=_canonical("head", run.resolved_head()))
+                        spec = RunSpec.create(dataset, run, fingerprint)
+                        if spec.run_id not in seen:
+                            seen.add(spec.run_id)
+                            specs.append(spec)
+        return specs
+
+
+def build_once(run: RunConfig, pair: tuple[str, str]) -> None:
+    """Build the fusion and head of ``run`` once at its width (tiny inputs, nothing trained)."""
+    try:
+        registry.create_fusion(run.fusion, run.dim)
+        registry.create_head(pair[1], run.dim, VALIDATION_CLASSES)
+    except registry.RegistryError as exc:
+        raise ConfigError(f"{pair[0]} + {pair[1]} at dim={run.dim}: {exc}") from None
