@@ -346,3 +346,23 @@ def test_existing_study_with_another_direction_is_an_error(tmp_path):
     assert result.exit_code == 1
     assert "study 'taken'" in result.output and "already exists with direction(s) minimize" in result.output
     assert "val_macro_f1 (maximize)" in result.output
+
+
+# ------------------------------------------------------------------------------- study identity
+def test_resuming_a_study_with_another_budget_or_data_is_refused(tmp_path):
+    """A study records what defines its objective; a changed budget, data or metric is an error that
+    names the change and suggests a new study name (before, the trials were silently mixed)."""
+    from fusionzoo.tune.study import TuneError, resolve_storage, run_worker
+
+    storage = resolve_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)
+    base = _settings(study_name="same", data_factory=DATA_FACTORY, trials=1)
+    run_worker(base, storage=storage)
+    run_worker(base.replace(trials=2), storage=storage)  # a bigger target is a resume, not a change
+    with pytest.raises(TuneError, match=r"epochs: the study has 1, this run 2.*--study same-2"):
+        run_worker(base.replace(base_config={**TINY_RUN, "epochs": 2}), storage=storage)
+    with pytest.raises(TuneError, match=r"data: the study has 'synth0', this run 'other'"):
+        run_worker(base.replace(data_fingerprint="other"), storage=storage)
+    with pytest.raises(TuneError, match=r"fixed: .*'batch_size': 32.*'batch_size': 16"):
+        run_worker(base.replace(base_config={**TINY_RUN, "batch_size": 16}), storage=storage)
+    with pytest.raises(TuneError, match="objectives"):
+        run_worker(base.replace(metric="val_accuracy"), storage=storage)

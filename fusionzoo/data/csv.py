@@ -147,7 +147,7 @@ def load_csv(
         if not 0 < test_fraction < 1:
             raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
         codes = pd.factorize(raw_train["raw_label"])[0]
-        held_out = stratified_split(codes, test_fraction, seed + 1000)
+        held_out = stratified_split(codes, test_fraction, seed + 1000, raw_train["image_path"].to_numpy())
         raw_test = raw_train.loc[held_out]
         raw_train = raw_train.loc[~held_out]
         info["test_from_train"] = {"fraction": test_fraction, "seed": seed + 1000}

@@ -210,22 +210,36 @@ def resolve_label_map(
 
 
 # ---------------------------------------------------------------------------------- splits / sampling
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the rows that go to the held-out part, seeded and stratified by label.
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Boolean mask of the rows that go to the held-out part, seeded, stratified by label and grouped.
 
-    Each class with at least two rows gives ``round(fraction · n)`` rows, at least one and at most n − 1;
-    a class with a single row stays entirely in train.
+    Rows of one group (e.g. items that share an image file) always land on the same side, so a held-out
+    split never contains an image the training split has. Each group belongs to the class of its first
+    row; each class with at least two groups gives ``round(fraction · groups)`` of its groups, at least
+    one and at most all but one; a class with a single group stays entirely in train. Without
+    ``groups`` every row is its own group.
     """
+    labels = np.asarray(labels)
     mask = np.zeros(len(labels), dtype=bool)
     if fraction <= 0 or len(labels) == 0:
         return mask
+    if groups is None:
+        group_of = np.arange(len(labels))
+    else:
+        group_of = pd.factorize(pd.Series(groups).astype(str), sort=False)[0]
+    first_row = np.unique(group_of, return_index=True)[1]  # group id -> its first row
+    group_label = labels[first_row]
     rng = np.random.default_rng(seed)
-    for label in np.unique(labels):
-        rows = np.flatnonzero(labels == label)
-        if len(rows) < 2:
+    held_out = np.zeros(len(first_row), dtype=bool)
+    for label in np.unique(group_label):
+        members = np.flatnonzero(group_label == label)
+        if len(members) < 2:
             continue
-        take = min(max(1, int(math.floor(fraction * len(rows) + 0.5))), len(rows) - 1)
-        mask[rng.permutation(rows)[:take]] = True
+        take = min(max(1, int(math.floor(fraction * len(members) + 0.5))), len(members) - 1)
+        held_out[rng.permutation(members)[:take]] = True
+    mask[held_out[group_of]] = True
     return mask
 
 
@@ -442,7 +456,8 @@ def assemble_splits(
         )
 
     train = frames["train"].reset_index(drop=True)
-    held_out = stratified_split(train["label"].to_numpy(), val_fraction, seed)
+    # grouped by image file: items sharing an image never straddle train and validation
+    held_out = stratified_split(train["label"].to_numpy(), val_fraction, seed, train["image_path"].to_numpy())
     val = train.loc[held_out]
     train = train.loc[~held_out]
     test = frames["test"]
@@ -455,6 +470,14 @@ def assemble_splits(
         test = scale_like(test, ratio, seed + 3)
 
     splits = {"train": train, "val": val, "test": test}
+    shared = test["image_path"].isin(set(train["image_path"]))
+    if shared.any():
+        info["test_rows_sharing_a_train_image"] = int(shared.sum())
+        warn(
+            info,
+            f"{int(shared.sum())} test row(s) show an image file that also occurs in train (test accuracy can "
+            f"be inflated by memorised images; item_ids {_examples(test.loc[shared, 'item_id'])})",
+        )
     for split in splits:
         if check_images:
             splits[split] = check_images_exist(splits[split], split, on_bad_image, info)
@@ -479,6 +502,7 @@ def assemble_splits(
             "label_source": label_source,
             "geos": sorted(g.lower() for g in geos) if geos else None,
             "val_fraction": val_fraction,
+            "val_grouping": "image",
             "seed": seed,
             "on_bad_image": on_bad_image,
             "check_images": check_images,
