@@ -145,3 +145,22 @@ def test_invalid_config_is_explained():
         SynthConfig(n_colours=9)
     with pytest.raises(DataError, match="too small"):
         SynthConfig(size=10)
+
+
+def test_validation_never_shows_a_training_image(tmp_path):
+    """Items sharing an image file land on one side of the train/validation carve-out (before, ~all
+    validation images of a set with shared images were also training images, so early stopping rewarded
+    memorisation)."""
+    from fusionzoo.data.loading import stratified_split
+
+    splits = load_dataset("synth", data_dir=tmp_path, size=480, image_size=16, shared_image=0.6)
+    train_images = set(splits.train["image_path"])
+    assert splits.train["image_path"].duplicated().any()  # shared images exist
+    assert not splits.val["image_path"].isin(train_images).any()
+    assert len(splits.val) > 0
+    # with one row per group the grouped split is the plain per-row stratified split
+    labels = np.repeat(np.arange(4), 10)
+    assert (stratified_split(labels, 0.3, 1) == stratified_split(labels, 0.3, 1, np.arange(40))).all()
+    grouped = stratified_split(labels, 0.3, 1, labels * 100 + np.arange(40) // 2)  # pairs share a group
+    pairs = grouped.reshape(-1, 2)
+    assert (pairs[:, 0] == pairs[:, 1]).all() and grouped.any()
