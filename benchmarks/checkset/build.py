@@ -154,6 +154,12 @@ class Icon:
     svg: bytes = field(default=b"", repr=False)
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # ------------------------------------------------------------------------------------------ source
 def sri_sha512(path: Path) -> str:
     """Subresource-integrity string (``sha512-<base64>``) of a file, as npm reports it."""
@@ -742,6 +748,7 @@ def build(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the data set is for everyone
     try:
         dataset = staging / DATASET_FOLDER
         (dataset / IMAGES_FOLDER).mkdir(parents=True)
