@@ -10,6 +10,7 @@ against the registry's sha512 integrity): ``package/meta.json`` (name, aliases, 
     <out>/GLAMI-1M-dataset/GLAMI-1M-test.csv      category_name,label_source
     <out>/GLAMI-1M-dataset/images/<image_id>.jpg
     <out>/build-info.json                       parameters, versions, counts, sha256 of the CSVs
+    <out>/checkset-images.csv                   per image: icon, family (baseIconId), tags, split
 
 Rules (docs/checkset.md explains each one and gives the measured counts):
 
@@ -68,7 +69,7 @@ from typing import Any
 import click
 import numpy as np
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: + checkset-images.csv
 MDI_PACKAGE = "@mdi/svg"
 MDI_VERSION = "7.4.47"
 # `npm view @mdi/svg@7.4.47 dist.integrity` (the registry's sha512 of the tarball).
@@ -80,6 +81,7 @@ TRAIN_CSV = "GLAMI-1M-train.csv"
 TEST_CSV = "GLAMI-1M-test.csv"
 IMAGES_FOLDER = "images"
 BUILD_INFO = "build-info.json"
+IMAGES_SIDECAR = "checkset-images.csv"  # per image: icon, family, tags, split (for grouped analyses)
 SVG_NS = "http://www.w3.org/2000/svg"
 GLAMI_COLUMNS = (
     "item_id",
@@ -532,6 +534,31 @@ def write_glami_csv(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
+def write_images_sidecar(path: Path, images: list[dict], items: list[dict]) -> None:
+    """``checkset-images.csv``: one row per image with its icon, family, tags, author, split, item count.
+
+    Not read by fusionzoo; it lets analyses group by image or by icon family (e.g. a validation split
+    that shares no image with train)."""
+    per_image = Counter(item["image_id"] for item in items)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["image_id", "icon", "family", "label", "tags", "author", "split", "items"])
+        for image in sorted(images, key=lambda im: im["image_id"]):
+            icon = image["icon"]
+            writer.writerow(
+                [
+                    image["image_id"],
+                    icon.name,
+                    icon.family,
+                    slugify(icon.label),
+                    "|".join(icon.tags),
+                    icon.author,
+                    image["split"],
+                    per_image[image["image_id"]],
+                ]
+            )
+
+
 # ------------------------------------------------------------------------------------------ render
 def render_style(seed: int, image_id: str, params: BuildParams) -> dict[str, Any]:
     """Seeded colour (dark, saturated), scale and offset of one rendered icon."""
@@ -771,6 +798,7 @@ def build(
                 bar.advance(task)
         for split, name in (("train", TRAIN_CSV), ("test", TEST_CSV)):
             write_glami_csv(dataset / name, (item for item in items if item["split"] == split))
+        write_images_sidecar(staging / IMAGES_SIDECAR, images, items)
         info = {
             "what": "fusionzoo check set: Material Design Icons in the GLAMI-1M layout (docs/checkset.md)",
             "builder_version": BUILDER_VERSION,
