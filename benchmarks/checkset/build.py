@@ -960,10 +960,13 @@ def main(
         )
     except BuildError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"fusionzoo encode --dataset glami1m --option root={Path(out).expanduser().resolve()} "
-        "--image-encoder ... --text-encoder ..."
+    resolved = Path(out).expanduser().resolve()
+    where = (
+        f"--data-dir {resolved.parent}"  # <data dir>/glami1m: the cache goes to <data dir>/features too
+        if resolved.name == "glami1m"
+        else f"--option root={resolved} --data-dir DIR"
     )
+    click.echo(f"fusionzoo encode --dataset glami1m {where} --image-encoder SPEC --text-encoder SPEC")
 
 
 if __name__ == "__main__":
