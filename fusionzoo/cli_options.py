@@ -83,6 +83,9 @@ FLAGS: dict[str, Flag] = {
         flag("device", "bench.device", help="auto (default), cpu, cuda, cuda:1, ..."),
         flag("with_unimodal", "bench.with_unimodal", "--with-unimodal/--no-unimodal",
               help="Add the image_only and text_only baselines [default: on for the embedded dataset]."),
+        flag("with_probe", "bench.with_probe", "--with-probe/--no-probe",
+             help="Add the linear-probe floor (logistic regression on pooled frozen features: image, text, "
+             "both; C chosen on validation) [default: on for real datasets, off for the embedded one]."),
         flag("loss_weights", "train.loss_weights", metavar="NAME=W,...",
               help="λ per loss name, e.g. contrastive=0.333,load_balance=0.333 (ce = classification)."),
         flag("paper_loss", "train.paper_loss", is_flag=True, default=False,

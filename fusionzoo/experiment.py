@@ -56,11 +56,12 @@ class RunSpec:
     data_fingerprint: str = ""
     plugins: str = ""
     identity: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    kind: str = "train"  # "train": a fusion + head trained by the Trainer; "probe": the linear-probe floor
 
     @classmethod
-    def create(cls, dataset: str, config: RunConfig, data_fingerprint: str) -> RunSpec:
+    def create(cls, dataset: str, config: RunConfig, data_fingerprint: str, kind: str = "train") -> RunSpec:
         head = config.head or config.resolved_head()
-        plugins = plugin_versions(config.fusion, head)
+        plugins = plugin_versions(config.fusion, head) if kind == "train" else ""
         identity = {
             "dataset": dataset,
             "data_fingerprint": data_fingerprint,
@@ -72,7 +73,7 @@ class RunSpec:
         }
         identity["config_id"] = config_id_of(identity)
         identity["run_id"] = run_id_of(identity["config_id"], config.seed)
-        return cls(dataset, config, data_fingerprint, plugins, identity)
+        return cls(dataset, config, data_fingerprint, plugins, identity, kind)
 
     @property
     def fusion(self) -> str:
@@ -134,6 +135,33 @@ class Experiment:
     def with_unimodal(self, dataset: str) -> bool:
         flag = self.config.bench.with_unimodal
         return bool(self.backend(dataset).demo) if flag is None else flag
+
+    def with_probe(self, dataset: str) -> bool:
+        """The linear-probe floor joins the grid: by default on real (non-demo) datasets, frozen mode."""
+        flag = self.config.bench.with_probe
+        wanted = (not self.backend(dataset).demo) if flag is None else flag
+        return bool(wanted) and self.config.bench.mode == "frozen"
+
+    def probe_specs(self, dataset: str, fingerprint: str) -> list[RunSpec]:
+        """One linear-probe run per feature view (image, text, both): deterministic, so seed 0 only."""
+        from fusionzoo.baselines.linear_probe import FEATURES, PROBE_HEAD, PROBE_NAME
+
+        base = self.base_run_config()
+        return [
+            RunSpec.create(
+                dataset,
+                RunConfig(
+                    fusion=f"{PROBE_NAME}:features={features}",
+                    head=PROBE_HEAD,
+                    seed=0,
+                    metric=base.metric,
+                    device=base.device,
+                ),
+                fingerprint,
+                kind="probe",
+            )
+            for features in FEATURES
+        ]
 
     def data_options(self, dataset: str) -> DataOptions:
         bench = self.config.bench
@@ -226,6 +254,8 @@ class Experiment:
         seen: set[str] = set()
         for dataset in config.bench.datasets:
             fingerprint = (fingerprints or {}).get(dataset) or self.inputs(dataset).fingerprint
+            if self.with_probe(dataset):  # first: cheap, and the floor every fusion is compared with
+                specs += self.probe_specs(dataset, fingerprint)
             for seed in config.bench.seeds:
                 for fusion, pinned in self.pairs(dataset):
                     for head in [pinned] if pinned else heads or [None]:

@@ -34,6 +34,7 @@ BENCH_FLAGS = (
     "out",
     "device",
     "with_unimodal",
+    "with_probe",
     "loss_weights",
     "paper_loss",
     "metric",

@@ -94,6 +94,7 @@ def result_row(
     """The results-table row of a finished (``result``) or failed (``error``) run."""
     row: dict[str, Any] = {
         **spec.identity_columns(),
+        "kind": getattr(spec, "kind", "train"),
         "mode": spec.config.mode,
         "config": spec.config.to_json(),
         "status": "failed" if result is None else result.status,
@@ -128,7 +129,12 @@ def execute_run(
         shutil.rmtree(checkpoint, ignore_errors=True)
     started = time.perf_counter()
     try:
-        result = train_run(spec.config, data, progress=progress, checkpoint_dir=checkpoint)
+        if getattr(spec, "kind", "train") == "probe":
+            from fusionzoo.baselines.linear_probe import probe_run
+
+            result = probe_run(spec.config, data)
+        else:
+            result = train_run(spec.config, data, progress=progress, checkpoint_dir=checkpoint)
     except KeyboardInterrupt:
         if checkpoint is not None:
             shutil.rmtree(checkpoint, ignore_errors=True)

@@ -37,6 +37,16 @@ def _is_unimodal(fusion: str) -> bool:
     return fusion.split(":")[0] in UNIMODAL
 
 
+def _is_probe(fusion: str) -> bool:
+    from fusionzoo.baselines.linear_probe import PROBE_NAME
+
+    return fusion.split(":")[0] == PROBE_NAME
+
+
+def _is_baseline(fusion: str) -> bool:
+    return _is_unimodal(fusion) or _is_probe(fusion)
+
+
 @register_reporter
 class Leaderboard(Reporter):
     """One table per dataset, ranked by the view's metric (a ``test_``/``val_`` column): mean ± 95%
@@ -109,18 +119,33 @@ class Leaderboard(Reporter):
                 versus,
                 fmt_params(row["params"]),
                 "-" if math.isnan(row["train_time"]) else f"{row['train_time']:.1f}",
-                style="dim" if _is_unimodal(row["fusion"]) else None,
+                style="dim" if _is_baseline(row["fusion"]) else None,
             )
         console.print(table)
         console.print(
             "[dim]* significantly worse than the best (α = 0.05, Holm-adjusted; paired t-test over "
             "shared seeds, McNemar on pooled test predictions when only one seed is shared). "
-            "Dim rows: unimodal baselines.[/dim]"
+            "Dim rows: baselines (unimodal fusions, the linear probe on pooled frozen features).[/dim]"
         )
         unimodal = part["fusion"].map(_is_unimodal)
-        uni, multi = part[unimodal], part[~unimodal]
+        probe = part["fusion"].map(_is_probe)
+        uni, multi = part[unimodal], part[~unimodal & ~probe]
         if len(uni) and len(multi) and not (uni["mean"].isna().all() or multi["mean"].isna().all()):
             gap = (multi["mean"].max() - uni["mean"].max()) * 100
             console.print(
                 f"best multimodal − best unimodal: {gap:+.2f} points ({metric.removeprefix('test_')})"
             )
+        trained, probes = part[~probe], part[probe]
+        if len(trained) and len(probes) and not (trained["mean"].isna().all() or probes["mean"].isna().all()):
+            best, floor = trained.loc[trained["mean"].idxmax()], probes.loc[probes["mean"].idxmax()]
+            gap = (best["mean"] - floor["mean"]) * 100
+            name = metric.removeprefix("test_")
+            if gap < 0:
+                console.print(
+                    f"[bold yellow]the best trained fusion ({best['fusion']} + {best['head']}) is {-gap:.2f} points "
+                    f"below the linear probe on the same features ({floor['fusion']}, {name})[/bold yellow]"
+                )
+            else:
+                console.print(
+                    f"best trained fusion − linear probe ({floor['fusion']}): {gap:+.2f} points ({name})"
+                )
