@@ -255,3 +255,18 @@ def test_progress_events(data):
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds.count("epoch") == 2 and "step" in kinds
     assert all(math.isfinite(e["loss"]) for e in events if e["event"] == "epoch")
+
+
+# ------------------------------------------------------------------------------------- evaluation
+def test_evaluation_covers_every_row_when_the_last_batch_has_one():
+    data = synthetic_features(64, 9, 9, seed=2)  # eval_batch_size 8 -> batches of 8 and 1
+    config = RunConfig(fusion="concat_mlp", **{**TINY, "eval_batch_size": 8})
+    from fusionzoo.train.model import FusionModel
+
+    model = FusionModel.for_data(config, data)
+    assert predict(model, data, "val", batch_size=8).shape == (9, data.num_classes)
+    result = train_run(config, data)
+    assert result.status == "ok"
+    assert result.test_predictions.shape == (9,)
+    labels = data.labels("test")
+    assert result.metrics["accuracy"] == pytest.approx(float(np.mean(result.test_predictions == labels)))

@@ -143,11 +143,17 @@ def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:
+    """Training batches: a final batch of one is dropped (it breaks in-batch contrastive losses)."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     chunks = list(order.split(batch_size))
-    if len(chunks) > 1 and len(chunks[-1]) < 2:  # a batch of one breaks in-batch contrastive losses
+    if len(chunks) > 1 and len(chunks[-1]) < 2:
         chunks.pop()
     return chunks
+
+
+def _eval_batches(n: int, batch_size: int) -> list[Tensor]:
+    """Evaluation batches: every row, in order (never drops a row)."""
+    return list(torch.arange(n).split(batch_size))
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -181,7 +187,7 @@ def predict(
     if encoder is not None:
         encoder.eval()
     outputs = []
-    for indices in _batches(data.size(split), batch_size, None):
+    for indices in _eval_batches(data.size(split), batch_size):
         batch = _to_device(data.batch(split, indices), device)
         context = (
             torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
