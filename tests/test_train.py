@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from fusionzoo.interface import Fusion, FusionOutput
+from fusionzoo.interface import Fusion, FusionOutput, Head, HeadOutput
 from fusionzoo.registry import _registry, register_fusion
 from fusionzoo.testing import ContractError
 from fusionzoo.train.config import RunConfig, parse_loss_weights
@@ -270,3 +270,53 @@ def test_evaluation_covers_every_row_when_the_last_batch_has_one():
     assert result.test_predictions.shape == (9,)
     labels = data.labels("test")
     assert result.metrics["accuracy"] == pytest.approx(float(np.mean(result.test_predictions == labels)))
+
+
+class NaNInEvalFusion(Fusion):
+    """Finite in training, NaN in eval mode: evaluation must name the plugin and the phase."""
+
+    name = "test_nan_in_eval"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, image, text, image_mask=None, text_mask=None):
+        tokens = self.proj(image[:, :1])
+        return FusionOutput(tokens=tokens if self.training else tokens * float("nan"))
+
+
+def test_nan_during_evaluation_names_the_plugin_and_the_phase(data, temp_fusions):
+    from fusionzoo.train.trainer import NonFiniteOutputError
+
+    temp_fusions(NaNInEvalFusion)
+    with pytest.raises(NonFiniteOutputError) as info:
+        train_run(RunConfig(fusion="test_nan_in_eval", head="linear", **TINY), data)
+    message = str(info.value)
+    assert "fusion 'test_nan_in_eval' produced NaN" in message
+    assert "during evaluation (val split, epoch 1)" in message
+    assert "Input contains NaN" not in message
+
+
+class NaNInEvalHead(Head):
+    name = "test_nan_head_in_eval"
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__(dim, num_classes)
+        self.proj = nn.Linear(dim, num_classes)
+
+    def forward(self, tokens, mask=None):
+        logits = self.proj(tokens.mean(1))
+        return HeadOutput(logits=logits if self.training else logits / 0.0 * 0.0)
+
+
+def test_nan_from_the_head_during_evaluation_names_the_head(data):
+    from fusionzoo.registry import register_head
+    from fusionzoo.train.trainer import NonFiniteOutputError
+
+    register_head(NaNInEvalHead)
+    try:
+        with pytest.raises(NonFiniteOutputError, match=r"head 'test_nan_head_in_eval' produced NaN logits"):
+            train_run(RunConfig(fusion="concat_mlp", head="test_nan_head_in_eval", **TINY), data)
+    finally:
+        _registry["head"].pop("test_nan_head_in_eval", None)

@@ -10,6 +10,8 @@ Failure semantics (what the bench runner relies on):
 - a NaN/inf training loss stops the run and returns ``status="diverged"`` (no test metrics);
 - the first training batch is checked against the ``(B,·,D)`` contract; a violation raises
   :class:`fusionzoo.testing.ContractError` naming the plugin and the rule;
+- NaN/inf logits during evaluation raise :class:`NonFiniteOutputError` naming the plugin that
+  produced them and the phase ("fusion 'x' produced NaN logits during evaluation (val split, epoch 3)");
 - any other exception, and anything ``on_epoch`` raises (e.g. ``optuna.TrialPruned``), propagates.
 
 Determinism: ``config.seed`` seeds the parameter init, the data order (a dedicated generator) and
@@ -41,6 +43,7 @@ from fusionzoo.train.model import FusionModel, count_parameters
 __all__ = [
     "CHECKPOINT_CONFIG",
     "CHECKPOINT_WEIGHTS",
+    "NonFiniteOutputError",
     "RunResult",
     "evaluate",
     "load_checkpoint",
@@ -170,17 +173,66 @@ def _forward(
     return model(batch["image"], batch["text"], batch.get("image_mask"), batch.get("text_mask"), check=check)
 
 
+class NonFiniteOutputError(RuntimeError):
+    """A plugin produced NaN/inf logits during evaluation; the message names the plugin and the phase."""
+
+
+def _all_finite(values: Any) -> bool:
+    tensors = values if isinstance(values, tuple | list) else (values,)
+    return all(
+        bool(torch.isfinite(t).all()) for t in tensors if isinstance(t, Tensor) and t.is_floating_point()
+    )
+
+
+def _nonfinite_error(
+    model: FusionModel,
+    encoder: nn.Module | None,
+    batch: dict[str, Any],
+    logits: Tensor,
+    split: str,
+    phase: str | None,
+    rows: int,
+) -> NonFiniteOutputError:
+    """Re-run the offending batch with hooks to find which stage first produced a non-finite value."""
+    seen: dict[str, bool] = {}
+
+    def fusion_hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        seen["fusion_in"] = _all_finite(args)
+        seen["fusion_out"] = _all_finite(getattr(output, "tokens", output))
+
+    hooks = [model.fusion.register_forward_hook(fusion_hook)]
+    try:
+        _forward(model, encoder, batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    kind = "NaN" if bool(torch.isnan(logits).any()) else "inf"
+    fusion, head = model.fusion_name, model.head_name
+    if not seen.get("fusion_in", True):
+        culprit = f"the inputs of fusion '{fusion}' (encoder or projection outputs)"
+    elif not seen.get("fusion_out", True):
+        culprit = f"fusion '{fusion}'"
+    else:
+        culprit = f"head '{head}'"
+    bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+    where = f"{split} split" + (f", {phase}" if phase else "")
+    return NonFiniteOutputError(
+        f"{culprit} produced {kind} logits during evaluation ({where}): {bad} of {rows} rows of one batch "
+        "are not finite; check the plugin's eval-mode path (model.eval())"
+    )
+
+
 @torch.no_grad()
-def predict(
+def _eval_pass(
     model: FusionModel,
     data: TrainingData,
     split: str,
     *,
-    batch_size: int = 512,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
+    batch_size: int,
+    device: torch.device | str,
+    autocast_dtype: torch.dtype | None,
+    phase: str | None,
 ) -> np.ndarray:
-    """Logits ``(N, C)`` of ``split`` in eval mode (float32 numpy)."""
     device = torch.device(device)
     encoder = getattr(data, "encoder", None)
     model.eval()
@@ -193,11 +245,41 @@ def predict(
             torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
         )
         with context:
-            logits = _forward(model, encoder, batch).logits
-        outputs.append(logits.float().cpu())
+            logits = _forward(model, encoder, batch).logits.float()
+        if not bool(torch.isfinite(logits).all()):
+            with context:
+                error = _nonfinite_error(model, encoder, batch, logits, split, phase, len(indices))
+            raise error
+        outputs.append(logits.cpu())
     if not outputs:
         return np.zeros((0, model.num_classes), dtype=np.float32)
     return torch.cat(outputs).numpy()
+
+
+def predict(
+    model: FusionModel,
+    data: TrainingData,
+    split: str,
+    *,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    phase: str | None = None,
+) -> np.ndarray:
+    """Logits ``(N, C)`` of every row of ``split`` in eval mode (float32 numpy).
+
+    Non-finite logits raise :class:`NonFiniteOutputError` naming the plugin (fusion, head, or the
+    inputs of the fusion) and the phase (``phase``, e.g. ``"epoch 3"``).
+    """
+    return _eval_pass(
+        model,
+        data,
+        split,
+        batch_size=batch_size,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        phase=phase,
+    )
 
 
 def evaluate(
@@ -209,9 +291,18 @@ def evaluate(
     batch_size: int = 512,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    phase: str | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """(metrics, logits) of ``split``."""
-    logits = predict(model, data, split, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype)
+    logits = predict(
+        model,
+        data,
+        split,
+        batch_size=batch_size,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        phase=phase,
+    )
     metrics = classification_metrics(
         data.labels(split), logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta(split)
     )
@@ -381,6 +472,7 @@ def train_run(
             batch_size=config.eval_batch_size,
             device=device,
             autocast_dtype=autocast_dtype,
+            phase=f"epoch {epoch}",
         )
         record: dict[str, float] = {"epoch": float(epoch), "lr": float(scheduler.get_last_lr()[0])}
         record.update({f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()})
@@ -427,6 +519,7 @@ def train_run(
             batch_size=config.eval_batch_size,
             device=device,
             autocast_dtype=autocast_dtype,
+            phase=f"weights of the best epoch {result.best_epoch}",
         )
         result.metrics = test_metrics
         result.test_predictions = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
