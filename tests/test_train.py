@@ -367,3 +367,44 @@ def test_nan_from_the_head_during_evaluation_names_the_head(data):
             train_run(RunConfig(fusion="concat_mlp", head="test_nan_head_in_eval", **TINY), data)
     finally:
         _registry["head"].pop("test_nan_head_in_eval", None)
+
+
+# ----------------------------------------------------------------------------- aux losses as metrics
+def test_energy_aware_declares_its_energy_weight_and_the_run_applies_it(data):
+    from fusionzoo.fusions.energy_aware_adaptive import EnergyAwareAdaptiveFusion
+    from fusionzoo.train import trainer
+
+    assert EnergyAwareAdaptiveFusion.aux_loss_weights == {"energy": 0.003}
+    seen = {}
+    original = trainer.LossComposer.from_config
+
+    def spy(config, class_weights=None, aux_defaults=None):
+        composer = original(config, class_weights, aux_defaults)
+        seen["energy"] = composer.weight_of("energy")
+        return composer
+
+    trainer.LossComposer.from_config = spy
+    try:
+        train_run(RunConfig(fusion="energy_aware_adaptive", **{**TINY, "epochs": 1}), data)
+        assert seen["energy"] == 0.003
+        train_run(RunConfig(fusion="energy_aware_adaptive", loss_weights={"energy": 0.5}, **TINY), data)
+        assert seen["energy"] == 0.5  # explicit weights win
+    finally:
+        trainer.LossComposer.from_config = original
+
+
+def test_evaluation_reports_the_mean_of_each_aux_loss_over_the_split(data, tmp_path):
+    """aux_<name> metrics -> the results table's test_aux_<name> / val_aux_<name> columns."""
+    # eval batches of 20 over 48 rows (20, 20, 8): a sample-weighted mean, not a mean of batch means
+    config = RunConfig(fusion="energy_aware_adaptive", **{**TINY, "eval_batch_size": 20})
+    result = train_run(config, data, checkpoint_dir=tmp_path / "ckpt")
+    assert {"aux_energy"} <= set(result.metrics) and {"aux_energy"} <= set(result.val_metrics)
+    assert "val_aux_energy" in result.history[0]
+    model, _, _ = load_checkpoint(tmp_path / "ckpt")
+    batch = data.batch("test", torch.arange(data.size("test")))
+    with torch.no_grad():
+        out = model(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
+    probs = out.extras["fusion.router_probs"]
+    by_hand = float((probs * model.fusion.costs).sum(-1).mean())  # Σ_k p_k c_k averaged over all rows
+    assert result.metrics["aux_energy"] == pytest.approx(by_hand, rel=1e-5)
+    assert 0.5 <= by_hand <= 1.0

@@ -232,28 +232,37 @@ def _eval_pass(
     device: torch.device | str,
     autocast_dtype: torch.dtype | None,
     phase: str | None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[str, float]]:
+    """(logits ``(N, C)``, sample-weighted mean of each aux loss over the split)."""
     device = torch.device(device)
     encoder = getattr(data, "encoder", None)
     model.eval()
     if encoder is not None:
         encoder.eval()
     outputs = []
+    aux_sums: dict[str, float] = {}
+    rows = 0
     for indices in _eval_batches(data.size(split), batch_size):
         batch = _to_device(data.batch(split, indices), device)
         context = (
             torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
         )
         with context:
-            logits = _forward(model, encoder, batch).logits.float()
+            out = _forward(model, encoder, batch)
+        logits = out.logits.float()
         if not bool(torch.isfinite(logits).all()):
             with context:
                 error = _nonfinite_error(model, encoder, batch, logits, split, phase, len(indices))
             raise error
         outputs.append(logits.cpu())
+        size = len(indices)
+        rows += size
+        for name, value in out.aux_losses.items():
+            aux_sums[name] = aux_sums.get(name, 0.0) + float(value.detach().float()) * size
+    aux = {name: total / rows for name, total in aux_sums.items()}
     if not outputs:
-        return np.zeros((0, model.num_classes), dtype=np.float32)
-    return torch.cat(outputs).numpy()
+        return np.zeros((0, model.num_classes), dtype=np.float32), aux
+    return torch.cat(outputs).numpy(), aux
 
 
 def predict(
@@ -271,7 +280,7 @@ def predict(
     Non-finite logits raise :class:`NonFiniteOutputError` naming the plugin (fusion, head, or the
     inputs of the fusion) and the phase (``phase``, e.g. ``"epoch 3"``).
     """
-    return _eval_pass(
+    logits, _ = _eval_pass(
         model,
         data,
         split,
@@ -280,6 +289,7 @@ def predict(
         autocast_dtype=autocast_dtype,
         phase=phase,
     )
+    return logits
 
 
 def evaluate(
@@ -293,8 +303,16 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     phase: str | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """(metrics, logits) of ``split``."""
-    logits = predict(
+    """(metrics, logits) of ``split``.
+
+    ``metrics`` holds the classification metrics (:func:`~fusionzoo.train.metrics.classification_metrics`)
+    and, for every aux loss the fusion and head return, ``aux_<name>``: its sample-weighted mean over
+    the split's evaluation batches (unweighted by λ). For a per-sample loss such as
+    ``energy_aware_adaptive``'s ``energy`` this is the exact mean over the rows; for an in-batch loss
+    such as ``contrastive`` it depends on ``eval_batch_size``. They become the ``val_aux_<name>`` /
+    ``test_aux_<name>`` columns of the results table.
+    """
+    logits, aux = _eval_pass(
         model,
         data,
         split,
@@ -306,6 +324,7 @@ def evaluate(
     metrics = classification_metrics(
         data.labels(split), logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta(split)
     )
+    metrics.update({f"aux_{name}": value for name, value in sorted(aux.items())})
     return metrics, logits
 
 
