@@ -78,6 +78,10 @@ class QueryCrossAttention(nn.Module):
             for _ in range(layers)
         )
 
+    def no_weight_decay(self) -> set[str]:
+        """The learnable queries are embeddings: no weight decay (timm convention)."""
+        return {"queries"}
+
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         out = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
         for block in self.blocks:

@@ -42,6 +42,10 @@ class ModalityProjection(nn.Module):
         self.position = nn.Parameter(torch.randn(positions, dim) * 0.02) if positions > 0 else None
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
+    def no_weight_decay(self) -> set[str]:
+        """Modality and position embeddings: no weight decay (timm convention)."""
+        return {"modality", "position"}
+
     def forward(self, tokens: Tensor) -> Tensor:
         out = self.norm(self.linear(tokens))
         if self.modality is not None:

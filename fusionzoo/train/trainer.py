@@ -1,6 +1,7 @@
 """One training run: ``train_run(config, data, on_epoch=None, progress=None) -> RunResult``.
 
-AdamW (decoupled weight decay on matrices only) with linear warm-up then cosine decay, global
+AdamW (decoupled weight decay, not on biases, norms, embeddings or learnable queries:
+:mod:`fusionzoo.train.optim`) with linear warm-up then cosine decay, global
 gradient-norm clipping, AMP (bf16, else fp16 with a grad scaler) on CUDA only, validation after every
 epoch, early stopping on ``config.metric`` (val macro-F1 or accuracy), and the final test metrics from
 the best-validation weights. The best checkpoint is written as ``model.safetensors`` plus
@@ -39,6 +40,7 @@ from fusionzoo.train.data import TrainingData
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.metrics import class_buckets, classification_metrics
 from fusionzoo.train.model import FusionModel, count_parameters
+from fusionzoo.train.optim import weight_decay_groups
 
 __all__ = [
     "CHECKPOINT_CONFIG",
@@ -110,18 +112,12 @@ def _seed_everything(seed: int) -> None:
 
 
 def _param_groups(model: nn.Module, encoder: nn.Module | None, config: RunConfig) -> list[dict[str, Any]]:
-    """Weight decay on matrices only; the finetuned encoder gets ``backbone_lr``."""
+    """The standard weight-decay split (:mod:`fusionzoo.train.optim`: no decay on biases, norms,
+    embeddings, learnable queries); the finetuned encoder gets ``backbone_lr``."""
     groups: list[dict[str, Any]] = []
     for module, lr in ((model, config.lr), (encoder, config.backbone_lr)):
-        if module is None:
-            continue
-        params = [p for p in module.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        if decay:
-            groups.append({"params": decay, "lr": lr, "weight_decay": config.weight_decay})
-        if no_decay:
-            groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0})
+        if module is not None:
+            groups.extend(weight_decay_groups(module, config.weight_decay, lr))
     return groups
 
 
