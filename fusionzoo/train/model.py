@@ -4,6 +4,9 @@
     text  (B, Lt, Et) ─ Linear+LN → (B, Lt, D) [+ modality emb m_txt] [+ position emb] ┴→ fusion → head → logits
 
 The fusion and head are built from spec strings, so every run of the benchmark differs only in them.
+A fusion that reads one modality (``Fusion.modalities``, e.g. ``image_only``) gets no projection for
+the other one: it is neither built, run nor counted; the fusion receives that modality as missing
+(``(B, 1, D)`` zeros, all-``False`` mask).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from fusionzoo import registry
+from fusionzoo.interface import MODALITIES
 from fusionzoo.testing import validate_fusion_output, validate_head_output
 
-__all__ = ["FusionModel", "ModelOutput", "count_parameters"]
+__all__ = ["FusionModel", "ModelOutput", "count_parameters", "fusion_modalities"]
 
 
 @dataclass
@@ -86,16 +90,26 @@ class FusionModel(nn.Module):
     ) -> None:
         super().__init__()
         self.dim, self.num_classes = dim, num_classes
-        self.image_proj = ModalityProjection(
-            image_dim, dim, modality_embeddings, num_image_tokens if position_embeddings else 0, dropout
+        self.modalities = fusion_modalities(fusion)
+        self.image_proj = (
+            ModalityProjection(
+                image_dim, dim, modality_embeddings, num_image_tokens if position_embeddings else 0, dropout
+            )
+            if "image" in self.modalities
+            else None
         )
-        self.text_proj = ModalityProjection(
-            text_dim, dim, modality_embeddings, max_positions if position_embeddings else 0, dropout
+        self.text_proj = (
+            ModalityProjection(
+                text_dim, dim, modality_embeddings, max_positions if position_embeddings else 0, dropout
+            )
+            if "text" in self.modalities
+            else None
         )
         if modality_embeddings:  # distinct initial modality vectors so they are told apart from step 0
             with torch.no_grad():
-                self.image_proj.modality.normal_(0.0, 0.02)
-                self.text_proj.modality.normal_(0.0, 0.02)
+                for projection in (self.image_proj, self.text_proj):
+                    if projection is not None:
+                        projection.modality.normal_(0.0, 0.02)
         self.fusion = registry.create_fusion(fusion, dim)
         self.head = registry.create_head(head, dim, num_classes)
         self.fusion_name = getattr(self.fusion, "spec", fusion)
@@ -131,6 +145,16 @@ class FusionModel(nn.Module):
             num_image_tokens=data.num_image_tokens,
         )
 
+    def _project(
+        self, projection: ModalityProjection | None, tokens: Tensor, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        if projection is not None:
+            return projection(tokens), mask
+        # a modality the fusion does not read: missing for every sample, nothing computed
+        batch = tokens.shape[0]
+        missing = torch.zeros(batch, 1, dtype=torch.bool, device=tokens.device)
+        return tokens.new_zeros(batch, 1, self.dim), missing
+
     def forward(
         self,
         image: Tensor,
@@ -139,8 +163,8 @@ class FusionModel(nn.Module):
         text_mask: Tensor | None = None,
         check: bool = False,
     ) -> ModelOutput:
-        image_tokens = self.image_proj(image)
-        text_tokens = self.text_proj(text)
+        image_tokens, image_mask = self._project(self.image_proj, image, image_mask)
+        text_tokens, text_mask = self._project(self.text_proj, text, text_mask)
         fused = self.fusion(image_tokens, text_tokens, image_mask, text_mask)
         if check:
             validate_fusion_output(fused, image.shape[0], self.dim, f"fusion {self.fusion_name}")
@@ -153,6 +177,17 @@ class FusionModel(nn.Module):
         extras = {f"fusion.{k}": v for k, v in fused.extras.items()}
         extras.update({f"head.{k}": v for k, v in out.extras.items()})
         return ModelOutput(logits=out.logits, aux_losses=aux, extras=extras)
+
+
+def fusion_modalities(fusion: str) -> tuple[str, ...]:
+    """The modalities fusion spec ``fusion`` reads (its class's ``modalities``; both by default)."""
+    name, _ = registry.parse_spec(fusion)
+    modalities = tuple(getattr(registry.get_fusion_class(name), "modalities", MODALITIES))
+    if not modalities or not set(modalities) <= set(MODALITIES):
+        raise ValueError(
+            f"fusion '{name}' declares modalities {modalities!r}; expected a non-empty subset of {MODALITIES}"
+        )
+    return modalities
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
