@@ -14,7 +14,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Fusion", "FusionOutput", "Head", "HeadOutput"]
+__all__ = ["MODALITIES", "Fusion", "FusionOutput", "Head", "HeadOutput"]
+
+MODALITIES = ("image", "text")
 
 
 @dataclass
@@ -52,11 +54,17 @@ class Fusion(nn.Module):
         kind: ``"vector"`` (pools each modality, returns ``(B, 1, D)``) or ``"token"``.
         description: one line shown by ``fusionzoo list``.
         default_head: the head the benchmark pairs it with when none is named.
+        modalities: the modalities it reads, ``("image", "text")`` by default. A fusion that reads one
+            (``image_only``: ``("image",)``) gets no projection for the other: ``FusionModel`` neither
+            builds, runs nor counts it, and passes that modality as a missing one — a ``(B, 1, D)``
+            zero tensor with an all-``False`` mask — so the ``(B, ·, D)`` contract is the same for
+            every fusion.
     """
 
     kind: ClassVar[Literal["vector", "token"]] = "vector"
     description: ClassVar[str] = ""
     default_head: ClassVar[str] = "mlp"
+    modalities: ClassVar[tuple[str, ...]] = ("image", "text")
 
     def __init__(self, dim: int) -> None:
         super().__init__()

@@ -257,5 +257,6 @@ def test_trainer_weights_the_router_losses_with_the_heads_defaults_unless_config
     explicit = RunConfig(loss_weights={"router_z": 0.5})
     total, _ = LossComposer.from_config(explicit, None, defaults)(logits, labels, aux)
     assert total.item() == pytest.approx(ce + 0.01 * 2.0 + 0.5 * 10.0 + 1.0)
+    # paper_loss: 1/3 for CE, load_balance and contrastive; router_z keeps the head's default
     total, _ = LossComposer.from_config(RunConfig(paper_loss=True), None, defaults)(logits, labels, aux)
-    assert total.item() == pytest.approx((ce + 2.0 + 10.0 + 1.0) / 3)
+    assert total.item() == pytest.approx((ce + 2.0 + 1.0) / 3 + 0.001 * 10.0)

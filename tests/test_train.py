@@ -98,6 +98,53 @@ def test_loss_composition_with_weights():
     assert off.item() == pytest.approx(2 * ce.item() + 4.0)
 
 
+def test_paper_loss_weights_exactly_the_papers_three_terms():
+    """paper_loss: 1/3 for CE, contrastive and load balance; router_z (and any other aux loss) keeps
+    the default its plugin declares, else 1; explicit --loss-weights still win."""
+    from fusionzoo.heads.moe import MoEHead
+    from fusionzoo.train.config import PAPER_LOSS_WEIGHT
+
+    defaults = {**MoEHead.aux_loss_weights}
+    weight = LossComposer.from_config(RunConfig(paper_loss=True), aux_defaults=defaults).weight_of
+    assert weight("ce") == weight("contrastive") == weight("load_balance") == PAPER_LOSS_WEIGHT
+    assert weight("router_z") == MoEHead.aux_loss_weights["router_z"] == 0.001
+    assert weight("energy") == 1.0  # no declared default, not a paper term
+    explicit = RunConfig(paper_loss=True, loss_weights={"router_z": 0.5, "contrastive": 0.1})
+    weight = LossComposer.from_config(explicit, aux_defaults=defaults).weight_of
+    assert weight("router_z") == 0.5 and weight("contrastive") == 0.1 and weight("ce") == PAPER_LOSS_WEIGHT
+    # without paper_loss the declared defaults apply to the MoE terms and CE stays 1
+    weight = LossComposer.from_config(RunConfig(), aux_defaults=defaults).weight_of
+    assert (weight("ce"), weight("load_balance"), weight("router_z")) == (1.0, 0.01, 0.001)
+    assert RunConfig(paper_loss=True).loss_weight("router_z", 0.001) == 0.001
+
+
+def test_paper_loss_in_a_fluid_moe_run_uses_the_heads_router_z_default(data):
+    from fusionzoo.train import trainer
+
+    seen = {}
+    original = trainer.LossComposer.from_config
+
+    def spy(config, class_weights=None, aux_defaults=None):
+        composer = original(config, class_weights, aux_defaults)
+        seen.update(
+            {name: composer.weight_of(name) for name in ("ce", "contrastive", "load_balance", "router_z")}
+        )
+        return composer
+
+    config = RunConfig(
+        fusion="fluid:queries=2,layers=1,heads=2",
+        head="moe:experts=2",
+        paper_loss=True,
+        **{**TINY, "epochs": 1},
+    )
+    trainer.LossComposer.from_config = spy
+    try:
+        assert train_run(config, data).status == "ok"
+    finally:
+        trainer.LossComposer.from_config = original
+    assert seen == {"ce": 1 / 3, "contrastive": 1 / 3, "load_balance": 1 / 3, "router_z": 0.001}
+
+
 def test_label_smoothing_and_class_weights():
     logits = torch.tensor([[3.0, 0.0], [0.0, 3.0], [3.0, 0.0]])
     labels = torch.tensor([0, 1, 1])

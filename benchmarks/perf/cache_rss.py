@@ -73,7 +73,7 @@ def tile_entry(source: Path, target: Path, times: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from fusionzoo.encoders.cache import FILES
+    from fusionzoo.encoders.cache import FILES, file_records
 
     manifest = json.loads((source / "manifest.json").read_text())
     target.mkdir(parents=True)
@@ -96,6 +96,7 @@ def tile_entry(source: Path, target: Path, times: int) -> None:
         chunks.append({"index": k, "row_end": (k + 1) * n, "files": files, "kept": n, "truncated": 0})
     tiled = dict(manifest, n=n * times, text_total=manifest["text_total"] * times, chunks=chunks)
     tiled["bytes"] = {name: (target / name).stat().st_size for name in FILES}
+    tiled["files"] = file_records(target)
     (target / "manifest.json").write_text(json.dumps(tiled))
 
 

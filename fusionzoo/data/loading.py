@@ -15,17 +15,25 @@ then does everything else identically for all formats:
 6. subsampling ``limit`` / ``per_class_cap`` on train, with val/test scaled by the same ratio, class
    distribution kept (:func:`subsample_like`);
 7. image files checked to exist (policy ``skip`` drops and warns with the first item ids, ``fail``
-   raises naming the file); empty texts and undecodable bytes counted and warned about.
+   raises naming the file; ``check_images=False`` keeps such rows); empty texts and undecodable bytes
+   counted and warned about.
+
+The fingerprint covers the CSV files (path, size, mtime), every option above, the classes and every
+selected image file by path, size and mtime (one ``stat`` per file, also with ``check_images=False``;
+no image is read or hashed, so it stays fast for 1M images): an edited or touched image with unchanged
+CSVs gives a new fingerprint and so new cache entries.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import numpy as np
@@ -328,13 +336,43 @@ def dedupe(raw: pd.DataFrame, split: str, source: Path, info: dict[str, Any]) ->
     return raw
 
 
-def check_images_exist(frame: pd.DataFrame, split: str, policy: str, info: dict[str, Any]) -> pd.DataFrame:
+def stat_images(paths: Iterable[str]) -> dict[str, tuple[int, int] | None]:
+    """``{path: (size, mtime_ns)}`` of each image file, ``None`` where it is missing (one stat each)."""
+    out: dict[str, tuple[int, int] | None] = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            out[path] = None
+            continue
+        out[path] = (stat.st_size, stat.st_mtime_ns) if S_ISREG(stat.st_mode) else None
+    return out
+
+
+def image_files_identity(stats: dict[str, tuple[int, int] | None]) -> str:
+    """A digest of every image file's path, size and mtime (what an edited image changes)."""
+    digest = hashlib.sha256()
+    for path in sorted(stats):
+        identity = stats[path]
+        digest.update(
+            f"{path}\0{identity[0]}\0{identity[1]}\n".encode() if identity else f"{path}\0-\n".encode()
+        )
+    return digest.hexdigest()[:16]
+
+
+def check_images_exist(
+    frame: pd.DataFrame,
+    split: str,
+    policy: str,
+    info: dict[str, Any],
+    stats: dict[str, tuple[int, int] | None] | None = None,
+) -> pd.DataFrame:
     """Drop rows whose image file is missing (``skip``, with a warning) or raise (``fail``)."""
     if len(frame) == 0:
         return frame
-    unique = pd.unique(frame["image_path"])
-    exists = dict(zip(unique, map(os.path.isfile, unique), strict=True))
-    present = frame["image_path"].map(exists).astype(bool)
+    if stats is None:
+        stats = stat_images(pd.unique(frame["image_path"]))
+    present = frame["image_path"].map(lambda path: stats[path] is not None).astype(bool)
     if present.all():
         return frame
     missing = frame.loc[~present]
@@ -478,9 +516,12 @@ def assemble_splits(
             f"{int(shared.sum())} test row(s) show an image file that also occurs in train (test accuracy can "
             f"be inflated by memorised images; item_ids {_examples(test.loc[shared, 'item_id'])})",
         )
+    image_stats: dict[str, tuple[int, int] | None] = {}
     for split in splits:
+        stats = stat_images(pd.unique(splits[split]["image_path"]))
+        image_stats.update(stats)
         if check_images:
-            splits[split] = check_images_exist(splits[split], split, on_bad_image, info)
+            splits[split] = check_images_exist(splits[split], split, on_bad_image, info, stats)
         splits[split] = splits[split].reset_index(drop=True)[list(COLUMNS)]
         empty = splits[split]["text"].str.strip() == ""
         if empty.any():
@@ -508,6 +549,7 @@ def assemble_splits(
             "check_images": check_images,
         },
         "classes": list(raw_labels),
+        "images": image_files_identity(image_stats),
     }
     if extra_fingerprint is not None:
         payload["extra"] = extra_fingerprint()

@@ -6,7 +6,8 @@ Layout of one entry, ``<cache_dir>/<dataset>-<split>-<key>/``::
     text_tokens.f16    (T, Et) float16, raw: every text's tokens back to back, no padding
     text_lengths.i64   (N,) int64 tokens per text (offsets = cumsum)
     rows.i64           (N,) int64 row of the split frame each sample came from (bad images dropped)
-    labels.npy, meta.parquet, manifest.json (key payload, shapes, per-chunk byte ranges + sha256)
+    labels.npy, meta.parquet, manifest.json (key payload, shapes, per-chunk byte ranges + sha256,
+                       size + sha256 of labels.npy and meta.parquet)
 
 ``key`` is a hash of everything the features depend on: the split's fingerprint (dataset files,
 loader options, limit/filters and the split's item ids), the encoders' identities (name, weights
@@ -16,8 +17,15 @@ An entry is built in ``<entry>.partial/``: rows are encoded in chunks; each chun
 and fsynced, then ``journal.json`` (per-chunk byte ranges and sha256) is replaced atomically
 (temp + rename). A killed run leaves a partial entry whose journal names the complete chunks; the next
 run verifies them, truncates anything after the last good chunk and continues from there. When every
-chunk is written the folder is renamed to its final name (atomic). Opening an entry checks the file
-sizes and each chunk's sha256; a mismatch prints what is wrong and rebuilds the entry.
+chunk is written the folder is renamed to its final name (atomic).
+
+Opening an entry checks **every file** against the manifest: the sizes of all files always (cheap),
+the sha256 of each token chunk and of ``labels.npy`` / ``meta.parquet`` when hashing (``verify``
+``full``, or ``auto`` for entries up to 8 GiB); the manifest's key must match the entry's name and its
+payload, and the shapes must agree with the file sizes. :func:`encode_splits` then checks the entry
+against the dataset it is reused for (cheap, always): every label in ``0..C-1`` and equal to the
+dataset's label of its row, the item ids equal to the dataset's. Any mismatch prints "corrupt cache
+entry … deleting and rebuilding it" and the entry is rebuilt — never read.
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ FORMAT_VERSION = 1
 CACHE_ENV = "FUSIONZOO_CACHE"
 FULL_VERIFY_LIMIT = 8 << 30  # entries up to 8 GiB are fully hashed on open; larger: sizes unless asked
 LARGE_CACHE_WARNING = 20 << 30
-FILES = ("image_tokens.f16", "text_tokens.f16", "text_lengths.i64", "rows.i64")
+FILES = ("image_tokens.f16", "text_tokens.f16", "text_lengths.i64", "rows.i64")  # chunked, per-chunk sha256
+WHOLE_FILES = ("labels.npy", "meta.parquet")  # written at the end, one sha256 each (manifest["files"])
 META_COLUMNS = ("item_id", "geo", "label_source", "is_human", "label")
 
 
@@ -131,6 +140,11 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 @contextlib.contextmanager
 def _locked(path: Path, console: Any) -> Iterator[None]:
     """An exclusive lock (flock) so that two processes never build the same entry at once."""
@@ -167,42 +181,84 @@ def _chunk_problems(folder: Path, chunks: list[dict[str, Any]], hashes: bool) ->
 # reading
 
 
-def open_entry(folder: Path, verify: str = "auto", console: Any = None) -> FeatureSplit:
-    """Open a complete entry memory-mapped, after checking it against its manifest.
+def file_records(folder: Path, names: tuple[str, ...] = WHOLE_FILES) -> dict[str, dict[str, Any]]:
+    """``{name: {"bytes", "sha256"}}`` of whole files of an entry (what the manifest records)."""
+    records = {}
+    for name in names:
+        path = folder / name
+        size = path.stat().st_size
+        records[name] = {"bytes": size, "sha256": _sha(path, 0, size)}
+    return records
 
-    ``verify``: ``full`` hashes every chunk, ``size`` checks sizes only, ``auto`` hashes entries up to
-    8 GiB. Raises :class:`CacheIntegrityError` when the entry does not match.
+
+def open_entry(folder: Path, verify: str = "auto", console: Any = None) -> FeatureSplit:
+    """Open a complete entry memory-mapped, after checking every file against its manifest.
+
+    ``verify``: ``full`` hashes every chunk and file, ``size`` checks sizes (and shapes) only, ``auto``
+    hashes entries up to 8 GiB. Raises :class:`CacheIntegrityError` when the entry does not match.
     """
     manifest_path = folder / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
         raise CacheIntegrityError(f"cache entry {folder.name}: unreadable manifest ({exc})") from None
-    total = sum(manifest["bytes"].values())
+    key = manifest.get("key")
+    if not folder.name.endswith(f"-{key}") or fingerprint_of(manifest.get("payload", {})) != key:
+        raise CacheIntegrityError(
+            f"cache entry {folder.name}: the manifest's key {key!r} does not match the entry or its payload"
+        )
+    records = manifest.get("files")
+    if not isinstance(records, dict) or set(records) != set(WHOLE_FILES):
+        raise CacheIntegrityError(
+            f"cache entry {folder.name}: the manifest has no integrity record for "
+            f"{', '.join(WHOLE_FILES)} (written by an older fusionzoo)"
+        )
+    total = sum(manifest["bytes"].values()) + sum(r["bytes"] for r in records.values())
     hashes = verify == "full" or (verify == "auto" and total <= FULL_VERIFY_LIMIT)
     if not hashes and console is not None:
         console.print(
             f"\\[cache] {folder.name}: {human_bytes(total)}; checked file sizes only "
             f"(use --verify-cache full to hash every chunk)"
         )
-    for name in FILES:
+    expected_sizes = {**manifest["bytes"], **{name: r["bytes"] for name, r in records.items()}}
+    for name, size in expected_sizes.items():
         actual = (folder / name).stat().st_size if (folder / name).exists() else -1
-        if actual != manifest["bytes"][name]:
+        if actual != size:
             raise CacheIntegrityError(
-                f"cache entry {folder.name}: {name} has {actual} bytes, the manifest says {manifest['bytes'][name]}"
+                f"cache entry {folder.name}: {name} has {actual} bytes, the manifest says {size}"
+            )
+    n = manifest["n"]
+    li, ei, et = manifest["image_shape"][0], manifest["image_shape"][1], manifest["text_dim"]
+    t = manifest["text_total"]
+    shapes = {
+        "image_tokens.f16": n * li * ei * 2,
+        "text_tokens.f16": t * et * 2,
+        "text_lengths.i64": n * 8,
+        "rows.i64": n * 8,
+    }
+    for name, size in shapes.items():
+        if manifest["bytes"][name] != size:
+            raise CacheIntegrityError(
+                f"cache entry {folder.name}: {name} has {manifest['bytes'][name]} bytes, the shapes in the "
+                f"manifest need {size}"
             )
     problems = _chunk_problems(folder, manifest["chunks"], hashes)
     if problems:
         index, what = problems[0]
         raise CacheIntegrityError(f"cache entry {folder.name}: chunk {index}: {what}")
-    n = manifest["n"]
-    li, ei, et = manifest["image_shape"][0], manifest["image_shape"][1], manifest["text_dim"]
-    t = manifest["text_total"]
+    if hashes:
+        for name, record in records.items():
+            if _sha(folder / name, 0, record["bytes"]) != record["sha256"]:
+                raise CacheIntegrityError(f"cache entry {folder.name}: {name} fails its sha256")
     image = _memmap(folder / "image_tokens.f16", np.float16, (n, li, ei))
     text = _memmap(folder / "text_tokens.f16", np.float16, (t, et))
     lengths = np.fromfile(folder / "text_lengths.i64", dtype=np.int64) if n else np.zeros(0, np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    labels = np.load(folder / "labels.npy")
+    labels = np.load(folder / "labels.npy", allow_pickle=False)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise CacheIntegrityError(
+            f"cache entry {folder.name}: labels.npy holds {labels.dtype} {labels.shape}, expected int64 ({n},)"
+        )
     meta = pd.read_parquet(folder / "meta.parquet")
     info = {"cache_path": str(folder), "key": manifest["key"], "bad_items": manifest["bad_items"]}
     info["truncated_texts"] = manifest["truncated_texts"]
@@ -212,6 +268,39 @@ def open_entry(folder: Path, verify: str = "auto", console: Any = None) -> Featu
         "text_tokens": str(folder / "text_tokens.f16"),
     }
     return FeatureSplit(image, text, offsets, labels, meta, info=info, sources=sources if n else None)
+
+
+def check_against_split(
+    features: FeatureSplit, folder: Path, frame: pd.DataFrame, num_classes: int | None
+) -> None:
+    """Raise :class:`CacheIntegrityError` unless the entry's labels and item ids are the dataset's.
+
+    ``frame``: the split frame the entry was built from (``reset_index(drop=True)``). Cheap (N ints
+    and N item ids), so it runs on every reuse, whatever ``verify`` says.
+    """
+    labels = np.asarray(features.labels)
+    if num_classes is not None and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise CacheIntegrityError(
+            f"cache entry {folder.name}: labels.npy holds label {int(bad[0])} outside 0..{num_classes - 1} "
+            f"(the dataset has {num_classes} classes)"
+        )
+    rows = np.fromfile(folder / "rows.i64", dtype=np.int64) if len(labels) else np.zeros(0, np.int64)
+    if len(rows) != len(labels) or (len(rows) and (rows.min() < 0 or rows.max() >= len(frame))):
+        raise CacheIntegrityError(f"cache entry {folder.name}: rows.i64 does not index the split's rows")
+    expected = frame["label"].to_numpy(dtype=np.int64)[rows]
+    if not np.array_equal(labels, expected):
+        first = int(np.flatnonzero(labels != expected)[0])
+        raise CacheIntegrityError(
+            f"cache entry {folder.name}: labels.npy does not match the dataset's labels "
+            f"({int((labels != expected).sum())} rows differ, first row {first}: {int(labels[first])} vs "
+            f"{int(expected[first])})"
+        )
+    ids = frame["item_id"].astype(str).to_numpy()[rows]
+    if "item_id" not in features.meta.columns or not np.array_equal(
+        features.meta["item_id"].astype(str).to_numpy(), ids
+    ):
+        raise CacheIntegrityError(f"cache entry {folder.name}: meta.parquet's item ids are not the dataset's")
 
 
 def _memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -562,6 +651,8 @@ def _finish_entry(
     meta = kept[[c for c in META_COLUMNS if c in kept.columns]].copy()
     meta["item_id"] = meta["item_id"].astype(str)
     meta.to_parquet(partial / "meta.parquet", index=False)
+    _fsync_file(partial / "labels.npy")
+    _fsync_file(partial / "meta.parquet")
     manifest = {
         "key": journal["key"],
         "payload": journal["payload"],
@@ -571,6 +662,7 @@ def _finish_entry(
         "text_total": int((partial / "text_tokens.f16").stat().st_size // (2 * text_encoder.out_dim)),
         "chunks": journal["chunks"],
         "bytes": {name: (partial / name).stat().st_size for name in FILES},
+        "files": file_records(partial),
         "bad_items": bad["item_id"].astype(str).tolist(),
         "truncated_texts": int(sum(c["truncated"] for c in journal["chunks"])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -640,8 +732,11 @@ def encode_splits(
 
     results: dict[str, FeatureSplit] = {}
     todo = []
+    frames = {split: splits.split(split).reset_index(drop=True) for split in split_names}
     for split, key, payload, final in plans:
-        features = _try_open(final, verify, console, split)
+        features = _try_open(
+            final, verify, console, split, frame=frames[split], num_classes=splits.num_classes
+        )
         if features is not None:
             features.info.update(reused=True, resumed=False)
             console.print(
@@ -676,10 +771,12 @@ def encode_splits(
 
     with _Progress(progress, console) as bars:
         for split, key, payload, final in todo:
-            frame = splits.split(split).reset_index(drop=True)
+            frame = frames[split]
             partial = final.with_name(final.name + ".partial")
             with _locked(final.with_name(final.name + ".lock"), console):
-                features = _try_open(final, verify, console, split, quiet=True)
+                features = _try_open(
+                    final, verify, console, split, quiet=True, frame=frame, num_classes=splits.num_classes
+                )
                 if features is not None:  # another process finished it while we waited
                     features.info.update(reused=True, resumed=False)
                     results[split] = features
@@ -735,15 +832,27 @@ def encode_splits(
     return {split: results[split] for split in split_names}
 
 
-def _try_open(final: Path, verify: str, console: Any, split: str, quiet: bool = False) -> FeatureSplit | None:
+def _try_open(
+    final: Path,
+    verify: str,
+    console: Any,
+    split: str,
+    quiet: bool = False,
+    *,
+    frame: pd.DataFrame | None = None,
+    num_classes: int | None = None,
+) -> FeatureSplit | None:
     if not (final / "manifest.json").exists():
         if final.exists():
             console.print(f"\\[cache] {split}: {final.name} has no manifest (incomplete); rebuilding it")
             shutil.rmtree(final, ignore_errors=True)
         return None
     try:
-        return open_entry(final, verify, None if quiet else console)
-    except (CacheIntegrityError, OSError, ValueError, KeyError) as exc:
+        features = open_entry(final, verify, None if quiet else console)
+        if frame is not None:
+            check_against_split(features, final, frame, num_classes)
+        return features
+    except (CacheIntegrityError, OSError, ValueError, KeyError, TypeError) as exc:
         console.print(
             f"\\[cache] [bold red]corrupt cache entry[/] for {split}: {exc}; deleting and rebuilding it"
         )

@@ -3,7 +3,10 @@
 Spec strings::
 
     timm:<model_name>                   timm registry model, e.g. timm:vit_base_patch16_224
-    timm:<model_name>@<checkpoint file> registry architecture + local weights (.safetensors/.pth)
+    timm:<model_name>@<checkpoint file> registry architecture + local weights (.safetensors/.pth); a
+                                        full checkpoint with its classifier (state_dict or timm's
+                                        {"state_dict": ...} / {"model": ...}) loads, see
+                                        :func:`load_timm_checkpoint`
     timm:/path/to/folder                a folder written by timm's ``save_for_hf`` (config.json + weights)
     timm:local-dir:/path/to/folder      the same, in timm's own spelling
 
@@ -216,6 +219,74 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+def _classifier_keys(model: nn.Module) -> set[str]:
+    """``<name>.weight`` / ``<name>.bias`` of the classifier(s) named by ``pretrained_cfg["classifier"]``."""
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
+    names = (names,) if isinstance(names, str) else tuple(names)
+    return {f"{name}.{part}" for name in names for part in ("weight", "bias")}
+
+
+def _show(keys: list[str], limit: int = 8) -> str:
+    more = f", … ({len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_timm_checkpoint(model: nn.Module, checkpoint: str | os.PathLike[str], spec: str = "") -> None:
+    """Load a timm checkpoint file into ``model`` (built with ``num_classes=0``), as timm's pretrained
+    path does.
+
+    ``timm.models.load_checkpoint`` reads ``.safetensors`` or a torch file (``weights_only``), unwraps
+    ``{"state_dict": ...}`` / ``{"model": ...}`` (timm's ``load_state_dict``; the model weights, not
+    ``state_dict_ema``) and strips a ``module.`` prefix. The classifier keys named by the model's
+    ``pretrained_cfg["classifier"]`` are dropped (``timm.models._builder.load_pretrained`` does the same
+    when ``num_classes`` differs), so a full checkpoint saved with its head loads. Any other difference
+    — missing or unexpected keys, a shape mismatch — raises :class:`EncoderError` naming the keys.
+    """
+    import argparse
+
+    from timm.models import load_checkpoint
+
+    label = spec or str(checkpoint)
+    drop = _classifier_keys(model)
+    dropped: list[str] = []
+
+    def without_classifier(state_dict: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+        own = set(model.state_dict())
+        dropped.extend(k for k in state_dict if k in drop and k not in own)
+        return {k: v for k, v in state_dict.items() if k in own or k not in drop}
+
+    try:
+        # timm's train.py stores its argparse.Namespace next to the weights: allow that one plain container
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            incompatible = load_checkpoint(
+                model, str(checkpoint), use_ema=False, strict=False, filter_fn=without_classifier
+            )
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        if "size mismatch" in detail:
+            raise EncoderError(
+                f"image encoder '{label}': checkpoint {checkpoint} does not fit the architecture: {detail}"
+            ) from None
+        raise EncoderError(
+            f"image encoder '{label}': cannot read checkpoint {checkpoint}: {detail}"
+        ) from None
+    except Exception as exc:
+        raise EncoderError(
+            f"image encoder '{label}': cannot read checkpoint {checkpoint}: {type(exc).__name__}: {exc}"
+        ) from None
+    problems = []
+    if incompatible is not None and incompatible.missing_keys:
+        problems.append(f"missing key(s): {_show(list(incompatible.missing_keys))}")
+    if incompatible is not None and incompatible.unexpected_keys:
+        problems.append(f"unexpected key(s): {_show(list(incompatible.unexpected_keys))}")
+    if problems:
+        raise EncoderError(
+            f"image encoder '{label}': checkpoint {checkpoint} does not fit the architecture "
+            f"({'; '.join(problems)}); only the classifier keys ({_show(sorted(drop)) or 'none'}) may "
+            "differ. Check the model name and its options (e.g. img_size, depth)"
+        )
+
+
 def parse_image_spec(spec: str) -> tuple[str, str | None, str | None]:
     """``(model_name, checkpoint_path, local_dir)`` from an image encoder spec."""
     if not spec.startswith(PREFIX):
@@ -283,7 +354,6 @@ def create_image_encoder(
                 raise EncoderError(f"image encoder '{spec}': checkpoint file {checkpoint} does not exist")
             use_pretrained = False
             weights = {"checkpoint": file_identity(checkpoint)}
-            kwargs["checkpoint_path"] = checkpoint
         else:
             use_pretrained = True if pretrained is None else pretrained
             weights = {"random_init": True}
@@ -299,11 +369,13 @@ def create_image_encoder(
         raise EncoderError(
             f"image encoder '{spec}' could not be created: {type(exc).__name__}: {exc}"
         ) from exc
+    if checkpoint is not None and local_dir is None:
+        load_timm_checkpoint(model, checkpoint, spec)
     if use_pretrained and local_dir is None:
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         weights = {"pretrained": cfg.get("hf_hub_id") or cfg.get("url") or name, "tag": cfg.get("tag")}
     if weights.get("random_init"):
-        weights["model_kwargs"] = {k: v for k, v in kwargs.items() if k != "checkpoint_path"}
+        weights["model_kwargs"] = dict(kwargs)
         weights["note"] = (
             "random initialisation: features depend on the torch seed; prefer a saved checkpoint"
         )

@@ -64,6 +64,10 @@ class EarlyFusion(Fusion):
             layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
         )
 
+    def no_weight_decay(self) -> set[str]:
+        """The [CLS] token: no weight decay (timm convention)."""
+        return {"cls_token"}
+
     def forward(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None = None, text_mask: Tensor | None = None
     ) -> FusionOutput:

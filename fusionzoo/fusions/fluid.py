@@ -26,7 +26,9 @@ class FLUID(Fusion):
         F' = QFormer_B(Q3; F) ∈ R^{bottleneck_queries × D}             Q-bottleneck
 
     Each QFormer stacks post-LN learnable-query cross-attention blocks with an FFN
-    (:class:`~fusionzoo.layers.QueryCrossAttention`); the bottleneck uses one block.
+    (:class:`~fusionzoo.layers.QueryCrossAttention`); the bottleneck uses one block. As in the paper
+    (``Attention(Q1, I W^K, I W^V)``) the queries do not self-attend: each query is distilled from the
+    tokens on its own (the ``qformer`` baseline, BLIP-2-like, adds query self-attention).
     Ablations (paper Table 3): ``contrastive=False`` returns no ``"contrastive"`` aux loss;
     ``qtransform=False`` uses the first ([CLS]) token of each modality (l = 1); ``gating=False`` uses
     the plain mean a = ½ (no gate parameters); ``bottleneck=False`` outputs F itself (l tokens).

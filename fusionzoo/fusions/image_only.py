@@ -18,13 +18,16 @@ class ImageOnly(VectorFusion):
     z = P(v),   P = W v + b (``hidden_mult=0``) or MLP(v) with one hidden layer of hidden_mult·D
 
     The text never reaches the output and the module has no text parameters (every parameter gets a
-    gradient). A sample without an image pools to zeros, so its output is P(0) (finite). ``TextOnly``
+    gradient). ``modalities = ("image",)``: the model builds no text projection either (so the
+    parameter count is image projection + this module + head) and passes the text as a missing
+    modality. A sample without an image pools to zeros, so its output is P(0) (finite). ``TextOnly``
     (``text_only``) is the same module with ``modality = "text"``.
     """
 
     name = "image_only"
     description = "unimodal baseline: projection of the pooled image vector (text ignored)"
     modality: ClassVar[Literal["image", "text"]] = "image"
+    modalities: ClassVar[tuple[str, ...]] = ("image",)
 
     def __init__(
         self, dim: int, *, hidden_mult: float = 0.0, dropout: float = 0.0, pool: str = "mean"

@@ -17,14 +17,18 @@ class QFormerFusion(Fusion):
     """One set of learnable queries distils both modalities at once (no gate, no contrastive loss).
 
         X = [I + e_image; T + e_text]   (padding masked)
-        Z = QFormer(Q; X) ∈ R^{queries × D}
+        Z = QFormer(Q; X) ∈ R^{queries × D}, per block (post-LN, BLIP-2's Q-Former block):
+            S = LN(Q + SelfAttn(Q, Q, Q))          the queries interact (``self_attention=True``)
+            H = LN(S + CrossAttn(S, X, X));   Q' = LN(H + FFN(H))
 
-    QFormer stacks ``layers`` post-LN learnable-query cross-attention blocks with an FFN
-    (:class:`~fusionzoo.layers.QueryCrossAttention`). A missing modality is simply masked out.
+    QFormer stacks ``layers`` such blocks (:class:`~fusionzoo.layers.QueryCrossAttention`);
+    ``self_attention=false`` drops the query self-attention (every query then reads X on its own, as
+    in FLUID's Q-transform). BLIP-2 puts a cross-attention in every other block; here every block has
+    one. A missing modality is simply masked out.
     """
 
     name = "qformer"
-    description = "Modified BLIP-2: one shared Q-Former over [I; T] with modality-type embeddings"
+    description = "Modified BLIP-2: one shared Q-Former (query self-attn + cross-attn) over [I; T]"
     kind = "token"
 
     def __init__(
@@ -36,10 +40,13 @@ class QFormerFusion(Fusion):
         heads: int = 8,
         ffn_mult: float = 4.0,
         dropout: float = 0.1,
+        self_attention: bool = True,
     ) -> None:
         super().__init__(dim)
         self.concat = ModalityConcat(dim)
-        self.qformer = QueryCrossAttention(dim, queries, layers, heads, ffn_mult, dropout)
+        self.qformer = QueryCrossAttention(
+            dim, queries, layers, heads, ffn_mult, dropout, self_attention=self_attention
+        )
 
     def forward(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None = None, text_mask: Tensor | None = None

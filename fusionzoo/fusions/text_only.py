@@ -19,3 +19,4 @@ class TextOnly(ImageOnly):
     name = "text_only"
     description = "unimodal baseline: projection of the pooled text vector (image ignored)"
     modality = "text"
+    modalities = ("text",)

@@ -64,6 +64,10 @@ class TransformerConcatFusion(VectorFusion):
         weights = present.to(hidden.dtype).unsqueeze(-1)
         return (hidden * weights).sum(1) / weights.sum(1)
 
+    def no_weight_decay(self) -> set[str]:
+        """Modality embeddings: no weight decay (timm convention)."""
+        return {"modality_embeddings"}
+
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
         return {

@@ -2,12 +2,17 @@
 
 For learnable queries ``Q ∈ R^{l×D}`` and tokens ``X ∈ R^{N×D}`` one block computes (post-LayerNorm):
 
-    A = softmax(Q W_Q (X W_K)ᵀ / √d) X W_V            (multi-head, padding keys masked out)
-    H = LN(Q + A);   Q' = LN(H + FFN(H))
+    S = LN(Q + SelfAttn(Q, Q, Q))                      only with ``self_attention=True``, else S = Q
+    A = softmax(S W_Q (X W_K)ᵀ / √d) X W_V            (multi-head, padding keys masked out)
+    H = LN(S + A);   Q' = LN(H + FFN(H))
 
 and :class:`QueryCrossAttention` stacks ``layers`` such blocks, feeding each block's output as the
-next block's queries. A sample whose tokens are all masked gets no attention update (its queries
-pass through the residual path), so its output stays finite.
+next block's queries. Without self-attention every query is distilled independently (its output
+depends only on itself and X) — FLUID's Q-transform as the paper describes it. With it the queries
+interact before reading X, as in BLIP-2's Q-Former block (self-attention → cross-attention → FFN, each
+a post-LN residual; BLIP-2 inserts the cross-attention every other layer, here every block has one).
+A sample whose tokens are all masked gets no cross-attention update (its queries pass through the
+residual path), so its output stays finite.
 """
 
 from __future__ import annotations
@@ -25,9 +30,16 @@ def check_heads(dim: int, heads: int) -> None:
 
 
 class QueryCrossAttentionBlock(nn.Module):
-    """One post-LN block: queries cross-attend to tokens, then a feed-forward network."""
+    """One post-LN block: [queries self-attend,] queries cross-attend to tokens, then an FFN."""
 
-    def __init__(self, dim: int, heads: int = 4, ffn_mult: float = 4.0, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 4,
+        ffn_mult: float = 4.0,
+        dropout: float = 0.0,
+        self_attention: bool = False,
+    ) -> None:
         super().__init__()
         check_heads(dim, heads)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
@@ -38,8 +50,15 @@ class QueryCrossAttentionBlock(nn.Module):
         )
         self.norm_ffn = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
+        self.self_attention = self_attention
+        if self_attention:  # created last: without it the parameters (and their init) are unchanged
+            self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+            self.norm_self = nn.LayerNorm(dim)
 
     def forward(self, queries: Tensor, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.self_attention:
+            mixed, _ = self.self_attn(queries, queries, queries, need_weights=False)
+            queries = self.norm_self(queries + self.dropout(mixed))
         has_tokens = any_real(mask, tokens.shape[0], tokens.device)
         key_padding = None
         if mask is not None:
@@ -55,7 +74,8 @@ class QueryCrossAttentionBlock(nn.Module):
 class QueryCrossAttention(nn.Module):
     """``num_queries`` learnable queries distilled from a token sequence by ``layers`` blocks.
 
-    ``forward(tokens (B, N, D), mask (B, N)) -> (B, num_queries, D)``.
+    ``forward(tokens (B, N, D), mask (B, N)) -> (B, num_queries, D)``. ``self_attention``: the queries
+    self-attend at the start of every block (BLIP-2's Q-Former); off by default (FLUID).
     """
 
     def __init__(
@@ -66,6 +86,7 @@ class QueryCrossAttention(nn.Module):
         heads: int = 4,
         ffn_mult: float = 4.0,
         dropout: float = 0.0,
+        self_attention: bool = False,
     ) -> None:
         super().__init__()
         if num_queries < 1:
@@ -74,9 +95,15 @@ class QueryCrossAttention(nn.Module):
             raise ValueError(f"layers must be >= 1, got {layers}")
         self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
         self.blocks = nn.ModuleList(
-            QueryCrossAttentionBlock(dim, heads=heads, ffn_mult=ffn_mult, dropout=dropout)
+            QueryCrossAttentionBlock(
+                dim, heads=heads, ffn_mult=ffn_mult, dropout=dropout, self_attention=self_attention
+            )
             for _ in range(layers)
         )
+
+    def no_weight_decay(self) -> set[str]:
+        """The learnable queries are embeddings: no weight decay (timm convention)."""
+        return {"queries"}
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         out = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)

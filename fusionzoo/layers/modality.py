@@ -21,6 +21,10 @@ class ModalityConcat(nn.Module):
         super().__init__()
         self.type_embeddings = nn.Parameter(torch.randn(2, dim) * 0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        """Type embeddings: no weight decay (timm convention)."""
+        return {"type_embeddings"}
+
     def forward(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None = None, text_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:

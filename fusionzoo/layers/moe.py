@@ -63,6 +63,10 @@ class ExpertMLPs(nn.Module):
             nn.init.uniform_(weight, -bound, bound)
             nn.init.uniform_(bias, -bound, bound)
 
+    def no_weight_decay(self) -> set[str]:
+        """The experts' biases (stored as ``(E, ·)`` matrices): no weight decay, like any bias."""
+        return {"b1", "b2"}
+
     def grouped_supported(self, x: Tensor) -> bool:
         """Can ``torch.nn.functional.grouped_mm`` run these shapes (16-byte aligned rows, one dtype)?"""
         align = 16 // x.element_size()

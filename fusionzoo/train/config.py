@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "EXECUTION_FIELDS",
     "MODES",
+    "PAPER_LOSS_TERMS",
     "PAPER_LOSS_WEIGHT",
     "TRAINING_SEMANTICS",
     "RunConfig",
@@ -27,9 +28,11 @@ MODES = ("frozen", "finetune")
 # Version of what a training run means (optimiser, schedule, loss composition, evaluation, built-in
 # plugin defaults). It is part of every run's identity: bump it with any change that moves a number,
 # so results of older code are never reused or averaged with new ones.
-TRAINING_SEMANTICS = 1
+TRAINING_SEMANTICS = 2  # 2: standard weight-decay split, paper_loss terms, qformer self-attention, unimodal projections
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 PAPER_LOSS_WEIGHT = 1.0 / 3.0  # FLUID: L = 1/3·CE + 1/3·L_contrastive + 1/3·L_MoE
+# the three terms of FLUID's loss (paper §4: λ1 = λ2 = λ3 = 1/3); L_MoE is the load-balancing loss
+PAPER_LOSS_TERMS = ("ce", "contrastive", "load_balance")
 EXECUTION_FIELDS = frozenset({"device", "amp", "eval_batch_size"})
 
 
@@ -43,8 +46,11 @@ class RunConfig:
     warmup: fraction of the total optimiser steps spent in linear warm-up (then cosine decay to 0).
     grad_clip: max global gradient norm (0 disables clipping).
     loss_weights: λ per loss name; ``"ce"`` is the classification loss, any other key an auxiliary loss
-        returned by the fusion or head. Unnamed aux losses get weight 1 (or 1/3 with ``paper_loss``).
-    paper_loss: FLUID's preset, λ = 1/3 for CE and for every aux loss (explicit weights still win).
+        returned by the fusion or head. An unnamed aux loss gets the default its plugin declares
+        (``aux_loss_weights``), else 1.
+    paper_loss: FLUID's loss, λ = 1/3 for exactly the paper's three terms (:data:`PAPER_LOSS_TERMS`:
+        CE, ``contrastive``, ``load_balance``); every other aux loss (e.g. the MoE head's ``router_z``)
+        keeps its plugin's default, else 1. Explicit ``loss_weights`` still win.
     patience: epochs without improvement of ``metric`` on validation before stopping (0 = never stop).
     metric: the validation column that picks the best epoch (any registered metric column, e.g.
         ``macro_f1``, ``accuracy``, ``acc_tail``; its direction comes from the metric registry).
@@ -153,11 +159,14 @@ class RunConfig:
         name, _ = registry.parse_spec(self.fusion)
         return str(getattr(registry.get_fusion_class(name), "default_head", "mlp") or "mlp")
 
-    def loss_weight(self, name: str) -> float:
-        """λ for loss ``name`` ("ce" or an aux loss name)."""
+    def loss_weight(self, name: str, default: float = 1.0) -> float:
+        """λ for loss ``name`` ("ce" or an aux loss name): the explicit weight, else 1/3 for a paper
+        term under ``paper_loss``, else ``default`` (the plugin's declared default, or 1)."""
         if name in self.loss_weights:
             return self.loss_weights[name]
-        return PAPER_LOSS_WEIGHT if self.paper_loss else 1.0
+        if self.paper_loss and name in PAPER_LOSS_TERMS:
+            return PAPER_LOSS_WEIGHT
+        return float(default)
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` applied (validated)."""

@@ -1,9 +1,11 @@
 """The training objective: ``L = λ_ce·CE + Σ_k λ_k·aux_k`` over every aux loss the fusion and head return.
 
 λ per name comes from ``RunConfig.loss_weights`` (``--loss-weights contrastive=0.333,load_balance=0.333``);
-a name without a weight gets 1/3 with ``paper_loss`` (FLUID: λ1 = λ2 = λ3 = 1/3), else the default its
-plugin declares in ``aux_loss_weights`` (the MoE head: load_balance 0.01, router_z 0.001), else 1. CE optionally
-uses label smoothing and inverse-frequency class weights (for GLAMI's long tail).
+a name without a weight gets 1/3 with ``paper_loss`` if it is one of the paper's three terms (FLUID:
+λ1·CE + λ2·contrastive + λ3·load_balance, all 1/3), else the default its plugin declares in
+``aux_loss_weights`` (the MoE head: load_balance 0.01, router_z 0.001), else 1. So under ``paper_loss``
+the MoE head's ``router_z`` keeps 0.001 (at 1/3 it pins the router). CE optionally uses label smoothing
+and inverse-frequency class weights (for GLAMI's long tail).
 """
 
 from __future__ import annotations
@@ -54,14 +56,12 @@ class LossComposer:
         class_weights: Tensor | None = None,
         aux_defaults: Mapping[str, float] | None = None,
     ) -> LossComposer:
-        """λ from ``config``; a name the config leaves unset (and not ``paper_loss``) falls back to
-        ``aux_defaults`` (the plugins' ``aux_loss_weights``), then to 1."""
+        """λ from ``config`` (:meth:`RunConfig.loss_weight`): explicit weights, then 1/3 for the paper's
+        terms under ``paper_loss``, then ``aux_defaults`` (the plugins' ``aux_loss_weights``), then 1."""
         defaults = dict(aux_defaults or {})
 
         def weight_of(name: str) -> float:
-            if name in config.loss_weights or config.paper_loss or name not in defaults:
-                return config.loss_weight(name)
-            return float(defaults[name])
+            return config.loss_weight(name, defaults.get(name, 1.0))
 
         return cls(weight_of, config.label_smoothing, class_weights)
 

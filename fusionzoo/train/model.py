@@ -7,6 +7,9 @@
 The fusion and head are built from spec strings, so every run of the benchmark differs only in them.
 In finetune mode the encoder is a submodule of the model: each run builds its own fresh copy, and the
 best-epoch snapshot, the checkpoint and the evaluation always use the whole model.
+A fusion that reads one modality (``Fusion.modalities``, e.g. ``image_only``) gets no projection for
+the other one: it is neither built, run nor counted; the fusion receives that modality as missing
+(``(B, 1, D)`` zeros, all-``False`` mask).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from fusionzoo import registry
+from fusionzoo.interface import MODALITIES
 from fusionzoo.testing import validate_fusion_output, validate_head_output
 
-__all__ = ["FusionModel", "ModelOutput", "count_parameters"]
+__all__ = ["FusionModel", "ModelOutput", "count_parameters", "fusion_modalities"]
 
 
 @dataclass
@@ -44,6 +48,10 @@ class ModalityProjection(nn.Module):
         self.modality = nn.Parameter(torch.zeros(dim)) if modality_embedding else None
         self.position = nn.Parameter(torch.randn(positions, dim) * 0.02) if positions > 0 else None
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def no_weight_decay(self) -> set[str]:
+        """Modality and position embeddings: no weight decay (timm convention)."""
+        return {"modality", "position"}
 
     def forward(self, tokens: Tensor) -> Tensor:
         out = self.norm(self.linear(tokens))
@@ -86,16 +94,26 @@ class FusionModel(nn.Module):
     ) -> None:
         super().__init__()
         self.dim, self.num_classes = dim, num_classes
-        self.image_proj = ModalityProjection(
-            image_dim, dim, modality_embeddings, num_image_tokens if position_embeddings else 0, dropout
+        self.modalities = fusion_modalities(fusion)
+        self.image_proj = (
+            ModalityProjection(
+                image_dim, dim, modality_embeddings, num_image_tokens if position_embeddings else 0, dropout
+            )
+            if "image" in self.modalities
+            else None
         )
-        self.text_proj = ModalityProjection(
-            text_dim, dim, modality_embeddings, max_positions if position_embeddings else 0, dropout
+        self.text_proj = (
+            ModalityProjection(
+                text_dim, dim, modality_embeddings, max_positions if position_embeddings else 0, dropout
+            )
+            if "text" in self.modalities
+            else None
         )
         if modality_embeddings:  # distinct initial modality vectors so they are told apart from step 0
             with torch.no_grad():
-                self.image_proj.modality.normal_(0.0, 0.02)
-                self.text_proj.modality.normal_(0.0, 0.02)
+                for projection in (self.image_proj, self.text_proj):
+                    if projection is not None:
+                        projection.modality.normal_(0.0, 0.02)
         self.fusion = registry.create_fusion(fusion, dim)
         self.head = registry.create_head(head, dim, num_classes)
         self.fusion_name = getattr(self.fusion, "spec", fusion)
@@ -156,6 +174,16 @@ class FusionModel(nn.Module):
             batch["image"], batch["text"], batch.get("image_mask"), batch.get("text_mask"), check=check
         )
 
+    def _project(
+        self, projection: ModalityProjection | None, tokens: Tensor, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        if projection is not None:
+            return projection(tokens), mask
+        # a modality the fusion does not read: missing for every sample, nothing computed
+        batch = tokens.shape[0]
+        missing = torch.zeros(batch, 1, dtype=torch.bool, device=tokens.device)
+        return tokens.new_zeros(batch, 1, self.dim), missing
+
     def forward(
         self,
         image: Tensor,
@@ -164,8 +192,8 @@ class FusionModel(nn.Module):
         text_mask: Tensor | None = None,
         check: bool = False,
     ) -> ModelOutput:
-        image_tokens = self.image_proj(image)
-        text_tokens = self.text_proj(text)
+        image_tokens, image_mask = self._project(self.image_proj, image, image_mask)
+        text_tokens, text_mask = self._project(self.text_proj, text, text_mask)
         fused = self.fusion(image_tokens, text_tokens, image_mask, text_mask)
         if check:
             validate_fusion_output(fused, image.shape[0], self.dim, f"fusion {self.fusion_name}")
@@ -178,6 +206,17 @@ class FusionModel(nn.Module):
         extras = {f"fusion.{k}": v for k, v in fused.extras.items()}
         extras.update({f"head.{k}": v for k, v in out.extras.items()})
         return ModelOutput(logits=out.logits, aux_losses=aux, extras=extras)
+
+
+def fusion_modalities(fusion: str) -> tuple[str, ...]:
+    """The modalities fusion spec ``fusion`` reads (its class's ``modalities``; both by default)."""
+    name, _ = registry.parse_spec(fusion)
+    modalities = tuple(getattr(registry.get_fusion_class(name), "modalities", MODALITIES))
+    if not modalities or not set(modalities) <= set(MODALITIES):
+        raise ValueError(
+            f"fusion '{name}' declares modalities {modalities!r}; expected a non-empty subset of {MODALITIES}"
+        )
+    return modalities
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:

@@ -10,6 +10,9 @@ Failure semantics (what the bench runner relies on):
 - a NaN/inf training loss stops the run and returns ``status="diverged"`` (no test metrics);
 - the first training batch is checked against the ``(B,·,D)`` contract; a violation raises
   :class:`fusionzoo.testing.ContractError` naming the plugin and the rule;
+- NaN/inf logits during evaluation raise :class:`~fusionzoo.train.evaluation.NonFiniteOutputError`
+  naming the plugin that produced them and the phase ("fusion 'x' produced NaN logits during
+  evaluation (val split, epoch 3)");
 - any other exception, and anything a callback raises (e.g. ``optuna.TrialPruned``), propagates.
 
 Determinism: ``config.seed`` seeds the parameter init, the data order (a dedicated generator) and
@@ -29,17 +32,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fusionzoo.metrics.base import column_direction, evaluate_predictions
+from fusionzoo.metrics.base import column_direction
 from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
 from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.data import TrainingData
+from fusionzoo.train.evaluation import NonFiniteOutputError, evaluate, predict, to_device
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.model import FusionModel, count_parameters
 from fusionzoo.train.optim import make_optimizer, make_scheduler
 
 __all__ = [
+    "NonFiniteOutputError",
     "RunResult",
     "Trainer",
     "evaluate",
@@ -114,60 +119,8 @@ def training_batches(n: int, batch_size: int, generator: torch.Generator | None)
     return chunks
 
 
-def eval_batches(n: int, batch_size: int) -> list[Tensor]:
-    return list(torch.arange(n).split(batch_size))
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    if device.type == "cpu":
-        return batch
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
-@torch.no_grad()
-def predict(
-    model: FusionModel,
-    data: TrainingData,
-    split: str,
-    *,
-    batch_size: int = 512,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-) -> np.ndarray:
-    """Logits ``(N, C)`` of ``split`` in eval mode (float32 numpy), every row included."""
-    device = torch.device(device)
-    model.eval()
-    outputs = []
-    for indices in eval_batches(data.size(split), batch_size):
-        batch = to_device(data.batch(split, indices), device)
-        with _autocast(device, autocast_dtype):
-            logits = model.forward_batch(batch).logits
-        outputs.append(logits.float().cpu())
-    if not outputs:
-        return np.zeros((0, model.num_classes), dtype=np.float32)
-    return torch.cat(outputs).numpy()
-
-
-def evaluate(
-    model: FusionModel,
-    data: TrainingData,
-    split: str,
-    *,
-    buckets: np.ndarray | None = None,
-    batch_size: int = 512,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-) -> tuple[dict[str, float], np.ndarray]:
-    """(metrics of every registered metric, logits) of ``split``."""
-    logits = predict(model, data, split, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype)
-    metrics = evaluate_predictions(
-        data.labels(split), logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta(split)
-    )
-    return metrics, logits
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -219,7 +172,7 @@ class Trainer:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
-    def evaluate(self, split: str) -> tuple[dict[str, float], np.ndarray]:
+    def evaluate(self, split: str, phase: str | None = None) -> tuple[dict[str, float], np.ndarray]:
         return evaluate(
             self.model,
             self.data,
@@ -228,6 +181,7 @@ class Trainer:
             batch_size=self.config.eval_batch_size,
             device=self.device,
             autocast_dtype=self.autocast_dtype,
+            phase=phase,
         )
 
     def _train_epoch(self, epoch: int, result: RunResult) -> dict[str, Tensor | float] | None:
@@ -292,7 +246,7 @@ class Trainer:
             if sums is None:
                 break
             seen = sums.pop("_seen")
-            val_metrics, _ = self.evaluate("val")
+            val_metrics, _ = self.evaluate("val", f"epoch {epoch}")
             record: dict[str, float] = {"epoch": float(epoch), "lr": float(self.scheduler.get_last_lr()[0])}
             record.update({f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()})
             record.update({f"val_{k}": v for k, v in val_metrics.items()})
@@ -307,7 +261,7 @@ class Trainer:
         if result.status == "ok":
             self.best.restore(self)
             result.best_epoch, result.val_metrics = self.best.best_epoch, self.best.best_val
-            test_metrics, logits = self.evaluate("test")
+            test_metrics, logits = self.evaluate("test", f"weights of the best epoch {result.best_epoch}")
             result.metrics = test_metrics
             result.test_predictions = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
             result.test_labels = self.data.labels("test")
