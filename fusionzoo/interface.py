@@ -81,6 +81,14 @@ class Fusion(nn.Module):
     ) -> FusionOutput:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
+    def configure_inputs(self, *, image_prefix_tokens: int = 0, text_prefix_tokens: int = 0) -> None:
+        """Facts about the token sequences, given once by the model before training (default: ignored).
+
+        ``*_prefix_tokens``: how many leading tokens of each modality summarise the whole input (a ViT's
+        or BERT's [CLS]; 0 for a CNN feature map or pooled patches). A fusion that reads "the [CLS]
+        token" should fall back to a pooled token when there is none.
+        """
+
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
         """Optuna search space: suggest this fusion's hyperparameters on ``trial``; return kwargs."""

@@ -160,6 +160,20 @@ def resolve_inputs(options: DataOptions) -> ResolvedInputs:
     return ResolvedInputs(options, splits, image_encoder, text_encoder, _fingerprint(identity), identity)
 
 
+def prefix_tokens(image_encoder: Any, text_encoder: Any) -> tuple[int, int]:
+    """Leading summary tokens of the (image, text) sequences the encoders produce: a ViT's / BERT's
+    [CLS] with all tokens kept, 1 for a single cls/mean token, 0 for CNN maps and pooled patches."""
+    image_selection = getattr(image_encoder, "token_selection", "all")
+    if image_selection == "all":
+        image = int(getattr(image_encoder, "num_prefix_tokens", 0) or 0)
+    else:
+        image = 1 if image_selection in ("cls", "mean") else 0
+    tokenizer = getattr(text_encoder, "tokenizer", None)
+    text_selection = getattr(text_encoder, "token_selection", "all")
+    text = 1 if text_selection != "all" or getattr(tokenizer, "cls_token", None) is not None else 0
+    return image, text
+
+
 def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = True) -> TrainingData:
     """The training data of resolved inputs: cached features (frozen) or live encoders (finetune)."""
     options = inputs.options
@@ -174,6 +188,9 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
             name=options.dataset,
         )
         data.fingerprint = inputs.fingerprint
+        data.image_prefix_tokens, data.text_prefix_tokens = prefix_tokens(
+            inputs.image_encoder, inputs.text_encoder
+        )
         return data
     from fusionzoo.encoders.cache import encode_splits
     from fusionzoo.io import disk_errors
@@ -192,7 +209,7 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
             progress=progress,
             console=console,
         )
-    return FeatureData(
+    data = FeatureData(
         features["train"],
         features["val"],
         features["test"],
@@ -201,6 +218,10 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
         name=options.dataset,
         fingerprint=inputs.fingerprint,
     )
+    data.image_prefix_tokens, data.text_prefix_tokens = prefix_tokens(
+        inputs.image_encoder, inputs.text_encoder
+    )
+    return data
 
 
 def prepare_data(options: DataOptions, console: Any = None, progress: bool = True) -> TrainingData:

@@ -65,6 +65,8 @@ def load_checkpoint(
         max_positions=config.max_positions,
         dropout=config.dropout,
         encoder=encoder if shapes.get("encoder") else None,
+        image_prefix_tokens=int(shapes.get("image_prefix_tokens", 0)),
+        text_prefix_tokens=int(shapes.get("text_prefix_tokens", 0)),
     )
     load_model(model, str(directory / CHECKPOINT_WEIGHTS), device=device)
     model.eval()

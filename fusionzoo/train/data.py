@@ -46,6 +46,8 @@ class TrainingData:
     classes: list[str]
     name: str = "features"
     fingerprint: str = ""
+    image_prefix_tokens: int = 0  # leading summary tokens ([CLS]) of each modality's sequence
+    text_prefix_tokens: int = 0
 
     def make_encoder(self) -> nn.Module | None:
         """The encoder module a run's model owns (``None``: the batches already hold tokens)."""
