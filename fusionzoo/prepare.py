@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusionzoo.train.data import FeatureData, TrainingData
+from fusionzoo.train.inputs import FeatureData, TrainingData
 
 __all__ = [
     "DataOptions",

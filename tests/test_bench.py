@@ -22,7 +22,7 @@ from fusionzoo.config import ConfigError, ExperimentConfig, load_config, preset_
 from fusionzoo.experiment import Experiment
 from fusionzoo.interface import Fusion, FusionOutput
 from fusionzoo.registry import REGISTRIES, register_fusion
-from fusionzoo.train.synthetic import synthetic_features
+from fusionzoo.testing.token_features import synthetic_features
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = {"dim": 16, "epochs": 1, "batch_size": 64, "lr": 3e-3}

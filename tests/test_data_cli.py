@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from fusionzoo.cli import main
-from fusionzoo.data.testing import RangeServer, glami_rows, glami_zip, write_glami
+from fusionzoo.testing.glami_files import RangeServer, glami_rows, glami_zip, write_glami
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_real_subprocess(tmp_path):
 
 
 def test_info_on_a_csv_dataset(runner, tmp_path):
-    from fusionzoo.data.testing import jpeg_bytes
+    from fusionzoo.testing.glami_files import jpeg_bytes
 
     (tmp_path / "pics").mkdir()
     rows = []

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from fusionzoo.cli import main
-from fusionzoo.encoders.testing import save_tiny_image_model, save_tiny_text_model
+from fusionzoo.testing.tiny_encoders import save_tiny_image_model, save_tiny_text_model
 
 
 @pytest.fixture(scope="module")
