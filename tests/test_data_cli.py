@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from fusionzoo.cli import main
-from fusionzoo.testing.glami_files import RangeServer, glami_rows, glami_zip, write_glami
+from fusionzoo.testing.glami_files import glami_rows, glami_zip, write_glami
+from fusionzoo.testing.range_server import RangeServer
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
     from fusionzoo.testing import check_fusion, check_head
 
 Submodules (each imported on first use, so a fixture does not pull in torch): ``contracts``,
-``glami_files``, ``tiny_encoders``, ``token_features``.
+``glami_files`` (GLAMI-1M layout on disk), ``range_server`` (loopback HTTP with Range),
+``tiny_splits`` (a tiny COLUMNS-format dataset), ``tiny_encoders`` (a tiny ViT and BERT in folders),
+``token_features`` (synthetic token features).
 """
 
 from __future__ import annotations
