@@ -83,5 +83,5 @@ class CsvDataset(DatasetBackend):
 
     def status(self, **options: Any) -> str:
         if not options.get("csv"):
-            return "unavailable: the csv dataset needs the option csv=train.csv[,test.csv]"
+            return "unavailable: the csv dataset needs --data-option csv=train.csv[,test.csv]"
         return super().status(**options)
