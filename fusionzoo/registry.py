@@ -412,7 +412,8 @@ def refresh_plugins() -> None:
 
 def load_plugin(target: str) -> list[str]:
     """Import a local plugin, a module name (``pkg.module``) or a ``.py`` path; return what it added
-    as ``kind:name`` strings. A local plugin may register plugins of any kind."""
+    as ``kind:name`` strings. A local plugin may register plugins of any kind. A file already loaded in
+    this process is not executed again (as ``import``), so naming it twice adds nothing."""
     for reg in REGISTRIES.values():
         reg.ensure_loaded()
     before = {kind: set(reg.names()) for kind, reg in REGISTRIES.items()}
@@ -423,6 +424,8 @@ def load_plugin(target: str) -> list[str]:
                 f"plugin file '{target}' does not exist (expected a .py file or a module name)"
             )
         module_name = f"fusionzoo_local_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
+        if module_name in sys.modules:  # already loaded in this process: like import, not run twice
+            return []
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise RegistryError(f"plugin file '{target}' cannot be imported as Python")
