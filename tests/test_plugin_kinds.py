@@ -109,7 +109,7 @@ def test_one_bench_uses_the_dataset_metric_and_launcher_and_the_reporter_renders
         *plugin_flags(plugin_files), "--dataset", "caption_folder", "--data-option", f"root={root}",
         "--data-dir", str(tmp_path / "data"), "--image-encoder", f"timm:{image_model}",
         "--text-encoder", f"hf:{text_model}", "--fusions", "concat_mlp", "--seeds", "0,1", "--epochs", "2",
-        "--dim", "16", "--batch-size", "16", "--no-unimodal", "--launcher", "retry:attempts=2",
+        "--dim", "16", "--batch-size", "16", "--no-unimodal", "--no-probe", "--launcher", "retry:attempts=2",
         "--metric", "log_loss", "--out", str(tmp_path / "runs"),
     ]  # fmt: skip
     result = CliRunner().invoke(main, ["bench", *args], catch_exceptions=False)

@@ -1,7 +1,8 @@
 """The dataset backend interface (in the manner of xarray's ``BackendEntrypoint``).
 
 A backend is a class registered with ``@register_dataset``; ``fusionzoo list datasets`` shows its
-``description``, ``url`` and options. What it owns:
+options, default encoders, demo flag and ``description`` (``url`` points to the dataset's home). What
+it owns:
 
 - :meth:`DatasetBackend.load` → :class:`~fusionzoo.data.base.DatasetSplits` (train/val/test frames with
   :data:`~fusionzoo.data.base.COLUMNS`, classes, fingerprint). The common options (``limit``,

@@ -64,14 +64,6 @@ def _splits(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
     return names
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @click.command("encode")
 @experiment_options(*EXPERIMENT_FLAGS, table=ENCODE_FLAGS)
 @click.option(
@@ -128,7 +120,9 @@ def encode(
     console = Console(stderr=True, soft_wrap=True)
     for dataset in config.bench.datasets:
         options = experiment.data_options(dataset)
-        options.mode, options.device = "frozen", _device(config.bench.device)
+        options.mode = "frozen"
+        if config.bench.device != "auto":  # auto: where bench encodes (Experiment.data_options)
+            options.device = config.bench.device
         try:
             inputs = resolve_inputs(options)
             image, text = inputs.image_encoder, inputs.text_encoder
