@@ -29,7 +29,7 @@ def plugin_option(func: Callable[..., Any]) -> Callable[..., Any]:
         is_eager=True,
         expose_value=True,
         callback=_load_plugins,
-        help="Import a plugin module or .py file that registers fusions/heads (repeatable).",
+        help="Import a plugin module or .py file that registers plugins of any kind (repeatable).",
     )(func)
 
 

@@ -32,6 +32,29 @@ def parse_key_values(ctx: click.Context, param: click.Parameter, values: tuple[s
     return out
 
 
+def _image_tokens(ctx: click.Context, param: click.Parameter, value: str | None) -> str | int | None:
+    if value is None:
+        return None
+    from fusionzoo.encoders.errors import EncoderError
+    from fusionzoo.encoders.image import parse_token_selection
+
+    try:
+        return parse_token_selection(value)
+    except EncoderError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _launcher(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from fusionzoo.registry import RegistryError, validate_spec
+
+    if value is None:
+        return None
+    try:
+        return validate_spec("launcher", value)
+    except RegistryError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 @dataclass(frozen=True)
 class Flag:
     """One command-line flag: its click declaration and the config field it sets."""
@@ -94,6 +117,20 @@ FLAGS: dict[str, Flag] = {
         flag("threads", "bench.threads", type=click.IntRange(min=1),
               help="CPU threads for training [default: 1: the fusion models are small, one thread is fastest "
               "and leaves the other cores free; encoding keeps torch's default]."),
+        flag("cache_dir", "bench.cache_dir", type=click.Path(file_okay=False),
+              help="Feature cache folder [default: $FUSIONZOO_CACHE, else <data dir>/features]."),
+        flag("text_max_length", "encoders.text_max_length", type=click.IntRange(min=1),
+              help="Truncate texts to N tokens [default: the text encoder's maximum]."),
+        flag("image_tokens", "encoders.image_tokens", metavar="all|cls|mean|N", callback=_image_tokens,
+              help="Image tokens to keep: all, the [CLS] token, their mean, or N pooled patch tokens [default: all]."),
+        flag("text_tokens", "encoders.text_tokens", type=click.Choice(["all", "cls", "mean"]),
+              help="Text tokens to keep [default: all]."),
+        flag("num_workers", "encoders.num_workers", type=click.IntRange(min=0),
+              help="Image decoding workers while encoding [default: auto]."),
+        flag("on_bad_image", "data.on_bad_image", type=click.Choice(["skip", "fail"]),
+              help="Missing/unreadable images: drop the row (counted, warned) or stop [default: skip]."),
+        flag("launcher", "bench.launcher", metavar="SPEC", callback=_launcher,
+              help="Where runs execute: any registered launcher (fusionzoo list launchers) [default: local]."),
     )
 }  # fmt: skip
 

@@ -172,6 +172,7 @@ class Experiment:
             mode=bench.mode,
             data=dict(self.config.data),
             encoders=self.config.encoders.model_dump(exclude_none=True),
+            cache_dir=bench.cache_dir,
             device="cuda" if bench.device.startswith("cuda") else "cpu",
             freeze_layers=int(self.config.train.get("freeze_layers", 0)),
         )
@@ -211,6 +212,10 @@ class Experiment:
                 registry.validate_spec("fusion", registry.format_spec(name, options))
             except registry.RegistryError as exc:
                 raise ConfigError(f"{config.source}: [fusion_options.{name}] {exc}") from None
+        try:
+            registry.validate_spec("launcher", config.bench.launcher)
+        except registry.RegistryError as exc:
+            raise ConfigError(f"--launcher / [bench] launcher: {exc}") from None
         from fusionzoo.metrics.base import column_direction
 
         try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusionzoo.train.data import FeatureData, TrainingData
+from fusionzoo.train.inputs import FeatureData, TrainingData
 
 __all__ = [
     "DataOptions",
@@ -31,6 +31,7 @@ __all__ = [
     "ResolvedInputs",
     "cache_status",
     "check_split_sizes",
+    "encode_features",
     "materialise",
     "prepare_data",
     "resolve_inputs",
@@ -83,9 +84,11 @@ def load_splits(options: DataOptions) -> Any:
     """The :class:`~fusionzoo.data.base.DatasetSplits` of ``options`` (generated on first use for synth)."""
     from fusionzoo.data import load_dataset
 
-    return load_dataset(
-        options.dataset, data_dir=options.data_dir, limit=options.limit, seed=options.seed, **options.data
-    )
+    # the backend's options win over the defaults (a data option seed=3 or limit=500 is not a clash)
+    merged = {"seed": options.seed, **options.data}
+    if options.limit is not None:
+        merged["limit"] = options.limit
+    return load_dataset(options.dataset, data_dir=options.data_dir, **merged)
 
 
 def build_encoders(options: DataOptions, splits: Any) -> tuple[Any, Any]:
@@ -192,23 +195,7 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
             inputs.image_encoder, inputs.text_encoder
         )
         return data
-    from fusionzoo.encoders.cache import encode_splits
-    from fusionzoo.io import disk_errors
-
-    enc = options.encoders
-    with disk_errors(options.cache_root(), "the feature cache"):
-        features = encode_splits(
-            inputs.splits,
-            inputs.image_encoder,
-            inputs.text_encoder,
-            options.cache_root(),
-            batch_size=int(enc.get("batch_size", 64)),
-            device=options.device,
-            num_workers=enc.get("num_workers"),
-            on_bad_image=options.on_bad_image(),
-            progress=progress,
-            console=console,
-        )
+    features = encode_features(inputs, console=console, progress=progress)
     data = FeatureData(
         features["train"],
         features["val"],
@@ -222,6 +209,38 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
         inputs.image_encoder, inputs.text_encoder
     )
     return data
+
+
+def encode_features(
+    inputs: ResolvedInputs,
+    split_names: tuple[str, ...] | list[str] = ("train", "val", "test"),
+    *,
+    verify: str = "auto",
+    console: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Encode (or reuse from the cache) the frozen-mode features of ``split_names``: the cache entries
+    bench and tune read, with the same encoders, options and cache folder (``fusionzoo encode``)."""
+    from fusionzoo.encoders.cache import encode_splits
+    from fusionzoo.io import disk_errors
+
+    options = inputs.options
+    enc = options.encoders
+    with disk_errors(options.cache_root(), "the feature cache"):
+        return encode_splits(
+            inputs.splits,
+            inputs.image_encoder,
+            inputs.text_encoder,
+            options.cache_root(),
+            split_names=list(split_names),
+            batch_size=int(enc.get("batch_size", 64)),
+            device=options.device,
+            num_workers=enc.get("num_workers"),
+            on_bad_image=options.on_bad_image(),
+            verify=verify,
+            progress=progress,
+            console=console,
+        )
 
 
 def prepare_data(options: DataOptions, console: Any = None, progress: bool = True) -> TrainingData:

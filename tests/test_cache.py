@@ -21,13 +21,9 @@ from rich.console import Console
 from fusionzoo.encoders.cache import FILES, encode_splits
 from fusionzoo.encoders.errors import EncoderError
 from fusionzoo.encoders.image import create_image_encoder
-from fusionzoo.encoders.testing import (
-    save_tiny_image_model,
-    save_tiny_text_model,
-    splits_from_csv,
-    write_tiny_glami,
-)
 from fusionzoo.encoders.text import create_text_encoder
+from fusionzoo.testing.tiny_encoders import save_tiny_image_model, save_tiny_text_model
+from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +121,7 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, time
     from fusionzoo.encoders.cache import encode_splits
     from fusionzoo.encoders.image import create_image_encoder
-    from fusionzoo.encoders.testing import splits_from_csv
+    from fusionzoo.testing.tiny_splits import splits_from_csv
     from fusionzoo.encoders.text import create_text_encoder
 
     csv, image_dir, text_dir, cache = sys.argv[1:5]
@@ -343,7 +339,7 @@ CONCURRENT_SCRIPT = textwrap.dedent(
     import sys
     from fusionzoo.encoders.cache import encode_splits
     from fusionzoo.encoders.image import create_image_encoder
-    from fusionzoo.encoders.testing import splits_from_csv
+    from fusionzoo.testing.tiny_splits import splits_from_csv
     from fusionzoo.encoders.text import create_text_encoder
 
     csv, image_dir, text_dir, cache = sys.argv[1:5]

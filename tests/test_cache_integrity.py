@@ -13,16 +13,12 @@ import pytest
 from rich.console import Console
 
 from fusionzoo.data import load_dataset
-from fusionzoo.data.testing import jpeg_bytes
 from fusionzoo.encoders.cache import encode_splits
 from fusionzoo.encoders.image import create_image_encoder
-from fusionzoo.encoders.testing import (
-    save_tiny_image_model,
-    save_tiny_text_model,
-    splits_from_csv,
-    write_tiny_glami,
-)
 from fusionzoo.encoders.text import create_text_encoder
+from fusionzoo.testing.glami_files import jpeg_bytes
+from fusionzoo.testing.tiny_encoders import save_tiny_image_model, save_tiny_text_model
+from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,42 @@
-"""Every registered fusion and head (built-ins, the registry/ plugin, any installed plugin) meets the contract."""
+"""Every registered plugin of every kind (built-ins, the registry/ plugin, any installed plugin) meets
+its contract, at the tiny sizes it declares in ``test_config``; the fusion checker catches violations."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_HYPERPARAMETERS
 from torch import nn
 
 from fusionzoo import registry
 from fusionzoo.interface import Fusion, FusionOutput, Head, HeadOutput
-from fusionzoo.testing import ContractError, check_fusion, check_head
+from fusionzoo.testing import ContractError, check_fusion, check_head, check_plugin
+
+EVERY_PLUGIN = [(kind, name) for kind in registry.KINDS for name in registry.REGISTRIES[kind].names()]
 
 
-@pytest.mark.parametrize("name", registry.list_fusions())
-def test_fusion_contract(name):
-    check_fusion(name, **TINY_HYPERPARAMETERS.get(name, {}))
+@pytest.mark.parametrize(("kind", "name"), EVERY_PLUGIN, ids=[f"{k}-{n}" for k, n in EVERY_PLUGIN])
+def test_plugin_contract(kind, name, tmp_path):
+    check_plugin(kind, name, tmp_path)
 
 
-@pytest.mark.parametrize("name", registry.list_heads())
-def test_head_contract(name):
-    check_head(name, **TINY_HYPERPARAMETERS.get(name, {}))
+@pytest.mark.parametrize(("kind", "name"), EVERY_PLUGIN, ids=[f"{k}-{n}" for k, n in EVERY_PLUGIN])
+def test_plugin_has_a_description(kind, name):
+    assert registry.get_entry(kind, name).description, f"{kind} {name} needs a description (fusionzoo list)"
+
+
+def test_the_registry_wide_suite_is_not_vacuous():
+    counts = {kind: len(registry.REGISTRIES[kind].names()) for kind in registry.KINDS}
+    assert all(counts[k] for k in ("fusion", "head", "dataset", "metric", "reporter", "launcher")), counts
+
+
+def test_tiny_sizes_live_with_the_plugins():
+    assert registry.get_entry("fusion", "fluid").test_config == {
+        "queries": 4,
+        "layers": 1,
+        "bottleneck_queries": 2,
+    }
+    assert registry.get_entry("head", "moe").test_config == {"experts": 4, "top_k": 2}
+    assert registry.get_entry("fusion", "gated").test_config == {}
 
 
 @pytest.mark.parametrize("name", registry.list_fusions())
@@ -31,7 +48,7 @@ def test_fusion_declares_kind_and_description(name):
 
 @pytest.mark.parametrize("name", registry.list_fusions())
 def test_vector_fusions_return_one_token(name):
-    fusion = registry.create_fusion(name, 16, **TINY_HYPERPARAMETERS.get(name, {}))
+    fusion = registry.create_fusion(name, 16, **registry.get_entry("fusion", name).test_config)
     fusion.eval()
     out = fusion(torch.randn(2, 3, 16), torch.randn(2, 4, 16))
     if fusion.kind == "vector":

@@ -20,8 +20,8 @@ from fusionzoo.data.download import (
     expected_md5,
     glami_url,
 )
-from fusionzoo.data.testing import RangeServer as Server
-from fusionzoo.data.testing import glami_rows, glami_zip, write_glami
+from fusionzoo.testing.glami_files import glami_rows, glami_zip, write_glami
+from fusionzoo.testing.range_server import RangeServer as Server
 
 
 @pytest.fixture

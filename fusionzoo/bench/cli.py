@@ -39,6 +39,12 @@ BENCH_FLAGS = (
     "paper_loss",
     "metric",
     "threads",
+    "cache_dir",
+    "text_max_length",
+    "image_tokens",
+    "text_tokens",
+    "on_bad_image",
+    "launcher",
 )
 
 

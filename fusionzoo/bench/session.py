@@ -77,7 +77,7 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
                 specs,
                 store,
                 experiment.training_data,
-                launcher=registry.create("launcher", "local"),
+                launcher=registry.create("launcher", config.bench.launcher),
                 progress=progress,
                 console=progress.console,
             )

@@ -1,7 +1,7 @@
 """Any image-text classification CSV, through the same code path as GLAMI-1M.
 
-    fusionzoo ... --dataset csv --csv train.csv[,test.csv] --image-col image --text-cols title,body \\
-        --label-col label --image-root images/
+    fusionzoo ... --dataset csv --data-option csv=train.csv[,test.csv] --data-option image_col=image \\
+        --data-option 'text_cols=title;body' --data-option label_col=label --data-option image_root=images/
 
 - ``image_col`` holds paths relative to ``image_root`` (default: the train CSV's folder); absolute
   paths and paths leaving ``image_root`` are rejected naming the row.
@@ -43,7 +43,7 @@ def parse_csv_list(csv: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     else:
         items = [str(part) for part in csv]
     if not 1 <= len(items) <= 2:
-        raise DataError(f"--csv expects train.csv or train.csv,test.csv; got {csv!r}")
+        raise DataError(f"the csv option expects train.csv or train.csv,test.csv; got {csv!r}")
     return [Path(item).expanduser() for item in items]
 
 
@@ -121,13 +121,13 @@ def load_csv(
 ) -> DatasetSplits:
     """Load a user image-text CSV (or a train/test pair) as :class:`DatasetSplits`."""
     if csv is None:
-        raise DataError("the csv dataset needs --csv train.csv[,test.csv]")
+        raise DataError("the csv dataset needs the option csv=train.csv[,test.csv] (--data-option csv=...)")
     paths = parse_csv_list(csv)
     if isinstance(text_cols, str):
         text_cols = [c.strip() for c in text_cols.split(",") if c.strip()]
     root = Path(image_root).expanduser() if image_root is not None else paths[0].resolve().parent
     if not root.is_dir():
-        raise DataError(f"image root {root} is not a folder (--image-root)")
+        raise DataError(f"image root {root} is not a folder (the option image_root)")
     info: dict[str, Any] = {"csv": [str(p) for p in paths], "image_root": str(root.resolve())}
     options = dict(
         image_col=image_col,

@@ -162,6 +162,8 @@ def load_glami(
     ``check_images`` stats every selected image file (missing → ``on_bad_image`` policy); unreadable
     JPEGs are found when decoding (:class:`fusionzoo.data.images.ImageTextDataset`).
     """
+    if isinstance(text_fields, str):  # "name,description" from a command line
+        text_fields = [f.strip() for f in text_fields.split(",") if f.strip()]
     if root is None:
         root = glami_dir(data_dir)
         if not root.exists():

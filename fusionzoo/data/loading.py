@@ -473,6 +473,8 @@ def assemble_splits(
         frame["is_human"] = frame["label_source"].isin(HUMAN_LABEL_SOURCES).to_numpy(dtype=bool)
         frames[split] = frame
 
+    if isinstance(geos, str):  # "cz,sk" from a command line or a TOML string
+        geos = geos.split(",")
     if geos:
         wanted = [g.strip().lower() for g in geos if g.strip()]
         present = set(frames["train"]["geo"]) | set(frames["test"]["geo"])

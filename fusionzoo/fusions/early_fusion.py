@@ -32,6 +32,7 @@ class EarlyFusion(Fusion):
     name = "early_fusion"
     description = "Early-Fusion: [I; T] + type embeddings through a transformer encoder"
     kind = "token"
+    test_config = {"layers": 1}  # tiny sizes for contract tests
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ class FLUID(Fusion):
     name = "fluid"
     description = "FLUID: per-modality Q-Former, CLIP alignment, per-token gate, 2-query bottleneck"
     kind = "token"
+    test_config = {"queries": 4, "layers": 1, "bottleneck_queries": 2}  # tiny sizes for contract tests
     default_head = "moe"
 
     def __init__(

@@ -30,6 +30,7 @@ class QFormerFusion(Fusion):
     name = "qformer"
     description = "Modified BLIP-2: one shared Q-Former (query self-attn + cross-attn) over [I; T]"
     kind = "token"
+    test_config = {"queries": 4, "layers": 1}  # tiny sizes for contract tests
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ class TransformerConcatFusion(VectorFusion):
 
     name = "transformer_concat"
     description = "2-token transformer over [v+e_img; t+e_txt] with modality embeddings, mean of outputs"
+    test_config = {"layers": 1}  # tiny sizes for contract tests
 
     def __init__(
         self,

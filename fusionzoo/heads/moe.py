@@ -42,6 +42,7 @@ class MoEHead(Head):
 
     name = "moe"
     description = "sparse top-k mixture of expert MLPs (FLUID's head), load-balance + router-z aux losses"
+    test_config = {"experts": 4, "top_k": 2}  # tiny sizes for contract tests
     aux_loss_weights = {"load_balance": 0.01, "router_z": 0.001}  # default λ (Switch, ST-MoE)
 
     def __init__(

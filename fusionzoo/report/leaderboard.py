@@ -72,7 +72,10 @@ class Leaderboard(Reporter):
             metric = "test_accuracy" if "test_accuracy" in frame.columns else metric
             if metric not in frame.columns:
                 return None
-        summary = summarize(frame, metric, predictions=view.store.predictions)
+        from fusionzoo.metrics.base import column_direction
+
+        direction = column_direction(metric)
+        summary = summarize(frame, metric, predictions=view.store.predictions, direction=direction)
         f1 = (
             summarize(frame, "test_macro_f1")
             if "test_macro_f1" in frame.columns and metric != "test_macro_f1"
@@ -86,7 +89,11 @@ class Leaderboard(Reporter):
     def _table(console: Any, dataset: str, part: pd.DataFrame, f1: pd.DataFrame | None, metric: str) -> None:
         from rich.table import Table
 
+        from fusionzoo.metrics.base import column_direction
+
         title = f"leaderboard · {dataset} · {metric} (%) mean ± 95% CI over seeds"
+        if column_direction(metric) == "min":
+            title += " · lower is better"
         table = Table(title=title, title_justify="left")
         columns = ("#", "fusion", "head", "seeds", metric.removeprefix("test_"), "macro F1", "vs best")
         for col in (*columns, "params", "train s"):
@@ -131,19 +138,23 @@ class Leaderboard(Reporter):
         probe = part["fusion"].map(_is_probe)
         uni, multi = part[unimodal], part[~unimodal & ~probe]
         if len(uni) and len(multi) and not (uni["mean"].isna().all() or multi["mean"].isna().all()):
-            gap = (multi["mean"].max() - uni["mean"].max()) * 100
+            best = max if column_direction(metric) == "max" else min
+            gap = (best(multi["mean"].dropna()) - best(uni["mean"].dropna())) * 100
             console.print(
                 f"best multimodal − best unimodal: {gap:+.2f} points ({metric.removeprefix('test_')})"
             )
         trained, probes = part[~probe], part[probe]
         if len(trained) and len(probes) and not (trained["mean"].isna().all() or probes["mean"].isna().all()):
-            best, floor = trained.loc[trained["mean"].idxmax()], probes.loc[probes["mean"].idxmax()]
-            gap = (best["mean"] - floor["mean"]) * 100
+            up = column_direction(metric) == "max"
+            pick = (lambda s: s.idxmax()) if up else (lambda s: s.idxmin())
+            best, floor = trained.loc[pick(trained["mean"])], probes.loc[pick(probes["mean"])]
+            gap = (best["mean"] - floor["mean"]) * 100 * (1 if up else -1)  # > 0: the fusion is better
             name = metric.removeprefix("test_")
             if gap < 0:
                 console.print(
                     f"[bold yellow]the best trained fusion ({best['fusion']} + {best['head']}) is {-gap:.2f} points "
-                    f"below the linear probe on the same features ({floor['fusion']}, {name})[/bold yellow]"
+                    f"{'below' if up else 'worse than'} the linear probe on the same features "
+                    f"({floor['fusion']}, {name})[/bold yellow]"
                 )
             else:
                 console.print(

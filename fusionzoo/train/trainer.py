@@ -37,8 +37,8 @@ from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
 from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionzoo.train.config import RunConfig
-from fusionzoo.train.data import TrainingData
 from fusionzoo.train.evaluation import NonFiniteOutputError, evaluate, predict, to_device
+from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.model import FusionModel, count_parameters
 from fusionzoo.train.optim import make_optimizer, make_scheduler

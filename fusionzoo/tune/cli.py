@@ -38,6 +38,11 @@ EXPERIMENT_FLAGS = (
     "device",
     "loss_weights",
     "paper_loss",
+    "cache_dir",
+    "text_max_length",
+    "image_tokens",
+    "text_tokens",
+    "on_bad_image",
 )
 
 

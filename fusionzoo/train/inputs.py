@@ -1,4 +1,4 @@
-"""What :func:`fusionzoo.train.trainer.train_run` consumes: three splits that yield batch dicts.
+"""The trainer's input interface: three splits that yield batch dicts (what ``train_run`` consumes).
 
 :class:`FeatureData` (frozen mode) wraps three :class:`~fusionzoo.encoders.features.FeatureSplit` s.
 To keep the training step cheap it materialises each split once as tensors (image tokens, text tokens
