@@ -402,6 +402,8 @@ def load_plugin(target: str) -> list[str]:
                 f"plugin file '{target}' does not exist (expected a .py file or a module name)"
             )
         module_name = f"fusionzoo_local_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
+        if module_name in sys.modules:  # once per process: a rerun would re-register (and warn)
+            return []
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise RegistryError(f"plugin file '{target}' cannot be imported as Python")

@@ -172,6 +172,9 @@ def test_load_plugin_from_py_path(tmp_path):
     added = registry.load_plugin(str(path))
     assert added == ["head:local_linear_test"]
     assert registry.get_entry("head", "local_linear_test").source == f"local:{path}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second load (e.g. a tune worker's) is a no-op, not a warning
+        assert registry.load_plugin(str(path)) == []
 
 
 def test_load_plugin_errors_are_clear(tmp_path):
