@@ -17,18 +17,13 @@ from optuna.trial import TrialState
 from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, TESTS_DIR, TINY_RUN, tiny_data
 
 from fusionzoo.cli import main
+from fusionzoo.tune import TuneError
+from fusionzoo.tune.budget import STATUS_ATTR, budget_counts, claim_slot
+from fusionzoo.tune.objective import resolve_objective, resolve_objectives
 from fusionzoo.tune.space import SearchSpaceError, build_space
-from fusionzoo.tune.study import (
-    STATUS_ATTR,
-    TuneError,
-    TuneSettings,
-    best_trials,
-    budget_counts,
-    claim_slot,
-    resolve_objective,
-    resolve_storage,
-    run_worker,
-)
+from fusionzoo.tune.storage import resolve_storage
+from fusionzoo.tune.study import TuneSettings, best_trials
+from fusionzoo.tune.worker import run_worker
 
 TINY_FLAGS = ["--epochs", "1", "--dim", "16", "--batch-size", "32", "--device", "cpu"]
 # everything but lr fixed, lr either useful or useless: trials differ a lot after epoch 1
@@ -352,8 +347,6 @@ def test_existing_study_with_another_direction_is_an_error(tmp_path):
 def test_resuming_a_study_with_another_budget_or_data_is_refused(tmp_path):
     """A study records what defines its objective; a changed budget, data or metric is an error that
     names the change and suggests a new study name (before, the trials were silently mixed)."""
-    from fusionzoo.tune.study import TuneError, resolve_storage, run_worker
-
     storage = resolve_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)
     base = _settings(study_name="same", data_factory=DATA_FACTORY, trials=1)
     run_worker(base, storage=storage)
@@ -366,3 +359,60 @@ def test_resuming_a_study_with_another_budget_or_data_is_refused(tmp_path):
         run_worker(base.replace(base_config={**TINY_RUN, "batch_size": 16}), storage=storage)
     with pytest.raises(TuneError, match="objectives"):
         run_worker(base.replace(metric="val_accuracy"), storage=storage)
+
+
+# ------------------------------------------------------------------------------- objective choices
+ERROR_RATE_PLUGIN = '''
+import numpy as np
+
+from fusionzoo.metrics.base import Metric, register_metric
+
+
+@register_metric
+class ErrorRate(Metric):
+    """Share of wrong predictions, 1 - accuracy: lower is better."""
+
+    name = "error_rate"
+    direction = "min"
+
+    def compute(self, ctx):
+        return {"error_rate": float(np.mean(ctx.preds != ctx.labels))}
+'''
+
+
+def test_objective_choices_come_from_the_metric_registry(tmp_path):
+    """A metric plugin file is a tuning objective: ``val_<its column>``, minimised for direction "min"."""
+    from fusionzoo.registry import REGISTRIES
+    from fusionzoo.tune.objective import objective_choices
+
+    assert objective_choices()["val_macro_f1"] == "maximize" and "val_error_rate" not in objective_choices()
+    plugin = tmp_path / "error_rate_metric.py"
+    plugin.write_text(ERROR_RATE_PLUGIN)
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    try:
+        result = _tune("--plugin", str(plugin), "--fusion", "concat_mlp", "--head", "linear",
+                       "--metric", "val_error_rate", "--trials", "2", "--storage", db, "--study", "err",
+                       "--data-factory", DATA_FACTORY, "--out", str(tmp_path / "runs"), *TINY_FLAGS)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        study = _load(db, "err")
+        assert [d.name for d in study.directions] == ["MINIMIZE"]
+        for trial in study.trials:
+            metrics = trial.user_attrs["metrics"]
+            assert trial.value == pytest.approx(metrics["val_error_rate"])
+            assert metrics["val_error_rate"] == pytest.approx(1 - metrics["val_accuracy"])
+        assert [o.direction for o in resolve_objectives(None, "accuracy,error_rate")] == [
+            "maximize",
+            "minimize",
+        ]
+    finally:
+        REGISTRIES["metric"].unregister("error_rate")
+    with pytest.raises(TuneError, match="unknown metric 'val_error_rate'"):
+        resolve_objective("val_error_rate")
+
+
+def test_test_metrics_are_never_an_objective():
+    with pytest.raises(TuneError, match="validation split only.*'val_accuracy'"):
+        resolve_objective("test_accuracy")
+    assert resolve_objective("acc_geo_cz").key == "val_acc_geo_cz"  # a metric family (acc_geo_*)
+    with pytest.raises(TuneError, match="unknown metric 'acc_geo_'"):
+        resolve_objective("acc_geo_")

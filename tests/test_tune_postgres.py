@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from pg_server import find_bin_dir, postgres_server
 from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, TESTS_DIR
 
-from fusionzoo.tune.study import STATUS_ATTR, budget_counts, mask_url, resolve_storage
+from fusionzoo.tune.budget import STATUS_ATTR, budget_counts
+from fusionzoo.tune.storage import mask_url, resolve_storage
 
 pytestmark = pytest.mark.postgres
 
