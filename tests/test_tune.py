@@ -416,3 +416,83 @@ def test_test_metrics_are_never_an_objective():
     assert resolve_objective("acc_geo_cz").key == "val_acc_geo_cz"  # a metric family (acc_geo_*)
     with pytest.raises(TuneError, match="unknown metric 'acc_geo_'"):
         resolve_objective("acc_geo_")
+
+
+# ------------------------------------------------------------------------------ plugin search spaces
+def _throwaway_fusion(name: str, **members):
+    from fusionzoo.fusions.concat_mlp import ConcatMLP
+    from fusionzoo.registry import register_fusion
+
+    # concat_mlp names its parameters bare (search_space_prefix = ""); these use the default prefix
+    return register_fusion(type(name, (ConcatMLP,), {"name": name, "search_space_prefix": None, **members}))
+
+
+def test_declared_space_names_fixes_and_legacy_method():
+    """A declaration is searched as <plugin name>_<hyperparameter>; a spec kwarg fixes exactly its own
+    hyperparameter (also under a custom prefix); the inherited search_space(trial) suggests the same."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from fusionzoo.registry import REGISTRIES
+
+    declared = {"hidden_mult": CategoricalDistribution([1.0, 3.0]), "dropout": FloatDistribution(0.0, 0.2)}
+    cls = _throwaway_fusion("declared_fz", search_space_distributions=classmethod(lambda c: dict(declared)))
+    try:
+        space = build_space("declared_fz:dropout=0.05", "linear", aux_losses=[])
+        assert space.params["declared_fz_hidden_mult"].distribution == declared["hidden_mult"]
+        assert space.params["declared_fz_dropout"].fixed == 0.05  # fixed by the spec string
+        assert space.rows()[-2]["target"] == "fusion.hidden_mult" and not space.legacy
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        suggestion = space.suggest(trial)
+        assert suggestion.fusion_kwargs["hidden_mult"] == trial.params["declared_fz_hidden_mult"]
+        assert suggestion.fusion_kwargs["dropout"] == 0.05 and "declared_fz_dropout" not in trial.params
+        trial = optuna.create_study().ask()
+        kwargs = cls.search_space(trial)  # the legacy API, built from the declaration
+        assert set(kwargs) == {"hidden_mult", "dropout"}
+        assert set(trial.params) == {"declared_fz_hidden_mult", "declared_fz_dropout"}
+    finally:
+        REGISTRIES["fusion"].unregister("declared_fz")
+    # a custom prefix (energy_aware_adaptive: "energy_aware_"): its spec kwargs are fixed, not searched
+    space = build_space("energy_aware_adaptive:dropout=0.1", "linear", aux_losses=[])
+    assert space.params["energy_aware_dropout"].fixed == 0.1
+
+
+def test_legacy_search_space_plugin_still_tunes():
+    """A plugin with only search_space(trial) is recorded once and called at each trial, with [space]
+    overrides and fixes applied to what it suggests."""
+    from fusionzoo.registry import REGISTRIES
+
+    def legacy(cls, trial):
+        return {"hidden_mult": trial.suggest_categorical("width", [1.0, 2.0]), "dropout": 0.0}
+
+    _throwaway_fusion("legacy_fz", search_space=classmethod(legacy))
+    try:
+        space = build_space("legacy_fz", "mlp", aux_losses=[], overrides={"head_dropout": 0.1})
+        assert space.legacy == ("fusion",)
+        assert space.rows()[4]["parameter"] == "width" and space.rows()[4]["target"] == "fusion.search_space"
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        seen = set()
+        for _ in range(6):
+            trial = study.ask()
+            suggestion = space.suggest(trial)
+            assert suggestion.fusion_kwargs == {"hidden_mult": trial.params["width"], "dropout": 0.0}
+            assert suggestion.head_kwargs["dropout"] == 0.1
+            seen.add(trial.params["width"])
+            study.tell(trial, 0.0)
+        assert seen == {1.0, 2.0}
+        fixed = build_space("legacy_fz", "linear", aux_losses=[], overrides={"width": 2.0})
+        assert fixed.suggest(optuna.create_study().ask()).fusion_kwargs["hidden_mult"] == 2.0
+    finally:
+        REGISTRIES["fusion"].unregister("legacy_fz")
+
+
+def test_bad_declaration_is_an_error_naming_the_plugin():
+    from optuna.distributions import FloatDistribution
+
+    from fusionzoo.registry import REGISTRIES
+
+    _throwaway_fusion("bad_fz", search_space_distributions={"drop": FloatDistribution(0.0, 0.5)})
+    try:
+        with pytest.raises(SearchSpaceError, match=r"bad_fz.search_space_distributions.*'drop' is not one"):
+            build_space("bad_fz", "linear", aux_losses=[])
+    finally:
+        REGISTRIES["fusion"].unregister("bad_fz")
