@@ -496,3 +496,20 @@ def test_bad_declaration_is_an_error_naming_the_plugin():
             build_space("bad_fz", "linear", aux_losses=[])
     finally:
         REGISTRIES["fusion"].unregister("bad_fz")
+
+
+def test_python_callers_tune_without_the_command():
+    """What a tuned benchmark needs: settings from a config for any grid cell, a worker, the best config."""
+    from fusionzoo.config import ConfigError, load_config
+    from fusionzoo.tune.study import settings_from_config, trial_config
+
+    overrides = {"tune.trials": 2, "tune.storage": "memory", "tune.sampler": "random", "bench.device": "cpu"}
+    overrides.update({f"train.{k}": v for k, v in TINY_RUN.items() if k != "device"})
+    config = load_config().with_overrides(overrides)
+    with pytest.raises(ConfigError, match="--fusion is required"):
+        settings_from_config(config, runs_dir="unused")
+    settings = settings_from_config(config, runs_dir="unused", fusion="film", data_factory=DATA_FACTORY)
+    report = run_worker(settings.replace(aux_losses=[]), storage=resolve_storage("memory"))
+    assert report.counts.complete == 2 and report.study is not None
+    best = trial_config(best_trials(report.study)[0])
+    assert best["fusion"].startswith("film:") and best["head"].startswith("mlp") and best["epochs"] == 1

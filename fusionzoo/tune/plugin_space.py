@@ -188,7 +188,25 @@ def call_legacy_space(cls: Any, trial: Any) -> dict[str, Any]:
     return dict(result)
 
 
-class Recorder:
+class _SuggestAPI:
+    """The ``suggest_*`` methods of ``optuna.Trial``, each turned into ``self.take(name, distribution)``."""
+
+    def take(self, name: str, dist: BaseDistribution) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return self.take(name, FloatDistribution(low, high, step=step, log=log))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        return self.take(name, IntDistribution(low, high, step=step, log=log))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.take(name, CategoricalDistribution(list(choices)))
+
+
+class Recorder(_SuggestAPI):
     """A stand-in for ``optuna.Trial`` that records what a legacy ``search_space`` suggests."""
 
     def __init__(self) -> None:
@@ -197,7 +215,7 @@ class Recorder:
         self.number = 0
         self.params: dict[str, Any] = {}
 
-    def _record(self, name: str, dist: BaseDistribution) -> Any:
+    def take(self, name: str, dist: BaseDistribution) -> Any:
         if name in self.suggested and self.suggested[name] != dist:
             raise SearchSpaceError(
                 f"parameter '{name}' is suggested twice with different distributions "
@@ -207,17 +225,6 @@ class Recorder:
         value = representative(dist)
         self.params[name] = value
         return value
-
-    def suggest_float(
-        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
-    ) -> float:
-        return self._record(name, FloatDistribution(low, high, step=step, log=log))
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-        return self._record(name, IntDistribution(low, high, step=step, log=log))
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._record(name, CategoricalDistribution(list(choices)))
 
     def set_user_attr(self, key: str, value: Any) -> None:
         self.user_attrs[key] = value
@@ -229,7 +236,7 @@ class Recorder:
         return False
 
 
-class ComponentTrial:
+class ComponentTrial(_SuggestAPI):
     """What a legacy ``search_space`` sees at each trial: renames colliding names, applies overrides
     and fixed values (``space`` is the merged :class:`~fusionzoo.tune.space.SearchSpace`)."""
 
@@ -239,7 +246,7 @@ class ComponentTrial:
         self._component = component
         self._fixed = fixed
 
-    def _value(self, raw_name: str, declared: BaseDistribution) -> Any:
+    def take(self, raw_name: str, declared: BaseDistribution) -> Any:
         name = self._space.optuna_name(self._component, raw_name)
         param = self._space.params.get(name)
         if param is not None and param.is_fixed:
@@ -247,17 +254,6 @@ class ComponentTrial:
             return param.fixed
         dist = param.distribution if param is not None and param.distribution is not None else declared
         return suggest_value(self._trial, name, dist)
-
-    def suggest_float(
-        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
-    ) -> float:
-        return self._value(name, FloatDistribution(low, high, step=step, log=log))
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-        return self._value(name, IntDistribution(low, high, step=step, log=log))
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._value(name, CategoricalDistribution(list(choices)))
 
     def __getattr__(self, item: str) -> Any:  # number, params, user attrs, report... pass through
         return getattr(self._trial, item)

@@ -33,7 +33,6 @@ import difflib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -57,7 +56,6 @@ __all__ = [
     "build_space",
     "describe_distribution",
     "discover_aux_losses",
-    "load_space_overrides",
     "parse_override",
 ]
 
@@ -392,26 +390,3 @@ def build_space(
     if overrides:
         space.apply_overrides(overrides, overrides_source)
     return space
-
-
-def load_space_overrides(path: str | Path) -> dict[str, Any]:
-    """The ``[space]`` table of a tune TOML file (``{}`` when absent)."""
-    data = load_toml(path)
-    space = data.get("space", {})
-    if not isinstance(space, dict):
-        raise SearchSpaceError(f"{path}: [space] must be a table of parameter = value or range")
-    return space
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    path = Path(path)
-    if not path.is_file():
-        raise SearchSpaceError(f"tune config '{path}' does not exist or is not a file")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SearchSpaceError(f"tune config '{path}' is not valid TOML: {exc}") from None
