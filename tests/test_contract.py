@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from fusionzoo import registry
+from fusionzoo.fusions.concat_mlp import ConcatMLP
 from fusionzoo.interface import Fusion, FusionOutput, Head, HeadOutput
-from fusionzoo.testing import ContractError, check_fusion, check_head, check_plugin
+from fusionzoo.testing import ContractError, check_fusion, check_head, check_plugin, check_search_space
 
 EVERY_PLUGIN = [(kind, name) for kind in registry.KINDS for name in registry.REGISTRIES[kind].names()]
 
@@ -57,17 +58,24 @@ def test_vector_fusions_return_one_token(name):
         assert out.tokens.shape[1] >= 1
 
 
-@pytest.mark.parametrize("name", registry.list_fusions())
-def test_search_space_suggests_valid_hyperparameters(name):
-    optuna = pytest.importorskip("optuna")
-    cls = registry.get_fusion_class(name)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    trial = study.ask()
-    hp = cls.search_space(trial) if hasattr(cls, "search_space") else {}
-    valid = registry.hyperparameters(cls)
-    assert set(hp) <= set(valid), (
-        f"{name}.search_space suggests unknown hyperparameters {set(hp) - set(valid)}"
-    )
+PLUGINS = [("fusion", n) for n in registry.list_fusions()] + [("head", n) for n in registry.list_heads()]
+
+
+@pytest.mark.parametrize(("kind", "name"), PLUGINS)
+def test_search_space_suggests_valid_hyperparameters(kind, name):
+    """The declared space: every key a constructor hyperparameter, every value an optuna distribution,
+    buildable at both ends; built-ins declare (no legacy ``search_space(trial)``)."""
+    from optuna.distributions import BaseDistribution
+
+    from fusionzoo.tune.plugin_space import declared_distributions, uses_legacy_space
+
+    check_search_space(name, kind)
+    entry = registry.get_entry(kind, name)
+    if entry.source == "built-in":
+        assert not uses_legacy_space(entry.obj), f"{name} still defines search_space(trial)"
+        declared = declared_distributions(entry.obj)
+        assert set(declared) <= set(registry.hyperparameters(entry.obj))
+        assert all(isinstance(d, BaseDistribution) for d in declared.values())
 
 
 # ------------------------------------------------------------------ the checker itself catches violations
@@ -167,3 +175,48 @@ class WrongLogitsHead(Head):
 def test_head_checker_rejects_wrong_logits():
     with pytest.raises(ContractError, match=r"logits have shape \(B, C\)"):
         check_head(WrongLogitsHead)
+
+
+# ------------------------------------------------------------------ search-space declarations
+class UnknownKeyFusion(ConcatMLP):
+    @classmethod
+    def search_space_distributions(cls):
+        from optuna.distributions import FloatDistribution
+
+        return {"dropout": FloatDistribution(0.0, 0.5), "drop_out": FloatDistribution(0.0, 0.5)}
+
+
+class NotADistributionFusion(ConcatMLP):
+    @classmethod
+    def search_space_distributions(cls):
+        return {"dropout": (0.0, 0.5)}
+
+
+class UnbuildableRangeFusion(ConcatMLP):
+    @classmethod
+    def search_space_distributions(cls):
+        from optuna.distributions import CategoricalDistribution
+
+        return {"pool": CategoricalDistribution(["mean", "median"])}
+
+
+class LegacyUnknownKwargFusion(ConcatMLP):
+    @classmethod
+    def search_space(cls, trial):
+        return {"width": trial.suggest_int("width", 8, 64)}
+
+
+@pytest.mark.parametrize(
+    ("cls", "rule"),
+    [
+        (UnknownKeyFusion, "search space keys are constructor hyperparameters"),
+        (NotADistributionFusion, "search space values are optuna distributions"),
+        (UnbuildableRangeFusion, "search space values build the plugin"),
+        (LegacyUnknownKwargFusion, "search space keys are constructor hyperparameters"),
+    ],
+)
+def test_search_space_checker_names_the_violated_rule(cls, rule):
+    pytest.importorskip("optuna")
+    with pytest.raises(ContractError) as info:
+        check_search_space(cls)
+    assert info.value.rule == rule and cls.__name__ in str(info.value)

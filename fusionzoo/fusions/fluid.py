@@ -136,11 +136,13 @@ class FLUID(Fusion):
         return FusionOutput(tokens=tokens, aux_losses=aux, extras=extras)
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
         return {
-            "queries": trial.suggest_categorical("fluid_queries", [8, 16, 32, 64]),
-            "layers": trial.suggest_int("fluid_layers", 1, 4),
-            "ffn_mult": trial.suggest_categorical("fluid_ffn_mult", [2.0, 4.0]),
-            "dropout": trial.suggest_float("fluid_dropout", 0.0, 0.3),
-            "temperature": trial.suggest_float("fluid_temperature", 0.02, 0.2, log=True),
+            "queries": CategoricalDistribution([8, 16, 32, 64]),
+            "layers": IntDistribution(1, 4),
+            "ffn_mult": CategoricalDistribution([2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.3),
+            "temperature": FloatDistribution(0.02, 0.2, log=True),
         }

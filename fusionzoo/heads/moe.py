@@ -109,10 +109,12 @@ class MoEHead(Head):
         )
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "experts": trial.suggest_categorical("moe_experts", [4, 8, 16]),
-            "top_k": trial.suggest_categorical("moe_top_k", [1, 2]),
-            "hidden_mult": trial.suggest_categorical("moe_hidden_mult", [1.0, 2.0, 4.0]),
-            "dropout": trial.suggest_float("moe_dropout", 0.0, 0.5),
+            "experts": CategoricalDistribution([4, 8, 16]),
+            "top_k": CategoricalDistribution([1, 2]),
+            "hidden_mult": CategoricalDistribution([1.0, 2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.5),
         }

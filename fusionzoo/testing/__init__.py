@@ -39,6 +39,7 @@ __all__ = [
     "check_plugin",
     "check_protocol",
     "check_reporter",
+    "check_search_space",
     "validate_fusion_output",
     "validate_head_output",
 ]
@@ -47,6 +48,7 @@ _EXPORTS = {
     "ContractError": "contracts",
     "check_fusion": "contracts",
     "check_head": "contracts",
+    "check_search_space": "contracts",
     "validate_fusion_output": "contracts",
     "validate_head_output": "contracts",
     "check_dataset": "dataset_contract",

@@ -54,7 +54,7 @@ class TuneDisplay:
     def refresh(self) -> None:
         if self.progress is None:
             return
-        from fusionzoo.tune.study import budget_counts
+        from fusionzoo.tune.budget import budget_counts
 
         counts = budget_counts(self.study.get_trials(deepcopy=False))
         self.progress.update(

@@ -16,7 +16,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fusionzoo.tune.study import TuneError, best_trials, trial_config
+from fusionzoo.tune import TuneError
+from fusionzoo.tune.study import best_trials, trial_config
 
 __all__ = ["bench_preset", "export_bench_preset", "save_plots"]
 
