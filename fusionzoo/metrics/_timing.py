@@ -1,0 +1,30 @@
+"""Shared timing blocks of the efficiency metrics (``torch.utils.benchmark``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+WARMUP_CALLS = 5
+MIN_RUN_TIME = 0.5  # seconds of measured calls per figure
+
+
+def forward_timer(ctx: Any, size: int) -> Any:
+    """A ``torch.utils.benchmark.Timer`` of one eval-mode forward (no grad) at batch ``size``."""
+    from torch.utils import benchmark  # imports torch.utils.cpp_extension: only when timing
+
+    batch = ctx.batch(size)
+    model = ctx.model.eval()
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
+        if torch.device(ctx.device).type == "cuda":
+            torch.cuda.synchronize()
+
+    return benchmark.Timer(stmt="forward()", globals={"forward": forward}, num_threads=int(ctx.threads))
+
+
+def warm_up(timer: Any, calls: int = WARMUP_CALLS) -> None:
+    timer.timeit(calls)
