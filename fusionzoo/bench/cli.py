@@ -38,6 +38,10 @@ BENCH_FLAGS = (
     "paper_loss",
     "metric",
     "threads",
+    "train_protocols",
+    "eval",
+    "protocols",
+    "efficiency",
 )
 
 

@@ -12,7 +12,12 @@ MIN_RUN_TIME = 0.5  # seconds of measured calls per figure
 
 def forward_timer(ctx: Any, size: int) -> Any:
     """A ``torch.utils.benchmark.Timer`` of one eval-mode forward (no grad) at batch ``size``."""
-    from torch.utils import benchmark  # imports torch.utils.cpp_extension: only when timing
+    import logging
+
+    # torch.utils.benchmark imports torch.utils.cpp_extension, which warns about CUDA_HOME on CPU-only
+    # machines; nothing here compiles an extension
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
 
     batch = ctx.batch(size)
     model = ctx.model.eval()

@@ -87,6 +87,7 @@ class Protocol:
     stages: ClassVar[tuple[str, ...]] = ("test",)
     needs_raw: ClassVar[bool] = False
     target: ClassVar[Literal["tokens", "labels", "raw"]] = "tokens"
+    raw_modalities: ClassVar[tuple[str, ...]] = ()  # what a raw protocol perturbs: "image" and/or "text"
     level_option: ClassVar[str] = "rates"
     level_bounds: ClassVar[tuple[float, float]] = (0.0, 1.0)
     test_config: ClassVar[dict[str, Any]] = {}

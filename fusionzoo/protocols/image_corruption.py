@@ -38,6 +38,7 @@ class ImageCorruption(Protocol):
     description = "ImageNet-C image corruptions (imagecorruptions) at severities 1-5, re-encoded"
     needs_raw = True
     target = "raw"
+    raw_modalities = ("image",)
     level_option = "severities"
     level_bounds = (0.0, 5.0)
     test_config = {"severities": [0, 3, 5]}

@@ -32,6 +32,7 @@ class TextTypos(Protocol):
     )
     needs_raw = True
     target = "raw"
+    raw_modalities = ("text",)
     test_config = {"rates": [0.0, 0.5, 1.0]}
 
     def __init__(
