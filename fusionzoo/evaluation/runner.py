@@ -33,7 +33,7 @@ import torch
 from fusionzoo.evaluation.tables import EVAL_SEMANTICS, EvalTables, efficiency_key_of, eval_fingerprint_of
 from fusionzoo.protocols.base import Protocol, generator_for
 
-__all__ = ["EvalOutcome", "evaluate_runs"]
+__all__ = ["EvalOutcome", "evaluate_runs", "measure_efficiency", "protocol_curve"]
 
 
 @dataclass
@@ -76,6 +76,27 @@ def _test_metrics(
         labels, logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta("test")
     )
     return {f"test_{k}": float(v) for k, v in metrics.items()}
+
+
+def protocol_curve(
+    model: Any, data: Any, protocol: Protocol, *, batch_size: int = 512, device: str = "cpu"
+) -> dict[float, dict[str, float]]:
+    """``{level: test metrics}`` of ``model`` on ``data`` under a token protocol (fitted on ``data``),
+    computed as ``fusionzoo eval`` does (same seeding and batching; class buckets of the training labels)."""
+    from types import SimpleNamespace
+
+    from fusionzoo.metrics.class_buckets import class_buckets
+
+    if protocol.needs_raw:
+        raise ValueError(f"protocol '{protocol.registry_name}' needs raw inputs: use fusionzoo eval")
+    protocol.fit(data)
+    buckets = class_buckets(data.labels("train"), data.num_classes)
+    config = SimpleNamespace(eval_batch_size=batch_size)
+    out = {}
+    for level in protocol.levels():
+        perturbed = data if level == 0 else _PerturbedTest(data, protocol, level)
+        out[float(level)] = _test_metrics(model, perturbed, config, buckets, torch.device(device))
+    return out
 
 
 class _Group:
