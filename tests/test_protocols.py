@@ -3,6 +3,8 @@ monotone in the expected direction on a model that relies on what the protocol r
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -25,7 +27,12 @@ EXPECTED = {
 }  # fmt: skip
 
 
+RAW_EXTRA = {"image_corruption": "imagecorruptions", "text_typos": "nlpaug"}
+
+
 def make(name: str, **options):
+    if name in RAW_EXTRA and importlib.util.find_spec(RAW_EXTRA[name]) is None:
+        pytest.skip(f"{name} needs the robustness extra ({RAW_EXTRA[name]})")
     entry = registry.get_entry("protocol", name)
     spec = registry.format_spec(name, {**entry.test_config, **options})
     return registry.create("protocol", spec)
@@ -264,3 +271,27 @@ def test_relative_robustness_orders_models_by_reliance(trained):
     }
     assert rel["text_only"] == pytest.approx(1.0)
     assert rel["image_only"] < rel["concat_mlp"] < 1.0
+
+
+def test_training_with_dropped_images_degrades_less_under_missing_image(trained):
+    """modality_dropout (and concat_mlp trained under missing_image@0.5) lose less than concat_mlp."""
+    data, models = trained
+    protocol = make("missing_image", rates=[0.0, 0.25, 0.5, 0.75, 1.0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    robust = {"concat_mlp": models["concat_mlp"]}
+    for name, config in (
+        ("modality_dropout", RunConfig(fusion="modality_dropout:p=0.5", dim=16, epochs=5, lr=3e-3, patience=0, device="cpu")),
+        ("train_missing", RunConfig(fusion="concat_mlp", dim=16, epochs=5, lr=3e-3, patience=0, device="cpu",
+                                    train_protocol="missing_image@0.5")),
+    ):  # fmt: skip
+        trainer = Trainer(config, data)
+        trainer.fit()
+        robust[name] = trainer.model.eval()
+    torch.set_num_threads(threads)
+    drop = {}
+    for name, model in robust.items():
+        acc = accuracies(model, data, protocol)
+        drop[name] = acc[0] - acc[-1]
+    assert drop["modality_dropout"] < drop["concat_mlp"] - 0.05, drop
+    assert drop["train_missing"] < drop["concat_mlp"] - 0.05, drop
