@@ -295,3 +295,47 @@ def test_training_with_dropped_images_degrades_less_under_missing_image(trained)
         drop[name] = acc[0] - acc[-1]
     assert drop["modality_dropout"] < drop["concat_mlp"] - 0.05, drop
     assert drop["train_missing"] < drop["concat_mlp"] - 0.05, drop
+
+
+def test_train_time_label_noise_flips_train_and_val_once_and_never_test():
+    from fusionzoo.evaluation.train_time import expand_train_protocols, with_train_protocol
+
+    data = synthetic_features(300, 100, 100, seed=1)
+    config = RunConfig(train_protocol="label_noise:mode=uniform@0.5", device="cpu")
+    assert config.train_protocol == "label_noise:mode=uniform,seed=0,val=true@0.5"
+    noisy = with_train_protocol(config, data)
+    for split in ("train", "val"):
+        flipped = noisy.labels(split) != data.labels(split)
+        assert 0.35 < flipped.mean() < 0.65
+        indices = torch.tensor([0, 5, 7])
+        assert np.array_equal(noisy.batch(split, indices)["label"].numpy(), noisy.labels(split)[[0, 5, 7]])
+        assert np.array_equal(noisy.batch(split, indices)["label"], noisy.batch(split, indices)["label"])
+    assert np.array_equal(noisy.labels("test"), data.labels("test"))
+    assert np.array_equal(noisy.batch("test", torch.arange(4))["label"].numpy(), data.labels("test")[:4])
+    # the same noisy labels for every run seed (the protocol's own seed decides)
+    other = with_train_protocol(config.replace(seed=3), data)
+    assert np.array_equal(other.labels("train"), noisy.labels("train"))
+    assert with_train_protocol(RunConfig(train_protocol="label_noise@0", device="cpu"), data) is data
+    assert expand_train_protocols([]) == [""]
+    assert expand_train_protocols(["label_noise:rates=0;0.2", "missing_image@0.3"]) == [
+        "",
+        "label_noise:mode=uniform,seed=0,val=true@0.2",
+        "missing_image:imputation=mask,seed=0@0.3",
+    ]
+
+
+def test_train_time_token_protocol_perturbs_training_batches_only():
+    from fusionzoo.evaluation.train_time import with_train_protocol
+
+    data = synthetic_features(64, 32, 32, seed=2)
+    wrapped = with_train_protocol(RunConfig(train_protocol="missing_image@1", device="cpu"), data)
+    assert not wrapped.batch("train", torch.arange(8))["image_mask"].any()
+    assert wrapped.batch("val", torch.arange(8))["image_mask"].all()
+    assert wrapped.batch("test", torch.arange(8))["image_mask"].all()
+    first = with_train_protocol(RunConfig(train_protocol="missing_image@0.5", device="cpu"), data)
+    second = with_train_protocol(RunConfig(train_protocol="missing_image@0.5", device="cpu"), data)
+    assert torch.equal(
+        first.batch("train", torch.arange(32))["image_mask"],
+        second.batch("train", torch.arange(32))["image_mask"],
+    )
+    assert RunConfig(train_protocol="missing_image@0.5").config_hash() != RunConfig().config_hash()
