@@ -96,7 +96,7 @@ FLAGS: dict[str, Flag] = {
               "(a spec without @LEVEL runs each of its levels); each is part of the run identity."),
         flag("protocols", "eval.protocols", type=PluginSpecList("protocol"), metavar="SPECS",
               help="Robustness protocols to evaluate, e.g. 'missing_image:rates=0;0.5;1,missing_text' "
-              "(fusionzoo list protocols) [default: the config's [eval] protocols]."),
+              "(the protocols: docs/evaluation.md) [default: the config's [eval] protocols]."),
         flag("efficiency", "eval.efficiency", "--efficiency/--no-efficiency",
               help="Measure the efficiency metrics (params, GFLOPs, latency, throughput, memory) once per "
               "configuration."),

@@ -20,6 +20,8 @@ from fusionzoo.bench.results import ResultsStore
 from fusionzoo.evaluation.cli import eval_cmd
 from fusionzoo.evaluation.tables import EvalTables
 
+pytestmark = pytest.mark.slow  # end to end: benches and evaluates on the embedded dataset
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ["--fusions", "concat_mlp", "--seeds", "0,1", "--epochs", "2", "--dim", "16", "--batch-size", "64",
          "--data-option", "size=600", "--device", "cpu"]  # fmt: skip
@@ -121,7 +123,9 @@ def test_raw_protocols_are_encoded_once_into_the_cache(runs, env):
     assert text_only.groupby("run_id")["test_accuracy"].nunique().eq(1).all()
     image_only = raw[(raw["fusion"] == "image_only") & (raw["protocol_name"] == "text_typos")]
     assert image_only.groupby("run_id")["test_accuracy"].nunique().eq(1).all()
-    entries = [p for p in (env / "data" / "features").iterdir() if p.name.startswith("synth-test-")]
+    entries = [
+        p for p in (env / "data" / "features").iterdir() if p.name.startswith("synth-test-") and p.is_dir()
+    ]
     assert len(entries) == 3  # clean test + one per perturbed level
     # a new seed of the same protocol is another perturbation; the same one comes from the cache
     again = invoke(runs, "--protocols", "text_typos:kind=swap,rates=0;1,seed=1")
