@@ -78,7 +78,8 @@ def curve_table(
     ``rows``: robustness rows (``run_id, config_id, dataset, fusion, head, seed, protocol,
     train_protocol, level, <metric>``). The reference curve of a (dataset, protocol, head?) group is
     the mean over the seeds of the ``reference`` fusion's runs with no train-time protocol, at each
-    level (any head; NaN effective robustness when the group has none). Returns one row per
+    level (any head; NaN effective robustness when the group has none), over the levels the run's and
+    the reference's curves share (level 0 included). Returns one row per
     (run, protocol) with ``rel_robust``, ``eff_robust`` (raw) and ``clean``.
     """
     columns = ["run_id", "config_id", "dataset", "fusion", "head", "seed", "protocol", "train_protocol"]
@@ -97,8 +98,11 @@ def curve_table(
             first = run.iloc[0]
             rel = relative_robustness(levels, values) if len(levels) >= 2 else float("nan")
             eff = float("nan")
-            if ref_curve is not None and len(levels) >= 2 and set(levels) <= set(ref_curve.index):
-                eff = effective_robustness(levels, values, ref_curve.loc[levels].to_numpy())
+            if ref_curve is not None:  # over the levels both curves have (level 0 among them)
+                common = [i for i, lv in enumerate(levels) if lv in ref_curve.index]
+                if len(common) >= 2 and levels[common[0]] == levels[0]:
+                    shared = levels[common]
+                    eff = effective_robustness(shared, values[common], ref_curve.loc[shared].to_numpy())
             out.append(
                 {**{c: first[c] for c in columns}, "levels": len(levels), "clean": float(values[0]),
                  "rel_robust": rel, "eff_robust": eff}
