@@ -45,6 +45,10 @@ BENCH_FLAGS = (
     "text_tokens",
     "on_bad_image",
     "launcher",
+    "train_protocols",
+    "eval",
+    "protocols",
+    "efficiency",
 )
 
 
