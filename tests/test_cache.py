@@ -18,7 +18,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from fusionzoo.encoders.cache import FILES, encode_splits
+from fusionzoo.encoders.cache import FILES, WHOLE_FILES, encode_splits
 from fusionzoo.encoders.errors import EncoderError
 from fusionzoo.encoders.image import create_image_encoder
 from fusionzoo.encoders.text import create_text_encoder
@@ -58,7 +58,7 @@ def run(splits, image, text, cache, **kwargs):
 
 
 def same(a, b):
-    for name in ("image_tokens", "text_tokens", "text_offsets", "labels"):
+    for name in ("image_tokens", "text_tokens", "text_offsets", "labels", "image_index", "text_index"):
         np.testing.assert_array_equal(
             np.asarray(getattr(a, name)), np.asarray(getattr(b, name)), err_msg=name
         )
@@ -203,8 +203,9 @@ def test_partial_entry_with_damaged_chunk_resumes_before_it(tmp_path, models):
         run(splits, image, text, tmp_path / "cache", split_names=["train"], on_chunk=stop_after_two)
     partial = next(p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".partial"))
     journal = json.loads((partial / "journal.json").read_text())
-    start, length, _ = journal["chunks"][1]["files"]["text_tokens.f16"]
-    with open(partial / "text_tokens.f16", "r+b") as handle:
+    assert [c["phase"] for c in journal["chunks"]] == ["image", "image"]
+    start, length, _ = journal["chunks"][1]["files"]["image_tokens.f16"]
+    with open(partial / "image_tokens.f16", "r+b") as handle:
         handle.seek(start + length // 2)
         handle.write(b"\x7f\x7f\x7f\x7f")
     resumed, log = run(splits, image, text, tmp_path / "cache", split_names=["train"])
@@ -249,12 +250,14 @@ def test_ragged_text_round_trip(tmp_path, models):
     entry = Path(train.info["cache_path"])
     lengths = train.text_lengths()
     assert len(set(lengths.tolist())) > 1  # really ragged
-    assert (entry / "text_tokens.f16").stat().st_size == int(lengths.sum()) * text.out_dim * 2  # no padding
+    stored_tokens = int(train.distinct_text_lengths().sum())
+    assert (entry / "text_tokens.f16").stat().st_size == stored_tokens * text.out_dim * 2  # no padding
     for i in (0, 3, len(texts) - 1):
         batch = text.tokenize([texts[i]])
         with torch.no_grad():
             expected, mask = text(batch.input_ids, batch.attention_mask)
-        stored = np.asarray(train.text_tokens[train.text_offsets[i] : train.text_offsets[i + 1]], np.float32)
+        u = train.text_index[i]
+        stored = np.asarray(train.text_tokens[train.text_offsets[u] : train.text_offsets[u + 1]], np.float32)
         assert stored.shape == (int(mask.sum()), text.out_dim)
         np.testing.assert_allclose(stored, expected[0].numpy(), atol=2e-2, rtol=2e-2)
     from fusionzoo.encoders.features import collate_features
@@ -289,18 +292,18 @@ def test_files_are_the_documented_layout(tmp_path, models):
     image, text = encoders(models)
     features, _ = run(splits, image, text, tmp_path / "cache", split_names=["test"])
     entry = Path(features["test"].info["cache_path"])
-    assert {p.name for p in entry.iterdir()} == set(FILES) | {"manifest.json", "labels.npy", "meta.parquet"}
+    assert {p.name for p in entry.iterdir()} == set(FILES) | set(WHOLE_FILES) | {"manifest.json"}
 
 
 def test_size_estimate_warns_and_refuses_when_the_disk_is_too_small(tmp_path, models, monkeypatch):
     import shutil as shutil_module
     from collections import namedtuple
 
-    from fusionzoo.encoders import cache as cache_module
+    from fusionzoo.encoders import cache_plan
 
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=10))
     image, text = encoders(models)
-    monkeypatch.setattr(cache_module, "LARGE_CACHE_WARNING", 1)
+    monkeypatch.setattr(cache_plan, "LARGE_CACHE_WARNING", 1)
     _, log = run(splits, image, text, tmp_path / "cache", split_names=["test"])
     assert (
         "warning" in log and "--text-max-length" in log and "--image-tokens" in log and "pooled-only" in log

@@ -84,7 +84,9 @@ def test_rewritten_meta_and_an_old_manifest_are_rebuilt(tmp_path, models, encode
     manifest.pop("files")  # an entry written before labels/meta were hashed
     (entry / "manifest.json").write_text(json.dumps(manifest))
     features, log = run(splits, models, tmp_path / "cache", split_names=["train"])
-    assert "no integrity record for labels.npy, meta.parquet" in log
+    assert (
+        "no integrity record for rows.i64, image_index.i64, text_index.i64, labels.npy, meta.parquet" in log
+    )
     assert features["train"].info["reused"] is False
     again, log = run(splits, models, tmp_path / "cache", split_names=["train"])
     assert again["train"].info["reused"] and "corrupt" not in log
