@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -12,29 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rich.console import Console
 
-from fusionzoo.encoders.cache import encode_splits
 from fusionzoo.encoders.cache_plan import distinct_images, distinct_texts
 from fusionzoo.encoders.features import collate_features
-from fusionzoo.encoders.image import create_image_encoder
-from fusionzoo.encoders.testing import (
-    save_tiny_image_model,
-    save_tiny_text_model,
-    splits_from_csv,
-    write_tiny_glami,
-)
-from fusionzoo.encoders.text import create_text_encoder
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    csv = write_tiny_glami(root / "vocab", n=40)
-    texts = splits_from_csv(csv).train["text"].tolist()
-    image = create_image_encoder(f"timm:{save_tiny_image_model(root / 'vit')}")
-    text = create_text_encoder(f"hf:{save_tiny_text_model(root / 'bert', texts)}", max_length=32)
-    return image, text
+from fusionzoo.testing.tiny_encoders import encode_quietly
+from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
 
 
 def shared_csv(root: Path, n: int = 50, images: int = 11, texts: int = 13) -> Path:
@@ -52,17 +33,17 @@ def shared_csv(root: Path, n: int = 50, images: int = 11, texts: int = 13) -> Pa
     return csv
 
 
-def run(splits, models, cache, **kwargs):
-    out = Console(file=io.StringIO(), width=400, soft_wrap=True)
-    kwargs = {"batch_size": 4, "chunk_rows": 8, "num_workers": 0, "progress": False, **kwargs}
-    return encode_splits(splits, *models, cache, console=out, **kwargs), out.file.getvalue()
+def run(splits, tiny_models, cache, **kwargs):
+    return encode_quietly(splits, tiny_models, cache, **kwargs)
 
 
-def per_row_encoding(frame: pd.DataFrame, models, batch_size: int = 4) -> tuple[np.ndarray, list[np.ndarray]]:
+def per_row_encoding(
+    frame: pd.DataFrame, tiny_models, batch_size: int = 4
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """What the format-1 cache stored: every row encoded, in row order, in batches of ``batch_size``."""
     from fusionzoo.data.images import ImageTextDataset
 
-    image_encoder, text_encoder = models
+    image_encoder, text_encoder = tiny_models
     dataset = ImageTextDataset(frame.reset_index(drop=True), image_encoder.transform, "skip")
     images, texts = [], []
     for start in range(0, len(frame), batch_size):
@@ -77,17 +58,17 @@ def per_row_encoding(frame: pd.DataFrame, models, batch_size: int = 4) -> tuple[
     return np.concatenate(images), texts
 
 
-def test_distinct_inputs_are_stored_once_and_rows_equal_per_row_encoding(tmp_path, models):
+def test_distinct_inputs_are_stored_once_and_rows_equal_per_row_encoding(tmp_path, tiny_models):
     splits = splits_from_csv(shared_csv(tmp_path / "data"))
     train = splits.train.reset_index(drop=True)
-    features, log = run(splits, models, tmp_path / "cache", split_names=["train"])
+    features, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"])
     split = features["train"]
     n_images, n_texts = train["image_path"].nunique(), train["text"].nunique()
     assert len(split) == len(train) > n_images and len(split) > n_texts
     assert split.num_images == n_images and split.num_texts == n_texts
     assert f"({n_images:,} distinct images, {n_texts:,} distinct texts)" in log
     entry = Path(split.info["cache_path"])
-    image_encoder, text_encoder = models
+    image_encoder, text_encoder = tiny_models
     row_bytes = image_encoder.num_tokens * image_encoder.out_dim * 2
     assert (entry / "image_tokens.f16").stat().st_size == n_images * row_bytes  # scales with distinct images
     assert (entry / "text_lengths.i64").stat().st_size == n_texts * 8
@@ -98,7 +79,7 @@ def test_distinct_inputs_are_stored_once_and_rows_equal_per_row_encoding(tmp_pat
         assert len(set(index.tolist())) == train[column].nunique()
 
     # exactly what encoding every row (the format-1 cache) gives, on CPU: no tolerance
-    images, texts = per_row_encoding(train, models)
+    images, texts = per_row_encoding(train, tiny_models)
     np.testing.assert_array_equal(split.image_rows(np.arange(len(split))), images)
     padded, lengths = split.text_rows(np.arange(len(split)))
     assert lengths.tolist() == [len(t) for t in texts]
@@ -110,14 +91,14 @@ def test_distinct_inputs_are_stored_once_and_rows_equal_per_row_encoding(tmp_pat
     assert batch["text_mask"].sum(1).tolist() == [len(texts[i]) for i in (7, 3, 7, 0)]
 
 
-def test_a_shared_unreadable_image_drops_every_row_that_uses_it(tmp_path, models):
+def test_a_shared_unreadable_image_drops_every_row_that_uses_it(tmp_path, tiny_models):
     splits = splits_from_csv(shared_csv(tmp_path / "data"))
     train = splits.train.reset_index(drop=True)
     bad_path = train["image_path"].value_counts().index[0]  # the most shared image becomes unreadable
     Path(bad_path).write_bytes(b"this is not a jpeg")
     users = train.loc[train["image_path"] == bad_path, "item_id"].tolist()
     assert len(users) >= 2
-    features, log = run(splits, models, tmp_path / "cache", split_names=["train"])
+    features, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"])
     split = features["train"]
     assert len(split) == len(train) - len(users)
     assert sorted(split.info["bad_items"]) == sorted(users)
@@ -125,12 +106,12 @@ def test_a_shared_unreadable_image_drops_every_row_that_uses_it(tmp_path, models
     assert not set(users) & set(split.meta["item_id"])
     assert split.num_images == train["image_path"].nunique() - 1
     with pytest.raises(Exception, match=rf"1 unreadable image\(s\) used by {len(users)} row\(s\)"):
-        run(splits, models, tmp_path / "cache2", split_names=["train"], on_bad_image="fail")
+        run(splits, tiny_models, tmp_path / "cache2", split_names=["train"], on_bad_image="fail")
 
 
-def test_an_interrupted_text_phase_resumes_and_equals_an_uninterrupted_encode(tmp_path, models):
+def test_an_interrupted_text_phase_resumes_and_equals_an_uninterrupted_encode(tmp_path, tiny_models):
     splits = splits_from_csv(shared_csv(tmp_path / "data", n=60, images=20, texts=30))
-    fresh, _ = run(splits, models, tmp_path / "fresh", split_names=["train"])
+    fresh, _ = run(splits, tiny_models, tmp_path / "fresh", split_names=["train"])
 
     class Stop(Exception):
         pass
@@ -141,8 +122,8 @@ def test_an_interrupted_text_phase_resumes_and_equals_an_uninterrupted_encode(tm
             raise Stop
 
     with pytest.raises(Stop):
-        run(splits, models, tmp_path / "cache", split_names=["train"], on_chunk=stop_in_texts)
-    resumed, log = run(splits, models, tmp_path / "cache", split_names=["train"])
+        run(splits, tiny_models, tmp_path / "cache", split_names=["train"], on_chunk=stop_in_texts)
+    resumed, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"])
     assert "resuming an interrupted encode at row 8 of" in log and "distinct texts" in log
     assert resumed["train"].info["resumed"] is True
     a, b = resumed["train"], fresh["train"]
@@ -153,16 +134,16 @@ def test_an_interrupted_text_phase_resumes_and_equals_an_uninterrupted_encode(tm
 
 
 @pytest.mark.parametrize("verify", ["auto", "size"])
-def test_a_damaged_index_file_is_a_corrupt_entry(tmp_path, models, verify):
+def test_a_damaged_index_file_is_a_corrupt_entry(tmp_path, tiny_models, verify):
     splits = splits_from_csv(shared_csv(tmp_path / "data"))
-    first, _ = run(splits, models, tmp_path / "cache", split_names=["train"])
+    first, _ = run(splits, tiny_models, tmp_path / "cache", split_names=["train"])
     entry = Path(first["train"].info["cache_path"])
     index = np.fromfile(entry / "image_index.i64", dtype=np.int64)
     expected = index.copy()
     index[0] = 10_000  # same size, points outside the stored images
     index.tofile(entry / "image_index.i64")
     del first
-    again, log = run(splits, models, tmp_path / "cache", split_names=["train"], verify=verify)
+    again, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"], verify=verify)
     assert "corrupt cache entry for train" in log and "image_index.i64" in log and "rebuilding" in log
     np.testing.assert_array_equal(again["train"].image_index, expected)
 

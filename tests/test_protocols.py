@@ -8,13 +8,13 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from fusionzoo.testing.token_features import synthetic_features
 from PIL import Image
 
 from fusionzoo import registry
 from fusionzoo.evaluation.runner import protocol_curve
 from fusionzoo.evaluation.summaries import relative_robustness
 from fusionzoo.protocols.base import generator_for
+from fusionzoo.testing.token_features import synthetic_features
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.trainer import Trainer
 

@@ -33,7 +33,7 @@ def rss_mb() -> float:
 def child(entry: str, fusion: str, epochs: int, pread: bool) -> None:
     import torch
 
-    from fusionzoo.encoders.cache import open_entry
+    from fusionzoo.encoders.cache_format import open_entry
     from fusionzoo.encoders.features import FeatureDataset
     from fusionzoo.train.model import FusionModel
 
@@ -74,7 +74,7 @@ def tile_entry(source: Path, target: Path, times: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from fusionzoo.encoders.cache import FILES, file_records
+    from fusionzoo.encoders.cache_format import FILES, file_records
 
     manifest = json.loads((source / "manifest.json").read_text())
     target.mkdir(parents=True)
@@ -133,8 +133,9 @@ def main() -> None:
     from rich.console import Console
 
     from fusionzoo.data import load_dataset
-    from fusionzoo.encoders.cache import default_cache_dir, encode_splits, human_bytes
+    from fusionzoo.encoders.cache import default_cache_dir, encode_splits
     from fusionzoo.encoders.defaults import default_encoders
+    from fusionzoo.io import human_bytes
 
     splits = load_dataset("synth", data_dir=args.data_dir)
     cache = args.cache_dir or default_cache_dir(args.data_dir)

@@ -34,17 +34,14 @@ import torch
 
 from fusionzoo.data.base import SPLITS, DatasetSplits
 from fusionzoo.encoders.cache_format import (
-    CACHE_ENV,
     FILES,
     FORMAT_VERSION,
-    WHOLE_FILES,
     CacheIntegrityError,
     append_chunk,
     check_against_split,
     chunk_problems,
     default_cache_dir,
     entry_key,
-    file_records,
     finish_entry,
     open_entry,
     read_journal,
@@ -67,20 +64,7 @@ from fusionzoo.encoders.text import TextEncoder
 from fusionzoo.io import human_bytes, wait_for_lock
 from fusionzoo.progress import progress_bar
 
-__all__ = [
-    "CACHE_ENV",
-    "FILES",
-    "FORMAT_VERSION",
-    "WHOLE_FILES",
-    "CacheIntegrityError",
-    "check_against_split",
-    "default_cache_dir",
-    "encode_splits",
-    "entry_key",
-    "estimate_bytes",
-    "file_records",
-    "open_entry",
-]
+__all__ = ["encode_splits", "estimate_bytes"]  # the format (open_entry, entry_key, ...): cache_format
 
 
 class _CollateImages:

@@ -85,7 +85,7 @@ def local_synth_encoders(
     ignored: they are seeded random initialisations by design."""
     if splits is None:
         raise EncoderError("the local synth encoders are built from the train texts: pass splits")
-    from fusionzoo.encoders.cache import default_cache_dir
+    from fusionzoo.encoders.cache_format import default_cache_dir
 
     models = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     models = models / "models"
