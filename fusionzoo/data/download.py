@@ -124,12 +124,16 @@ def _http_errors() -> tuple[type[BaseException], ...]:
     return (httpx2.HTTPError, OSError)
 
 
-def _offline_hint(exc: BaseException) -> str:
+def _offline(exc: BaseException) -> bool:
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    if isinstance(exc, OfflineModeIsEnabled):
-        return "; HF_HUB_OFFLINE is set, so no HTTP request is made: unset it to download"
-    return ""
+    return isinstance(exc, OfflineModeIsEnabled)
+
+
+OFFLINE_ADVICE = (
+    "HF_HUB_OFFLINE is set, so huggingface_hub (which fetches the Hub and --url alike) makes no HTTP "
+    "request; run the download with HF_HUB_OFFLINE unset"
+)
 
 
 def download_file(
@@ -174,11 +178,13 @@ def download_file(
                         f"downloading {url} failed: HTTP {status} {exc.response.reason_phrase}"
                     ) from None
             except _http_errors() as exc:
+                if _offline(exc):
+                    raise DownloadError(f"cannot download {url}: {OFFLINE_ADVICE}") from None
                 size = part.stat().st_size if part.exists() else 0
-                if attempt >= retries or _offline_hint(exc):
+                if attempt >= retries:
                     raise DownloadError(
                         f"downloading {url} was interrupted after {size} bytes ({type(exc).__name__}: {exc}); "
-                        f"the partial file {part} is kept and the next run resumes from it{_offline_hint(exc)}"
+                        f"the partial file {part} is kept and the next run resumes from it"
                     ) from None
             if console is not None:
                 console.print(f"[yellow]connection lost; resuming (attempt {attempt + 1}/{retries})")
@@ -208,10 +214,13 @@ def download_from_hub(
                 endpoint=endpoint, tqdm_class=tqdm_for(bars), headers={"User-Agent": USER_AGENT},
             )  # fmt: skip
     except LocalEntryNotFoundError as exc:
+        from huggingface_hub import constants
+
+        why = OFFLINE_ADVICE if constants.is_offline_mode() else f"{exc}".splitlines()[0]
         raise DownloadError(
             f"{HUB_REPO}/{filename} could not be fetched from the Hugging Face Hub and is not in {folder} "
-            f"({exc}). Check the connection (HF_HUB_OFFLINE must be unset, HF_ENDPOINT point to a Hub), or "
-            "download the zip elsewhere and pass --url (a mirror) or put it in that folder"
+            f"({why}). Check the connection (and that HF_ENDPOINT, if set, points to a Hub), or download the "
+            "zip elsewhere and pass --url (a mirror) or put it in that folder"
         ) from None
     except HfHubHTTPError as exc:
         raise DownloadError(f"downloading {HUB_REPO}/{filename} failed: {exc}".splitlines()[0]) from None
