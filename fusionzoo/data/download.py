@@ -42,7 +42,7 @@ from rich.console import Console
 from fusionzoo.data.base import DataError
 from fusionzoo.data.glami import DATASET_FOLDER, EXTRACTED_MARKER, OFFICIAL_ZIP_MD5, TEST_CSV, TRAIN_CSV
 from fusionzoo.data.paths import downloads_dir, glami_dir
-from fusionzoo.io import atomic_write, replace_directory
+from fusionzoo.io import atomic_write, fsync_dir, replace_directory
 from fusionzoo.progress import progress_bar, tqdm_for
 
 FULL_ZIP = "GLAMI-1M-dataset.zip"
@@ -165,6 +165,8 @@ def download_file(
                         url, handle, resume_size=offset, headers={"User-Agent": USER_AGENT},
                         displayed_filename=dest.name, tqdm_class=tqdm_for(bars),
                     )  # fmt: skip
+                    handle.flush()
+                    os.fsync(handle.fileno())  # on disk before it is renamed into place
                 break
             except HfHubHTTPError as exc:
                 status = exc.response.status_code
@@ -190,6 +192,7 @@ def download_file(
                 console.print(f"[yellow]connection lost; resuming (attempt {attempt + 1}/{retries})")
             time.sleep(backoff * (attempt + 1))
     os.replace(part, dest)
+    fsync_dir(dest.parent)
     return verify_md5(dest, md5, url)
 
 

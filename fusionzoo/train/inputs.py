@@ -2,8 +2,8 @@
 
 :class:`FeatureData` (frozen mode) wraps three :class:`~fusionzoo.encoders.features.FeatureSplit` s.
 To keep the training step cheap each split whose cached arrays fit the memory budget is read into RAM
-once (:class:`MaterialisedSplit`: the distinct images and texts in float16, as stored, plus the per-row
-indices) and shared by every run that uses this ``FeatureData`` (a bench or a tune worker builds one
+once (:class:`MaterialisedSplit`: the distinct images and texts as float16 tensors, as stored, plus the
+per-row indices) and shared by every run that uses this ``FeatureData`` (a bench or a tune worker builds one
 per dataset and process). A batch is then gathered from RAM and converted to float32 — exactly the
 values :func:`~fusionzoo.encoders.features.collate_features` reads from the files. Splits that do not
 fit keep the bounded-memory path: ``collate_features`` with ``pread`` of each batch's rows.
@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import Tensor, nn
 
 from fusionzoo.encoders.features import FeatureSplit, collate_features
@@ -106,20 +107,58 @@ def default_memory_budget() -> int:
 
 @dataclass
 class MaterialisedSplit:
-    """A split read into RAM once: its stored float16 arrays and indices (no padding, no float32 copy)."""
+    """A split read into RAM once, as stored: the distinct images (Ui, Li, Ei) and the distinct texts'
+    tokens (T, Et) in float16 (a zero row appended for padding), the per-row indices and the labels.
 
-    features: FeatureSplit
+    A batch is ``index_select`` of the rows' images and a gather of their texts, then ``.float()``:
+    the float32 values :func:`collate_features` gives, with no padding held in memory.
+    """
+
+    image: Tensor
+    image_index: Tensor
+    text: Tensor
+    text_starts: Tensor
+    text_lengths: Tensor
+    text_index: Tensor
+    labels: Tensor
 
     @classmethod
     def from_features(cls, features: FeatureSplit) -> MaterialisedSplit:
-        return cls(features.in_memory())
+        memory = features.in_memory()
+        text = np.concatenate([memory.text_tokens, np.zeros((1, memory.text_dim), memory.text_tokens.dtype)])
+        return cls(
+            image=torch.from_numpy(memory.image_tokens),
+            image_index=torch.from_numpy(memory.image_index),
+            text=torch.from_numpy(text),
+            text_starts=torch.from_numpy(memory.text_offsets[:-1].copy()),
+            text_lengths=torch.from_numpy(memory.distinct_text_lengths()),
+            text_index=torch.from_numpy(memory.text_index),
+            labels=torch.from_numpy(np.asarray(memory.labels, dtype=np.int64)),
+        )
 
     @property
     def bytes(self) -> int:
-        return self.features.stored_bytes()
+        return sum(t.numel() * t.element_size() for t in (self.image, self.text))
 
     def batch(self, indices: Tensor) -> dict[str, Tensor]:
-        return collate_features(self.features, indices.numpy())
+        image = self.image.index_select(0, self.image_index.index_select(0, indices))
+        texts = self.text_index.index_select(0, indices)
+        lengths = self.text_lengths.index_select(0, texts)
+        max_len = max(1, int(lengths.max())) if len(indices) else 1
+        positions = torch.arange(max_len)
+        mask = positions.unsqueeze(0) < lengths.unsqueeze(1)
+        padding_row = self.text.shape[0] - 1
+        rows = torch.where(
+            mask, self.text_starts.index_select(0, texts).unsqueeze(1) + positions, padding_row
+        )
+        return {
+            "image": image.float(),
+            "image_mask": torch.ones(image.shape[:2], dtype=torch.bool),
+            "text": self.text[rows].float(),
+            "text_mask": mask,
+            "label": self.labels.index_select(0, indices),
+            "index": indices,
+        }
 
 
 @dataclass
