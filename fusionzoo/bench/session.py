@@ -41,15 +41,8 @@ def print_reuse(console: Any, specs: list[Any], store: ResultsStore) -> None:
 def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads: int = 1) -> GridOutcome:
     """Steps 1–5 of the module docstring; returns what ran (the caller decides the exit code)."""
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from fusionzoo.progress import progress_bar
 
     config = experiment.config
     fingerprints = {}
@@ -66,15 +59,7 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
         console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
         experiment.training_data(dataset, console=console)
 
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    progress = progress_bar(console, unit="runs")
     default_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
