@@ -129,6 +129,10 @@ FLAGS: dict[str, Flag] = {
               help="Image decoding workers while encoding [default: auto]."),
         flag("on_bad_image", "data.on_bad_image", type=click.Choice(["skip", "fail"]),
               help="Missing/unreadable images: drop the row (counted, warned) or stop [default: skip]."),
+        flag("tune_trials", "bench.tune_trials", type=click.IntRange(min=1), metavar="N",
+              help="A fair tuned comparison: tune every fusion × head of the grid with the same Optuna budget "
+              "(N trials, the [tune] sampler/seed/metric, validation split only), then train each best "
+              "configuration over the seeds (docs/benchmarking.md)."),
         flag("launcher", "bench.launcher", metavar="SPEC", callback=_launcher,
               help="Where runs execute: any registered launcher (fusionzoo list launchers) [default: local]."),
         flag("train_protocols", "bench.train_protocols", type=TrainProtocolList(), metavar="SPEC@LEVEL,...",

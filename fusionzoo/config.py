@@ -81,6 +81,7 @@ class BenchSection(_Section):
     cache_dir: str | None = None  # None: $FUSIONZOO_CACHE, else <data dir>/features
     launcher: str = "local"  # a launcher spec (fusionzoo list launchers)
     train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
+    tune_trials: int = Field(default=0, ge=0)  # > 0: every cell tuned with this Optuna budget first
 
     @model_validator(mode="before")
     @classmethod

@@ -225,6 +225,19 @@ class Experiment:
             column_direction(config.metric)
         except registry.RegistryError as exc:
             raise ConfigError(f"--metric / [bench] metric: {exc}") from None
+        if config.bench.tune_trials:
+            from fusionzoo.tune import TuneError
+            from fusionzoo.tune.objective import resolve_objectives
+
+            if len(config.tune.objectives) > 1:
+                raise ConfigError(
+                    "--tune-trials picks one best configuration per cell: give one [tune] metric, not "
+                    f"objectives {', '.join(config.tune.objectives)}"
+                )
+            try:
+                resolve_objectives(config.tune.metric, [])
+            except TuneError as exc:
+                raise ConfigError(f"--tune-trials tunes on [tune] metric: {exc}") from None
         heads = [_canonical("head", h) for h in config.bench.heads]
         try:
             expand_train_protocols(config.bench.train_protocols)

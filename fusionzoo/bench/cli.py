@@ -45,6 +45,7 @@ BENCH_FLAGS = (
     "text_tokens",
     "on_bad_image",
     "launcher",
+    "tune_trials",
     "train_protocols",
     "eval",
     "protocols",
