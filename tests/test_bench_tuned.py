@@ -93,3 +93,24 @@ def _toml(tmp_path):
     path = tmp_path / "test-metric.toml"
     path.write_text('[bench]\ndatasets = ["synth"]\n[tune]\nmetric = "test_accuracy"\n')
     return path
+
+
+def test_tune_trials_space_entries_apply_to_their_cells_and_unknown_ones_fail_first(tmp_path):
+    from fusionzoo.bench.tuned import cell_space_overrides
+    from fusionzoo.config import load_config
+
+    config = load_config("quick").with_overrides({})
+    config = config.model_copy(update={"space": {"lr": 1e-3, "film_condition_on": "text"}})
+    cells = [("synth", "concat_mlp", "mlp", ""), ("synth", "film", "mlp", "")]
+    spaces = cell_space_overrides(config, cells)
+    assert spaces[cells[0]] == {"lr": 1e-3} and spaces[cells[1]] == {"lr": 1e-3, "film_condition_on": "text"}
+
+    path = tmp_path / "bad-space.toml"
+    path.write_text('[bench]\ndatasets = ["synth"]\n[space]\nno_such_param = 3\n')
+    data_dir = tmp_path / "data"
+    result = CliRunner().invoke(
+        bench, _args(data_dir, tmp_path / "runs", "--tune-trials", "2", "--config", str(path))
+    )
+    assert result.exit_code == 2, result.output
+    assert "no_such_param" in result.output and "no fusion/head of the grid" in result.output
+    assert not data_dir.exists()

@@ -80,12 +80,14 @@ def tune_grid(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = experiment.config
     cells = list(dict.fromkeys(_cell_key(s) for s in specs if s.kind == "train"))
+    spaces = cell_space_overrides(config, cells)  # a [space] key no cell has: an error before any work
     tune_dir = str(runs_dir / "tune")
     chosen: dict[tuple[str, str, str, str], TunedCell] = {}
     for number, (dataset, fusion, head, train_protocol) in enumerate(cells, 1):
         settings = settings_from_config(config, runs_dir=tune_dir, fusion=fusion, head=head, dataset=dataset)
         base = dict(settings.base_config, train_protocol=train_protocol)
         settings = settings.replace(
+            space_overrides=spaces[(dataset, fusion, head, train_protocol)],
             trials=trials,
             study_name=study_name(dataset, fusion, head, train_protocol),
             base_config=base,
@@ -130,6 +132,29 @@ def tune_grid(
         )
     _save(runs_dir, chosen, trials, config)
     return chosen
+
+
+def cell_space_overrides(config: Any, cells: list[tuple[str, str, str, str]]) -> dict[Any, dict[str, Any]]:
+    """Each cell's part of the ``[space]`` table: the entries naming one of its parameters (or a
+    ``RunConfig`` field any space may add), so ``fluid_queries = 8`` fixes FLUID's queries and leaves
+    concat_mlp's study alone. An entry no cell knows raises ``SearchSpaceError`` naming it."""
+    from fusionzoo.tune.space import ADDABLE_TRAIN_FIELDS, SearchSpaceError, build_space
+
+    out, used = {}, set()
+    for cell in cells:
+        _, fusion, head, _ = cell
+        valid = set(build_space(fusion, head, mode=config.bench.mode).valid_names()) | set(
+            ADDABLE_TRAIN_FIELDS
+        )
+        out[cell] = {k: v for k, v in config.space.items() if k in valid}
+        used |= set(out[cell])
+    unknown = sorted(set(config.space) - used)
+    if unknown:
+        raise SearchSpaceError(
+            f"{config.source}: [space] {', '.join(unknown)}: no fusion/head of the grid has such a "
+            "parameter (fusionzoo tune --show-space FUSION lists a cell's names)"
+        )
+    return out
 
 
 def tuned_specs(specs: list[RunSpec], chosen: dict[tuple[str, str, str, str], TunedCell]) -> list[RunSpec]:
