@@ -256,20 +256,6 @@ def test_journal_storage_with_two_worker_processes(tmp_path):
     assert "6 complete" in result.stdout
 
 
-def test_failed_worker_processes_make_tune_exit_non_zero(tmp_path):
-    from tune_helpers import BROKEN_IN_WORKERS_FACTORY
-
-    journal = tmp_path / "optuna.journal"
-    script = os.path.join(os.path.dirname(sys.executable), "fusionzoo")
-    cmd = [script, "tune", "--fusion", "concat_mlp", "--head", "linear", "--storage", f"journal:{journal}",
-           "--study", "j", "--trials", "2", "--workers", "2", "--data-factory", BROKEN_IN_WORKERS_FACTORY,
-           "--out", str(tmp_path / "runs"), *TINY_FLAGS]  # fmt: skip
-    result = subprocess.run(cmd, env=_subprocess_env(), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "worker(s) 0, 1 exited with an error" in result.stderr
-    assert "0 finished trials of 2" in result.stderr and "this worker's data cannot be read" in result.stderr
-
-
 def test_journal_worker_requeues_the_trial_of_a_dead_local_process(tmp_path):
     """Journal storages have no heartbeats: a RUNNING trial of a dead process on this host is retried."""
     import socket
