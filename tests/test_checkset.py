@@ -22,10 +22,13 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CHECKSET_DIR = ROOT / "benchmarks" / "checkset"
+if str(CHECKSET_DIR) not in sys.path:  # the scripts import their sibling modules by name, as when run
+    sys.path.insert(0, str(CHECKSET_DIR))
 
 
 def _load(name: str):
-    path = ROOT / "benchmarks" / "checkset" / f"{name}.py"
+    path = CHECKSET_DIR / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"checkset_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
@@ -35,6 +38,7 @@ def _load(name: str):
 
 build = _load("build")
 encoders = _load("encoders")
+import icon_select  # noqa: E402  (benchmarks/checkset/, on sys.path above)
 
 
 def _has_cairosvg() -> bool:
@@ -79,33 +83,33 @@ def _tarball(path: Path, meta: list[dict], svgs: dict[str, bytes]) -> Path:
 
 # ----------------------------------------------------------------------------------------- text
 def test_strip_words_removes_tag_words_and_their_plurals():
-    banned = build.tag_words(["Files / Folders", "Weather", "Food / Drink"])
+    banned = icon_select.tag_words(["Files / Folders", "Weather", "Food / Drink"])
     assert banned == {"files", "folders", "weather", "food", "drink"}
-    assert build.strip_words("file-document-outline", banned) == ["document", "outline"]
-    assert build.strip_words("weather-sunny", banned) == ["sunny"]
-    assert build.strip_words("folder", banned) == []
+    assert icon_select.strip_words("file-document-outline", banned) == ["document", "outline"]
+    assert icon_select.strip_words("weather-sunny", banned) == ["sunny"]
+    assert icon_select.strip_words("folder", banned) == []
 
 
 def test_text_variants_are_humanised_unique_and_non_empty():
-    banned = build.tag_words(["Lock"])
-    variants = build.text_variants("lock-open-minus", ["unlocked-minus", "lock", "open-minus"], banned)
+    banned = icon_select.tag_words(["Lock"])
+    variants = icon_select.text_variants("lock-open-minus", ["unlocked-minus", "lock", "open-minus"], banned)
     assert variants == ["Open minus", "Unlocked minus"]
 
 
 def test_category_ids_are_stable_distinct_and_not_contiguous():
     labels = ["Weather", "Food / Drink", "Arrow", "Lock"]
-    ids = build.category_ids(labels)
-    assert ids == build.category_ids(reversed(labels))
+    ids = icon_select.category_ids(labels)
+    assert ids == icon_select.category_ids(reversed(labels))
     assert len(set(ids.values())) == 4 and all(1000 <= v <= 9999 for v in ids.values())
     assert sorted(ids.values()) != list(range(min(ids.values()), min(ids.values()) + 4))
-    assert build.slugify("Transportation + Road") == "transportation-road"
+    assert icon_select.slugify("Transportation + Road") == "transportation-road"
 
 
 def test_allocate_keeps_floors_caps_and_total():
-    quota = build.allocate({"a": 500, "b": 100, "c": 20, "d": 8}, 200, 15)
+    quota = icon_select.allocate({"a": 500, "b": 100, "c": 20, "d": 8}, 200, 15)
     assert sum(quota.values()) == 200
     assert quota["d"] == 8 and quota["c"] >= 15 and quota["a"] > quota["b"] > quota["c"]
-    assert build.allocate({"a": 5, "b": 3}, 100, 2) == {"a": 5, "b": 3}
+    assert icon_select.allocate({"a": 5, "b": 3}, 100, 2) == {"a": 5, "b": 3}
 
 
 def test_split_by_family_never_splits_a_family():
@@ -118,7 +122,7 @@ def test_split_by_family_never_splits_a_family():
                         f"{label}{family}-{variant}", f"{label}{family}", [label], "a", ["t"], label=label
                     )
                 )
-    test = build.split_by_family(icons, 0.2, seed=0)
+    test = icon_select.split_by_family(icons, 0.2, seed=0)
     for family in {icon.family for icon in icons}:
         members = [icon.name in test for icon in icons if icon.family == family]
         assert all(members) or not any(members)
