@@ -3,7 +3,8 @@
     python benchmarks/checkset/build.py --out /work/data/checkset/glami1m [--seed 0] [--cache-dir DIR]
 
 Source: the npm package ``@mdi/svg`` (Material Design Icons, pinned to 7.4.47, its tarball verified
-against the registry's sha512 integrity): ``package/meta.json`` (name, aliases, tags, author, ...) and
+against the registry's sha512 integrity; fetched with ``npm pack``, or without npm straight from
+``https://registry.npmjs.org/@mdi/svg/-/svg-7.4.47.tgz`` with urllib, see ``--fetch``): ``package/meta.json`` (name, aliases, tags, author, ...) and
 ``package/svg/<name>.svg``. Output (what ``fusionzoo ... --dataset glami1m`` reads)::
 
     <out>/GLAMI-1M-dataset/GLAMI-1M-train.csv   item_id,image_id,geo,name,description,category,
@@ -80,9 +81,11 @@ from glami_layout import (
 from icon_render import compose_svg, render_jpeg, render_style, versions
 from icon_select import choose_icons, eligible_icons, make_items, split_by_family
 from mdi_source import (
+    FETCH_MODES,
     KNOWN_INTEGRITY,
     MDI_PACKAGE,
     MDI_VERSION,
+    NPM_REGISTRY,
     default_cache_dir,
     fetch_tarball,
     read_mdi,
@@ -114,6 +117,8 @@ def build(
     cache_dir: Path | None = None,
     version: str = MDI_VERSION,
     expected_integrity: str | None = "pinned",
+    fetch: str = "auto",
+    registry: str = NPM_REGISTRY,
     force: bool = False,
     console: Any = None,
     progress: bool = True,
@@ -126,15 +131,21 @@ def build(
     params.check()
     started = time.perf_counter()
     out = Path(out).expanduser().resolve()
+    if expected_integrity == "pinned":
+        expected_integrity = KNOWN_INTEGRITY.get(version) or registry_integrity(
+            version, fetch=fetch, registry=registry
+        )
+    if expected_integrity == "skip":
+        expected_integrity = None
     if tarball is None:
         cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        tarball = fetch_tarball(version, cache, console)
+        tarball = fetch_tarball(
+            version, cache, console, fetch=fetch, registry=registry, expected=expected_integrity
+        )
     tarball = Path(tarball).expanduser().resolve()
     if not tarball.is_file():
         raise BuildError(f"--mdi-tarball {tarball} does not exist")
-    if expected_integrity == "pinned":
-        expected_integrity = KNOWN_INTEGRITY.get(version) or registry_integrity(version)
-    integrity = verify_tarball(tarball, None if expected_integrity in (None, "skip") else expected_integrity)
+    integrity = verify_tarball(tarball, expected_integrity)
     fingerprint = params_fingerprint(params, integrity)
 
     previous = existing_build(out)
@@ -256,7 +267,20 @@ def parse_size(value: str) -> tuple[int, int]:
 @click.option(
     "--mdi-tarball",
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"A local {MDI_PACKAGE} tarball (default: npm pack into --cache-dir).",
+    help=f"A local {MDI_PACKAGE} tarball (default: fetched into --cache-dir, see --fetch).",
+)
+@click.option(
+    "--fetch",
+    type=click.Choice(FETCH_MODES),
+    default="auto",
+    show_default=True,
+    help="How a missing tarball is fetched: npm pack, or HTTPS from --npm-registry (auto: npm if installed).",
+)
+@click.option(
+    "--npm-registry",
+    default=NPM_REGISTRY,
+    show_default=True,
+    help="Registry for --fetch https (the tarball is sha512-checked whatever the registry).",
 )
 @click.option("--mdi-version", default=MDI_VERSION, show_default=True)
 @click.option(
@@ -309,6 +333,8 @@ def main(
     out: Path,
     seed: int,
     mdi_tarball: Path | None,
+    fetch: str,
+    npm_registry: str,
     mdi_version: str,
     expected_integrity: str,
     cache_dir: Path | None,
@@ -343,6 +369,8 @@ def main(
             cache_dir=cache_dir,
             version=mdi_version,
             expected_integrity=None if expected_integrity == "skip" else expected_integrity,
+            fetch=fetch,
+            registry=npm_registry,
             force=force,
             progress=not no_progress,
         )

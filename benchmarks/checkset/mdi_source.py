@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ from checkset_common import BuildError
 
 MDI_PACKAGE = "@mdi/svg"
 MDI_VERSION = "7.4.47"
+NPM_REGISTRY = "https://registry.npmjs.org"
+FETCH_MODES = ("auto", "npm", "https")
+HTTP_TIMEOUT = 60.0  # seconds without data before a download fails
 # `npm view @mdi/svg@7.4.47 dist.integrity` (the registry's sha512 of the tarball).
 KNOWN_INTEGRITY = {
     "7.4.47": "sha512-WQ2gDll12T9WD34fdRFgQVgO8bag3gavrAgJ0frN4phlwdJARpE6gO1YvLEMJR0KKgoc+/Ea/A0Pp11I00xBvw=="
@@ -33,14 +38,44 @@ def sri_sha512(path: Path) -> str:
     return "sha512-" + base64.b64encode(digest.digest()).decode()
 
 
-def registry_integrity(version: str) -> str:
-    """``npm view @mdi/svg@<version> dist.integrity`` (needs npm and the registry)."""
+def tarball_url(version: str, registry: str = NPM_REGISTRY) -> str:
+    """The registry's tarball address, e.g. ``https://registry.npmjs.org/@mdi/svg/-/svg-7.4.47.tgz``."""
+    return f"{registry.rstrip('/')}/{MDI_PACKAGE}/-/{MDI_PACKAGE.split('/')[-1]}-{version}.tgz"
+
+
+def use_npm(fetch: str) -> bool:
+    """``fetch`` is ``auto`` (npm when installed, else HTTPS), ``npm`` or ``https``."""
+    if fetch not in FETCH_MODES:
+        raise BuildError(f"--fetch must be one of {', '.join(FETCH_MODES)}, got {fetch!r}")
+    if fetch == "npm" and shutil.which("npm") is None:
+        raise BuildError("--fetch npm: npm is not installed (apt-get install npm), or use --fetch https")
+    return fetch == "npm" or (fetch == "auto" and shutil.which("npm") is not None)
+
+
+def _open(url: str) -> Any:
+    """``urllib`` GET with a timeout; network and HTTP errors become :class:`BuildError`."""
+    request = urllib.request.Request(url, headers={"User-Agent": "fusionzoo-checkset", "Accept": "*/*"})
+    try:
+        return urllib.request.urlopen(request, timeout=HTTP_TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        raise BuildError(f"GET {url} failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BuildError(f"GET {url} failed: {reason} (no network? pass --mdi-tarball PATH)") from None
+
+
+def registry_integrity(version: str, *, fetch: str = "auto", registry: str = NPM_REGISTRY) -> str:
+    """The registry's ``dist.integrity`` of ``@mdi/svg@<version>``: ``npm view`` with npm, else the
+    version's JSON document from the registry over HTTPS."""
+    if not use_npm(fetch):
+        url = f"{registry.rstrip('/')}/{MDI_PACKAGE.replace('/', '%2f')}/{version}"
+        with _open(url) as response:
+            try:
+                integrity = json.loads(response.read().decode("utf-8"))["dist"]["integrity"]
+            except (ValueError, KeyError, TypeError):
+                raise BuildError(f"GET {url}: the answer has no dist.integrity") from None
+        return str(integrity)
     npm = shutil.which("npm")
-    if npm is None:
-        raise BuildError(
-            f"npm is not installed, and no pinned integrity is known for {MDI_PACKAGE}@{version}; "
-            "install npm (apt-get install npm) or pass --expected-integrity"
-        )
     result = subprocess.run(
         [npm, "view", f"{MDI_PACKAGE}@{version}", "dist.integrity"], capture_output=True, text=True
     )
@@ -49,18 +84,50 @@ def registry_integrity(version: str) -> str:
     return result.stdout.strip()
 
 
-def fetch_tarball(version: str, cache_dir: Path, console: Any) -> Path:
-    """``npm pack @mdi/svg@<version>`` into ``cache_dir`` (reused when already there)."""
+def download_tarball(url: str, target: Path, expected: str | None) -> Path:
+    """Stream ``url`` into ``target`` (atomically), computing its sha512 on the way; a file whose
+    integrity differs from ``expected`` is deleted and never reaches ``target``."""
+    digest = hashlib.sha512()
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with _open(url) as response, open(tmp, "wb") as handle:
+            for block in iter(lambda: response.read(1 << 16), b""):
+                digest.update(block)
+                handle.write(block)
+        actual = "sha512-" + base64.b64encode(digest.digest()).decode()
+        if expected is not None and actual != expected:
+            raise BuildError(
+                f"GET {url}: sha512 integrity {actual} differs from the expected {expected}; "
+                "the download is not the published package (nothing was kept)"
+            )
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise BuildError(f"GET {url} into {target} failed: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def fetch_tarball(
+    version: str,
+    cache_dir: Path,
+    console: Any,
+    *,
+    fetch: str = "auto",
+    registry: str = NPM_REGISTRY,
+    expected: str | None = None,
+) -> Path:
+    """The tarball in ``cache_dir`` (reused when already there): ``npm pack @mdi/svg@<version>``, or,
+    without npm (or with ``fetch="https"``), a download from ``registry`` checked against ``expected``."""
     target = cache_dir / f"mdi-svg-{version}.tgz"
     if target.is_file():
         return target
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BuildError(
-            "npm is not installed: install it (apt-get install npm) or download the tarball elsewhere "
-            f"(`npm pack {MDI_PACKAGE}@{version}`) and pass --mdi-tarball PATH"
-        )
     cache_dir.mkdir(parents=True, exist_ok=True)
+    if not use_npm(fetch):
+        url = tarball_url(version, registry)
+        console.print(f"[build] GET {url} → {cache_dir}")
+        return download_tarball(url, target, expected)
+    npm = shutil.which("npm")
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".npm-pack-") as tmp:
         console.print(f"[build] npm pack {MDI_PACKAGE}@{version} → {cache_dir}")
         result = subprocess.run(
