@@ -131,6 +131,11 @@ FLAGS: dict[str, Flag] = {
               help="Missing/unreadable images: drop the row (counted, warned) or stop [default: skip]."),
         flag("launcher", "bench.launcher", metavar="SPEC", callback=_launcher,
               help="Where runs execute: any registered launcher (fusionzoo list launchers) [default: local]."),
+        flag("report", "bench.report", "--report/--no-report",
+              help="Write the HTML report of the runs (fusionzoo report) to <runs dir>/report.html at the end."),
+        flag("mlflow", "bench.mlflow", metavar="URI",
+              help="Also log every run to MLflow (e.g. sqlite:///mlflow.db) as children of one bench run; "
+              "needs the mlflow extra."),
     )
 }  # fmt: skip
 

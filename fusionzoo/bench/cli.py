@@ -45,6 +45,8 @@ BENCH_FLAGS = (
     "text_tokens",
     "on_bad_image",
     "launcher",
+    "report",
+    "mlflow",
 )
 
 
@@ -102,6 +104,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     """
     from fusionzoo.bench.session import dry_run as show_dry_run
     from fusionzoo.bench.session import run_bench
+    from fusionzoo.bench.tracking import TrackingError
     from fusionzoo.io import DiskFullError
     from fusionzoo.prepare import PrepareError
 
@@ -113,7 +116,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
             show_dry_run(experiment, store, console)
             return
         outcome = run_bench(experiment, store, console, experiment.config.bench.threads or 1)
-    except (PrepareError, DiskFullError) as exc:
+    except (PrepareError, DiskFullError, TrackingError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         console.print(
