@@ -130,6 +130,16 @@ def test_report_opens_offline_in_headless_chromium(benched, tmp_path):
     image = np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float)
     assert image.shape[0] > 3000 and image.std() > 20  # a long page with content, not blank
     (tmp_path / "report.png").write_bytes(shot)
+    # scripts off: every figure falls back to its static PNG, shown with a size
+    with offline_page(out / "report.html", javascript=False) as offline:
+        shown = offline.page.evaluate(
+            "Array.from(document.querySelectorAll('.fz-static img')).map(i => i.getBoundingClientRect().height)"
+        )
+        hidden = offline.page.evaluate(
+            "Array.from(document.querySelectorAll('.fz-plot')).every(p => getComputedStyle(p).display === 'none')"
+        )
+        assert offline.blocked == [] and offline.errors == []
+    assert len(shown) == len(plots) and min(shown) > 100 and hidden
 
 
 @pytest.mark.slow

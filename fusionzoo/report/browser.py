@@ -56,9 +56,14 @@ class OfflinePage:
 
 @contextlib.contextmanager
 def offline_page(
-    path: str | Path, width: int = 1280, height: int = 900, executable: str | None = None
+    path: str | Path,
+    width: int = 1280,
+    height: int = 900,
+    executable: str | None = None,
+    javascript: bool = True,
 ) -> Iterator[OfflinePage]:
-    """The report at ``path`` loaded in headless Chromium without network (module docstring)."""
+    """The report at ``path`` loaded in headless Chromium without network (module docstring);
+    ``javascript=False`` opens it with scripts disabled (the static images must show)."""
     from playwright.sync_api import sync_playwright
 
     executable = executable or chromium_executable()
@@ -76,6 +81,7 @@ def offline_page(
             args=list(CHROMIUM_ARGS),
             headless=True,
             viewport={"width": width, "height": height},
+            java_script_enabled=javascript,
         )
         try:
             result = OfflinePage(page=None)
@@ -102,7 +108,8 @@ def offline_page(
             )
             context.set_offline(True)
             page.goto(Path(path).resolve().as_uri(), wait_until="load")
-            page.wait_for_function(PLOTS_DRAWN, timeout=60_000)
+            if javascript:
+                page.wait_for_function(PLOTS_DRAWN, timeout=60_000)
             result.page = page
             yield result
         finally:
