@@ -131,8 +131,20 @@ class ResultsView:
         metric = metric or self.metric
         cache = self.__dict__.setdefault("_summaries", {})
         if metric not in cache:
-            cache[metric] = summarize(self.runs, metric, predictions=self.store.predictions)
+            cache[metric] = summarize(
+                self.runs, metric, predictions=self.store.predictions, direction=self.direction(metric)
+            )
         return cache[metric]
+
+    def direction(self, metric: str | None = None) -> str:
+        """``"max"`` or ``"min"``: how the metric ranks (the metric registry's direction of the column)."""
+        from fusionzoo.metrics.base import column_direction
+        from fusionzoo.registry import RegistryError
+
+        try:
+            return column_direction(metric or self.metric)
+        except RegistryError:  # a column no registered metric declares: higher is better
+            return "max"
 
 
 class Reporter:

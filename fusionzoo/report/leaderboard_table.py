@@ -96,9 +96,9 @@ def _score_columns(numbers: pd.DataFrame) -> list[str]:
 
 
 def _display(
-    numbers: pd.DataFrame, metric: str, pm: str = " ± ", paper: bool = False
+    numbers: pd.DataFrame, metric: str, pm: str = " ± ", paper: bool = False, direction: str = "max"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(strings, bold mask) of one dataset's rows."""
+    """(strings, bold mask) of one dataset's rows (``direction``: how the ranking metric improves)."""
     from fusionzoo.report.leaderboard import fmt_p
 
     name = f"{metric_label(metric)} (%)"
@@ -111,7 +111,7 @@ def _display(
         _pm(m, c, pm=pm) + (" *" if s else "")
         for m, c, s in zip(numbers["mean"], numbers["ci"], numbers["significant"], strict=True)
     ]
-    bold_of: dict[str, Any] = {name: numbers["mean"]}
+    bold_of: dict[str, Any] = {name: numbers["mean"] if direction == "max" else -numbers["mean"]}
     if "macro_f1" in numbers:
         cols["macro F1 (%)"] = [
             _pm(m, c, pm=pm) for m, c in zip(numbers["macro_f1"], numbers["macro_f1_ci"], strict=True)
@@ -170,8 +170,8 @@ class LeaderboardTable(Reporter):
             return self._section(view, numbers)
         if fmt not in self.formats:
             raise ValueError(f"reporter {self.name} renders {', '.join(self.formats)}, not '{fmt}'")
-        if not len(numbers):
-            raise ValueError(f"no runs in {view.dir}: nothing to tabulate")
+        if not len(numbers):  # fusionzoo report refuses this case before rendering
+            return {"latex": f"% no runs in {view.dir}\n", "md": f"no runs in {view.dir}\n"}.get(fmt, "")
         if fmt == "csv":
             keep = [c for c in numbers.columns if c not in ("std", "runs", "is_best")]
             return (
@@ -183,16 +183,16 @@ class LeaderboardTable(Reporter):
         for dataset, part in numbers.groupby("dataset", sort=False):
             part = part.reset_index(drop=True)
             if fmt == "md":
-                frame, bold = _display(part, view.metric, paper=True)
+                frame, bold = _display(part, view.metric, paper=True, direction=view.direction())
                 frame = frame.where(~bold, "**" + frame + "**").replace({r" \*$": r" \\*"}, regex=True)
                 parts.append(f"**{dataset}** — {NOTE}\n\n{frame.to_markdown(index=False)}\n")
             else:
-                parts.append(self._latex(dataset, part, view.metric))
+                parts.append(self._latex(dataset, part, view.metric, view.direction()))
         return "\n".join(parts)
 
     @staticmethod
-    def _latex(dataset: str, part: pd.DataFrame, metric: str) -> str:
-        frame, bold = _display(part, metric, pm=" PM ", paper=True)
+    def _latex(dataset: str, part: pd.DataFrame, metric: str, direction: str) -> str:
+        frame, bold = _display(part, metric, pm=" PM ", paper=True, direction=direction)
         frame = frame.map(_latex).replace({" PM ": r" $\\pm$ ", r" \*$": r"$^{*}$"}, regex=True)
         frame.columns = [_latex(c) for c in frame.columns]
         bold.columns = frame.columns
@@ -215,7 +215,7 @@ class LeaderboardTable(Reporter):
             return Section.absent(self, "no runs in the results table")
         blocks: list[Any] = []
         for dataset, part in numbers.groupby("dataset", sort=False):
-            frame, bold = _display(part.reset_index(drop=True), view.metric)
+            frame, bold = _display(part.reset_index(drop=True), view.metric, direction=view.direction())
             blocks.append(Table(frame, caption=f"{dataset}: {NOTE}", bold=bold))
         failed = view.runs[view.runs["status"] != "ok"]
         if len(failed):

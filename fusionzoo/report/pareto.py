@@ -78,7 +78,7 @@ class ParetoPlots(Reporter):
                     part[column].astype(float).to_numpy(),
                     part["mean"].astype(float).to_numpy() * 100,
                 )
-                front = pareto_front(cost, score)
+                front = pareto_front(cost, score if view.direction() == "max" else -score)
                 fronts[column] = front
                 for i, row in part.iterrows():
                     cid = row["config_id"]

@@ -60,7 +60,9 @@ class SignificanceMatrix(Reporter):
         from fusionzoo.bench.stats import pairwise
 
         summary, labels, _ = per_config(view)
-        pairs = pairwise(view.runs, view.metric, predictions=view.store.predictions)
+        pairs = pairwise(
+            view.runs, view.metric, predictions=view.store.predictions, direction=view.direction()
+        )
         if not len(pairs):
             return Section.absent(self, "fewer than two configurations with finished runs")
         blocks: list[Any] = []
