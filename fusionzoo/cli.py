@@ -17,6 +17,7 @@ LAZY_COMMANDS = {
     "bench": "fusionzoo.bench.cli:bench",
     "tune": "fusionzoo.tune.cli:tune",
     "report": "fusionzoo.cli_report:report",
+    "eval": "fusionzoo.evaluation.cli:eval_cmd",
 }
 
 

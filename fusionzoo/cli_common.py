@@ -114,6 +114,24 @@ class PluginSpecList(CommaList):
         return specs
 
 
+class TrainProtocolList(click.ParamType):
+    """Comma-separated train-time protocols ``SPEC@LEVEL`` or ``SPEC`` (expanded to its levels)."""
+
+    name = "train protocols"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+        if isinstance(value, list | tuple):
+            return list(value)
+        from fusionzoo.evaluation.train_time import expand_train_protocols
+
+        items = split_specs(str(value))
+        try:
+            expand_train_protocols(items)
+        except (ValueError, registry.RegistryError) as exc:
+            self.fail(str(exc), param, ctx)
+        return items
+
+
 def split_specs(text: str) -> list[str]:
     """Split ``"fluid:gating=false,queries=16,film,concat_mlp"`` into specs.
 

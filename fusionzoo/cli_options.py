@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli_common import IntList, PluginSpecList
+from fusionzoo.cli_common import CommaList, IntList, PluginSpecList, TrainProtocolList
 
 __all__ = ["FLAGS", "Flag", "config_from_flags", "experiment_options", "flag", "parse_key_values"]
 
@@ -136,6 +136,18 @@ FLAGS: dict[str, Flag] = {
         flag("mlflow", "bench.mlflow", metavar="URI",
               help="Also log every run to MLflow (e.g. sqlite:///mlflow.db) as children of one bench run; "
               "needs the mlflow extra."),
+        flag("train_protocols", "bench.train_protocols", type=TrainProtocolList(), metavar="SPEC@LEVEL,...",
+              help="Train-time protocol axis, e.g. 'missing_image@0.3' or 'label_noise:mode=uniform,rates=0;0.2;0.4' "
+              "(a spec without @LEVEL runs each of its levels); each is part of the run identity."),
+        flag("protocols", "eval.protocols", type=PluginSpecList("protocol"), metavar="SPECS",
+              help="Robustness protocols to evaluate, e.g. 'missing_image:rates=0;0.5;1,missing_text' "
+              "(the protocols: docs/evaluation.md) [default: the config's [eval] protocols]."),
+        flag("efficiency", "eval.efficiency", "--efficiency/--no-efficiency",
+              help="Measure the efficiency metrics (params, GFLOPs, latency, throughput, memory) once per "
+              "configuration."),
+        flag("eval", "eval.suites", type=CommaList(what="suite"), metavar="robustness,efficiency",
+              help="After training, evaluate the finished runs: robustness ([eval] protocols, or the default "
+              "suite) and/or efficiency (fusionzoo eval on this runs directory)."),
     )
 }  # fmt: skip
 

@@ -12,7 +12,8 @@ A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``
                        num_workers
     [train]            any RunConfig field (fusionzoo.train.config): dim, epochs, lr, ...
     [fusion_options.X] hyperparameters fusion X gets in this preset unless its spec sets them
-    [eval]             protocols, efficiency (fusionzoo eval / bench --eval)
+    [eval]             protocols, efficiency (what fusionzoo eval evaluates), suites (what bench runs after
+                       training: robustness and/or efficiency)
     [tune]             the tuning settings (trials, sampler, pruner, metric, storage, ...)
     [space] [pruner]   search-space overrides and pruner options of ``fusionzoo tune``
     [paper]            published numbers, shown by reports only
@@ -82,6 +83,7 @@ class BenchSection(_Section):
     launcher: str = "local"  # a launcher spec (fusionzoo list launchers)
     report: bool = False  # write <runs dir>/report.html at the end (fusionzoo report)
     mlflow: str | None = None  # MLflow tracking URI: log every run (fusionzoo.bench.tracking)
+    train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
 
     @model_validator(mode="before")
     @classmethod
@@ -93,7 +95,7 @@ class BenchSection(_Section):
             data["datasets"] = data.pop("dataset")
         return data
 
-    _lists = field_validator("datasets", "fusions", "heads", mode="before")(_str_list)
+    _lists = field_validator("datasets", "fusions", "heads", "train_protocols", mode="before")(_str_list)
 
     @field_validator("seeds")
     @classmethod
@@ -115,10 +117,14 @@ class EncodersSection(_Section):
 
 
 class EvalSection(_Section):
-    protocols: list[str] = Field(default_factory=list)
+    protocols: list[str] = Field(
+        default_factory=list
+    )  # protocol specs; [] with robustness: the default suite
     efficiency: bool = False
+    suites: list[Literal["robustness", "efficiency"]] = Field(default_factory=list)  # bench --eval
+    reference: str = "concat_mlp"  # the fusion effective robustness is measured against
 
-    _lists = field_validator("protocols", mode="before")(_str_list)
+    _lists = field_validator("protocols", "suites", mode="before")(_str_list)
 
 
 class TuneSection(_Section):

@@ -60,7 +60,7 @@ class DataOptions:
     freeze_layers: int = 0
 
     def cache_root(self) -> Path:
-        from fusionzoo.encoders.cache import default_cache_dir
+        from fusionzoo.encoders.cache_format import default_cache_dir
 
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.data_dir)
 
@@ -146,7 +146,7 @@ def resolve_inputs(options: DataOptions) -> ResolvedInputs:
     except (OSError, ValueError, RuntimeError) as exc:
         raise PrepareError(f"dataset '{options.dataset}': {exc}") from exc
     if options.mode == "frozen":
-        from fusionzoo.encoders.cache import entry_key
+        from fusionzoo.encoders.cache_format import entry_key
 
         keys = {
             split: entry_key(splits, split, image_encoder, text_encoder, options.on_bad_image())[0]
@@ -280,7 +280,7 @@ def cache_status(options: DataOptions) -> dict[str, Any]:
         if options.mode == "finetune":
             status["features"] = dict.fromkeys(("train", "val", "test"), "encoded live (finetune)")
             return status
-        from fusionzoo.encoders.cache import open_entry
+        from fusionzoo.encoders.cache_format import open_entry
 
         shapes: dict[str, int] = {"num_classes": splits.num_classes}
         for split, key in inputs.identity["cache_keys"].items():

@@ -28,3 +28,19 @@ def clean_registry():
     for kind, reg in REGISTRIES.items():
         for name in set(reg.names()) - before[kind]:
             reg.unregister(name)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory):
+    """Folders of two tiny ViTs and a tiny BERT (``fusionzoo.testing.tiny_encoders.save_tiny_models``)."""
+    from fusionzoo.testing.tiny_encoders import save_tiny_models
+
+    return save_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_model_dirs):
+    """``(image_encoder, text_encoder)`` loaded from :func:`tiny_model_dirs` (frozen, eval mode)."""
+    from fusionzoo.testing.tiny_encoders import load_tiny_encoders
+
+    return load_tiny_encoders(tiny_model_dirs)

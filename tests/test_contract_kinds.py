@@ -257,7 +257,7 @@ class InPlaceNoise(ImageNoise):
 
 class LevelTwo(ImageNoise):
     def levels(self):
-        return [0.0, 2.0]
+        return [0.0, -2.0]
 
 
 class EvalStage(ImageNoise):
@@ -287,7 +287,7 @@ def test_a_good_protocol_passes():
         (DropsIndex, "output keeps the batch keys"),
         (TruncatesText, "output keeps shapes"),
         (InPlaceNoise, "apply leaves its input unchanged"),
-        (LevelTwo, "levels() are numbers in [0, 1]"),
+        (LevelTwo, "levels() are finite numbers >= 0"),
         (EvalStage, "stage is test or train"),
         (NaNImages, "float tensors stay finite"),
     ],

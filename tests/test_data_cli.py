@@ -98,7 +98,10 @@ def test_status_and_verify_work_for_every_builtin_dataset(runner, tmp_path):
     assert verify.exit_code == 1 and "item_id 1003" in verify.output and "missing" in verify.output
 
 
-def test_glami1m_download_verify_and_status(runner, tmp_path):
+def test_glami1m_download_verify_and_status(runner, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the suite runs with HF_HUB_OFFLINE=1
     dataset = write_glami(tmp_path / "src", glami_rows(20), glami_rows(5, split="test", start=100))
     payload = glami_zip(dataset, tmp_path / "GLAMI-1M-dataset.zip").read_bytes()
     server = RangeServer()

@@ -47,6 +47,10 @@ BENCH_FLAGS = (
     "launcher",
     "report",
     "mlflow",
+    "train_protocols",
+    "eval",
+    "protocols",
+    "efficiency",
 )
 
 

@@ -4,8 +4,11 @@
 2. expand the grid and say how many finished runs are reused, and why earlier runs are not;
 3. encode (or reuse) the features of the datasets that still have runs to do;
 4. run the rest through the launcher with a rich progress display, record each run as it ends;
-5. print the leaderboard (the ``leaderboard`` reporter) and every failure;
-6. with ``--report``, write the HTML report of the invocation's runs (``fusionzoo report``).
+5. with ``--eval robustness,efficiency`` ([eval] suites), evaluate the grid's finished runs
+   (:func:`fusionzoo.evaluation.session.run_eval`: protocols on the checkpoints, efficiency metrics);
+6. print the leaderboard (the ``leaderboard`` reporter) and every failure;
+7. with ``--report``, write the HTML report of the invocation's runs (``fusionzoo report``), which
+   includes the robustness and efficiency results of step 5.
 
 Before training, step 2 records the invocation's provenance (``provenance.parquet``: command line,
 versions, git commit, machine, data fingerprints, encoders) and step 3 the classes of each prepared
@@ -24,10 +27,11 @@ from typing import Any
 from fusionzoo import registry
 from fusionzoo.bench.results import ResultsStore, reuse_report
 from fusionzoo.bench.runner import GridOutcome, estimate_seconds, run_grid
+from fusionzoo.evaluation.inputs import record_inputs
 from fusionzoo.experiment import Experiment
 from fusionzoo.report.base import ResultsView
 
-__all__ = ["dry_run", "print_reuse", "run_bench"]
+__all__ = ["dry_run", "eval_after_bench", "print_reuse", "run_bench"]
 
 
 def print_reuse(console: Any, specs: list[Any], store: ResultsStore) -> None:
@@ -43,7 +47,7 @@ def print_reuse(console: Any, specs: list[Any], store: ResultsStore) -> None:
 
 
 def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads: int = 1) -> GridOutcome:
-    """Steps 1–6 of the module docstring; returns what ran (the caller decides the exit code)."""
+    """Steps 1–7 of the module docstring; returns what ran (the caller decides the exit code)."""
     tracker = open_tracker(experiment.config, store, console)  # a bad --mlflow fails before any data work
     try:
         return _run_bench(experiment, store, console, threads, tracker)
@@ -57,21 +61,17 @@ def _run_bench(
     experiment: Experiment, store: ResultsStore, console: Any, threads: int, tracker: Any
 ) -> GridOutcome:
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from fusionzoo.progress import progress_bar
 
     config = experiment.config
     fingerprints = {}
     for dataset in config.bench.datasets:
         console.print(f"[bold]loading[/bold] {dataset} ({config.bench.mode} mode)")
         fingerprints[dataset] = experiment.inputs(dataset).fingerprint
+        record_inputs(
+            store.dir, experiment.data_options(dataset), fingerprints[dataset]
+        )  # for fusionzoo eval
     specs = experiment.grid(fingerprints)
     record_provenance(store, config, {d: experiment.inputs(d) for d in fingerprints}, specs)
     print_reuse(console, specs, store)
@@ -80,15 +80,7 @@ def _run_bench(
         console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
         record_classes(store, dataset, experiment.training_data(dataset, console=console))
 
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    progress = progress_bar(console, unit="runs")
     default_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -104,6 +96,8 @@ def _run_bench(
             )
     finally:
         torch.set_num_threads(default_threads)
+    if config.eval.suites:
+        eval_after_bench(experiment, store, console, {s.run_id for s in specs})
     view = ResultsView.of(store, {s.run_id for s in specs}, config.metric)
     registry.create("reporter", "leaderboard").render(view, "terminal", console=console)
     console.print(
@@ -158,6 +152,17 @@ def open_tracker(config: Any, store: ResultsStore, console: Any) -> Any:
     tracker = MlflowTracker(config.bench.mlflow, store.dir, config, console)
     console.print(f"[bold]mlflow[/bold]: logging runs to {config.bench.mlflow}")
     return tracker
+def eval_after_bench(experiment: Experiment, store: ResultsStore, console: Any, run_ids: set[str]) -> None:
+    """``bench --eval``: robustness ([eval] protocols, else the default suite) and/or efficiency."""
+    from fusionzoo.evaluation.session import DEFAULT_PROTOCOLS, run_eval
+
+    suites = experiment.config.eval.suites
+    protocols = list(experiment.config.eval.protocols or DEFAULT_PROTOCOLS) if "robustness" in suites else []
+    console.print(f"[bold]evaluating[/bold] the grid's runs: {', '.join(suites)}")
+    run_eval(
+        experiment.config, store, console, protocols=protocols, efficiency="efficiency" in suites,
+        run_ids=run_ids, experiment=experiment,
+    )  # fmt: skip
 
 
 def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:

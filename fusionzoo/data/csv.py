@@ -24,15 +24,14 @@ from typing import Any
 import pandas as pd
 
 from fusionzoo.data.base import DataError, DatasetSplits
-from fusionzoo.data.loading import (
-    assemble_splits,
+from fusionzoo.data.checks import (
     join_text,
     normalise_label_source,
     note_replacements,
     read_csv_checked,
     resolve_image_paths,
-    stratified_split,
 )
+from fusionzoo.data.loading import assemble_splits, stratified_split
 from fusionzoo.data.paths import labelmaps_dir
 
 
@@ -61,7 +60,7 @@ def read_split(
     text_separator: str,
     info: dict[str, Any],
 ) -> pd.DataFrame:
-    """One user CSV as a raw frame (see :data:`fusionzoo.data.loading.RAW_COLUMNS`)."""
+    """One user CSV as a raw frame (see :data:`fusionzoo.data.checks.RAW_COLUMNS`)."""
     required = [image_col, *text_cols, label_col, *(c for c in (item_id_col, geo_col, label_source_col) if c)]
     frame, replaced = read_csv_checked(path, list(dict.fromkeys(required)), what=f"{split} CSV")
     labels = frame[label_col].fillna("").astype(str).str.strip()

@@ -148,8 +148,9 @@ def _report(features: dict[str, Any], split_names: list[str], probe: bool) -> No
         info = split.info
         state = "reused" if info.get("reused") else ("resumed" if info.get("resumed") else "encoded")
         click.echo(
-            f"{name}: {len(split)} rows, image {tuple(split.image_tokens.shape)}, text tokens "
-            f"{tuple(split.text_tokens.shape)}, {human_bytes(info.get('bytes', 0))}, {state}, "
+            f"{name}: {len(split)} rows, image {(len(split), split.num_image_tokens, split.image_dim)} from "
+            f"{split.num_images} distinct images, text tokens {tuple(split.text_tokens.shape)} of "
+            f"{split.num_texts} distinct texts, {human_bytes(info.get('bytes', 0))}, {state}, "
             f"{info.get('cache_path')}"
         )
     if probe:

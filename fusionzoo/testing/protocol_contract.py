@@ -5,7 +5,7 @@
     check_protocol("missing_image:rates=0;0.5;1")   # a registered spec, a Protocol subclass, an instance
 
 Declarations: a non-empty ``name``, ``stage`` ``test`` or ``train``, ``levels()`` a non-empty list of
-numbers in [0, 1]. Token-batch protocols (``needs_raw = False``) are then applied to a seeded batch in
+finite numbers >= 0 (rates in [0, 1], or a grid such as σ). Token-batch protocols (``needs_raw = False``) are then applied to a seeded batch in
 the trainer's format (``image (B, Ni, Ei)``, ``text (B, Nt, Et)`` float32, their bool masks with ragged
 text, ``label`` and ``index`` int64; :func:`example_batch`) at level 0 and at every declared level:
 
@@ -105,7 +105,7 @@ def _check_declarations(name: str, protocol: Any) -> list[float]:
         raise ContractError(name, "declares a name", f"name = {getattr(protocol, 'name', None)!r}")
     if getattr(protocol, "stage", None) not in ("test", "train"):
         raise ContractError(name, "stage is test or train", f"stage = {getattr(protocol, 'stage', None)!r}")
-    rule = "levels() are numbers in [0, 1]"
+    rule = "levels() are finite numbers >= 0"
     try:
         levels = list(protocol.levels())
     except Exception as exc:
@@ -113,7 +113,11 @@ def _check_declarations(name: str, protocol: Any) -> list[float]:
     if not levels:
         raise ContractError(name, rule, "levels() is empty")
     for level in levels:
-        if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 <= float(level) <= 1:
+        if (
+            isinstance(level, bool)
+            or not isinstance(level, numbers.Real)
+            or not 0 <= float(level) < float("inf")
+        ):
             raise ContractError(name, rule, f"got {level!r}")
     return [float(level) for level in levels]
 

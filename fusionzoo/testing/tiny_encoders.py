@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -63,3 +64,45 @@ def save_tiny_text_model(folder: str | Path, texts: Sequence[str], seed: int = 0
         torch.random.set_rng_state(state)
     model.save_pretrained(str(folder))
     return Path(folder)
+
+
+def save_tiny_models(root: str | Path) -> dict[str, Path]:
+    """``{"image", "image_other", "text"}``: two tiny ViTs (seeds 0 and 1) and a tiny BERT whose
+    tokenizer is counted on a 40-row ``write_tiny_glami`` set, saved under ``root``."""
+    from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
+
+    root = Path(root)
+    texts = splits_from_csv(write_tiny_glami(root / "vocab", n=40)).train["text"].tolist()
+    return {
+        "image": save_tiny_image_model(root / "vit"),
+        "image_other": save_tiny_image_model(root / "vit_other", seed=1),
+        "text": save_tiny_text_model(root / "bert", texts),
+    }
+
+
+def load_tiny_encoders(
+    models: dict[str, Path], image_key: str = "image", max_length: int = 32
+) -> tuple[Any, Any]:
+    """The encoders of :func:`save_tiny_models`, loaded by path like any user model."""
+    from fusionzoo.encoders.image import create_image_encoder
+    from fusionzoo.encoders.text import create_text_encoder
+
+    image = create_image_encoder(f"timm:{models[image_key]}")
+    return image, create_text_encoder(f"hf:{models['text']}", max_length=max_length)
+
+
+def encode_quietly(
+    splits: Any, encoders: tuple[Any, Any], cache: str | Path, **options: Any
+) -> tuple[dict[str, Any], str]:
+    """``(encode_splits(...), what it printed)`` with small test defaults (batch 4, chunks of 8, no
+    loader workers, no progress bars)."""
+    import io
+
+    from rich.console import Console
+
+    from fusionzoo.encoders.cache import encode_splits
+
+    out = Console(file=io.StringIO(), width=400, soft_wrap=True)
+    options = {"batch_size": 4, "chunk_rows": 8, "num_workers": 0, "progress": False, **options}
+    features = encode_splits(splits, *encoders, cache, console=out, **options)
+    return features, out.file.getvalue()

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fusionzoo.evaluation.train_time import with_train_protocol
 from fusionzoo.metrics.base import column_direction
 from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
@@ -137,7 +138,7 @@ class Trainer:
         self, config: RunConfig, data: TrainingData, callbacks: list[Callback] | None = None
     ) -> None:
         self.started = time.perf_counter()
-        self.config, self.data = config, data
+        self.config, self.data = config, with_train_protocol(config, data)
         self.device = resolve_device(config.device)
         self.autocast_dtype, use_scaler = amp_settings(config, self.device)
         seed_everything(config.seed)
