@@ -53,7 +53,7 @@ def main() -> None:
     from fusionzoo.data import load_dataset
     from fusionzoo.encoders.cache import default_cache_dir, encode_splits
     from fusionzoo.encoders.defaults import build_encoders
-    from fusionzoo.train.data import FeatureData
+    from fusionzoo.train.inputs import FeatureData
     from fusionzoo.train.model import FusionModel
     from fusionzoo.train.trainer import training_batches
 
