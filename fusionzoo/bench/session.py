@@ -152,6 +152,8 @@ def open_tracker(config: Any, store: ResultsStore, console: Any) -> Any:
     tracker = MlflowTracker(config.bench.mlflow, store.dir, config, console)
     console.print(f"[bold]mlflow[/bold]: logging runs to {config.bench.mlflow}")
     return tracker
+
+
 def eval_after_bench(experiment: Experiment, store: ResultsStore, console: Any, run_ids: set[str]) -> None:
     """``bench --eval``: robustness ([eval] protocols, else the default suite) and/or efficiency."""
     from fusionzoo.evaluation.session import DEFAULT_PROTOCOLS, run_eval
