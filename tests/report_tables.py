@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from fusionzoo.bench.results import ResultsStore, config_id_of, run_id_of, write_table
+from fusionzoo.evaluation.inputs import record_shapes
 from fusionzoo.metrics.class_buckets import BUCKETS, class_buckets
 
 NUM_CLASSES = 6
@@ -174,23 +175,23 @@ def robustness_rows(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SHAPES = {"image_tokens": 4, "text_tokens": 6, "image_dim": 16, "text_dim": 12, "num_classes": NUM_CLASSES}
+
+
 def efficiency_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """One ``efficiency.parquet`` row per (fusion, head) of ``runs`` (dim 16, batch size 32, cpu)."""
+    """One ``efficiency.parquet`` row per (fusion, head) of ``runs`` at :data:`SHAPES` (dim 16, batch size
+    32, cpu), keyed like ``fusionzoo eval`` keys them, plus one row of another width that no run has."""
+    from fusionzoo.evaluation.runner import efficiency_parts
+    from fusionzoo.evaluation.tables import efficiency_key_of
+    from fusionzoo.train.config import RunConfig
+
     rows = []
-    for i, ((fusion, head), _) in enumerate(runs.groupby(["fusion", "head"], sort=True)):
+    for i, ((fusion, _head), group) in enumerate(runs.groupby(["fusion", "head"], sort=True)):
+        parts = efficiency_parts(group.iloc[0], RunConfig.from_json(group.iloc[0]["config"]), SHAPES, "cpu")
         rows.append(
             {
-                "fusion": fusion,
-                "head": head,
-                "dim": 16,
-                "image_tokens": 4,
-                "text_tokens": 6,
-                "image_dim": 16,
-                "text_dim": 12,
-                "num_classes": NUM_CLASSES,
-                "batch_size": 32,
-                "device": "cpu",
-                "efficiency_key": f"key{i}",
+                **parts,
+                "efficiency_key": efficiency_key_of(parts),
                 "params": 1000 + 100 * i,
                 "gflops_forward": 0.001 * (1 + i) * (5 if str(fusion).startswith("fluid") else 1),
                 "gflops_train_step": 0.1 * (1 + i),
@@ -203,6 +204,8 @@ def efficiency_rows(runs: pd.DataFrame) -> pd.DataFrame:
                 "measured_at": "2026-01-01T00:00:00+00:00",
             }
         )
+    other = {**rows[0], "dim": 999, "gflops_forward": 123.0}  # another width: matches no run
+    rows.append({**other, "efficiency_key": efficiency_key_of(other)})
     return pd.DataFrame(rows)
 
 
@@ -210,6 +213,7 @@ def write_optional_tables(store: ResultsStore) -> None:
     runs = store.load()
     write_table(store.dir / "robustness.parquet", robustness_rows(runs))
     write_table(store.dir / "efficiency.parquet", efficiency_rows(runs))
+    record_shapes(store.dir, FINGERPRINT, SHAPES)  # what fusionzoo eval records; maps runs to their key
     store.record_classes(
         "synth",
         FINGERPRINT,

@@ -1,7 +1,7 @@
-"""The report as a person sees it: a small bench with ``--report`` (synth, 2 fusions, 2 seeds), the
-tables it records (provenance, classes, diagnostics), hand-built robustness/efficiency tables for the
-same runs (until ``fusionzoo eval`` writes them), the page in a real headless Chromium with the network
-cut off, and ``--mlflow`` against a local SQLite backend."""
+"""The report as a person sees it: a small bench with ``--eval robustness,efficiency --report`` (synth,
+2 fusions, 2 seeds, two missing-modality protocols), the tables it records (provenance, classes,
+diagnostics, robustness, efficiency), the page in a real headless Chromium with the network cut off,
+and ``--mlflow`` against a local SQLite backend."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import report_tables as rt
 from click.testing import CliRunner
 
 from fusionzoo.bench.cli import bench
-from fusionzoo.bench.results import write_table
 from fusionzoo.cli import main
 
 TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"]
 TINY_RUN = ["--epochs", "2", "--dim", "16", "--batch-size", "32", "--no-unimodal"]
+PROTOCOLS = "missing_image:rates=0;0.5;1,missing_text:rates=0;1"
 
 
 def _args(root, out) -> list[str]:
@@ -32,11 +31,21 @@ def _args(root, out) -> list[str]:
 
 @pytest.fixture(scope="module")
 def benched(tmp_path_factory):
-    """A tiny bench with --report; then hand-built robustness/efficiency rows for its runs."""
+    """A tiny bench that evaluates robustness and efficiency, then writes the report."""
     root = tmp_path_factory.mktemp("report-bench")
     out = root / "runs"
     result = CliRunner().invoke(
-        bench, [*_args(root, out), "--fusions", "fluid:queries=4,layers=1,heads=2,concat_mlp", "--report"]
+        bench,
+        [
+            *_args(root, out),
+            "--fusions",
+            "fluid:queries=4,layers=1,heads=2,concat_mlp",
+            "--eval",
+            "robustness,efficiency",
+            "--protocols",
+            PROTOCOLS,
+            "--report",
+        ],
     )
     assert result.exit_code == 0, result.output
     return root, out, result.output
@@ -64,17 +73,37 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
     assert set(diagnostics["run_id"]) == fluid  # concat_mlp + mlp returns no extras
     assert {"fusion.gate", "head.expert_counts"} <= set(diagnostics["name"])
     page = (out / "report.html").read_text()
+    robustness = pd.read_parquet(out / "robustness.parquet")
+    assert len(robustness) == 4 * (3 + 2) and set(robustness["run_id"]) == set(runs["run_id"])
+    efficiency = pd.read_parquet(out / "efficiency.parquet")
+    assert len(efficiency) == 2 and (efficiency["gflops_forward"] > 0).all()
     for section in (
         "leaderboard_table",
         "accuracy",
         "significance",
         "class_f1",
         "curves",
+        "robustness",
+        "pareto",
         "diagnostics",
         "provenance",
     ):
         assert f'id="sec-{section}"' in page, section
-    assert "Not shown: Robustness" in page  # no robustness.parquet yet
+    assert "Not shown: Robustness" not in page and "Not shown: Cost" not in page
+    # the report's numbers are the evaluation's: R per configuration = the mean of the runs' rel_robust
+    from fusionzoo.bench.results import ResultsStore
+    from fusionzoo.evaluation.views import run_extras
+    from fusionzoo.report.base import ResultsView
+    from fusionzoo.report.common import efficiency_by_config
+    from fusionzoo.report.robustness import robustness_summary
+
+    view = ResultsView.of(ResultsStore(out))
+    extras = pd.concat([view.ok[["config_id"]], run_extras(view.store, view.ok)], axis=1)
+    summary = robustness_summary(view)
+    image = summary[summary["protocol_name"] == "missing_image"].set_index("config_id")
+    expected = extras.groupby("config_id")["rel_robust_missing_image"].mean()
+    assert np.allclose(image.loc[expected.index, "relative"], expected)
+    assert set(efficiency_by_config(view)["efficiency_key"]) == set(efficiency["efficiency_key"])
 
 
 @pytest.mark.slow
@@ -92,10 +121,6 @@ def test_report_opens_offline_in_headless_chromium(benched, tmp_path):
         pytest.skip("no chromium executable (apt-get install chromium)")
     assert playwright is not None
     _, out, _ = benched
-    runs = pd.read_parquet(out / "results.parquet")
-    write_table(out / "robustness.parquet", rt.robustness_rows(runs))
-    efficiency = rt.efficiency_rows(runs)
-    write_table(out / "efficiency.parquet", efficiency.assign(dim=16, batch_size=32))
     result = CliRunner().invoke(main, ["report", str(out)])
     assert result.exit_code == 0, result.output
     with offline_page(out / "report.html") as offline:

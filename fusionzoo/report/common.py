@@ -125,23 +125,20 @@ def seed_jitter(n: int, width: float = 0.12, seed: int = 0) -> np.ndarray:
 
 
 def efficiency_by_config(view: Any) -> pd.DataFrame | None:
-    """The ``efficiency.parquet`` row of each configuration of ``view`` (``config_id`` column added): same
-    fusion, head, width ``dim`` and batch size as the runs' RunConfig; the newest measurement when
-    several devices or dates match. ``None`` without the table; configurations without a match are
-    left out."""
-    efficiency = view.table("efficiency")
-    if efficiency is None or not len(efficiency) or not len(view.runs):
+    """The ``efficiency.parquet`` row of each configuration of ``view`` (``config_id`` column added): the
+    row of its runs' efficiency key (:func:`fusionzoo.evaluation.views.run_efficiency`: fusion, head,
+    width, batch size and the feature shapes ``fusionzoo eval`` records in ``inputs/``; a GPU
+    measurement first), the same row the terminal leaderboard joins. ``None`` without the table or
+    when no configuration has a measurement; configurations without one are left out."""
+    from fusionzoo.evaluation.views import run_efficiency
+
+    if view.table("efficiency") is None or not len(view.ok):
         return None
-    rows = []
-    for config_id, group in view.runs.groupby("config_id", sort=False):
-        first = group.iloc[0]
-        config = run_config(first)
-        match = efficiency[(efficiency["fusion"] == first["fusion"]) & (efficiency["head"] == first["head"])]
-        for column in ("dim", "batch_size"):
-            if column in match.columns and column in config:
-                match = match[match[column].astype(float) == float(config[column])]
-        if len(match):
-            if "measured_at" in match.columns:
-                match = match.sort_values("measured_at")
-            rows.append({**match.iloc[-1].to_dict(), "config_id": str(config_id)})
-    return pd.DataFrame(rows) if rows else None
+    matched = run_efficiency(view.store, view.ok)
+    if "efficiency_key" not in matched.columns:
+        return None
+    matched = matched[matched["efficiency_key"].notna()]
+    if not len(matched):
+        return None
+    matched = matched.assign(config_id=view.ok.loc[matched.index, "config_id"].astype(str).to_numpy())
+    return matched.drop_duplicates("config_id").reset_index(drop=True)

@@ -1,10 +1,11 @@
 """Accuracy–FLOPs and accuracy–latency Pareto plots, and the efficiency table.
 
 Each configuration's cost comes from ``efficiency.parquet`` (``fusionzoo eval --efficiency``; one
-measurement per fusion, head, width and device, matched by :func:`fusionzoo.report.common.
+measurement per efficiency key, matched to the runs by :func:`fusionzoo.report.common.
 efficiency_by_config`): forward GFLOPs per sample and p50 latency at batch 1, against the mean
 leaderboard metric (± 95% CI). A configuration is on the Pareto front when no other one is at least
-as good on both axes and strictly better on one (lower cost, higher metric); the front is the line.
+as good on both axes and strictly better on one (lower cost, higher metric;
+:func:`fusionzoo.evaluation.summaries.pareto_front`); the front is the line.
 """
 
 from __future__ import annotations
@@ -14,29 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusionzoo.evaluation.summaries import pareto_front
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, register_reporter
 from fusionzoo.report.common import apply_layout, efficiency_by_config, fmt_num, metric_label, per_config
 
-__all__ = ["ParetoPlots", "pareto_front"]
+__all__ = ["ParetoPlots"]
 
 AXES = (("gflops_forward", "forward GFLOPs per sample"), ("latency_p50_ms", "latency p50 at batch 1 (ms)"))
-
-
-def pareto_front(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Boolean mask of the points no other point dominates (cost ≤, score ≥, one strictly)."""
-    cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
-    keep = np.isfinite(cost) & np.isfinite(score)
-    front = np.zeros(len(cost), dtype=bool)
-    for i in np.flatnonzero(keep):
-        others = keep.copy()
-        others[i] = False
-        dominated = (
-            (cost[others] <= cost[i])
-            & (score[others] >= score[i])
-            & ((cost[others] < cost[i]) | (score[others] > score[i]))
-        )
-        front[i] = not dominated.any()
-    return front
 
 
 @register_reporter
@@ -78,7 +63,8 @@ class ParetoPlots(Reporter):
                     part[column].astype(float).to_numpy(),
                     part["mean"].astype(float).to_numpy() * 100,
                 )
-                front = pareto_front(cost, score if view.direction() == "max" else -score)
+                points = pd.DataFrame({"cost": cost, "score": score})
+                front = pareto_front(points, "cost", "score", maximise_y=view.direction() == "max").to_numpy()
                 fronts[column] = front
                 for i, row in part.iterrows():
                     cid = row["config_id"]

@@ -2,16 +2,19 @@
 
 From ``robustness.parquet`` (``fusionzoo eval`` / ``bench --eval``): for each dataset and protocol, the
 mean over seeds of the leaderboard metric at every level (± 95% t-interval), one curve per
-configuration, and MultiBench's summaries (``eval_scripts/robustness.py``), per seed then mean ± CI:
+configuration, and MultiBench's summaries computed per run by :func:`fusionzoo.evaluation.summaries.
+curve_table` (the same numbers as the terminal leaderboard's ``rel_robust_*`` / ``eff_robust_*``
+columns), then mean ± 95% CI over seeds:
 
-    relative robustness   R  = ∫ f(level) d level            (trapezoid over the protocol's levels)
+    relative robustness   R  = ∫ f dx̃                   (trapezoid, levels rescaled to [0, 1])
     effective robustness  ER = Σ_i (f_i − β_i),  β_i = r_i − r_0 + f_0
-                          (r: the reference configuration's mean curve, shifted to the method's
-                          clean score f_0; reference = concat_mlp of the same dataset by default)
-    normalised            (x − min) / (max − min) over the configurations of the table
+                          (r: the mean curve over the seeds of the reference fusion's clean-trained
+                          runs, concat_mlp by default, shifted to the run's clean score f_0; over the
+                          levels both curves share)
+    normalised            (s − min) / (max − min) over the configurations of the table
 
-``f_i`` is the metric at level i (level 0 = the clean test set). Without a reference configuration ER
-is not computed; with fewer than two configurations (or all equal) nothing is normalised.
+``f_i`` is the metric at level i (level 0 = the clean test set). Without a reference run ER is not
+computed; with fewer than two configurations (or all equal) nothing is normalised.
 """
 
 from __future__ import annotations
@@ -22,32 +25,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusionzoo.evaluation.summaries import REFERENCE_FUSION, curve_table, maxmin_normalise
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, Text, register_reporter
 from fusionzoo.report.common import apply_layout, fmt_num, metric_label, per_config
 
 __all__ = ["REFERENCE", "Robustness", "robustness_summary"]
 
-REFERENCE = "concat_mlp"
+REFERENCE = REFERENCE_FUSION
 
 
 def _metric(view: ResultsView, table: pd.DataFrame) -> str:
     return view.metric if view.metric in table.columns else "test_accuracy"
 
 
-def _normalise(values: pd.Series) -> pd.Series:
-    finite = values.dropna()
-    if len(finite) < 2 or math.isclose(finite.max(), finite.min()):
-        return pd.Series(np.nan, index=values.index)
-    return (values - finite.min()) / (finite.max() - finite.min())
-
-
 def robustness_summary(view: ResultsView, reference: str = REFERENCE) -> pd.DataFrame | None:
     """One row per (dataset, protocol, config_id): ``levels``, ``curve`` (mean per level), ``curve_ci``,
     ``clean``, ``relative`` ± ``relative_ci``, ``effective`` ± ``effective_ci``, ``relative_norm``,
-    ``effective_norm``, ``reference`` (the config_id used for ER), ``seeds``, ``train_protocol``,
-    ``protocol_name``; ``None`` without ``robustness.parquet`` rows for the view's ok runs."""
-    from scipy.integrate import trapezoid
-
+    ``effective_norm``, ``reference`` (the reference fusion, ``""`` when none of its runs is in the
+    view), ``seeds``, ``train_protocol``, ``protocol_name``, ``metric``; ``None`` without
+    ``robustness.parquet`` rows for the view's ok runs."""
     from fusionzoo.bench.stats import t_interval
 
     table = view.table("robustness")
@@ -58,47 +54,41 @@ def robustness_summary(view: ResultsView, reference: str = REFERENCE) -> pd.Data
         return None
     metric = _metric(view, table)
     config_of = dict(zip(view.runs["run_id"].astype(str), view.runs["config_id"].astype(str), strict=True))
-    fusion_of = dict(zip(view.runs["config_id"].astype(str), view.runs["fusion"].astype(str), strict=True))
-    table = table.assign(config_id=table["run_id"].astype(str).map(config_of))
+    table = table.assign(
+        config_id=table["run_id"].astype(str).map(config_of),
+        level=table["level"].astype(float),
+        train_protocol=table["train_protocol"].fillna("").astype(str) if "train_protocol" in table else "",
+    )
+    per_run = curve_table(table, metric, reference)
     rows = []
     for (dataset, protocol), part in table.groupby(["dataset", "protocol"], sort=False):
-        levels = np.sort(part["level"].astype(float).unique())
-        curves: dict[str, dict[str, np.ndarray]] = {}  # config -> run -> values at every level
-        for (config_id, run_id), run in part.groupby(["config_id", "run_id"], sort=False):
-            values = run.groupby("level")[metric].mean().reindex(levels)
-            if values.notna().all():
-                curves.setdefault(config_id, {})[run_id] = values.to_numpy(dtype=float)
-        means = {c: np.mean(list(runs.values()), axis=0) for c, runs in curves.items()}
-        refs = [c for c in curves if fusion_of.get(c, "").split(":")[0] == reference]
-        ref = max(refs, key=lambda c: means[c][0]) if refs else None
-        for config_id, runs in curves.items():
-            stacked = np.array(list(runs.values()))
-            rel = [float(trapezoid(v, levels)) for v in stacked]
-            eff = (
-                [float(np.sum(v - (means[ref] - means[ref][0] + v[0]))) for v in stacked]
-                if ref is not None
-                else []
-            )
-            rel_mean, rel_ci = t_interval(rel)
-            eff_mean, eff_ci = t_interval(eff) if eff else (float("nan"), float("nan"))
-            first = part[part["config_id"] == config_id].iloc[0]
+        scores = per_run[(per_run["dataset"] == dataset) & (per_run["protocol"] == protocol)]
+        has_reference = bool(scores["eff_robust"].notna().any())
+        for config_id, curve in part.groupby("config_id", sort=False):
+            by_level = curve.groupby("level")[metric]
+            levels = np.array(sorted(by_level.groups))
+            points = [t_interval(by_level.get_group(level).astype(float).to_numpy()) for level in levels]
+            mine = scores[scores["config_id"].astype(str) == config_id]
+            rel_mean, rel_ci = t_interval(mine["rel_robust"].to_numpy(dtype=float))
+            eff_mean, eff_ci = t_interval(mine["eff_robust"].to_numpy(dtype=float))
+            first = curve.iloc[0]
             rows.append(
                 {
                     "dataset": dataset,
                     "protocol": protocol,
                     "protocol_name": str(first.get("protocol_name", protocol)),
-                    "train_protocol": str(first.get("train_protocol", "") or ""),
+                    "train_protocol": str(first["train_protocol"]),
                     "config_id": config_id,
-                    "seeds": len(runs),
+                    "seeds": int(mine["run_id"].nunique()),
                     "levels": levels,
-                    "curve": means[config_id],
-                    "curve_ci": np.array([t_interval(stacked[:, i])[1] for i in range(len(levels))]),
-                    "clean": float(means[config_id][0]),
+                    "curve": np.array([m for m, _ in points]),
+                    "curve_ci": np.array([c for _, c in points]),
+                    "clean": float(mine["clean"].mean()),
                     "relative": rel_mean,
                     "relative_ci": rel_ci,
                     "effective": eff_mean,
                     "effective_ci": eff_ci,
-                    "reference": ref or "",
+                    "reference": reference if has_reference else "",
                     "metric": metric,
                 }
             )
@@ -106,8 +96,8 @@ def robustness_summary(view: ResultsView, reference: str = REFERENCE) -> pd.Data
         return None
     out = pd.DataFrame(rows)
     groups = out.groupby(["dataset", "protocol"], sort=False)
-    out["relative_norm"] = groups["relative"].transform(_normalise)
-    out["effective_norm"] = groups["effective"].transform(_normalise)
+    out["relative_norm"] = groups["relative"].transform(maxmin_normalise)
+    out["effective_norm"] = groups["effective"].transform(maxmin_normalise)
     return out
 
 
@@ -193,8 +183,12 @@ class Robustness(Reporter):
                     values = part[source].where(mask)
                     if values.notna().any():
                         bold.loc[int(np.nanargmax(values.to_numpy())), column] = True
-            references = {labels.get(r, r) for r in part["reference"] if r}
-            ref_text = ", ".join(sorted(references)) or f"none ({REFERENCE} was not run: ER not computed)"
+            references = {r for r in part["reference"] if r}
+            ref_text = (
+                f"the clean-trained {', '.join(sorted(references))} runs (mean over seeds)"
+                if references
+                else f"none ({REFERENCE} was not run: ER not computed)"
+            )
             blocks.append(
                 Table(
                     table,
@@ -205,7 +199,8 @@ class Robustness(Reporter):
             )
         blocks.append(
             Text(
-                "Relative robustness R is the trapezoid area under the metric-vs-level curve; effective "
+                "Relative robustness R is the trapezoid area under the metric-vs-level curve (levels "
+                "rescaled to [0, 1], so a flat curve scores its clean value); effective "
                 "robustness ER sums, over levels, the gap to the reference curve shifted to the "
                 "configuration's own clean score, so it measures degradation beyond the reference's."
             )
