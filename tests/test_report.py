@@ -118,7 +118,7 @@ def test_leaderboard_section_is_summarize_in_order_with_marks_bold_best_and_fail
     assert summary["significant"].sum() >= 2  # the fixture has marked rows: the check is not vacuous
     assert board.bold.loc[0, "accuracy (%)"] and not board.bold.loc[1:, "accuracy (%)"].any()
     assert frame.loc[0, "vs best"] == "best" and "(paired t)" in frame.loc[1, "vs best"]
-    assert list(frame["GFLOPs"])[0] != "-" and "R missing_image:imputation=mask" in frame.columns
+    assert list(frame["GFLOPs"])[0] != "-" and "R missing_image" in frame.columns
     assert list(failures.frame["status"]) == ["diverged"] and "nan" in failures.frame["error"].iloc[0]
     assert list(frame["failed / diverged"])[list(frame["fusion"]).index("film")] == "0 / 1"
 
@@ -564,3 +564,15 @@ def test_static_figure_png_draws_the_supported_traces():
 
 def test_results_dir_path_is_a_path(full):
     assert isinstance(full.dir, Path) and (full.dir / "results.parquet").exists()
+
+
+def test_protocol_names_are_short_labels_unless_two_specs_share_one():
+    from fusionzoo.report.common import protocol_names
+
+    names = protocol_names(["missing_image:imputation=mask,seed=0", "feature_noise:modality=both,seed=0"])
+    assert names == {
+        "missing_image:imputation=mask,seed=0": "missing_image",
+        "feature_noise:modality=both,seed=0": "feature_noise",
+    }
+    twins = ["missing_image:imputation=mask,seed=0", "missing_image:imputation=zeros,seed=0"]
+    assert protocol_names(twins) == {spec: spec for spec in twins}

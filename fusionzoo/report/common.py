@@ -25,6 +25,7 @@ __all__ = [
     "is_unimodal",
     "metric_label",
     "per_config",
+    "protocol_names",
     "run_config",
 ]
 
@@ -142,3 +143,13 @@ def efficiency_by_config(view: Any) -> pd.DataFrame | None:
         return None
     matched = matched.assign(config_id=view.ok.loc[matched.index, "config_id"].astype(str).to_numpy())
     return matched.drop_duplicates("config_id").reset_index(drop=True)
+
+
+def protocol_names(specs: list[str]) -> dict[str, str]:
+    """Canonical protocol spec -> its short label (``missing_image``; the leaderboard's ``rel_robust_*``
+    names), the full spec where two specs share a label."""
+    from fusionzoo.evaluation.views import protocol_label
+
+    labels = {spec: protocol_label(spec) for spec in dict.fromkeys(specs)}
+    counts = pd.Series(list(labels.values()), dtype=object).value_counts()
+    return {spec: label if counts[label] == 1 else spec for spec, label in labels.items()}

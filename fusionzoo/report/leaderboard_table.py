@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fusionzoo.report.base import Reporter, ResultsView, Section, Table, Text, register_reporter
-from fusionzoo.report.common import efficiency_by_config, fmt_num, metric_label, per_config
+from fusionzoo.report.common import efficiency_by_config, fmt_num, metric_label, per_config, protocol_names
 
 __all__ = ["LeaderboardTable", "leaderboard_numbers"]
 
@@ -138,9 +138,11 @@ def _display(
         cols["failed / diverged"] = [
             f"{f} / {d}" for f, d in zip(numbers["failed"], numbers["diverged"], strict=True)
         ]
-    for column in _score_columns(numbers):
+    columns = _score_columns(numbers)
+    names = protocol_names([c.split(":", 1)[1] for c in columns])
+    for column in columns:
         kind, protocol = column.split(":", 1)
-        title = f"{'R' if kind == 'relative' else 'ER'} {protocol}"
+        title = f"{'R' if kind == 'relative' else 'ER'} {names[protocol]}"
         cols[title] = [fmt_num(v, 3) for v in numbers[column]]
         bold_of[title] = numbers[column]
     frame = pd.DataFrame(cols)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from fusionzoo.evaluation.summaries import REFERENCE_FUSION, curve_table, maxmin_normalise
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, Text, register_reporter
-from fusionzoo.report.common import apply_layout, fmt_num, metric_label, per_config
+from fusionzoo.report.common import apply_layout, fmt_num, metric_label, per_config, protocol_names
 
 __all__ = ["REFERENCE", "Robustness", "robustness_summary"]
 
@@ -133,7 +133,10 @@ class Robustness(Reporter):
             protocols = list(dict.fromkeys(part["protocol"]))
             cols = min(3, len(protocols))
             rows = math.ceil(len(protocols) / cols)
-            fig = make_subplots(rows=rows, cols=cols, subplot_titles=protocols, horizontal_spacing=0.08)
+            names = protocol_names(protocols)
+            fig = make_subplots(
+                rows=rows, cols=cols, subplot_titles=[names[p] for p in protocols], horizontal_spacing=0.08
+            )
             metric = str(part["metric"].iloc[0])
             for k, protocol in enumerate(protocols):
                 for _, row in part[part["protocol"] == protocol].iterrows():
