@@ -576,3 +576,12 @@ def test_protocol_names_are_short_labels_unless_two_specs_share_one():
     }
     twins = ["missing_image:imputation=mask,seed=0", "missing_image:imputation=zeros,seed=0"]
     assert protocol_names(twins) == {spec: spec for spec in twins}
+
+
+def test_numbers_that_round_to_zero_have_no_minus_sign():
+    from fusionzoo.report.common import fmt_num
+
+    assert (
+        fmt_num(-1e-17, 3) == "0.000" and fmt_num(-0.0004, 3) == "0.000" and fmt_num(-0.0006, 3) == "-0.001"
+    )
+    assert fmt_num(float("nan")) == "-" and fmt_num(None) == "-" and fmt_num(0.1234, 2, 100) == "12.34"

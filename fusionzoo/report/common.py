@@ -87,7 +87,9 @@ def fmt_num(value: Any, digits: int = 2, scale: float = 1.0) -> str:
         value = float(value)
     except (TypeError, ValueError):
         return "-"
-    return "-" if math.isnan(value) else f"{value * scale:.{digits}f}"
+    if math.isnan(value):
+        return "-"
+    return f"{round(value * scale, digits) + 0.0:.{digits}f}"  # + 0.0: no "-0.000" for a rounded zero
 
 
 def run_config(row: pd.Series | dict[str, Any]) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def _display(
         ]
     cols["params"] = [_params(p) for p in numbers["params"]]
     if numbers["gflops_forward"].notna().any():
-        cols["GFLOPs"] = [fmt_num(v, 3) for v in numbers["gflops_forward"]]
+        cols["GFLOPs"] = ["-" if math.isnan(v) else f"{v:.3g}" for v in numbers["gflops_forward"]]
     if numbers["latency_p50_ms"].notna().any():
         cols["latency ms"] = [fmt_num(v, 2) for v in numbers["latency_p50_ms"]]
     if not paper:
