@@ -84,6 +84,7 @@ class BenchSection(_Section):
     report: bool = False  # write <runs dir>/report.html at the end (fusionzoo report)
     mlflow: str | None = None  # MLflow tracking URI: log every run (fusionzoo.bench.tracking)
     train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
+    tune_trials: int = Field(default=0, ge=0)  # > 0: every cell tuned with this Optuna budget first
 
     @model_validator(mode="before")
     @classmethod

@@ -47,6 +47,7 @@ BENCH_FLAGS = (
     "launcher",
     "report",
     "mlflow",
+    "tune_trials",
     "train_protocols",
     "eval",
     "protocols",
@@ -111,6 +112,8 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     from fusionzoo.bench.tracking import TrackingError
     from fusionzoo.io import DiskFullError
     from fusionzoo.prepare import PrepareError
+    from fusionzoo.tune import TuneError
+    from fusionzoo.tune.space import SearchSpaceError
 
     experiment = validated_experiment(flags, config_path)
     store = open_store(experiment)
@@ -120,7 +123,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
             show_dry_run(experiment, store, console)
             return
         outcome = run_bench(experiment, store, console, experiment.config.bench.threads or 1)
-    except (PrepareError, DiskFullError, TrackingError) as exc:
+    except (PrepareError, DiskFullError, TrackingError, TuneError, SearchSpaceError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         console.print(
