@@ -135,6 +135,11 @@ FLAGS: dict[str, Flag] = {
               "configuration over the seeds (docs/benchmarking.md)."),
         flag("launcher", "bench.launcher", metavar="SPEC", callback=_launcher,
               help="Where runs execute: any registered launcher (fusionzoo list launchers) [default: local]."),
+        flag("report", "bench.report", "--report/--no-report",
+              help="Write the HTML report of the runs (fusionzoo report) to <runs dir>/report.html at the end."),
+        flag("mlflow", "bench.mlflow", metavar="URI",
+              help="Also log every run to MLflow (e.g. sqlite:///mlflow.db) as children of one bench run; "
+              "needs the mlflow extra."),
         flag("train_protocols", "bench.train_protocols", type=TrainProtocolList(), metavar="SPEC@LEVEL,...",
               help="Train-time protocol axis, e.g. 'missing_image@0.3' or 'label_noise:mode=uniform,rates=0;0.2;0.4' "
               "(a spec without @LEVEL runs each of its levels); each is part of the run identity."),

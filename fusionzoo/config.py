@@ -5,7 +5,8 @@ A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``
 
     [bench]            the grid and where it runs: datasets (or dataset), fusions, heads, seeds,
                        with_unimodal, with_probe, mode, metric, out, data_dir, limit, device, threads,
-                       cache_dir, launcher
+                       cache_dir, launcher,
+                       report, mlflow
     [data]             options of the dataset backend (``fusionzoo list datasets`` shows them)
     [encoders]         image, text, pretrained, batch_size, text_max_length, image_tokens, text_tokens,
                        num_workers
@@ -80,6 +81,8 @@ class BenchSection(_Section):
     threads: int | None = Field(default=None, ge=1)
     cache_dir: str | None = None  # None: $FUSIONZOO_CACHE, else <data dir>/features
     launcher: str = "local"  # a launcher spec (fusionzoo list launchers)
+    report: bool = False  # write <runs dir>/report.html at the end (fusionzoo report)
+    mlflow: str | None = None  # MLflow tracking URI: log every run (fusionzoo.bench.tracking)
     train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
     tune_trials: int = Field(default=0, ge=0)  # > 0: every cell tuned with this Optuna budget first
 

@@ -221,6 +221,36 @@ def test_training_learns_and_reports_history(data):
     assert result.test_predictions.shape == (48,)
 
 
+def test_final_evaluation_summarises_extras_without_changing_metrics(data):
+    """FLUID's gate and the MoE head's expert counts become diagnostics rows of the test split; the
+    collection only reads extras, so the test logits (and metrics) are those of a plain evaluation."""
+    from fusionzoo.train.diagnostics import BINS
+    from fusionzoo.train.evaluation import evaluate
+    from fusionzoo.train.trainer import Trainer
+
+    config = RunConfig(fusion="fluid:queries=4,layers=1", head="moe:experts=4,top_k=2", **TINY)
+    trainer = Trainer(config, data)
+    result = trainer.fit()
+    assert result.status == "ok"
+    rows = pd.DataFrame(result.diagnostics)
+    gate = rows[rows["name"] == "fusion.gate"]
+    assert set(gate["kind"]) == {"histogram"} and len(gate) == BINS
+    assert gate["value"].sum() == data.size("test") * 4  # one gate per query and test row
+    assert gate["edge_low"].min() == 0.0 and gate["edge_high"].max() == 1.0
+    experts = rows[rows["name"] == "head.expert_counts"]
+    assert set(experts["kind"]) == {"counts"} and list(experts["bin"]) == [0, 1, 2, 3]
+    # FLUID's 2-query bottleneck gives 2 tokens per row; the head routes each to its top-2 experts
+    assert experts["value"].sum() == data.size("test") * 2 * 2
+    probs = rows[rows["name"] == "head.routing_probs"]
+    assert probs["value"].sum() == data.size("test") * 2 * 4  # every probability of every token
+    plain = predict(trainer.model, data, "test", batch_size=config.eval_batch_size)
+    assert np.array_equal(plain.argmax(1), result.test_predictions)
+    again, _ = evaluate(
+        trainer.model, data, "test", buckets=trainer.buckets, batch_size=config.eval_batch_size
+    )
+    assert again == result.metrics
+
+
 class NaNFusion(Fusion):
     """Finite on the first batch, then produces NaN: the run must end as "diverged"."""
 

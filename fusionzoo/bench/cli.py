@@ -45,6 +45,8 @@ BENCH_FLAGS = (
     "text_tokens",
     "on_bad_image",
     "launcher",
+    "report",
+    "mlflow",
     "tune_trials",
     "train_protocols",
     "eval",
@@ -107,6 +109,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     """
     from fusionzoo.bench.session import dry_run as show_dry_run
     from fusionzoo.bench.session import run_bench
+    from fusionzoo.bench.tracking import TrackingError
     from fusionzoo.io import DiskFullError
     from fusionzoo.prepare import PrepareError
     from fusionzoo.tune import TuneError
@@ -120,7 +123,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
             show_dry_run(experiment, store, console)
             return
         outcome = run_bench(experiment, store, console, experiment.config.bench.threads or 1)
-    except (PrepareError, DiskFullError, TuneError, SearchSpaceError) as exc:
+    except (PrepareError, DiskFullError, TrackingError, TuneError, SearchSpaceError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         console.print(

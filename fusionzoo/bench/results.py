@@ -5,6 +5,14 @@
     <runs dir>/predictions/<run>.npy  (2, N) int64: test predictions and test labels of each ok run
                                       (McNemar's test needs both, on the same rows)
     <runs dir>/checkpoints/<run>/     best checkpoint (model.safetensors + config.json)
+    <runs dir>/diagnostics.parquet    per run: summaries of the model's extras on the test split
+                                      (run_id, name, kind histogram|counts, bin, edge_low, edge_high,
+                                      value), e.g. FLUID's gate values, the MoE head's expert counts
+    <runs dir>/classes.parquet        per data fingerprint and class: class_id, class_name,
+                                      train_count, test_count, bucket (head|medium|tail as the
+                                      trainer's acc_head/medium/tail use them)
+    <runs dir>/provenance.parquet     one row per bench invocation: command line, versions, git
+                                      commit, machine, data fingerprints and encoders, run ids
 
 **Run identity** = everything that changes what is trained and tested:
 
@@ -55,13 +63,18 @@ __all__ = [
     "ResultsSchemaError",
     "ResultsStore",
     "config_id_of",
+    "read_table",
     "run_id_of",
+    "write_table",
 ]
 
 SCHEMA_VERSION = 2
 SCHEMA_KEY = b"fusionzoo.results.schema_version"
 RESULTS_FILE = "results.parquet"
 HISTORY_FILE = "history.parquet"
+DIAGNOSTICS_FILE = "diagnostics.parquet"
+CLASSES_FILE = "classes.parquet"
+PROVENANCE_FILE = "provenance.parquet"
 # the parts of a configuration's identity, in the order "why was it not reused" names them
 CONFIG_PARTS = ("dataset", "data_fingerprint", "fusion", "head", "config_hash", "semantics", "plugins")
 IDENTITY = (*CONFIG_PARTS, "seed", "config_id", "run_id")
@@ -101,6 +114,11 @@ def _table_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table.replace_schema_metadata(metadata), buffer)
     return buffer.getvalue()
+
+
+def write_table(path: str | Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` as a results table (parquet with the schema version), atomically."""
+    return atomic_write(path, _table_bytes(frame))
 
 
 def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -185,8 +203,10 @@ class ResultsStore:
         history: list[dict[str, Any]] | None = None,
         predictions: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        diagnostics: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Add (or replace, same ``run_id``) one finished run, atomically."""
+        """Add (or replace, same ``run_id``) one finished run, atomically (with its history, test
+        predictions and diagnostics rows when given)."""
         missing = [c for c in (*IDENTITY, "status") if c not in row]
         if missing:
             raise ValueError(f"result row lacks {', '.join(missing)}")
@@ -216,10 +236,56 @@ class ResultsStore:
                 frames = [f for f in (old, new) if len(f)]
                 if frames:
                     atomic_write(self.history_path, _table_bytes(pd.concat(frames, ignore_index=True)))
+            if diagnostics:
+                self._replace_rows(
+                    self.dir / DIAGNOSTICS_FILE, pd.DataFrame([{"run_id": run_id, **d} for d in diagnostics])
+                )
             table = self.load()
             table = table[table["run_id"].astype(str) != run_id] if len(table) else table
             frames = [f for f in (table, pd.DataFrame([row])) if len(f)]
             atomic_write(self.results_path, _table_bytes(pd.concat(frames, ignore_index=True)))
+
+    def _replace_rows(self, path: Path, new: pd.DataFrame, key: str = "run_id") -> None:
+        """Replace the rows of ``path`` whose ``key`` occurs in ``new`` (caller holds the lock)."""
+        old = read_table(path, (key,)) if path.exists() else pd.DataFrame(columns=[key])
+        old = old[~old[key].astype(str).isin(set(new[key].astype(str)))]
+        frames = [f for f in (old, new) if len(f)]
+        atomic_write(path, _table_bytes(pd.concat(frames, ignore_index=True)))
+
+    def record_classes(
+        self,
+        dataset: str,
+        data_fingerprint: str,
+        classes: list[str],
+        train_labels: np.ndarray,
+        test_labels: np.ndarray,
+    ) -> None:
+        """The classes of one data fingerprint: names, train/test counts and the head/medium/tail
+        bucket the trainer's ``acc_head``/``acc_medium``/``acc_tail`` use (``classes.parquet``)."""
+        from fusionzoo.metrics.class_buckets import BUCKETS, class_buckets
+
+        num_classes = len(classes)
+        buckets = class_buckets(train_labels, num_classes)
+        frame = pd.DataFrame(
+            {
+                "dataset": dataset,
+                "data_fingerprint": data_fingerprint,
+                "class_id": np.arange(num_classes, dtype=np.int64),
+                "class_name": [str(c) for c in classes],
+                "train_count": np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=num_classes),
+                "test_count": np.bincount(np.asarray(test_labels, dtype=np.int64), minlength=num_classes),
+                "bucket": [BUCKETS[b] for b in buckets],
+            }
+        )
+        path = self.dir / CLASSES_FILE
+        with file_lock(self.dir / ".results.lock"), disk_errors(path, "the classes table"):
+            self._replace_rows(path, frame, key="data_fingerprint")
+
+    def record_provenance(self, row: dict[str, Any]) -> None:
+        """Append one bench invocation's provenance row (``provenance.parquet``; key ``invocation``)."""
+        path = self.dir / PROVENANCE_FILE
+        with file_lock(self.dir / ".results.lock"), disk_errors(path, "the provenance table"):
+            self._replace_rows(path, pd.DataFrame([row]), key="invocation")
 
 
 def reuse_report(specs: list[Any], frame: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:

@@ -67,8 +67,16 @@ class _RunProgress:
 class _Driver:
     """Records finished runs, keeps the outcome, drives the progress display."""
 
-    def __init__(self, store: ResultsStore, outcome: GridOutcome, progress: Any, say: Callable[..., None]):
+    def __init__(
+        self,
+        store: ResultsStore,
+        outcome: GridOutcome,
+        progress: Any,
+        say: Callable[..., None],
+        on_record: Callable[[RunRecord], None] | None = None,
+    ):
         self.store, self.outcome, self.rich, self.say = store, outcome, progress, say
+        self.on_record = on_record
         self.bars: dict[str, _RunProgress] = {}
         self.grid_task = None
 
@@ -89,7 +97,10 @@ class _Driver:
             history=record.history,
             predictions=record.predictions if ok else None,
             labels=record.labels if ok else None,
+            diagnostics=record.diagnostics if ok else None,
         )
+        if self.on_record is not None:  # e.g. experiment tracking, after the run is safely recorded
+            self.on_record(record)
         self.outcome.ran.append(spec.run_id)
         if record.status == "failed":
             self.outcome.failed.append(spec.run_id)
@@ -122,15 +133,17 @@ def run_grid(
     progress: Any = None,
     console: Any = None,
     keep_checkpoints: bool = True,
+    on_record: Callable[[RunRecord], None] | None = None,
 ) -> GridOutcome:
-    """Run every spec not yet finished in ``store``; see the module docstring."""
+    """Run every spec not yet finished in ``store``; see the module docstring. ``on_record(record)``
+    is called for each run right after it is recorded."""
     started = time.perf_counter()
     outcome = GridOutcome(specs=specs)
     finished = store.finished_ids()
     todo = [s for s in specs if s.run_id not in finished]
     outcome.skipped = [s.run_id for s in specs if s.run_id in finished]
     say = console.print if console is not None else (lambda *a, **k: None)
-    driver = _Driver(store, outcome, progress, say)
+    driver = _Driver(store, outcome, progress, say, on_record)
     if progress is not None:
         driver.grid_task = progress.add_task("grid", total=len(todo))
     tasks = [RunTask(s, store.checkpoint_dir(s.run_id) if keep_checkpoints else None) for s in todo]

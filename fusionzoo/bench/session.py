@@ -6,7 +6,14 @@
 4. run the rest through the launcher with a rich progress display, record each run as it ends;
 5. with ``--eval robustness,efficiency`` ([eval] suites), evaluate the grid's finished runs
    (:func:`fusionzoo.evaluation.session.run_eval`: protocols on the checkpoints, efficiency metrics);
-6. print the leaderboard (the ``leaderboard`` reporter) and every failure.
+6. print the leaderboard (the ``leaderboard`` reporter) and every failure;
+7. with ``--report``, write the HTML report of the invocation's runs (``fusionzoo report``), which
+   includes the robustness and efficiency results of step 5.
+
+Before training, step 2 records the invocation's provenance (``provenance.parquet``: command line,
+versions, git commit, machine, data fingerprints, encoders) and step 3 the classes of each prepared
+dataset (``classes.parquet``: names, train counts, head/medium/tail buckets) for the report; with
+``--mlflow URI`` every run is also logged to MLflow (:mod:`fusionzoo.bench.tracking`).
 
 :func:`dry_run` does steps 1–2 without generating, encoding or training anything.
 """
@@ -14,6 +21,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from fusionzoo import registry
@@ -39,7 +47,19 @@ def print_reuse(console: Any, specs: list[Any], store: ResultsStore) -> None:
 
 
 def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads: int = 1) -> GridOutcome:
-    """Steps 1–5 of the module docstring; returns what ran (the caller decides the exit code)."""
+    """Steps 1–7 of the module docstring; returns what ran (the caller decides the exit code)."""
+    tracker = open_tracker(experiment.config, store, console)  # a bad --mlflow fails before any data work
+    try:
+        return _run_bench(experiment, store, console, threads, tracker)
+    except BaseException as exc:
+        if tracker is not None:
+            tracker.finish(failed=True, status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def _run_bench(
+    experiment: Experiment, store: ResultsStore, console: Any, threads: int, tracker: Any
+) -> GridOutcome:
     import torch
 
     from fusionzoo.progress import progress_bar
@@ -60,11 +80,12 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
 
         chosen = tune_grid(experiment, specs, store.dir, trials, console, fingerprints)
         specs = tuned_specs(specs, chosen)
+    record_provenance(store, config, {d: experiment.inputs(d) for d in fingerprints}, specs)
     print_reuse(console, specs, store)
     finished = store.finished_ids()
     for dataset in dict.fromkeys(s.dataset for s in specs if s.run_id not in finished):
         console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
-        experiment.training_data(dataset, console=console)
+        record_classes(store, dataset, experiment.training_data(dataset, console=console))
 
     progress = progress_bar(console, unit="runs")
     default_threads = torch.get_num_threads()
@@ -78,6 +99,7 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
                 launcher=registry.create("launcher", config.bench.launcher),
                 progress=progress,
                 console=progress.console,
+                on_record=tracker.log_record if tracker is not None else None,
             )
     finally:
         torch.set_num_threads(default_threads)
@@ -96,7 +118,51 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
     for label, error in outcome.errors.items():
         console.print(f"[red]failed[/red] {label}: {error}")
     console.print(f"results: {store.results_path}")
+    artifacts = []
+    if config.bench.report:
+        from fusionzoo.report.output import write_report
+
+        started = time.perf_counter()
+        artifacts.append(write_report(view, store.dir / "report.html"))
+        console.print(f"report: {artifacts[-1]} ({time.perf_counter() - started:.1f} s)")
+    if tracker is not None:
+        reused = view.runs[view.runs["run_id"].astype(str).isin(set(outcome.skipped))]
+        tracker.log_reused(reused, view.history)
+        tracker.finish(bool(outcome.failed), artifacts)
     return outcome
+
+
+def record_provenance(store: ResultsStore, config: Any, inputs: dict[str, Any], specs: list[Any]) -> None:
+    """Write this invocation's provenance row (:mod:`fusionzoo.bench.provenance`)."""
+    from fusionzoo.bench.provenance import collect_provenance
+
+    store.record_provenance(collect_provenance(config, inputs, [s.run_id for s in specs]))
+
+
+def record_classes(store: ResultsStore, dataset: str, data: Any) -> None:
+    """Write the classes of ``data`` (the labels the trainer uses) unless its fingerprint has them."""
+    classes = store.dir / "classes.parquet"
+    if classes.exists():
+        import pandas as pd
+
+        if data.fingerprint in set(
+            pd.read_parquet(classes, columns=["data_fingerprint"])["data_fingerprint"]
+        ):
+            return
+    store.record_classes(
+        dataset, data.fingerprint, list(data.classes), data.labels("train"), data.labels("test")
+    )
+
+
+def open_tracker(config: Any, store: ResultsStore, console: Any) -> Any:
+    """The MLflow tracker of ``--mlflow URI`` (``None`` without it)."""
+    if not config.bench.mlflow:
+        return None
+    from fusionzoo.bench.tracking import MlflowTracker
+
+    tracker = MlflowTracker(config.bench.mlflow, store.dir, config, console)
+    console.print(f"[bold]mlflow[/bold]: logging runs to {config.bench.mlflow}")
+    return tracker
 
 
 def eval_after_bench(experiment: Experiment, store: ResultsStore, console: Any, run_ids: set[str]) -> None:

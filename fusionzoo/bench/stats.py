@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["GROUP", "holm", "mcnemar", "paired_t_test", "summarize", "t_interval"]
+__all__ = ["GROUP", "holm", "mcnemar", "paired_t_test", "pairwise", "summarize", "t_interval"]
 
 GROUP = ("dataset", "fusion", "head", "config_id")  # config_id: the run identity without the seed
 ALPHA = 0.05
@@ -185,6 +185,37 @@ def summarize(
     if metric not in runs.columns:
         available = sorted(c for c in runs.columns if c.startswith(("test_", "val_")))
         raise KeyError(f"metric '{metric}' is not in the results; available: {', '.join(available)}")
+    table = _configs(runs, metric, seeds)
+    out = []
+    for _, part in table.groupby("dataset", sort=False):
+        part = _ranked(part, direction)
+        part["rank"] = np.arange(1, len(part) + 1)
+        part["is_best"] = part.index == 0
+        best = part.iloc[0]
+        p_t, p_m, deciding, tests = [], [], [], []
+        for _, row in part.iterrows():
+            if row["is_best"] or row["n"] == 0:
+                p_t.append(float("nan"))
+                p_m.append(float("nan"))
+                deciding.append(float("nan"))
+                tests.append("")
+                continue
+            pt, pm, p, test, _ = _compare(best, row, predictions)
+            p_t.append(pt)
+            p_m.append(pm)
+            deciding.append(p)
+            tests.append(test)
+        part["p_ttest"], part["p_mcnemar"], part["test"] = p_t, p_m, tests
+        part["p_adjusted"] = holm(deciding)
+        part["significant"] = [bool(p < ALPHA) if not math.isnan(p) else False for p in part["p_adjusted"]]
+        out.append(part)
+    result = pd.concat(out, ignore_index=True).drop(columns=["_seeds", "_ids"])
+    return result[columns]
+
+
+def _configs(runs: pd.DataFrame, metric: str, seeds: Sequence[int] | None) -> pd.DataFrame:
+    """One row per configuration: counts, completeness, mean/std/CI of ``metric`` over the finite ok
+    runs, ``_seeds``/``_ids`` (seed -> value / run id)."""
     planned_by_dataset = {
         dataset: {int(s) for s in (seeds if seeds is not None else part["seed"])}
         for dataset, part in runs.groupby("dataset", sort=False, dropna=False)
@@ -217,46 +248,85 @@ def summarize(
                 "_ids": dict(zip(good["seed"].astype(int), good["run_id"].astype(str), strict=True)),
             }
         )
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _ranked(part: pd.DataFrame, direction: str) -> pd.DataFrame:
+    """One dataset's configurations in leaderboard order: complete ones first, each by mean, best first."""
+    return part.sort_values(
+        ["complete", "mean"],
+        ascending=[False, direction == "min"],
+        na_position="last",
+        kind="stable",
+    ).reset_index(drop=True)
+
+
+def _compare(
+    a: pd.Series, b: pd.Series, predictions: PredictionLoader | None
+) -> tuple[float, float, float, str, int]:
+    """(p paired t, p McNemar, p of the deciding test, its name, shared seeds) of configurations ``a``
+    vs ``b``: the paired t-test decides with >= 2 shared seeds when it is defined, else McNemar."""
+    shared = sorted(set(a["_seeds"]) & set(b["_seeds"]))
+    pt = paired_t_test([a["_seeds"][s] for s in shared], [b["_seeds"][s] for s in shared])
+    pm = _pooled_mcnemar(shared, a["_ids"], b["_ids"], predictions)
+    if len(shared) >= 2 and not math.isnan(pt):
+        return pt, pm, pt, "paired t", len(shared)
+    if not math.isnan(pm):
+        return pt, pm, pm, "McNemar", len(shared)
+    return pt, pm, float("nan"), "", len(shared)
+
+
+def pairwise(
+    runs: pd.DataFrame,
+    metric: str = "test_accuracy",
+    predictions: PredictionLoader | None = None,
+    seeds: Sequence[int] | None = None,
+    direction: str = "max",
+) -> pd.DataFrame:
+    """Every pair of configurations of each dataset, with the tests :func:`summarize` uses.
+
+    One row per unordered pair ``(a, b)``, ``a`` before ``b`` in leaderboard order (:func:`summarize`'s:
+    complete first, then by mean): the :data:`GROUP` columns of both (``fusion_a``, ``config_id_b`` ...),
+    ``mean_a``, ``mean_b``, ``shared`` (seeds both ran), ``p_ttest``, ``p_mcnemar``, ``test`` (which one
+    decides, as in :func:`summarize`), ``p`` (its p-value), ``p_adjusted`` (Holm over *all* pairs of
+    the dataset) and ``significant`` (``p_adjusted < 0.05``). The family is larger than the
+    leaderboard's (comparisons with the reference only), so a pair with the reference marked here is
+    always marked there, not conversely.
+    """
+    columns = [
+        "dataset",
+        *(f"{c}_{s}" for s in "ab" for c in GROUP[1:]),
+        "mean_a",
+        "mean_b",
+        "shared",
+        "p_ttest",
+        "p_mcnemar",
+        "test",
+        "p",
+        "p_adjusted",
+        "significant",
+    ]
+    if runs is None or len(runs) == 0:
+        return pd.DataFrame(columns=columns)
     out = []
-    for _, part in table.groupby("dataset", sort=False):
-        part = part.sort_values(
-            ["complete", "mean"],
-            ascending=[False, direction == "min"],
-            na_position="last",
-            kind="stable",
-        ).reset_index(drop=True)
-        part["rank"] = np.arange(1, len(part) + 1)
-        part["is_best"] = part.index == 0
-        best = part.iloc[0]
-        p_t, p_m, deciding, tests = [], [], [], []
-        for _, row in part.iterrows():
-            if row["is_best"] or row["n"] == 0:
-                p_t.append(float("nan"))
-                p_m.append(float("nan"))
-                deciding.append(float("nan"))
-                tests.append("")
-                continue
-            shared = sorted(set(row["_seeds"]) & set(best["_seeds"]))
-            pt = paired_t_test([best["_seeds"][s] for s in shared], [row["_seeds"][s] for s in shared])
-            pm = _pooled_mcnemar(shared, best["_ids"], row["_ids"], predictions)
-            p_t.append(pt)
-            p_m.append(pm)
-            if len(shared) >= 2 and not math.isnan(pt):
-                deciding.append(pt)
-                tests.append("paired t")
-            elif not math.isnan(pm):
-                deciding.append(pm)
-                tests.append("McNemar")
-            else:
-                deciding.append(float("nan"))
-                tests.append("")
-        part["p_ttest"], part["p_mcnemar"], part["test"] = p_t, p_m, tests
-        part["p_adjusted"] = holm(deciding)
-        part["significant"] = [bool(p < ALPHA) if not math.isnan(p) else False for p in part["p_adjusted"]]
-        out.append(part)
-    result = pd.concat(out, ignore_index=True).drop(columns=["_seeds", "_ids"])
-    return result[columns]
+    for dataset, part in _configs(runs, metric, seeds).groupby("dataset", sort=False):
+        part = _ranked(part, direction)
+        part = part[part["n"] > 0].reset_index(drop=True)
+        rows = []
+        for i in range(len(part)):
+            for j in range(i + 1, len(part)):
+                a, b = part.iloc[i], part.iloc[j]
+                pt, pm, p, test, shared = _compare(a, b, predictions)
+                row = {"dataset": dataset, "mean_a": a["mean"], "mean_b": b["mean"], "shared": shared}
+                row.update({f"{c}_a": a[c] for c in GROUP[1:]})
+                row.update({f"{c}_b": b[c] for c in GROUP[1:]})
+                row.update({"p_ttest": pt, "p_mcnemar": pm, "test": test, "p": p})
+                rows.append(row)
+        for row, p_adj in zip(rows, holm([r["p"] for r in rows]), strict=True):
+            row["p_adjusted"] = p_adj
+            row["significant"] = bool(p_adj < ALPHA) if not math.isnan(p_adj) else False
+        out.extend(rows)
+    return pd.DataFrame(out, columns=columns)
 
 
 def _pooled_mcnemar(

@@ -27,7 +27,14 @@ import pandas as pd
 from fusionzoo.evaluation.summaries import REFERENCE_FUSION, curve_table, maxmin_normalise, pareto_front
 from fusionzoo.evaluation.tables import EvalTables, efficiency_key_of
 
-__all__ = ["EFFICIENCY_COLUMNS", "protocol_label", "pareto_table", "robustness_summary", "run_extras"]
+__all__ = [
+    "EFFICIENCY_COLUMNS",
+    "pareto_table",
+    "protocol_label",
+    "robustness_summary",
+    "run_efficiency",
+    "run_extras",
+]
 
 EFFICIENCY_COLUMNS = (
     "gflops_forward",
@@ -71,10 +78,6 @@ def _curves(store: Any, runs: pd.DataFrame, reference: str) -> pd.DataFrame:
 
 def run_extras(store: Any, runs: pd.DataFrame, reference: str = REFERENCE_FUSION) -> pd.DataFrame:
     """Extra per-run columns (see the module docstring), indexed like ``runs``."""
-    from fusionzoo.evaluation.inputs import load_shapes
-    from fusionzoo.evaluation.runner import efficiency_parts
-    from fusionzoo.train.config import RunConfig
-
     extras = pd.DataFrame(index=runs.index)
     if not len(runs):
         return extras
@@ -85,29 +88,43 @@ def run_extras(store: Any, runs: pd.DataFrame, reference: str = REFERENCE_FUSION
             wide = curves.pivot_table(index="run_id", columns="label", values=kind, aggfunc="first")
             for label in wide.columns:
                 extras[f"{kind}_{label}"] = runs["run_id"].astype(str).map(wide[label])
-    efficiency = EvalTables(store).efficiency()
-    if len(efficiency):
-        by_key = efficiency.drop_duplicates("efficiency_key", keep="last").set_index("efficiency_key")
-        values: dict[str, list[float]] = {c: [] for c in EFFICIENCY_COLUMNS if c in by_key.columns}
-        for _, run in runs.iterrows():
-            shapes = load_shapes(store.dir, str(run["data_fingerprint"]))
-            row = None
-            if shapes and run.get("status") == "ok":
-                config = RunConfig.from_json(run["config"])
-                for device in ("cuda", "cpu"):  # a GPU measurement when there is one
-                    key = efficiency_key_of(efficiency_parts(run, config, shapes, device))
-                    if key in by_key.index:
-                        row = by_key.loc[key]
-                        break
-            for column, out in values.items():
-                out.append(float(row[column]) if row is not None else float("nan"))
-        for column, out in values.items():
-            extras[column] = out
+    matched = run_efficiency(store, runs)
+    for column in EFFICIENCY_COLUMNS:
+        if column in matched.columns:
+            extras[column] = matched[column].astype(float)
     history = store.load_history()
     if len(history) and "epoch_time" in history.columns:
         per_epoch = history.groupby(history["run_id"].astype(str))["epoch_time"].mean()
         extras["s_per_epoch"] = runs["run_id"].astype(str).map(per_epoch)
     return extras
+
+
+def run_efficiency(store: Any, runs: pd.DataFrame) -> pd.DataFrame:
+    """The ``efficiency.parquet`` row of each ok run of ``runs`` (indexed like ``runs``; all-NaN rows for
+    runs without a measurement): its efficiency key from the run's RunConfig and the feature shapes in
+    ``inputs/<data_fingerprint>.json``, a GPU measurement first when there is one. Empty frame without
+    the table."""
+    from fusionzoo.evaluation.inputs import load_shapes
+    from fusionzoo.evaluation.runner import efficiency_parts
+    from fusionzoo.train.config import RunConfig
+
+    efficiency = EvalTables(store).efficiency()
+    if not len(efficiency) or not len(runs):
+        return pd.DataFrame(index=runs.index)
+    by_key = efficiency.drop_duplicates("efficiency_key", keep="last").set_index("efficiency_key")
+    rows = []
+    for _, run in runs.iterrows():
+        shapes = load_shapes(store.dir, str(run["data_fingerprint"]))
+        row = None
+        if shapes and run.get("status") == "ok":
+            config = RunConfig.from_json(run["config"])
+            for device in ("cuda", "cpu"):
+                key = efficiency_key_of(efficiency_parts(run, config, shapes, device))
+                if key in by_key.index:
+                    row = by_key.loc[key].to_dict() | {"efficiency_key": key}
+                    break
+        rows.append(row or {})
+    return pd.DataFrame(rows, index=runs.index, columns=[*by_key.columns, "efficiency_key"])
 
 
 def robustness_summary(store: Any, runs: pd.DataFrame, reference: str = REFERENCE_FUSION) -> pd.DataFrame:

@@ -56,6 +56,7 @@ class RunRecord:
     predictions: np.ndarray | None = None
     labels: np.ndarray | None = None
     seconds: float = 0.0
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)  # summaries of the model's extras
 
     @property
     def status(self) -> str:
@@ -158,4 +159,5 @@ def execute_run(
         predictions=result.test_predictions,
         labels=result.test_labels,
         seconds=time.perf_counter() - started,
+        diagnostics=result.diagnostics,
     )

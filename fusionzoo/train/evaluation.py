@@ -4,10 +4,13 @@
 :func:`evaluate` adds the metrics of the metric registry and, for each aux loss the model returns,
 ``aux_<name>``: its sample-weighted mean over the split. NaN/inf logits raise
 :class:`NonFiniteOutputError` naming the plugin (fusion, head, or the fusion's inputs) and the phase.
+Both take ``on_extras``, called with each batch's ``ModelOutput.extras`` (diagnostics, read only: the
+trainer's final test evaluation summarises them with :class:`fusionzoo.train.diagnostics.ExtrasSummary`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -20,6 +23,9 @@ from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.model import FusionModel
 
 __all__ = ["NonFiniteOutputError", "eval_batches", "evaluate", "predict", "to_device"]
+
+
+ExtrasCallback = Callable[[dict[str, Tensor]], None]
 
 
 def eval_batches(n: int, batch_size: int) -> list[Tensor]:
@@ -91,6 +97,7 @@ def _eval_pass(
     device: torch.device | str,
     autocast_dtype: torch.dtype | None,
     phase: str | None,
+    on_extras: ExtrasCallback | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """(logits ``(N, C)``, sample-weighted mean of each aux loss over the split)."""
     device = torch.device(device)
@@ -110,6 +117,8 @@ def _eval_pass(
             with context:
                 error = _nonfinite_error(model, batch, logits, split, phase, len(indices))
             raise error
+        if on_extras is not None:
+            on_extras(out.extras)
         outputs.append(logits.cpu())
         size = len(indices)
         rows += size
@@ -130,6 +139,7 @@ def predict(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     phase: str | None = None,
+    on_extras: ExtrasCallback | None = None,
 ) -> np.ndarray:
     """Logits ``(N, C)`` of every row of ``split`` in eval mode (float32 numpy).
 
@@ -144,6 +154,7 @@ def predict(
         device=device,
         autocast_dtype=autocast_dtype,
         phase=phase,
+        on_extras=on_extras,
     )
     return logits
 
@@ -158,6 +169,7 @@ def evaluate(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     phase: str | None = None,
+    on_extras: ExtrasCallback | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """(metrics, logits) of ``split``.
 
@@ -176,6 +188,7 @@ def evaluate(
         device=device,
         autocast_dtype=autocast_dtype,
         phase=phase,
+        on_extras=on_extras,
     )
     metrics = evaluate_predictions(
         data.labels(split), logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta(split)

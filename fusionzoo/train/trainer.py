@@ -38,7 +38,8 @@ from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
 from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionzoo.train.config import RunConfig
-from fusionzoo.train.evaluation import NonFiniteOutputError, evaluate, predict, to_device
+from fusionzoo.train.diagnostics import ExtrasSummary
+from fusionzoo.train.evaluation import ExtrasCallback, NonFiniteOutputError, evaluate, predict, to_device
 from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.model import FusionModel, count_parameters
@@ -81,6 +82,7 @@ class RunResult:
     checkpoint: str = ""
     test_predictions: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)  # fusionzoo.train.diagnostics rows
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -173,7 +175,9 @@ class Trainer:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
-    def evaluate(self, split: str, phase: str | None = None) -> tuple[dict[str, float], np.ndarray]:
+    def evaluate(
+        self, split: str, phase: str | None = None, on_extras: ExtrasCallback | None = None
+    ) -> tuple[dict[str, float], np.ndarray]:
         return evaluate(
             self.model,
             self.data,
@@ -183,6 +187,7 @@ class Trainer:
             device=self.device,
             autocast_dtype=self.autocast_dtype,
             phase=phase,
+            on_extras=on_extras,
         )
 
     def _train_epoch(self, epoch: int, result: RunResult) -> dict[str, Tensor | float] | None:
@@ -262,8 +267,12 @@ class Trainer:
         if result.status == "ok":
             self.best.restore(self)
             result.best_epoch, result.val_metrics = self.best.best_epoch, self.best.best_val
-            test_metrics, logits = self.evaluate("test", f"weights of the best epoch {result.best_epoch}")
+            extras = ExtrasSummary()  # diagnostics of the test split (gates, expert counts)
+            test_metrics, logits = self.evaluate(
+                "test", f"weights of the best epoch {result.best_epoch}", on_extras=extras.add
+            )
             result.metrics = test_metrics
+            result.diagnostics = extras.rows()
             result.test_predictions = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
             result.test_labels = self.data.labels("test")
         self._fire("on_fit_end", result)

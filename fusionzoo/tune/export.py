@@ -20,7 +20,7 @@ from fusionzoo.io import atomic_write
 from fusionzoo.tune import TuneError
 from fusionzoo.tune.study import best_trials, trial_config
 
-__all__ = ["bench_preset", "export_bench_preset", "save_plots"]
+__all__ = ["bench_preset", "export_bench_preset", "plot_specs", "save_plots"]
 
 # RunConfig fields that a bench preset sets in [bench] (or per grid cell), not in [train]
 _NOT_IN_TRAIN = ("fusion", "head", "seed", "mode", "device")
@@ -119,18 +119,10 @@ def export_bench_preset(
     return trial
 
 
-def save_plots(study: optuna.Study, directory: str | Path) -> tuple[list[Path], list[str]]:
-    """Optuna's optimization history and parameter importances (and the Pareto front for several
-    objectives) as PNG via matplotlib, plus HTML when plotly is installed. Returns (files, notes)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as mpl_vis
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
+def plot_specs(study: optuna.Study) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str]]:
+    """The plots of a study as ``(label, optuna.visualization function name, kwargs)`` — history and
+    parameter importances per objective, the Pareto front for several — and notes on what is left out
+    (importances need 2 completed trials). ``save_plots`` and the report's Optuna section use it."""
     notes: list[str] = []
     complete = [
         t
@@ -138,7 +130,6 @@ def save_plots(study: optuna.Study, directory: str | Path) -> tuple[list[Path], 
         if t.values and all(math.isfinite(v) for v in t.values)
     ]
     names = study.user_attrs.get("fusionzoo", {}).get("objectives") or ["objective"]
-    prefix = _slug(study.study_name)
     plots: list[tuple[str, Any, dict[str, Any]]] = []
     if len(study.directions) == 1:
         plots.append(("history", "plot_optimization_history", {"target_name": names[0]}))
@@ -156,6 +147,23 @@ def save_plots(study: optuna.Study, directory: str | Path) -> tuple[list[Path], 
     if len(complete) < 2:
         notes.append(f"{len(complete)} completed trial(s): parameter importances need at least 2")
         plots = [p for p in plots if "importances" not in p[0]]
+    return plots, notes
+
+
+def save_plots(study: optuna.Study, directory: str | Path) -> tuple[list[Path], list[str]]:
+    """Optuna's optimization history and parameter importances (and the Pareto front for several
+    objectives) as PNG via matplotlib, plus HTML when plotly is installed. Returns (files, notes)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as mpl_vis
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    prefix = _slug(study.study_name)
+    plots, notes = plot_specs(study)
     import warnings
 
     for label, function, kwargs in plots:

@@ -1,0 +1,125 @@
+"""Pairwise significance matrix: every pair of configurations, Holm-adjusted, with the test used.
+
+``fusionzoo.bench.stats.pairwise`` runs, for each pair, the tests of the leaderboard (paired t-test over
+the shared seeds; McNemar on the pooled test predictions when one seed is shared) and Holm-adjusts the
+deciding p-values over all pairs of the dataset. Cell (row a, column b) is coloured by the mean
+difference a − b in points and shows the adjusted p, ``*`` when it is below 0.05. The marks are
+exactly the ``significant`` pairs of ``pairwise``; the family is every pair, so the matrix is more
+conservative than the leaderboard's "vs best" column (one family of comparisons with the best).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, register_reporter
+from fusionzoo.report.common import apply_layout, fmt_num, metric_label, per_config
+
+__all__ = ["SignificanceMatrix", "significance_matrix"]
+
+
+def significance_matrix(pairs: pd.DataFrame, order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(difference in points, adjusted p, significant) matrices over ``order`` (config ids) from the
+    rows of ``fusionzoo.bench.stats.pairwise`` of one dataset; NaN/False on the diagonal and untested pairs."""
+    index = {c: i for i, c in enumerate(order)}
+    k = len(order)
+    diff = np.full((k, k), np.nan)
+    p_adj = np.full((k, k), np.nan)
+    marked = np.zeros((k, k), dtype=bool)
+    for _, row in pairs.iterrows():
+        a, b = index.get(str(row["config_id_a"])), index.get(str(row["config_id_b"]))
+        if a is None or b is None:
+            continue
+        delta = (float(row["mean_a"]) - float(row["mean_b"])) * 100
+        diff[a, b], diff[b, a] = delta, -delta
+        p_adj[a, b] = p_adj[b, a] = float(row["p_adjusted"])
+        marked[a, b] = marked[b, a] = bool(row["significant"])
+    return diff, p_adj, marked
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+@register_reporter
+class SignificanceMatrix(Reporter):
+    """The pairwise significance matrix and the list of pairs (module docstring)."""
+
+    name = "significance"
+    title = "Pairwise significance"
+    description = "Holm-adjusted pairwise tests between all configurations (paired t over seeds / McNemar)"
+    formats = ("section",)
+    order = 30
+
+    def render(self, view: ResultsView, fmt: str = "section", **_: Any) -> Section:
+        import plotly.graph_objects as go
+
+        from fusionzoo.bench.stats import pairwise
+
+        summary, labels, _ = per_config(view)
+        pairs = pairwise(
+            view.runs, view.metric, predictions=view.store.predictions, direction=view.direction()
+        )
+        if not len(pairs):
+            return Section.absent(self, "fewer than two configurations with finished runs")
+        blocks: list[Any] = []
+        for dataset, part in pairs.groupby("dataset", sort=False):
+            board = summary[(summary["dataset"] == dataset) & (summary["n"] > 0)]
+            order = list(board["config_id"].astype(str))
+            diff, p_adj, marked = significance_matrix(part, order)
+            names = [labels[c] for c in order]
+            text = [
+                [
+                    "" if np.isnan(p_adj[i, j]) else f"{_p(p_adj[i, j])}{'*' if marked[i, j] else ''}"
+                    for j in range(len(order))
+                ]
+                for i in range(len(order))
+            ]
+            bound = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
+            fig = go.Figure(
+                go.Heatmap(
+                    z=diff,
+                    x=names,
+                    y=names,
+                    text=text,
+                    texttemplate="%{text}",
+                    colorscale="RdBu_r",
+                    zmid=0,
+                    zmin=-bound,
+                    zmax=bound,
+                    colorbar={"title": {"text": "row − col (pts)"}},
+                    hovertemplate="%{y} − %{x}: %{z:.2f} points<br>Holm p = %{text}<extra></extra>",
+                    meta={"cmap": "RdBu_r"},
+                )
+            )
+            fig.update_yaxes(autorange="reversed")
+            apply_layout(
+                fig, f"{dataset}: {metric_label(view.metric)}, row − column", height=120 + 42 * len(order)
+            )
+            tests = sorted({t for t in part["test"] if t}) or ["none (no shared seeds)"]
+            blocks.append(
+                Figure(
+                    fig,
+                    caption=f"{dataset}: colour = mean difference row − column (points); text = Holm-adjusted p over "
+                    f"all {len(part)} pairs; * = significant at α = 0.05; test used: {', '.join(tests)}",
+                )
+            )
+            table = pd.DataFrame(
+                {
+                    "better": part["config_id_a"].astype(str).map(labels),
+                    "worse": part["config_id_b"].astype(str).map(labels),
+                    "Δ (pts)": [
+                        fmt_num(a - b, 2, 100) for a, b in zip(part["mean_a"], part["mean_b"], strict=True)
+                    ],
+                    "shared seeds": part["shared"].astype(str),
+                    "test": part["test"].replace("", "-"),
+                    "p": part["p"].map(lambda v: fmt_num(v, 4)),
+                    "p (Holm)": part["p_adjusted"].map(lambda v: fmt_num(v, 4)),
+                    "significant": part["significant"].map({True: "yes *", False: "no"}),
+                }
+            ).reset_index(drop=True)
+            blocks.append(Table(table, caption=f"{dataset}: every pair, ordered by the leaderboard"))
+        return Section.of(self, *blocks)
