@@ -288,16 +288,16 @@ def test_training_with_dropped_images_degrades_less_under_missing_image(trained)
     """concat_mlp trained with the image dropped from half of the samples (train protocol
     missing_image@0.5) loses clearly less than concat_mlp trained on complete pairs; the
     ``modality_dropout`` fusion (image or text dropped, p = 0.5 → 25% image drops) is not worse.
-    Measured here: drops (clean − all images missing) 0.22 (concat_mlp), 0.21 (modality_dropout),
-    0.13 (missing_image@0.5)."""
+    All three train with the same batch size and steps. Measured here: drops (clean − all images
+    missing) 0.18 (concat_mlp), 0.19 (modality_dropout), 0.11 (missing_image@0.5)."""
     data, models = trained
     protocol = make("missing_image", rates=[0.0, 0.25, 0.5, 0.75, 1.0])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     robust = {"concat_mlp": models["concat_mlp"]}
     for name, config in (
-        ("modality_dropout", RunConfig(fusion="modality_dropout:p=0.5", dim=16, epochs=5, lr=3e-3, patience=0, device="cpu")),
-        ("train_missing", RunConfig(fusion="concat_mlp", dim=16, epochs=5, lr=3e-3, patience=0, device="cpu",
+        ("modality_dropout", RunConfig(fusion="modality_dropout:p=0.5", dim=16, epochs=5, batch_size=64, lr=3e-3, patience=0, device="cpu")),
+        ("train_missing", RunConfig(fusion="concat_mlp", dim=16, epochs=5, batch_size=64, lr=3e-3, patience=0, device="cpu",
                                     train_protocol="missing_image@0.5")),
     ):  # fmt: skip
         trainer = Trainer(config, data)
