@@ -44,3 +44,20 @@ def tiny_models(tiny_model_dirs):
     from fusionzoo.testing.tiny_encoders import load_tiny_encoders
 
     return load_tiny_encoders(tiny_model_dirs)
+
+
+@pytest.fixture
+def temp_fusions():
+    """Register test-only fusions (``temp_fusions(cls)``, usable as a decorator) and remove them afterwards."""
+    from fusionzoo.registry import REGISTRIES, register_fusion
+
+    added: list[str] = []
+
+    def add(cls):
+        register_fusion(cls)
+        added.append(cls.name)
+        return cls
+
+    yield add
+    for name in added:
+        REGISTRIES["fusion"].unregister(name)

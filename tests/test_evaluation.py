@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fusionzoo.interface import Fusion, FusionOutput, Head, HeadOutput
-from fusionzoo.registry import REGISTRIES, register_fusion, register_head
+from fusionzoo.registry import REGISTRIES, register_head
 from fusionzoo.testing.token_features import synthetic_features
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.trainer import NonFiniteOutputError, load_checkpoint, predict, train_run
@@ -19,21 +19,6 @@ TINY = {"dim": 16, "epochs": 2, "batch_size": 32, "lr": 3e-3, "device": "cpu"}
 @pytest.fixture(scope="module")
 def data():
     return synthetic_features(128, 48, 48, seed=0)
-
-
-@pytest.fixture
-def temp_fusions():
-    """Register test-only fusions and remove them afterwards."""
-    added: list[str] = []
-
-    def add(cls):
-        register_fusion(cls)
-        added.append(cls.name)
-        return cls
-
-    yield add
-    for name in added:
-        REGISTRIES["fusion"].unregister(name)
 
 
 # ------------------------------------------------------------------------------------- evaluation

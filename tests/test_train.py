@@ -14,7 +14,6 @@ from torch import nn
 from fusionzoo.interface import Fusion, FusionOutput
 from fusionzoo.metrics.base import evaluate_predictions as classification_metrics
 from fusionzoo.metrics.class_buckets import class_buckets
-from fusionzoo.registry import REGISTRIES, register_fusion
 from fusionzoo.testing import ContractError
 from fusionzoo.testing.token_features import synthetic_features
 from fusionzoo.train.config import RunConfig, parse_loss_weights
@@ -27,21 +26,6 @@ TINY = {"dim": 16, "epochs": 2, "batch_size": 32, "lr": 3e-3, "device": "cpu"}
 @pytest.fixture(scope="module")
 def data():
     return synthetic_features(128, 48, 48, seed=0)
-
-
-@pytest.fixture
-def temp_fusions():
-    """Register test-only fusions and remove them afterwards."""
-    added: list[str] = []
-
-    def add(cls):
-        register_fusion(cls)
-        added.append(cls.name)
-        return cls
-
-    yield add
-    for name in added:
-        REGISTRIES["fusion"].unregister(name)
 
 
 # ------------------------------------------------------------------------------------------ config
