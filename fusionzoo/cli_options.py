@@ -32,6 +32,18 @@ def parse_key_values(ctx: click.Context, param: click.Parameter, values: tuple[s
     return out
 
 
+def _token_selection(ctx: click.Context, param: click.Parameter, value: str | None) -> str | int | None:
+    from fusionzoo.encoders.errors import EncoderError
+    from fusionzoo.encoders.image import parse_token_selection
+
+    if value is None:
+        return None
+    try:
+        return parse_token_selection(value)
+    except EncoderError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 @dataclass(frozen=True)
 class Flag:
     """One command-line flag: its click declaration and the config field it sets."""
@@ -94,6 +106,23 @@ FLAGS: dict[str, Flag] = {
         flag("threads", "bench.threads", type=click.IntRange(min=1),
               help="CPU threads for training [default: 1: the fusion models are small, one thread is fastest "
               "and leaves the other cores free; encoding keeps torch's default]."),
+        flag("launcher", "bench.launcher", metavar="NAME",
+             help="Where runs execute: local (this machine, --jobs at once), ray (a Ray cluster), submitit "
+             "(SLURM) or any registered launcher (fusionzoo list launchers) [default: local]."),
+        flag("jobs", "bench.jobs", type=click.IntRange(min=1),
+             help="Runs at once, each on --threads threads (or one GPU) [default: as many as the machine "
+             "holds: usable cores ÷ threads, one per GPU; results equal --jobs 1's]."),
+        flag("ray_address", "bench.ray_address", metavar="ADDR",
+             help="--launcher ray: the cluster to join, e.g. 10.0.0.1:6379 or auto [default: $RAY_ADDRESS, "
+             "else a Ray instance on this machine]."),
+        flag("ddp", "bench.ddp", type=click.IntRange(min=1), metavar="N",
+             help="Finetune mode: train each run on N processes with DistributedDataParallel (one GPU each, "
+             "else CPU with gloo); same as running the command under torchrun --nproc-per-node N."),
+        flag("image_tokens", "encoders.image_tokens", metavar="all|cls|mean|N", callback=_token_selection,
+             help="Image tokens kept in the cache: all, [CLS], their mean, or N pooled patch tokens (a smaller "
+             "cache that keeps a token-level fusion's input; docs/scale.md)."),
+        flag("text_max_length", "encoders.text_max_length", type=click.IntRange(min=1), metavar="N",
+             help="Truncate texts to N tokens before encoding (a smaller cache; docs/scale.md)."),
     )
 }  # fmt: skip
 

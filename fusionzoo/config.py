@@ -4,7 +4,8 @@ A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``
 ``glami1m_table1``, ...) with these tables, every key optional::
 
     [bench]            the grid and where it runs: datasets (or dataset), fusions, heads, seeds,
-                       with_unimodal, with_probe, mode, metric, out, data_dir, limit, device, threads
+                       with_unimodal, with_probe, mode, metric, out, data_dir, limit, device, threads,
+                       launcher, jobs, ray_address, ddp (docs/scale.md)
     [data]             options of the dataset backend (``fusionzoo list datasets`` shows them)
     [encoders]         image, text, pretrained, batch_size, text_max_length, image_tokens, text_tokens,
                        num_workers
@@ -76,6 +77,10 @@ class BenchSection(_Section):
     limit: int | None = Field(default=None, ge=1)
     device: str = "auto"
     threads: int | None = Field(default=None, ge=1)
+    launcher: str = "local"  # where runs execute: a launcher spec (fusionzoo list launchers)
+    jobs: int | None = Field(default=None, ge=1)  # runs at once; None: as many as the machine holds
+    ray_address: str | None = None  # --launcher ray: the cluster to join (None: RAY_ADDRESS or a local one)
+    ddp: int | None = Field(default=None, ge=1)  # finetune: processes per run (DistributedDataParallel)
 
     @model_validator(mode="before")
     @classmethod

@@ -211,6 +211,10 @@ class Experiment:
                 registry.validate_spec("fusion", registry.format_spec(name, options))
             except registry.RegistryError as exc:
                 raise ConfigError(f"{config.source}: [fusion_options.{name}] {exc}") from None
+        try:
+            registry.get_entry("launcher", registry.parse_spec(config.bench.launcher)[0])
+        except registry.RegistryError as exc:
+            raise ConfigError(f"--launcher / [bench] launcher: {exc}") from None
         from fusionzoo.metrics.base import column_direction
 
         try:

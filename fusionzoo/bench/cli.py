@@ -39,6 +39,12 @@ BENCH_FLAGS = (
     "paper_loss",
     "metric",
     "threads",
+    "launcher",
+    "jobs",
+    "ray_address",
+    "ddp",
+    "image_tokens",
+    "text_max_length",
 )
 
 

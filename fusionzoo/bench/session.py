@@ -69,6 +69,9 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
         TimeRemainingColumn(),
         console=console,
     )
+    from fusionzoo.launch.select import launcher_for
+
+    launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
     default_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -77,7 +80,7 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
                 specs,
                 store,
                 experiment.training_data,
-                launcher=registry.create("launcher", "local"),
+                launcher=launcher,
                 progress=progress,
                 console=progress.console,
             )
