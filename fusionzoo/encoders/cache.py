@@ -693,12 +693,15 @@ def encode_splits(
     progress: bool = True,
     console: Any = None,
     on_chunk: Callable[[str, int], None] | None = None,
+    encode_entry: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, FeatureSplit]:
     """Token features of each split, from the cache when an identical entry exists, else encoded now.
 
     Each returned :class:`FeatureSplit` is memory-mapped; its ``info`` says whether it was ``reused``,
     ``resumed`` or encoded, where it lives, the dropped bad-image item ids and the truncated texts.
     ``on_bad_image``: ``skip`` drops unreadable images (counted, first item ids warned), ``fail`` raises.
+    ``encode_entry``: what fills an entry's ``.partial`` folder (default: encode here, chunk by chunk;
+    :class:`fusionzoo.encoders.sharded.ShardedEncoder` spreads row ranges over workers).
     """
     from rich.console import Console
 
@@ -783,7 +786,7 @@ def encode_splits(
                     continue
                 resumed = (partial / "journal.json").exists()
                 started = time.perf_counter()
-                journal = _encode_entry(
+                journal = (encode_entry or _encode_entry)(
                     frame,
                     partial,
                     key,
