@@ -4,6 +4,7 @@ by killing exactly those process groups (never ``ray stop``, which would stop ot
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -129,14 +130,10 @@ class LocalRayCluster:
 
     @staticmethod
     def _kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
 
     def kill_worker(self, index: int = 0) -> None:
         """SIGKILL worker node ``index``: its raylet and every worker process of that node."""

@@ -20,7 +20,9 @@ def test_shard_ranges_cover_the_rows_at_chunk_boundaries():
     assert shard_ranges(10, 4, 16) == [(0, 10)]  # never more shards than chunks
     ranges = shard_ranges(1000, 7, 32)
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000
-    assert all(a % 32 == 0 for a, _ in ranges) and all(b == c for (_, b), (c, _) in zip(ranges, ranges[1:]))
+    assert all(a % 32 == 0 for a, _ in ranges) and all(
+        b == c for (_, b), (c, _) in zip(ranges, ranges[1:], strict=False)
+    )
 
 
 def _encode(splits, image, text, cache, **kwargs):
