@@ -1,6 +1,9 @@
-"""``fusionzoo encode``: run the encoders once per split and fill the feature cache."""
+"""``fusionzoo encode``: run the encoders once per split and fill the feature cache (``--launcher ray``:
+row shards on a Ray cluster, :mod:`fusionzoo.launch.ray_encode`)."""
 
 from __future__ import annotations
+
+import contextlib
 
 import click
 
@@ -107,6 +110,27 @@ def _literal(value: str) -> object:
     help="Dataset loader option (repeatable), e.g. --option size=600 for synth, --option csv=train.csv.",
 )
 @click.option("--probe", is_flag=True, help="Afterwards, print linear-probe accuracies (image, text, both).")
+@click.option(
+    "--launcher",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "ray"]),
+    help="local: encode here; ray: row shards as Ray tasks (one GPU each when present), committed here.",
+)
+@click.option("--ray-address", default=None, metavar="ADDR", help="--launcher ray: the cluster to join.")
+@click.option(
+    "--jobs",
+    default=None,
+    type=click.IntRange(min=1),
+    help="--launcher ray: shards per split [default: one per GPU of the cluster, else per --threads CPUs].",
+)
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="--launcher ray: CPUs per shard.",
+)
 @plugin_option
 def encode(
     dataset: str,
@@ -127,6 +151,10 @@ def encode(
     verify_cache: str,
     loader_options: tuple[str, ...],
     probe: bool,
+    launcher: str,
+    ray_address: str | None,
+    jobs: int | None,
+    threads: int,
     plugins: tuple[str, ...],
 ) -> None:
     """Encode a dataset's splits with an image and a text encoder into the token-feature cache.
@@ -176,19 +204,33 @@ def encode(
             f"image encoder {image.spec}: {image.num_tokens} tokens × {image.out_dim}; "
             f"text encoder {text.spec}: ≤ {text.max_length} tokens × {text.out_dim}"
         )
-        features = encode_splits(
-            splits,
-            image,
-            text,
-            cache,
-            split_names=names,
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            on_bad_image=on_bad_image,
-            verify=verify_cache,
-            console=console,
-        )
+        with contextlib.ExitStack() as stack:
+            encode_entry = None
+            if launcher == "ray":
+                from fusionzoo.encoders.sharded import ShardedEncoder
+                from fusionzoo.launch.ray_encode import RayShards
+
+                shards = stack.enter_context(
+                    RayShards(
+                        image, text, address=ray_address, threads=threads, device=device, console=console
+                    )
+                )
+                encode_entry = ShardedEncoder(shards, jobs or shards.shards())
+                console.print(f"ray: {encode_entry.shards} shard(s) per split, {threads} CPU(s) each")
+            features = encode_splits(
+                splits,
+                image,
+                text,
+                cache,
+                split_names=names,
+                batch_size=batch_size,
+                device="cpu" if launcher == "ray" else device,  # the driver only commits: the shards encode
+                num_workers=num_workers,
+                on_bad_image=on_bad_image,
+                verify=verify_cache,
+                console=console,
+                encode_entry=encode_entry,
+            )
     except EncoderError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
