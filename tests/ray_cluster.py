@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -52,12 +53,20 @@ def _port_range(width: int = 40) -> tuple[int, int]:
 
 
 class LocalRayCluster:
-    """``with LocalRayCluster(workers=1) as cluster: ... cluster.address ... cluster.kill_worker(0)``."""
+    """``with LocalRayCluster(workers=1) as cluster: ... cluster.address ... cluster.kill_worker(0)``.
+
+    The cluster uses token authentication with a private token file: drivers need ``cluster.auth`` in
+    their environment (``cluster.env`` holds it).
+    """
 
     def __init__(self, workers: int = 1, cpus: int = 1, object_store: int = 100 << 20, env=None) -> None:
         self.workers, self.cpus, self.object_store = workers, cpus, object_store
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
         self.temp = Path(tempfile.mkdtemp(prefix="fzray-", dir="/tmp"))  # short: Ray's socket paths
+        token = self.temp / "auth_token"  # a private token: never ~/.ray/auth_token, shared by other users
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        self.auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {}), **self.auth}
         self.head: subprocess.Popen | None = None
         self.nodes: list[subprocess.Popen] = []
         self.address = ""
@@ -106,7 +115,7 @@ class LocalRayCluster:
         try:
             out = subprocess.run(
                 [sys.executable, "-c", probe, self.address], capture_output=True, text=True, env=self.env,
-                timeout=120,
+                timeout=300,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             return 0
@@ -115,7 +124,7 @@ class LocalRayCluster:
         except (ValueError, IndexError):
             return 0
 
-    def wait_for_nodes(self, count: int, timeout: float = 180) -> None:
+    def wait_for_nodes(self, count: int, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.head is not None and self.head.poll() is not None:

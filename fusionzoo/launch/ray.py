@@ -274,6 +274,9 @@ class RayLauncher(Launcher):
         from fusionzoo.launch.pool import local_plugin_targets
         from fusionzoo.launch.transport import data_handle
 
+        # workers run in other folders (other machines): checkpoint paths travel absolute
+        given = {t.spec.run_id: t.checkpoint_dir for t in tasks}
+        tasks = [RunTask(t.spec, Path(t.checkpoint_dir).resolve() if t.checkpoint_dir else None) for t in tasks]
         started_here = connect(self.address)
         note = getattr(driver, "note", None) or (lambda message: None)
         refs: dict[Any, RunTask] = {}
@@ -337,7 +340,8 @@ class RayLauncher(Launcher):
                         record, files = _failed(task, exc), None
                     if files is not None and task.checkpoint_dir is not None:
                         _write_checkpoint(Path(task.checkpoint_dir), files)
-                        record.row["checkpoint"] = str(task.checkpoint_dir)
+                    if record.row.get("checkpoint"):  # the path as the driver named it
+                        record.row["checkpoint"] = str(given[task.spec.run_id])
                     active.discard(task.spec.run_id)
                     driver.finished(record)
         finally:
