@@ -276,7 +276,9 @@ class RayLauncher(Launcher):
 
         # workers run in other folders (other machines): checkpoint paths travel absolute
         given = {t.spec.run_id: t.checkpoint_dir for t in tasks}
-        tasks = [RunTask(t.spec, Path(t.checkpoint_dir).resolve() if t.checkpoint_dir else None) for t in tasks]
+        tasks = [
+            RunTask(t.spec, Path(t.checkpoint_dir).resolve() if t.checkpoint_dir else None) for t in tasks
+        ]
         started_here = connect(self.address)
         note = getattr(driver, "note", None) or (lambda message: None)
         refs: dict[Any, RunTask] = {}

@@ -38,7 +38,7 @@ def launcher_for(bench: Any, runs: int) -> Any:
             raise ValueError(
                 f"under torchrun runs are trained by all ranks: use --launcher local, not {name}"
             )
-        return registry.create("launcher", "ddp")
+        return registry.create("launcher", "ddp", device=bench.device)
     if name == "local":
         plan = plan_jobs(runs, bench.jobs, bench.threads, bench.device)
         if plan.jobs <= 1:
