@@ -1,35 +1,43 @@
-"""fusionzoo: benchmark interchangeable multimodal (image + text) fusion modules and heads."""
+"""fusionzoo: benchmark interchangeable multimodal (image + text) fusion modules and heads.
 
-from fusionzoo.interface import Fusion, FusionOutput, Head, HeadOutput
-from fusionzoo.registry import (
-    create_fusion,
-    create_head,
-    get_fusion_class,
-    get_head_class,
-    list_fusions,
-    list_heads,
-    load_plugin,
-    parse_spec,
-    register_fusion,
-    register_head,
-)
+The names below are imported on first use (PEP 562), so ``import fusionzoo.<module>`` loads only what
+that module needs (e.g. the feature-cache format without torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Fusion",
-    "FusionOutput",
-    "Head",
-    "HeadOutput",
-    "__version__",
-    "create_fusion",
-    "create_head",
-    "get_fusion_class",
-    "get_head_class",
-    "list_fusions",
-    "list_heads",
-    "load_plugin",
-    "parse_spec",
-    "register_fusion",
-    "register_head",
-]
+_EXPORTS = {
+    "Fusion": "fusionzoo.interface",
+    "FusionOutput": "fusionzoo.interface",
+    "Head": "fusionzoo.interface",
+    "HeadOutput": "fusionzoo.interface",
+    "create_fusion": "fusionzoo.registry",
+    "create_head": "fusionzoo.registry",
+    "get_fusion_class": "fusionzoo.registry",
+    "get_head_class": "fusionzoo.registry",
+    "list_fusions": "fusionzoo.registry",
+    "list_heads": "fusionzoo.registry",
+    "load_plugin": "fusionzoo.registry",
+    "parse_spec": "fusionzoo.registry",
+    "register_fusion": "fusionzoo.registry",
+    "register_head": "fusionzoo.registry",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fusionzoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

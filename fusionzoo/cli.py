@@ -16,6 +16,7 @@ LAZY_COMMANDS = {
     "encode": "fusionzoo.encoders.cli:encode",
     "bench": "fusionzoo.bench.cli:bench",
     "tune": "fusionzoo.tune.cli:tune",
+    "eval": "fusionzoo.evaluation.cli:eval_cmd",
 }
 
 

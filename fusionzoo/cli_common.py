@@ -29,7 +29,7 @@ def plugin_option(func: Callable[..., Any]) -> Callable[..., Any]:
         is_eager=True,
         expose_value=True,
         callback=_load_plugins,
-        help="Import a plugin module or .py file that registers fusions/heads (repeatable).",
+        help="Import a plugin module or .py file that registers plugins of any kind (repeatable).",
     )(func)
 
 
@@ -112,6 +112,24 @@ class PluginSpecList(CommaList):
         if problems:
             self.fail("; ".join(problems), param, ctx)
         return specs
+
+
+class TrainProtocolList(click.ParamType):
+    """Comma-separated train-time protocols ``SPEC@LEVEL`` or ``SPEC`` (expanded to its levels)."""
+
+    name = "train protocols"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+        if isinstance(value, list | tuple):
+            return list(value)
+        from fusionzoo.evaluation.train_time import expand_train_protocols
+
+        items = split_specs(str(value))
+        try:
+            expand_train_protocols(items)
+        except (ValueError, registry.RegistryError) as exc:
+            self.fail(str(exc), param, ctx)
+        return items
 
 
 def split_specs(text: str) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli_common import IntList, PluginSpecList
+from fusionzoo.cli_common import CommaList, IntList, PluginSpecList, TrainProtocolList
 
 __all__ = ["FLAGS", "Flag", "config_from_flags", "experiment_options", "flag", "parse_key_values"]
 
@@ -32,15 +32,26 @@ def parse_key_values(ctx: click.Context, param: click.Parameter, values: tuple[s
     return out
 
 
-def _token_selection(ctx: click.Context, param: click.Parameter, value: str | None) -> str | int | None:
+def _image_tokens(ctx: click.Context, param: click.Parameter, value: str | None) -> str | int | None:
+    if value is None:
+        return None
     from fusionzoo.encoders.errors import EncoderError
     from fusionzoo.encoders.image import parse_token_selection
+
+    try:
+        return parse_token_selection(value)
+    except EncoderError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _launcher(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from fusionzoo.registry import RegistryError, validate_spec
 
     if value is None:
         return None
     try:
-        return parse_token_selection(value)
-    except EncoderError as exc:
+        return validate_spec("launcher", value)
+    except RegistryError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
@@ -106,9 +117,34 @@ FLAGS: dict[str, Flag] = {
         flag("threads", "bench.threads", type=click.IntRange(min=1),
               help="CPU threads for training [default: 1: the fusion models are small, one thread is fastest "
               "and leaves the other cores free; encoding keeps torch's default]."),
-        flag("launcher", "bench.launcher", metavar="NAME",
-             help="Where runs execute: local (this machine, --jobs at once), ray (a Ray cluster), submitit "
-             "(SLURM) or any registered launcher (fusionzoo list launchers) [default: local]."),
+        flag("cache_dir", "bench.cache_dir", type=click.Path(file_okay=False),
+              help="Feature cache folder [default: $FUSIONZOO_CACHE, else <data dir>/features]."),
+        flag("text_max_length", "encoders.text_max_length", type=click.IntRange(min=1),
+              help="Truncate texts to N tokens [default: the text encoder's maximum]."),
+        flag("image_tokens", "encoders.image_tokens", metavar="all|cls|mean|N", callback=_image_tokens,
+              help="Image tokens to keep: all, the [CLS] token, their mean, or N pooled patch tokens (a smaller "
+              "cache that keeps a token fusion's input; docs/scale.md) [default: all]."),
+        flag("text_tokens", "encoders.text_tokens", type=click.Choice(["all", "cls", "mean"]),
+              help="Text tokens to keep [default: all]."),
+        flag("num_workers", "encoders.num_workers", type=click.IntRange(min=0),
+              help="Image decoding workers while encoding [default: auto]."),
+        flag("on_bad_image", "data.on_bad_image", type=click.Choice(["skip", "fail"]),
+              help="Missing/unreadable images: drop the row (counted, warned) or stop [default: skip]."),
+        flag("launcher", "bench.launcher", metavar="SPEC", callback=_launcher,
+              help="Where runs execute: local (this machine, --jobs at once), ray (a Ray cluster), submitit "
+              "(SLURM) or any registered launcher (fusionzoo list launchers) [default: local]."),
+        flag("train_protocols", "bench.train_protocols", type=TrainProtocolList(), metavar="SPEC@LEVEL,...",
+              help="Train-time protocol axis, e.g. 'missing_image@0.3' or 'label_noise:mode=uniform,rates=0;0.2;0.4' "
+              "(a spec without @LEVEL runs each of its levels); each is part of the run identity."),
+        flag("protocols", "eval.protocols", type=PluginSpecList("protocol"), metavar="SPECS",
+              help="Robustness protocols to evaluate, e.g. 'missing_image:rates=0;0.5;1,missing_text' "
+              "(the protocols: docs/evaluation.md) [default: the config's [eval] protocols]."),
+        flag("efficiency", "eval.efficiency", "--efficiency/--no-efficiency",
+              help="Measure the efficiency metrics (params, GFLOPs, latency, throughput, memory) once per "
+              "configuration."),
+        flag("eval", "eval.suites", type=CommaList(what="suite"), metavar="robustness,efficiency",
+              help="After training, evaluate the finished runs: robustness ([eval] protocols, or the default "
+              "suite) and/or efficiency (fusionzoo eval on this runs directory)."),
         flag("jobs", "bench.jobs", type=click.IntRange(min=1),
              help="Runs at once, each on --threads threads (or one GPU) [default: as many as the machine "
              "holds: usable cores ÷ threads, one per GPU; results equal --jobs 1's]."),
@@ -118,11 +154,6 @@ FLAGS: dict[str, Flag] = {
         flag("ddp", "bench.ddp", type=click.IntRange(min=1), metavar="N",
              help="Finetune mode: train each run on N processes with DistributedDataParallel (one GPU each, "
              "else CPU with gloo); same as running the command under torchrun --nproc-per-node N."),
-        flag("image_tokens", "encoders.image_tokens", metavar="all|cls|mean|N", callback=_token_selection,
-             help="Image tokens kept in the cache: all, [CLS], their mean, or N pooled patch tokens (a smaller "
-             "cache that keeps a token-level fusion's input; docs/scale.md)."),
-        flag("text_max_length", "encoders.text_max_length", type=click.IntRange(min=1), metavar="N",
-             help="Truncate texts to N tokens before encoding (a smaller cache; docs/scale.md)."),
     )
 }  # fmt: skip
 

@@ -5,13 +5,14 @@ A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``
 
     [bench]            the grid and where it runs: datasets (or dataset), fusions, heads, seeds,
                        with_unimodal, with_probe, mode, metric, out, data_dir, limit, device, threads,
-                       launcher, jobs, ray_address, ddp (docs/scale.md)
+                       cache_dir, launcher, train_protocols, jobs, ray_address, ddp (docs/scale.md)
     [data]             options of the dataset backend (``fusionzoo list datasets`` shows them)
     [encoders]         image, text, pretrained, batch_size, text_max_length, image_tokens, text_tokens,
                        num_workers
     [train]            any RunConfig field (fusionzoo.train.config): dim, epochs, lr, ...
     [fusion_options.X] hyperparameters fusion X gets in this preset unless its spec sets them
-    [eval]             protocols, efficiency (fusionzoo eval / bench --eval)
+    [eval]             protocols, efficiency (what fusionzoo eval evaluates), suites (what bench runs after
+                       training: robustness and/or efficiency)
     [tune]             the tuning settings (trials, sampler, pruner, metric, storage, ...)
     [space] [pruner]   search-space overrides and pruner options of ``fusionzoo tune``
     [paper]            published numbers, shown by reports only
@@ -77,7 +78,9 @@ class BenchSection(_Section):
     limit: int | None = Field(default=None, ge=1)
     device: str = "auto"
     threads: int | None = Field(default=None, ge=1)
-    launcher: str = "local"  # where runs execute: a launcher spec (fusionzoo list launchers)
+    cache_dir: str | None = None  # None: $FUSIONZOO_CACHE, else <data dir>/features
+    launcher: str = "local"  # a launcher spec (fusionzoo list launchers)
+    train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
     jobs: int | None = Field(default=None, ge=1)  # runs at once; None: as many as the machine holds
     ray_address: str | None = None  # --launcher ray: the cluster to join (None: RAY_ADDRESS or a local one)
     ddp: int | None = Field(default=None, ge=1)  # finetune: processes per run (DistributedDataParallel)
@@ -92,7 +95,7 @@ class BenchSection(_Section):
             data["datasets"] = data.pop("dataset")
         return data
 
-    _lists = field_validator("datasets", "fusions", "heads", mode="before")(_str_list)
+    _lists = field_validator("datasets", "fusions", "heads", "train_protocols", mode="before")(_str_list)
 
     @field_validator("seeds")
     @classmethod
@@ -114,10 +117,14 @@ class EncodersSection(_Section):
 
 
 class EvalSection(_Section):
-    protocols: list[str] = Field(default_factory=list)
+    protocols: list[str] = Field(
+        default_factory=list
+    )  # protocol specs; [] with robustness: the default suite
     efficiency: bool = False
+    suites: list[Literal["robustness", "efficiency"]] = Field(default_factory=list)  # bench --eval
+    reference: str = "concat_mlp"  # the fusion effective robustness is measured against
 
-    _lists = field_validator("protocols", mode="before")(_str_list)
+    _lists = field_validator("protocols", "suites", mode="before")(_str_list)
 
 
 class TuneSection(_Section):

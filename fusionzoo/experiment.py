@@ -21,6 +21,7 @@ from typing import Any
 from fusionzoo import registry
 from fusionzoo.bench.results import config_id_of, run_id_of
 from fusionzoo.config import UNIMODAL, ConfigError, ExperimentConfig
+from fusionzoo.evaluation.train_time import expand_train_protocols
 from fusionzoo.prepare import DataOptions, ResolvedInputs, materialise, resolve_inputs
 from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
 
@@ -101,8 +102,10 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.fusion} + {self.head} · seed {self.seed}" + (
-            f" · {self.dataset}" if self.dataset != "synth" else ""
+        return (
+            f"{self.fusion} + {self.head} · seed {self.seed}"
+            + (f" · train {self.config.train_protocol}" if self.config.train_protocol else "")
+            + (f" · {self.dataset}" if self.dataset != "synth" else "")
         )
 
     def identity_columns(self) -> dict[str, Any]:
@@ -172,6 +175,7 @@ class Experiment:
             mode=bench.mode,
             data=dict(self.config.data),
             encoders=self.config.encoders.model_dump(exclude_none=True),
+            cache_dir=bench.cache_dir,
             device="cuda" if bench.device.startswith("cuda") else "cpu",
             freeze_layers=int(self.config.train.get("freeze_layers", 0)),
         )
@@ -212,7 +216,7 @@ class Experiment:
             except registry.RegistryError as exc:
                 raise ConfigError(f"{config.source}: [fusion_options.{name}] {exc}") from None
         try:
-            registry.get_entry("launcher", registry.parse_spec(config.bench.launcher)[0])
+            registry.validate_spec("launcher", config.bench.launcher)
         except registry.RegistryError as exc:
             raise ConfigError(f"--launcher / [bench] launcher: {exc}") from None
         from fusionzoo.metrics.base import column_direction
@@ -222,6 +226,16 @@ class Experiment:
         except registry.RegistryError as exc:
             raise ConfigError(f"--metric / [bench] metric: {exc}") from None
         heads = [_canonical("head", h) for h in config.bench.heads]
+        try:
+            expand_train_protocols(config.bench.train_protocols)
+        except registry.RegistryError as exc:
+            raise ConfigError(f"--train-protocols / [bench] train_protocols: {exc}") from None
+        from fusionzoo.evaluation.session import build_protocols
+
+        try:
+            build_protocols(config.eval.protocols)
+        except registry.RegistryError as exc:
+            raise ConfigError(f"--protocols / [eval] protocols: {exc}") from None
         seen: set[tuple[str, str]] = set()
         for fusion, pinned in self.pairs(config.bench.datasets[0]):
             for head in [pinned] if pinned else heads or [None]:
@@ -254,6 +268,7 @@ class Experiment:
         config = self.config
         base = self.base_run_config()
         heads = [_canonical("head", h) for h in config.bench.heads]
+        train_protocols = expand_train_protocols(config.bench.train_protocols)
         specs: list[RunSpec] = []
         seen: set[str] = set()
         for dataset in config.bench.datasets:
@@ -263,12 +278,14 @@ class Experiment:
             for seed in config.bench.seeds:
                 for fusion, pinned in self.pairs(dataset):
                     for head in [pinned] if pinned else heads or [None]:
-                        run = base.replace(fusion=fusion, head=head, seed=int(seed))
-                        run = run.replace(head=_canonical("head", run.resolved_head()))
-                        spec = RunSpec.create(dataset, run, fingerprint)
-                        if spec.run_id not in seen:
-                            seen.add(spec.run_id)
-                            specs.append(spec)
+                        for train_protocol in train_protocols:  # the train-time protocol axis
+                            run = base.replace(fusion=fusion, head=head, seed=int(seed))
+                            run = run.replace(head=_canonical("head", run.resolved_head()))
+                            run = run.replace(train_protocol=train_protocol or run.train_protocol)
+                            spec = RunSpec.create(dataset, run, fingerprint)
+                            if spec.run_id not in seen:
+                                seen.add(spec.run_id)
+                                specs.append(spec)
         return specs
 
 

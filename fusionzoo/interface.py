@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MODALITIES", "Fusion", "FusionOutput", "Head", "HeadOutput"]
+__all__ = ["MODALITIES", "Fusion", "FusionOutput", "Head", "HeadOutput", "Tunable"]
 
 MODALITIES = ("image", "text")
 
@@ -44,7 +44,32 @@ class HeadOutput:
     extras: dict[str, Tensor] = field(default_factory=dict)
 
 
-class Fusion(nn.Module):
+class Tunable:
+    """The search-space declaration every fusion and head inherits (read by ``fusionzoo tune``).
+
+    A plugin overrides :meth:`search_space_distributions` with ``{hyperparameter: optuna distribution}``
+    (keys are constructor hyperparameters). Each is searched as the Optuna parameter
+    ``<search_space_prefix><hyperparameter>``; the prefix defaults to ``"<registered name>_"``.
+    ``search_space(trial)`` is the legacy form (suggest on ``trial``, return kwargs): a plugin that
+    overrides it instead of declaring still works (see ``fusionzoo.tune.plugin_space``).
+    """
+
+    search_space_prefix: ClassVar[str | None] = None
+
+    @classmethod
+    def search_space_distributions(cls) -> dict[str, Any]:
+        """``{hyperparameter: optuna.distributions.BaseDistribution}`` to search; none by default."""
+        return {}
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Legacy API: suggest the declared hyperparameters on an Optuna ``trial``; return the kwargs."""
+        from fusionzoo.tune.plugin_space import suggest_declared
+
+        return suggest_declared(cls, trial)
+
+
+class Fusion(Tunable, nn.Module):
     """Base class of fusion modules. Subclasses implement :meth:`forward`.
 
     Constructor convention: ``Fusion(dim: int, **hyperparameters)`` with keyword-only hyperparameters
@@ -81,13 +106,16 @@ class Fusion(nn.Module):
     ) -> FusionOutput:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
-    @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
-        """Optuna search space: suggest this fusion's hyperparameters on ``trial``; return kwargs."""
-        return {}
+    def configure_inputs(self, *, image_prefix_tokens: int = 0, text_prefix_tokens: int = 0) -> None:
+        """Facts about the token sequences, given once by the model before training (default: ignored).
+
+        ``*_prefix_tokens``: how many leading tokens of each modality summarise the whole input (a ViT's
+        or BERT's [CLS]; 0 for a CNN feature map or pooled patches). A fusion that reads "the [CLS]
+        token" should fall back to a pooled token when there is none.
+        """
 
 
-class Head(nn.Module):
+class Head(Tunable, nn.Module):
     """Base class of classification heads: ``Head(dim, num_classes, **hp)``, tokens -> logits."""
 
     description: ClassVar[str] = ""
@@ -103,11 +131,6 @@ class Head(nn.Module):
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> HeadOutput:  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
-
-    @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
-        """Optuna search space: suggest this head's hyperparameters on ``trial``; return kwargs."""
-        return {}
 
 
 def all_real_mask(tokens: Tensor) -> Tensor:

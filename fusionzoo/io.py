@@ -2,8 +2,12 @@
 
 - :func:`atomic_write`: write through a temporary sibling file, fsync it, ``os.replace`` it into place
   and fsync the directory, so a reader or a process killed at any moment sees the old or the new file,
-  never a torn one.
-- :func:`file_lock`: an exclusive cross-process lock (``filelock.FileLock``) next to what it guards.
+  never a torn one. :func:`atomic_output` is the same for writers that need a path (``save_model``).
+- :func:`atomic_directory`: build a folder in a hidden sibling and rename it into place (the old one is
+  moved aside first and removed after); :func:`replace_directory` is that last step for a folder built
+  elsewhere (the feature cache's ``<entry>.partial``).
+- :func:`file_lock`: an exclusive cross-process lock (``filelock.FileLock``) next to what it guards;
+  :func:`wait_for_lock` takes it, saying first that another process holds it.
 - :func:`disk_errors`: turns "no space left on device" (and quota) ``OSError`` s into :class:`DiskFullError`
   naming the file, the free space and the fix; finished work stays where it is, so a rerun resumes.
 """
@@ -14,6 +18,7 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,12 +27,16 @@ import filelock
 
 __all__ = [
     "DiskFullError",
+    "atomic_directory",
+    "atomic_output",
     "atomic_write",
     "check_writable",
     "disk_errors",
     "file_lock",
     "fsync_dir",
     "human_bytes",
+    "replace_directory",
+    "wait_for_lock",
 ]
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -56,31 +65,99 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
             os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any] | bytes | str) -> Path:
-    """Write ``path`` atomically: ``write`` is bytes/str or a function given the open binary temp file."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling path to write ``path`` through; on success it is fsynced, renamed
+    into place and the directory fsynced; on an exception it is removed and ``path`` is untouched."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with disk_errors(path), open(tmp, "wb") as handle:
-            if isinstance(write, str):
-                handle.write(write.encode("utf-8"))
-            elif isinstance(write, bytes):
-                handle.write(write)
-            else:
-                write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with disk_errors(path):
+            yield tmp
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any] | bytes | str) -> Path:
+    """Write ``path`` atomically: ``write`` is bytes/str or a function given the open binary temp file."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        if isinstance(write, str):
+            handle.write(write.encode("utf-8"))
+        elif isinstance(write, bytes):
+            handle.write(write)
+        else:
+            write(handle)
+    return Path(path)
+
+
+def replace_directory(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], sync: bool = True
+) -> Path:
+    """Rename the folder ``source`` to ``target`` (same file system), replacing an existing ``target``.
+
+    ``sync``: flush written data first (``os.sync``), so that after a crash the renamed folder is
+    complete; pass ``False`` when every file in it was already fsynced. An existing ``target`` is
+    renamed aside before and deleted after, so ``target`` is always either the old or the new folder.
+    """
+    source, target = Path(source), Path(target)
+    if sync:
+        os.sync()
+    fsync_dir(source)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(source, target)
+    fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike[str], replace: bool = True) -> Iterator[Path]:
+    """Yield a hidden temporary sibling folder to build ``target`` in; on success it becomes ``target``.
+
+    ``replace=False`` keeps an existing ``target`` (another process built it first) and discards ours.
+    On an exception the temporary folder is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        with disk_errors(target):
+            yield tmp
+        if replace or not target.exists():
+            replace_directory(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def file_lock(path: str | os.PathLike[str], timeout: float = -1) -> filelock.FileLock:
     """An exclusive cross-process lock held on ``path`` (use as a context manager)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return filelock.FileLock(str(path), timeout=timeout)
+
+
+@contextlib.contextmanager
+def wait_for_lock(path: str | os.PathLike[str], on_wait: Callable[[], Any] | None = None) -> Iterator[None]:
+    """Hold :func:`file_lock` on ``path``; if another process holds it, call ``on_wait`` (say so), then wait."""
+    lock = file_lock(path)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _free(path: Path) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusionzoo.train.data import FeatureData, TrainingData
+from fusionzoo.train.inputs import FeatureData, TrainingData
 
 __all__ = [
     "DataOptions",
@@ -31,6 +31,7 @@ __all__ = [
     "ResolvedInputs",
     "cache_status",
     "check_split_sizes",
+    "encode_features",
     "materialise",
     "prepare_data",
     "resolve_inputs",
@@ -59,7 +60,7 @@ class DataOptions:
     freeze_layers: int = 0
 
     def cache_root(self) -> Path:
-        from fusionzoo.encoders.cache import default_cache_dir
+        from fusionzoo.encoders.cache_format import default_cache_dir
 
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.data_dir)
 
@@ -83,9 +84,11 @@ def load_splits(options: DataOptions) -> Any:
     """The :class:`~fusionzoo.data.base.DatasetSplits` of ``options`` (generated on first use for synth)."""
     from fusionzoo.data import load_dataset
 
-    return load_dataset(
-        options.dataset, data_dir=options.data_dir, limit=options.limit, seed=options.seed, **options.data
-    )
+    # the backend's options win over the defaults (a data option seed=3 or limit=500 is not a clash)
+    merged = {"seed": options.seed, **options.data}
+    if options.limit is not None:
+        merged["limit"] = options.limit
+    return load_dataset(options.dataset, data_dir=options.data_dir, **merged)
 
 
 def build_encoders(options: DataOptions, splits: Any) -> tuple[Any, Any]:
@@ -143,7 +146,7 @@ def resolve_inputs(options: DataOptions) -> ResolvedInputs:
     except (OSError, ValueError, RuntimeError) as exc:
         raise PrepareError(f"dataset '{options.dataset}': {exc}") from exc
     if options.mode == "frozen":
-        from fusionzoo.encoders.cache import entry_key
+        from fusionzoo.encoders.cache_format import entry_key
 
         keys = {
             split: entry_key(splits, split, image_encoder, text_encoder, options.on_bad_image())[0]
@@ -160,6 +163,20 @@ def resolve_inputs(options: DataOptions) -> ResolvedInputs:
     return ResolvedInputs(options, splits, image_encoder, text_encoder, _fingerprint(identity), identity)
 
 
+def prefix_tokens(image_encoder: Any, text_encoder: Any) -> tuple[int, int]:
+    """Leading summary tokens of the (image, text) sequences the encoders produce: a ViT's / BERT's
+    [CLS] with all tokens kept, 1 for a single cls/mean token, 0 for CNN maps and pooled patches."""
+    image_selection = getattr(image_encoder, "token_selection", "all")
+    if image_selection == "all":
+        image = int(getattr(image_encoder, "num_prefix_tokens", 0) or 0)
+    else:
+        image = 1 if image_selection in ("cls", "mean") else 0
+    tokenizer = getattr(text_encoder, "tokenizer", None)
+    text_selection = getattr(text_encoder, "token_selection", "all")
+    text = 1 if text_selection != "all" or getattr(tokenizer, "cls_token", None) is not None else 0
+    return image, text
+
+
 def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = True) -> TrainingData:
     """The training data of resolved inputs: cached features (frozen) or live encoders (finetune)."""
     options = inputs.options
@@ -174,25 +191,12 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
             name=options.dataset,
         )
         data.fingerprint = inputs.fingerprint
-        return data
-    from fusionzoo.encoders.cache import encode_splits
-    from fusionzoo.io import disk_errors
-
-    enc = options.encoders
-    with disk_errors(options.cache_root(), "the feature cache"):
-        features = encode_splits(
-            inputs.splits,
-            inputs.image_encoder,
-            inputs.text_encoder,
-            options.cache_root(),
-            batch_size=int(enc.get("batch_size", 64)),
-            device=options.device,
-            num_workers=enc.get("num_workers"),
-            on_bad_image=options.on_bad_image(),
-            progress=progress,
-            console=console,
+        data.image_prefix_tokens, data.text_prefix_tokens = prefix_tokens(
+            inputs.image_encoder, inputs.text_encoder
         )
-    return FeatureData(
+        return data
+    features = encode_features(inputs, console=console, progress=progress)
+    data = FeatureData(
         features["train"],
         features["val"],
         features["test"],
@@ -201,6 +205,45 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
         name=options.dataset,
         fingerprint=inputs.fingerprint,
     )
+    data.image_prefix_tokens, data.text_prefix_tokens = prefix_tokens(
+        inputs.image_encoder, inputs.text_encoder
+    )
+    return data
+
+
+def encode_features(
+    inputs: ResolvedInputs,
+    split_names: tuple[str, ...] | list[str] = ("train", "val", "test"),
+    *,
+    verify: str = "auto",
+    console: Any = None,
+    progress: bool = True,
+    encode_entry: Any = None,
+) -> dict[str, Any]:
+    """Encode (or reuse from the cache) the frozen-mode features of ``split_names``: the cache entries
+    bench and tune read, with the same encoders, options and cache folder (``fusionzoo encode``;
+    ``encode_entry``: see :func:`~fusionzoo.encoders.cache.encode_splits`, e.g. Ray shards)."""
+    from fusionzoo.encoders.cache import encode_splits
+    from fusionzoo.io import disk_errors
+
+    options = inputs.options
+    enc = options.encoders
+    with disk_errors(options.cache_root(), "the feature cache"):
+        return encode_splits(
+            inputs.splits,
+            inputs.image_encoder,
+            inputs.text_encoder,
+            options.cache_root(),
+            split_names=list(split_names),
+            batch_size=int(enc.get("batch_size", 64)),
+            device=options.device,
+            num_workers=enc.get("num_workers"),
+            on_bad_image=options.on_bad_image(),
+            verify=verify,
+            progress=progress,
+            console=console,
+            encode_entry=encode_entry,
+        )
 
 
 def prepare_data(options: DataOptions, console: Any = None, progress: bool = True) -> TrainingData:
@@ -240,7 +283,7 @@ def cache_status(options: DataOptions) -> dict[str, Any]:
         if options.mode == "finetune":
             status["features"] = dict.fromkeys(("train", "val", "test"), "encoded live (finetune)")
             return status
-        from fusionzoo.encoders.cache import open_entry
+        from fusionzoo.encoders.cache_format import open_entry
 
         shapes: dict[str, int] = {"num_classes": splits.num_classes}
         for split, key in inputs.identity["cache_keys"].items():

@@ -42,6 +42,7 @@ __all__ = [
     "KINDS",
     "REGISTRIES",
     "PluginEntry",
+    "PluginFailure",
     "Registry",
     "RegistryError",
     "create",
@@ -90,6 +91,17 @@ class PluginEntry:
         return dict(getattr(self.obj, "test_config", None) or {})
 
 
+@dataclass(frozen=True)
+class PluginFailure:
+    """An entry point that failed to import: its name, distribution and the error (``fusionzoo list``
+    shows it as a row)."""
+
+    kind: str
+    name: str
+    source: str
+    error: str
+
+
 _lock = threading.RLock()
 _current_source: list[str] = [BUILTIN]
 
@@ -119,6 +131,7 @@ class Registry:
         self.positional = positional
         self.plural = plural or f"{kind}s"
         self._entries: dict[str, PluginEntry] = {}
+        self._failures: dict[str, PluginFailure] = {}
         self._builtins_loaded = False
         self._entry_points_loaded = False
 
@@ -188,6 +201,8 @@ class Registry:
                 with _source(dist):
                     obj = ep.load()
             except Exception as exc:  # a broken plugin must not take the whole tool down
+                error = f"{type(exc).__name__}: {exc}"
+                self._failures[ep.name] = PluginFailure(self.kind, ep.name, dist, error)
                 warnings.warn(
                     f"fusionzoo: {self.kind} plugin '{ep.name}' from distribution '{dist}' ({ep.value}) "
                     f"failed to load and is skipped: {type(exc).__name__}: {exc}",
@@ -204,6 +219,7 @@ class Registry:
         """Forget the entry-point plugins, so the next lookup reads the entry points again."""
         with _lock:
             self._entry_points_loaded = False
+            self._failures.clear()
             for public in [n for n, e in self._entries.items() if e.source != BUILTIN]:
                 if not self._entries[public].source.startswith("local:"):
                     del self._entries[public]
@@ -221,6 +237,11 @@ class Registry:
         excludes = [] if exclude is None else [exclude] if isinstance(exclude, str) else list(exclude)
         names = [n for n in self.names() if any(fnmatch.fnmatchcase(n, p or "*") for p in patterns)]
         return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in excludes)]
+
+    def failures(self, pattern: str = "*") -> dict[str, PluginFailure]:
+        """Entry points of this kind that failed to import (name matching ``pattern``), by name."""
+        self.ensure_loaded()
+        return {n: f for n, f in sorted(self._failures.items()) if fnmatch.fnmatchcase(n, pattern or "*")}
 
     def get(self, name: str) -> PluginEntry:
         """The entry for ``name``; an unknown name raises with close matches and the registered names."""
@@ -391,7 +412,8 @@ def refresh_plugins() -> None:
 
 def load_plugin(target: str) -> list[str]:
     """Import a local plugin, a module name (``pkg.module``) or a ``.py`` path; return what it added
-    as ``kind:name`` strings. A local plugin may register plugins of any kind."""
+    as ``kind:name`` strings. A local plugin may register plugins of any kind. A file already loaded in
+    this process is not executed again (as ``import``), so naming it twice adds nothing."""
     for reg in REGISTRIES.values():
         reg.ensure_loaded()
     before = {kind: set(reg.names()) for kind, reg in REGISTRIES.items()}
@@ -402,6 +424,8 @@ def load_plugin(target: str) -> list[str]:
                 f"plugin file '{target}' does not exist (expected a .py file or a module name)"
             )
         module_name = f"fusionzoo_local_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
+        if module_name in sys.modules:  # already loaded in this process: like import, not run twice
+            return []
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise RegistryError(f"plugin file '{target}' cannot be imported as Python")

@@ -16,8 +16,8 @@ def tiny_tasks(seeds=(0, 1, 2, 3), epochs: int = 2, rows: int = 48, fusion: str 
     """``(tasks, {dataset: data})``: ``concat_mlp + linear`` at D = 8 on synthetic token features."""
     from fusionzoo.experiment import RunSpec
     from fusionzoo.launch.base import RunTask
+    from fusionzoo.testing.token_features import synthetic_features
     from fusionzoo.train.config import RunConfig
-    from fusionzoo.train.synthetic import synthetic_features
 
     data = synthetic_features(rows, 16, 16, **TOKENS)
     base = RunConfig(
@@ -100,13 +100,9 @@ def wait_until(condition, timeout: float, interval: float = 0.05) -> bool:
 def tiny_encoders(root):
     """A tiny ViT and a tiny BERT saved under ``root`` (local folders, no download) and their splits."""
     from fusionzoo.encoders.image import create_image_encoder
-    from fusionzoo.encoders.testing import (
-        save_tiny_image_model,
-        save_tiny_text_model,
-        splits_from_csv,
-        write_tiny_glami,
-    )
     from fusionzoo.encoders.text import create_text_encoder
+    from fusionzoo.testing.tiny_encoders import save_tiny_image_model, save_tiny_text_model
+    from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
 
     splits = splits_from_csv(write_tiny_glami(root / "glami", n=48))
     image = create_image_encoder(f"timm:{save_tiny_image_model(root / 'vit')}")
@@ -121,7 +117,7 @@ def cached_feature_data(root):
     from rich.console import Console
 
     from fusionzoo.encoders.cache import encode_splits
-    from fusionzoo.train.data import FeatureData
+    from fusionzoo.train.inputs import FeatureData
 
     splits, image, text = tiny_encoders(root)
     quiet = Console(file=io.StringIO())

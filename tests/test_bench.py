@@ -22,7 +22,7 @@ from fusionzoo.config import ConfigError, ExperimentConfig, load_config, preset_
 from fusionzoo.experiment import Experiment
 from fusionzoo.interface import Fusion, FusionOutput
 from fusionzoo.registry import REGISTRIES, register_fusion
-from fusionzoo.train.synthetic import synthetic_features
+from fusionzoo.testing.token_features import synthetic_features
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = {"dim": 16, "epochs": 1, "batch_size": 64, "lr": 3e-3}
@@ -343,3 +343,20 @@ def test_bad_loss_weights_and_config():
 def test_run_id_is_stable():
     assert run_id_of("abc", 0) == run_id_of("abc", 0)
     assert run_id_of("abc", 0) != run_id_of("abc", 1) != run_id_of("abd", 0)
+
+
+def test_summarize_ranks_a_lower_is_better_metric_ascending():
+    import pandas as pd
+
+    from fusionzoo.bench.stats import summarize
+
+    rows = [
+        {"dataset": "d", "fusion": f, "head": "mlp", "config_id": f, "run_id": f"{f}{s}", "seed": s,
+         "status": "ok", "params": 1, "train_time": 1.0, "test_log_loss": v + 0.01 * s}
+        for f, v in (("a", 0.9), ("b", 0.3), ("c", 0.6)) for s in (0, 1, 2)
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    up = summarize(frame, "test_log_loss")
+    down = summarize(frame, "test_log_loss", direction="min")
+    assert list(up["fusion"]) == ["a", "c", "b"] and list(down["fusion"]) == ["b", "c", "a"]
+    assert down.loc[down["is_best"], "fusion"].item() == "b"

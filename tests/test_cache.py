@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import signal
@@ -16,62 +15,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rich.console import Console
 
-from fusionzoo.encoders.cache import FILES, encode_splits
+from fusionzoo.encoders.cache_format import FILES, WHOLE_FILES
 from fusionzoo.encoders.errors import EncoderError
-from fusionzoo.encoders.image import create_image_encoder
-from fusionzoo.encoders.testing import (
-    save_tiny_image_model,
-    save_tiny_text_model,
-    splits_from_csv,
-    write_tiny_glami,
-)
-from fusionzoo.encoders.text import create_text_encoder
+from fusionzoo.testing.tiny_encoders import encode_quietly, load_tiny_encoders
+from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    csv = write_tiny_glami(root / "vocab", n=40)
-    texts = splits_from_csv(csv).train["text"].tolist()
-    return {
-        "image": save_tiny_image_model(root / "vit"),
-        "image_other": save_tiny_image_model(root / "vit_other", seed=1),
-        "text": save_tiny_text_model(root / "bert", texts),
-    }
-
-
-def encoders(models, image_key="image", max_length=32):
-    image = create_image_encoder(f"timm:{models[image_key]}")
-    text = create_text_encoder(f"hf:{models['text']}", max_length=max_length)
-    return image, text
-
-
-def console():
-    return Console(file=io.StringIO(), width=300, soft_wrap=True)
+def encoders(tiny_model_dirs, image_key="image", max_length=32):
+    return load_tiny_encoders(tiny_model_dirs, image_key, max_length)
 
 
 def run(splits, image, text, cache, **kwargs):
-    out = console()
-    kwargs.setdefault("batch_size", 4)
-    kwargs.setdefault("chunk_rows", 8)
-    kwargs.setdefault("num_workers", 0)
-    features = encode_splits(splits, image, text, cache, progress=False, console=out, **kwargs)
-    return features, out.file.getvalue()
+    return encode_quietly(splits, (image, text), cache, **kwargs)
 
 
 def same(a, b):
-    for name in ("image_tokens", "text_tokens", "text_offsets", "labels"):
+    for name in ("image_tokens", "text_tokens", "text_offsets", "labels", "image_index", "text_index"):
         np.testing.assert_array_equal(
             np.asarray(getattr(a, name)), np.asarray(getattr(b, name)), err_msg=name
         )
     assert a.meta.equals(b.meta)
 
 
-def test_encode_then_reuse_and_report(tmp_path, models):
+def test_encode_then_reuse_and_report(tmp_path, tiny_model_dirs):
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=30))
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     first, log1 = run(splits, image, text, tmp_path / "cache")
     assert set(first) == {"train", "val", "test"}
     train = first["train"]
@@ -88,10 +57,10 @@ def test_encode_then_reuse_and_report(tmp_path, models):
     same(first["train"], second["train"])
 
 
-def test_invalidated_by_csv_option_and_encoder_change(tmp_path, models):
+def test_invalidated_by_csv_option_and_encoder_change(tmp_path, tiny_model_dirs):
     csv = write_tiny_glami(tmp_path / "data", n=20)
     splits = splits_from_csv(csv)
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     base, _ = run(splits, image, text, tmp_path / "cache")
     key = base["train"].info["key"]
 
@@ -104,14 +73,14 @@ def test_invalidated_by_csv_option_and_encoder_change(tmp_path, models):
     assert edited["train"].info["reused"] is False and edited["train"].info["key"] != key
 
     # an option (max_length) -> new entry
-    image2, text_short = encoders(models, max_length=4)
+    image2, text_short = encoders(tiny_model_dirs, max_length=4)
     short, _ = run(splits, image2, text_short, tmp_path / "cache")
     assert short["train"].info["reused"] is False and short["train"].info["key"] != key
     assert short["train"].text_lengths().max() <= 4
     assert short["train"].info["truncated_texts"] > 0
 
     # another encoder (different weights, same architecture) -> new entry
-    other_image, other_text = encoders(models, image_key="image_other")
+    other_image, other_text = encoders(tiny_model_dirs, image_key="image_other")
     other, _ = run(splits, other_image, other_text, tmp_path / "cache")
     assert other["train"].info["reused"] is False and other["train"].info["key"] != key
 
@@ -125,7 +94,7 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, time
     from fusionzoo.encoders.cache import encode_splits
     from fusionzoo.encoders.image import create_image_encoder
-    from fusionzoo.encoders.testing import splits_from_csv
+    from fusionzoo.testing.tiny_splits import splits_from_csv
     from fusionzoo.encoders.text import create_text_encoder
 
     csv, image_dir, text_dir, cache = sys.argv[1:5]
@@ -143,7 +112,7 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_resumes_after_sigkill_and_equals_uninterrupted(tmp_path, models):
+def test_resumes_after_sigkill_and_equals_uninterrupted(tmp_path, tiny_model_dirs):
     csv = write_tiny_glami(tmp_path / "data", n=40)
     splits = splits_from_csv(csv)
     script = tmp_path / "kill_me.py"
@@ -151,7 +120,14 @@ def test_resumes_after_sigkill_and_equals_uninterrupted(tmp_path, models):
     cache = tmp_path / "cache"
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(csv), str(models["image"]), str(models["text"]), str(cache)],
+        [
+            sys.executable,
+            str(script),
+            str(csv),
+            str(tiny_model_dirs["image"]),
+            str(tiny_model_dirs["text"]),
+            str(cache),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -182,7 +158,7 @@ def test_resumes_after_sigkill_and_equals_uninterrupted(tmp_path, models):
     # a kill in the middle of a chunk's write leaves bytes past the journal: they must be discarded
     with open(partial[0] / "image_tokens.f16", "ab") as handle:
         handle.write(b"\x01" * 1000)
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     resumed, log = run(splits, image, text, cache, split_names=["train"])
     assert "resuming an interrupted encode at row 8" in log
     assert resumed["train"].info["resumed"] is True
@@ -191,9 +167,9 @@ def test_resumes_after_sigkill_and_equals_uninterrupted(tmp_path, models):
     assert not any(p.name.endswith(".partial") for p in cache.iterdir())
 
 
-def test_partial_entry_with_damaged_chunk_resumes_before_it(tmp_path, models):
+def test_partial_entry_with_damaged_chunk_resumes_before_it(tmp_path, tiny_model_dirs):
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=40))
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     fresh, _ = run(splits, image, text, tmp_path / "fresh", split_names=["train"])
 
     class Stop(Exception):
@@ -207,8 +183,9 @@ def test_partial_entry_with_damaged_chunk_resumes_before_it(tmp_path, models):
         run(splits, image, text, tmp_path / "cache", split_names=["train"], on_chunk=stop_after_two)
     partial = next(p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".partial"))
     journal = json.loads((partial / "journal.json").read_text())
-    start, length, _ = journal["chunks"][1]["files"]["text_tokens.f16"]
-    with open(partial / "text_tokens.f16", "r+b") as handle:
+    assert [c["phase"] for c in journal["chunks"]] == ["image", "image"]
+    start, length, _ = journal["chunks"][1]["files"]["image_tokens.f16"]
+    with open(partial / "image_tokens.f16", "r+b") as handle:
         handle.seek(start + length // 2)
         handle.write(b"\x7f\x7f\x7f\x7f")
     resumed, log = run(splits, image, text, tmp_path / "cache", split_names=["train"])
@@ -216,9 +193,9 @@ def test_partial_entry_with_damaged_chunk_resumes_before_it(tmp_path, models):
     same(resumed["train"], fresh["train"])
 
 
-def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, models):
+def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, tiny_model_dirs):
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=30))
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     first, _ = run(splits, image, text, tmp_path / "cache")
     entry = Path(first["train"].info["cache_path"])
     reference = {name: np.array(getattr(first["train"], name)) for name in ("image_tokens", "text_tokens")}
@@ -243,9 +220,9 @@ def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, models):
     np.testing.assert_array_equal(np.asarray(third["train"].text_tokens), reference["text_tokens"])
 
 
-def test_ragged_text_round_trip(tmp_path, models):
+def test_ragged_text_round_trip(tmp_path, tiny_model_dirs):
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=20))
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     features, _ = run(splits, image, text, tmp_path / "cache", split_names=["train"])
     train = features["train"]
     texts = splits.train["text"].tolist()
@@ -253,12 +230,14 @@ def test_ragged_text_round_trip(tmp_path, models):
     entry = Path(train.info["cache_path"])
     lengths = train.text_lengths()
     assert len(set(lengths.tolist())) > 1  # really ragged
-    assert (entry / "text_tokens.f16").stat().st_size == int(lengths.sum()) * text.out_dim * 2  # no padding
+    stored_tokens = int(train.distinct_text_lengths().sum())
+    assert (entry / "text_tokens.f16").stat().st_size == stored_tokens * text.out_dim * 2  # no padding
     for i in (0, 3, len(texts) - 1):
         batch = text.tokenize([texts[i]])
         with torch.no_grad():
             expected, mask = text(batch.input_ids, batch.attention_mask)
-        stored = np.asarray(train.text_tokens[train.text_offsets[i] : train.text_offsets[i + 1]], np.float32)
+        u = train.text_index[i]
+        stored = np.asarray(train.text_tokens[train.text_offsets[u] : train.text_offsets[u + 1]], np.float32)
         assert stored.shape == (int(mask.sum()), text.out_dim)
         np.testing.assert_allclose(stored, expected[0].numpy(), atol=2e-2, rtol=2e-2)
     from fusionzoo.encoders.features import collate_features
@@ -275,9 +254,9 @@ def test_ragged_text_round_trip(tmp_path, models):
             assert torch.equal(a[key], b[key]), key
 
 
-def test_bad_images_skip_and_fail(tmp_path, models):
+def test_bad_images_skip_and_fail(tmp_path, tiny_model_dirs):
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=20, bad=(2, 5)))
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     features, log = run(splits, image, text, tmp_path / "cache", split_names=["train"])
     train = features["train"]
     assert len(train) == len(splits.train) - 2
@@ -288,23 +267,23 @@ def test_bad_images_skip_and_fail(tmp_path, models):
         run(splits, image, text, tmp_path / "cache2", split_names=["train"], on_bad_image="fail")
 
 
-def test_files_are_the_documented_layout(tmp_path, models):
+def test_files_are_the_documented_layout(tmp_path, tiny_model_dirs):
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=10))
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     features, _ = run(splits, image, text, tmp_path / "cache", split_names=["test"])
     entry = Path(features["test"].info["cache_path"])
-    assert {p.name for p in entry.iterdir()} == set(FILES) | {"manifest.json", "labels.npy", "meta.parquet"}
+    assert {p.name for p in entry.iterdir()} == set(FILES) | set(WHOLE_FILES) | {"manifest.json"}
 
 
-def test_size_estimate_warns_and_refuses_when_the_disk_is_too_small(tmp_path, models, monkeypatch):
+def test_size_estimate_warns_and_refuses_when_the_disk_is_too_small(tmp_path, tiny_model_dirs, monkeypatch):
     import shutil as shutil_module
     from collections import namedtuple
 
-    from fusionzoo.encoders import cache as cache_module
+    from fusionzoo.encoders import cache_plan
 
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=10))
-    image, text = encoders(models)
-    monkeypatch.setattr(cache_module, "LARGE_CACHE_WARNING", 1)
+    image, text = encoders(tiny_model_dirs)
+    monkeypatch.setattr(cache_plan, "LARGE_CACHE_WARNING", 1)
     _, log = run(splits, image, text, tmp_path / "cache", split_names=["test"])
     assert (
         "warning" in log and "--text-max-length" in log and "--image-tokens" in log and "pooled-only" in log
@@ -315,9 +294,9 @@ def test_size_estimate_warns_and_refuses_when_the_disk_is_too_small(tmp_path, mo
         run(splits, image, text, tmp_path / "cache", split_names=["val"])
 
 
-def test_limit_gives_a_new_entry_and_empty_splits_work(tmp_path, models):
+def test_limit_gives_a_new_entry_and_empty_splits_work(tmp_path, tiny_model_dirs):
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=20))
-    image, text = encoders(models)
+    image, text = encoders(tiny_model_dirs)
     full, _ = run(splits, image, text, tmp_path / "cache", split_names=["train"])
     smaller = dataclasses.replace(splits, train=splits.train.iloc[:5].reset_index(drop=True))
     limited, _ = run(smaller, image, text, tmp_path / "cache", split_names=["train"])
@@ -343,7 +322,7 @@ CONCURRENT_SCRIPT = textwrap.dedent(
     import sys
     from fusionzoo.encoders.cache import encode_splits
     from fusionzoo.encoders.image import create_image_encoder
-    from fusionzoo.encoders.testing import splits_from_csv
+    from fusionzoo.testing.tiny_splits import splits_from_csv
     from fusionzoo.encoders.text import create_text_encoder
 
     csv, image_dir, text_dir, cache = sys.argv[1:5]
@@ -357,7 +336,7 @@ CONCURRENT_SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_processes_encoding_the_same_entry_serialise(tmp_path, models):
+def test_two_processes_encoding_the_same_entry_serialise(tmp_path, tiny_model_dirs):
     """Parallel bench/tune workers may ask for the same features at once: one encodes, one reuses."""
     csv = write_tiny_glami(tmp_path / "data", n=40)
     script = tmp_path / "encode.py"
@@ -367,8 +346,8 @@ def test_two_processes_encoding_the_same_entry_serialise(tmp_path, models):
         sys.executable,
         str(script),
         str(csv),
-        str(models["image"]),
-        str(models["text"]),
+        str(tiny_model_dirs["image"]),
+        str(tiny_model_dirs["text"]),
         str(tmp_path / "c"),
     ]
     procs = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -10,42 +9,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from rich.console import Console
 
 from fusionzoo.data import load_dataset
-from fusionzoo.data.testing import jpeg_bytes
-from fusionzoo.encoders.cache import encode_splits
-from fusionzoo.encoders.image import create_image_encoder
-from fusionzoo.encoders.testing import (
-    save_tiny_image_model,
-    save_tiny_text_model,
-    splits_from_csv,
-    write_tiny_glami,
-)
-from fusionzoo.encoders.text import create_text_encoder
+from fusionzoo.testing.glami_files import jpeg_bytes
+from fusionzoo.testing.tiny_encoders import encode_quietly
+from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    csv = write_tiny_glami(root / "vocab", n=40)
-    texts = splits_from_csv(csv).train["text"].tolist()
-    image = create_image_encoder(f"timm:{save_tiny_image_model(root / 'vit')}")
-    text = create_text_encoder(f"hf:{save_tiny_text_model(root / 'bert', texts)}", max_length=32)
-    return image, text
-
-
-def run(splits, models, cache, **kwargs):
-    out = Console(file=io.StringIO(), width=400, soft_wrap=True)
-    kwargs = {"batch_size": 4, "chunk_rows": 8, "num_workers": 0, **kwargs}
-    features = encode_splits(splits, *models, cache, progress=False, console=out, **kwargs)
-    return features, out.file.getvalue()
+def run(splits, tiny_models, cache, **kwargs):
+    return encode_quietly(splits, tiny_models, cache, **kwargs)
 
 
 @pytest.fixture
-def encoded(tmp_path, models):
+def encoded(tmp_path, tiny_models):
     splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=30))
-    first, _ = run(splits, models, tmp_path / "cache", split_names=["train"])
+    first, _ = run(splits, tiny_models, tmp_path / "cache", split_names=["train"])
     entry = Path(first["train"].info["cache_path"])
     labels = np.load(entry / "labels.npy")
     del first
@@ -53,10 +31,10 @@ def encoded(tmp_path, models):
 
 
 @pytest.mark.parametrize("verify", ["auto", "size"])
-def test_shifted_labels_are_detected_and_the_entry_rebuilt(tmp_path, models, encoded, verify):
+def test_shifted_labels_are_detected_and_the_entry_rebuilt(tmp_path, tiny_models, encoded, verify):
     splits, entry, labels = encoded
     np.save(entry / "labels.npy", np.roll(labels, 1))  # same size, labels shifted by one row
-    features, log = run(splits, models, tmp_path / "cache", split_names=["train"], verify=verify)
+    features, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"], verify=verify)
     assert "corrupt cache entry for train" in log and "labels.npy" in log and "rebuilding" in log
     assert features["train"].info["reused"] is False
     np.testing.assert_array_equal(np.asarray(features["train"].labels), labels)
@@ -64,33 +42,35 @@ def test_shifted_labels_are_detected_and_the_entry_rebuilt(tmp_path, models, enc
 
 
 @pytest.mark.parametrize("verify", ["auto", "size"])
-def test_an_out_of_range_label_is_a_corrupt_entry_not_a_traceback(tmp_path, models, encoded, verify):
+def test_an_out_of_range_label_is_a_corrupt_entry_not_a_traceback(tmp_path, tiny_models, encoded, verify):
     splits, entry, labels = encoded
     bad = labels.copy()
     bad[3] = 99
     np.save(entry / "labels.npy", bad)
-    features, log = run(splits, models, tmp_path / "cache", split_names=["train"], verify=verify)
+    features, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"], verify=verify)
     assert "corrupt cache entry for train" in log and "rebuilding" in log
     if verify == "size":  # no hashes: the range check against the dataset catches it
         assert "label 99 outside 0..3" in log
     np.testing.assert_array_equal(np.asarray(features["train"].labels), labels)
 
 
-def test_rewritten_meta_and_an_old_manifest_are_rebuilt(tmp_path, models, encoded):
+def test_rewritten_meta_and_an_old_manifest_are_rebuilt(tmp_path, tiny_models, encoded):
     splits, entry, _ = encoded
     meta = pd.read_parquet(entry / "meta.parquet")
     meta["item_id"] = meta["item_id"].iloc[::-1].to_numpy()
     meta.to_parquet(entry / "meta.parquet", index=False)
-    features, log = run(splits, models, tmp_path / "cache", split_names=["train"], verify="size")
+    features, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"], verify="size")
     assert "corrupt cache entry for train" in log and features["train"].info["reused"] is False
     del features
     manifest = json.loads((entry / "manifest.json").read_text())
     manifest.pop("files")  # an entry written before labels/meta were hashed
     (entry / "manifest.json").write_text(json.dumps(manifest))
-    features, log = run(splits, models, tmp_path / "cache", split_names=["train"])
-    assert "no integrity record for labels.npy, meta.parquet" in log
+    features, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"])
+    assert (
+        "no integrity record for rows.i64, image_index.i64, text_index.i64, labels.npy, meta.parquet" in log
+    )
     assert features["train"].info["reused"] is False
-    again, log = run(splits, models, tmp_path / "cache", split_names=["train"])
+    again, log = run(splits, tiny_models, tmp_path / "cache", split_names=["train"])
     assert again["train"].info["reused"] and "corrupt" not in log
 
 
@@ -112,10 +92,10 @@ def _load(folder: Path, csv: Path, **options):
 
 
 @pytest.mark.parametrize("check_images", [True, False])
-def test_an_edited_image_file_invalidates_the_features(tmp_path, models, check_images):
+def test_an_edited_image_file_invalidates_the_features(tmp_path, tiny_models, check_images):
     csv = _csv_dataset(tmp_path / "data")
     splits = _load(tmp_path, csv, check_images=check_images)
-    first, _ = run(splits, models, tmp_path / "cache", split_names=["train"])
+    first, _ = run(splits, tiny_models, tmp_path / "cache", split_names=["train"])
     key = first["train"].info["key"]
     assert _load(tmp_path, csv, check_images=check_images).fingerprint == splits.fingerprint
     image = Path(splits.train["image_path"].iloc[0])
@@ -124,7 +104,7 @@ def test_an_edited_image_file_invalidates_the_features(tmp_path, models, check_i
     image.write_bytes(jpeg_bytes(colour=(255, 0, 255), size=(40, 40)))
     edited = _load(tmp_path, csv, check_images=check_images)
     assert edited.fingerprint != splits.fingerprint
-    features, log = run(edited, models, tmp_path / "cache", split_names=["train"])
+    features, log = run(edited, tiny_models, tmp_path / "cache", split_names=["train"])
     assert features["train"].info["reused"] is False and features["train"].info["key"] != key
     assert "encoding" in log
     assert not np.array_equal(
@@ -136,5 +116,5 @@ def test_an_edited_image_file_invalidates_the_features(tmp_path, models, check_i
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
     touched = _load(tmp_path, csv, check_images=check_images)
     assert touched.fingerprint not in (splits.fingerprint, edited.fingerprint)
-    again, _ = run(touched, models, tmp_path / "cache", split_names=["train"])
+    again, _ = run(touched, tiny_models, tmp_path / "cache", split_names=["train"])
     assert again["train"].info["reused"] is False

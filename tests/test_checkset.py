@@ -129,8 +129,8 @@ def test_split_by_family_never_splits_a_family():
 
 # ------------------------------------------------------------------------------------------ csv
 def test_write_glami_csv_round_trips_through_the_glami_reader(tmp_path):
+    from fusionzoo.data.checks import read_csv_checked
     from fusionzoo.data.glami import GLAMI_COLUMNS
-    from fusionzoo.data.loading import read_csv_checked
 
     assert tuple(build.GLAMI_COLUMNS) == tuple(GLAMI_COLUMNS)
     rows = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import pytest
 from click.testing import CliRunner
 
 from fusionzoo import registry
@@ -63,3 +64,106 @@ def test_installed_script_lists_the_registry():
     proc = subprocess.run([exe, "list", "fusions"], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert f"fusions ({len(registry.list_fusions())})" in proc.stdout
+
+
+def row(output, name):
+    return next(line for line in output.splitlines() if line.startswith(f"│ {name} "))
+
+
+def test_list_every_kind_with_its_facts():
+    result = CliRunner().invoke(main, ["list", "all"])
+    assert result.exit_code == 0, result.output
+    for kind in ("fusions", "heads", "datasets", "metrics", "protocols", "reporters", "launchers"):
+        assert f"{kind} (" in result.output, kind
+    datasets = CliRunner().invoke(main, ["list", "datasets"]).output
+    assert "│ yes " in row(datasets, "synth") and "built locally" in row(datasets, "synth")
+    assert "timm:vit_base_patch16_224" in row(datasets, "glami1m") and "│ no " in row(datasets, "glami1m")
+    assert "root" in row(datasets, "glami1m") and "csv" in row(datasets, "csv")
+    metrics = CliRunner().invoke(main, ["list", "metrics"]).output
+    assert "acc_geo_*" in row(metrics, "per_geo") and "│ max " in row(metrics, "per_geo")
+    assert "macro_f1" in row(metrics, "macro_prf")
+    assert "│ terminal " in row(CliRunner().invoke(main, ["list", "reporters"]).output, "leaderboard")
+    assert "in this process" in row(CliRunner().invoke(main, ["list", "launchers"]).output, "local")
+
+
+@pytest.mark.parametrize(
+    ("what", "pattern", "shown", "hidden"),
+    [
+        ("datasets", "g*", "glami1m", "synth"),
+        ("metrics", "acc*", "accuracy", "top5"),
+        ("reporters", "leader*", "leaderboard", None),
+        ("launchers", "nothing*", None, "local"),
+        ("protocols", "*", None, None),
+    ],
+)
+def test_list_pattern_works_for_every_kind(what, pattern, shown, hidden):
+    result = CliRunner().invoke(main, ["list", what, pattern])
+    assert result.exit_code == 0, result.output
+    cells = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│ ")]
+    names = [c for c in cells if c]  # wrapped cells continue on lines with an empty name
+    expected = registry.list_plugins(what, pattern)
+    assert names == expected and f"{what} ({len(expected)})" in result.output
+    assert shown is None or shown in names
+    assert hidden is None or hidden not in names
+
+
+def test_a_broken_plugin_of_any_kind_is_a_row_with_its_error(tmp_path, clean_registry):
+    plugin = tmp_path / "broken_kinds.py"
+    plugin.write_text(
+        "from fusionzoo.datasets.base import DatasetBackend, register_dataset\n"
+        "from fusionzoo.protocols.base import Protocol, register_protocol\n\n"
+        "@register_dataset\n"
+        "class BrokenOptions(DatasetBackend):\n"
+        "    name = 'broken_options'\n"
+        "    description = 'option_names raises'\n"
+        "    @classmethod\n"
+        "    def option_names(cls):\n"
+        "        raise RuntimeError('options table is missing')\n\n"
+        "@register_protocol\n"
+        "class BrokenLevels(Protocol):\n"
+        "    name = 'broken_levels'\n"
+        "    def levels(self):\n"
+        "        raise ValueError('no levels configured')\n"
+    )
+    datasets = CliRunner().invoke(main, ["list", "datasets", "--plugin", str(plugin)])
+    assert datasets.exit_code == 0, datasets.output
+    broken = row(datasets.output, "broken_options")
+    assert (
+        "│ error " in broken and "RuntimeError: options" in broken and "table is missing" in datasets.output
+    )
+    assert "local:" in broken and "│ synth " in datasets.output  # the others still list
+    protocols = CliRunner().invoke(main, ["list", "protocols"])
+    assert "ValueError: no levels configured" in row(protocols.output, "broken_levels")
+
+
+def test_an_entry_point_that_fails_to_import_is_a_row(monkeypatch):
+    import importlib.metadata
+
+    original = importlib.metadata.entry_points
+    broken = importlib.metadata.EntryPoint("broken_metric", "no_such_module_xyz:Metric", "fusionzoo.metrics")
+
+    def entry_points(**kwargs):
+        found = list(original(**kwargs))
+        return [*found, broken] if kwargs.get("group") == "fusionzoo.metrics" else found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    registry.refresh_plugins()
+    try:
+        with pytest.warns(RuntimeWarning, match="broken_metric"):
+            result = CliRunner().invoke(main, ["list", "metrics"])
+        assert result.exit_code == 0, result.output
+        line = row(result.output, "broken_metric")
+        assert "failed to import" in line and "ModuleNotFoundError" in line
+        assert "│ accuracy " in result.output
+    finally:
+        monkeypatch.undo()
+        registry.refresh_plugins()
+    assert "broken_metric" not in registry.REGISTRIES["metric"].failures()
+
+
+def test_installed_script_lists_datasets():
+    exe = shutil.which("fusionzoo")
+    assert exe, "the fusionzoo console script is not installed"
+    proc = subprocess.run([exe, "list", "datasets"], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"datasets ({len(registry.list_plugins('dataset'))})" in proc.stdout and "│ synth " in proc.stdout

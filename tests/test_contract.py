@@ -1,25 +1,43 @@
-"""Every registered fusion and head (built-ins, the registry/ plugin, any installed plugin) meets the contract."""
+"""Every registered plugin of every kind (built-ins, the registry/ plugin, any installed plugin) meets
+its contract, at the tiny sizes it declares in ``test_config``; the fusion checker catches violations."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_HYPERPARAMETERS
 from torch import nn
 
 from fusionzoo import registry
+from fusionzoo.fusions.concat_mlp import ConcatMLP
 from fusionzoo.interface import Fusion, FusionOutput, Head, HeadOutput
-from fusionzoo.testing import ContractError, check_fusion, check_head
+from fusionzoo.testing import ContractError, check_fusion, check_head, check_plugin, check_search_space
+
+EVERY_PLUGIN = [(kind, name) for kind in registry.KINDS for name in registry.REGISTRIES[kind].names()]
 
 
-@pytest.mark.parametrize("name", registry.list_fusions())
-def test_fusion_contract(name):
-    check_fusion(name, **TINY_HYPERPARAMETERS.get(name, {}))
+@pytest.mark.parametrize(("kind", "name"), EVERY_PLUGIN, ids=[f"{k}-{n}" for k, n in EVERY_PLUGIN])
+def test_plugin_contract(kind, name, tmp_path):
+    check_plugin(kind, name, tmp_path)
 
 
-@pytest.mark.parametrize("name", registry.list_heads())
-def test_head_contract(name):
-    check_head(name, **TINY_HYPERPARAMETERS.get(name, {}))
+@pytest.mark.parametrize(("kind", "name"), EVERY_PLUGIN, ids=[f"{k}-{n}" for k, n in EVERY_PLUGIN])
+def test_plugin_has_a_description(kind, name):
+    assert registry.get_entry(kind, name).description, f"{kind} {name} needs a description (fusionzoo list)"
+
+
+def test_the_registry_wide_suite_is_not_vacuous():
+    counts = {kind: len(registry.REGISTRIES[kind].names()) for kind in registry.KINDS}
+    assert all(counts[k] for k in ("fusion", "head", "dataset", "metric", "reporter", "launcher")), counts
+
+
+def test_tiny_sizes_live_with_the_plugins():
+    assert registry.get_entry("fusion", "fluid").test_config == {
+        "queries": 4,
+        "layers": 1,
+        "bottleneck_queries": 2,
+    }
+    assert registry.get_entry("head", "moe").test_config == {"experts": 4, "top_k": 2}
+    assert registry.get_entry("fusion", "gated").test_config == {}
 
 
 @pytest.mark.parametrize("name", registry.list_fusions())
@@ -31,7 +49,7 @@ def test_fusion_declares_kind_and_description(name):
 
 @pytest.mark.parametrize("name", registry.list_fusions())
 def test_vector_fusions_return_one_token(name):
-    fusion = registry.create_fusion(name, 16, **TINY_HYPERPARAMETERS.get(name, {}))
+    fusion = registry.create_fusion(name, 16, **registry.get_entry("fusion", name).test_config)
     fusion.eval()
     out = fusion(torch.randn(2, 3, 16), torch.randn(2, 4, 16))
     if fusion.kind == "vector":
@@ -40,17 +58,24 @@ def test_vector_fusions_return_one_token(name):
         assert out.tokens.shape[1] >= 1
 
 
-@pytest.mark.parametrize("name", registry.list_fusions())
-def test_search_space_suggests_valid_hyperparameters(name):
-    optuna = pytest.importorskip("optuna")
-    cls = registry.get_fusion_class(name)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    trial = study.ask()
-    hp = cls.search_space(trial) if hasattr(cls, "search_space") else {}
-    valid = registry.hyperparameters(cls)
-    assert set(hp) <= set(valid), (
-        f"{name}.search_space suggests unknown hyperparameters {set(hp) - set(valid)}"
-    )
+PLUGINS = [("fusion", n) for n in registry.list_fusions()] + [("head", n) for n in registry.list_heads()]
+
+
+@pytest.mark.parametrize(("kind", "name"), PLUGINS)
+def test_search_space_suggests_valid_hyperparameters(kind, name):
+    """The declared space: every key a constructor hyperparameter, every value an optuna distribution,
+    buildable at both ends; built-ins declare (no legacy ``search_space(trial)``)."""
+    from optuna.distributions import BaseDistribution
+
+    from fusionzoo.tune.plugin_space import declared_distributions, uses_legacy_space
+
+    check_search_space(name, kind)
+    entry = registry.get_entry(kind, name)
+    if entry.source == "built-in":
+        assert not uses_legacy_space(entry.obj), f"{name} still defines search_space(trial)"
+        declared = declared_distributions(entry.obj)
+        assert set(declared) <= set(registry.hyperparameters(entry.obj))
+        assert all(isinstance(d, BaseDistribution) for d in declared.values())
 
 
 # ------------------------------------------------------------------ the checker itself catches violations
@@ -150,3 +175,48 @@ class WrongLogitsHead(Head):
 def test_head_checker_rejects_wrong_logits():
     with pytest.raises(ContractError, match=r"logits have shape \(B, C\)"):
         check_head(WrongLogitsHead)
+
+
+# ------------------------------------------------------------------ search-space declarations
+class UnknownKeyFusion(ConcatMLP):
+    @classmethod
+    def search_space_distributions(cls):
+        from optuna.distributions import FloatDistribution
+
+        return {"dropout": FloatDistribution(0.0, 0.5), "drop_out": FloatDistribution(0.0, 0.5)}
+
+
+class NotADistributionFusion(ConcatMLP):
+    @classmethod
+    def search_space_distributions(cls):
+        return {"dropout": (0.0, 0.5)}
+
+
+class UnbuildableRangeFusion(ConcatMLP):
+    @classmethod
+    def search_space_distributions(cls):
+        from optuna.distributions import CategoricalDistribution
+
+        return {"pool": CategoricalDistribution(["mean", "median"])}
+
+
+class LegacyUnknownKwargFusion(ConcatMLP):
+    @classmethod
+    def search_space(cls, trial):
+        return {"width": trial.suggest_int("width", 8, 64)}
+
+
+@pytest.mark.parametrize(
+    ("cls", "rule"),
+    [
+        (UnknownKeyFusion, "search space keys are constructor hyperparameters"),
+        (NotADistributionFusion, "search space values are optuna distributions"),
+        (UnbuildableRangeFusion, "search space values build the plugin"),
+        (LegacyUnknownKwargFusion, "search space keys are constructor hyperparameters"),
+    ],
+)
+def test_search_space_checker_names_the_violated_rule(cls, rule):
+    pytest.importorskip("optuna")
+    with pytest.raises(ContractError) as info:
+        check_search_space(cls)
+    assert info.value.rule == rule and cls.__name__ in str(info.value)

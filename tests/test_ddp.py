@@ -19,11 +19,11 @@ import torch.multiprocessing as mp
 def _rank(rank: int, world: int, init: str, out: str) -> None:
     import torch.distributed as dist
 
+    from fusionzoo.testing.token_features import synthetic_features
     from fusionzoo.train import distributed
     from fusionzoo.train.config import RunConfig
     from fusionzoo.train.evaluation import evaluate
     from fusionzoo.train.model import FusionModel
-    from fusionzoo.train.synthetic import synthetic_features
 
     os.environ["LOCAL_RANK"] = str(rank)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from fusionzoo.cli import main
-from fusionzoo.encoders.testing import save_tiny_image_model, save_tiny_text_model
+from fusionzoo.testing.tiny_encoders import save_tiny_image_model, save_tiny_text_model
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_encode_synth_with_default_encoders_then_reuse(synth_dir, tmp_path):
         str(synth_dir),
         "--cache-dir",
         str(cache),
-        "--option",
+        "--data-option",
         "size=240",
     ]
     first = invoke(*args, "--probe")
@@ -62,7 +62,7 @@ def test_encode_with_local_encoders_and_options(synth_dir, tmp_path):
         str(synth_dir),
         "--cache-dir",
         str(tmp_path / "cache"),
-        "--option",
+        "--data-option",
         "size=240",
         "--image-encoder",
         f"timm:{image_dir}",
@@ -95,7 +95,7 @@ def test_missing_weights_offline_is_a_clean_cli_error(synth_dir, tmp_path, monke
             str(synth_dir),
             "--cache-dir",
             str(tmp_path / "cache"),
-            "--option",
+            "--data-option",
             "size=240",
             "--image-encoder",
             "timm:vit_base_patch16_224",
@@ -111,7 +111,10 @@ def test_missing_weights_offline_is_a_clean_cli_error(synth_dir, tmp_path, monke
     [
         (["--image-tokens", "some"], "--image-tokens"),
         (["--splits", "train,dev"], "unknown split"),
-        (["--option", "size"], "KEY=VALUE"),
+        (["--data-option", "size"], "must look like key=value"),
+        (["--option", "size=240"], "renamed --data-option size=240"),
+        (["--data-option", "sise=240"], "unknown synth option(s) sise"),
+        (["--dataset", "synht"], "did you mean 'synth'"),
     ],
 )
 def test_bad_options_are_usage_errors(synth_dir, args, message):
@@ -132,7 +135,7 @@ def test_installed_script_runs_as_a_subprocess(synth_dir, tmp_path):
             str(synth_dir),
             "--cache-dir",
             str(tmp_path / "cache"),
-            "--option",
+            "--data-option",
             "size=240",
             "--splits",
             "test",
@@ -197,7 +200,7 @@ def test_encode_a_glami_format_dataset_with_local_encoders(tmp_path):
         str(tmp_path / "data"),
         "--cache-dir",
         str(tmp_path / "cache"),
-        "--option",
+        "--data-option",
         f"root={root}",
         "--image-encoder",
         f"timm:{image_dir}",
@@ -230,3 +233,22 @@ def test_finetune_batches_on_the_glami_format_dataset(tmp_path):
     assert batch["image"].shape == (4, 17, 32) and batch["text"].shape[::2] == (4, 32)
     assert batch["label"].tolist() == live.labels("test")[:4].tolist()
     assert live.size("test") == 10 and live.num_classes == 3
+
+
+def test_bench_with_the_same_flags_reuses_what_encode_wrote(synth_dir, tmp_path):
+    """One vocabulary: the flags of encode are bench's, so bench finds the cache encode filled."""
+    shared = [
+        "--dataset", "synth", "--data-dir", str(synth_dir), "--data-option", "size=240",
+        "--cache-dir", str(tmp_path / "cache"), "--image-tokens", "mean", "--text-tokens", "mean",
+    ]  # fmt: skip
+    encoded = invoke(*shared)
+    assert encoded.exit_code == 0, encoded.output
+    assert encoded.output.count(", encoded,") == 3 and str(tmp_path / "cache") in encoded.output
+    bench = CliRunner().invoke(
+        main,
+        ["bench", *shared, "--fusions", "concat_mlp", "--seeds", "0", "--epochs", "1", "--no-unimodal",
+         "--out", str(tmp_path / "runs")],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert bench.exit_code == 0, bench.output
+    assert "reusing cached features" in bench.output and "encoding" not in bench.output

@@ -13,13 +13,9 @@ from fusionzoo.encoders.errors import EncoderError, WeightsUnavailableError
 from fusionzoo.encoders.features import collate_features
 from fusionzoo.encoders.image import create_image_encoder
 from fusionzoo.encoders.live import LiveEncoders, RawCollate, raw_dataset
-from fusionzoo.encoders.testing import (
-    save_tiny_image_model,
-    save_tiny_text_model,
-    splits_from_csv,
-    write_tiny_glami,
-)
 from fusionzoo.encoders.text import create_text_encoder
+from fusionzoo.testing.tiny_encoders import save_tiny_image_model, save_tiny_text_model
+from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from torch import nn
 
 from fusionzoo.interface import Fusion, FusionOutput, Head, HeadOutput
 from fusionzoo.registry import REGISTRIES, register_fusion, register_head
+from fusionzoo.testing.token_features import synthetic_features
 from fusionzoo.train.config import RunConfig
-from fusionzoo.train.synthetic import synthetic_features
 from fusionzoo.train.trainer import NonFiniteOutputError, load_checkpoint, predict, train_run
 
 TINY = {"dim": 16, "epochs": 2, "batch_size": 32, "lr": 3e-3, "device": "cpu"}

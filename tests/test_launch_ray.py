@@ -118,7 +118,7 @@ def test_object_store_transport_ships_features_and_checkpoints(cluster, referenc
 
 
 def test_encode_shards_on_two_nodes_equal_a_local_encode(cluster, reference, tmp_path):
-    from fusionzoo.encoders.cache import open_entry
+    from fusionzoo.encoders.cache_format import open_entry
 
     root, _ = reference
     common = ["--dataset", "synth", "--data-dir", str(root / "data"), "--batch-size", "16"]
@@ -148,7 +148,8 @@ def test_encode_shards_on_two_nodes_equal_a_local_encode(cluster, reference, tmp
 def test_tune_workers_as_ray_tasks_share_one_study(cluster, tmp_path):
     import optuna
 
-    from fusionzoo.tune.study import budget_counts, resolve_storage
+    from fusionzoo.tune.budget import budget_counts
+    from fusionzoo.tune.storage import resolve_storage
 
     journal = tmp_path / "optuna.journal"
     done = _fusionzoo(

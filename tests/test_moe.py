@@ -222,8 +222,8 @@ def test_bad_hyperparameters_are_named(hp, message):
 def test_moe_head_learns_a_cross_modal_task_about_as_fast_as_the_mlp_head():
     """Regression: with aux λ = 1 (router pinned at uniform, top-2 decided by noise) and no input
     LayerNorm, the default 16-expert head sat at 0.2-0.45 here while the mlp head reached 0.85."""
+    from fusionzoo.testing.token_features import synthetic_features
     from fusionzoo.train.config import RunConfig
-    from fusionzoo.train.synthetic import synthetic_features
     from fusionzoo.train.trainer import train_run
 
     data = synthetic_features(512, 200, 400, seed=0, num_classes=12, complementary=True, noise=2.0)

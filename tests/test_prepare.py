@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fusionzoo.encoders.errors import WeightsUnavailableError
-from fusionzoo.encoders.testing import save_tiny_text_model
 from fusionzoo.prepare import DataOptions, build_encoders
+from fusionzoo.testing.tiny_encoders import save_tiny_text_model
 
 
 @pytest.fixture(scope="module")

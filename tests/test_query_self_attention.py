@@ -39,8 +39,9 @@ class _OldBlock(nn.Module):
 
 
 class _OldQueryCrossAttention(nn.Module):
-    def __init__(self, dim, num_queries, layers=1, heads=4, ffn_mult=4.0, dropout=0.0) -> None:
+    def __init__(self, dim, num_queries, layers=1, heads=4, ffn_mult=4.0, dropout=0.0, norm="post") -> None:
         super().__init__()
+        assert norm == "post"  # the old block had post-LN only
         self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
         self.blocks = nn.ModuleList(_OldBlock(dim, heads, ffn_mult, dropout) for _ in range(layers))
 

@@ -172,6 +172,11 @@ def test_load_plugin_from_py_path(tmp_path):
     added = registry.load_plugin(str(path))
     assert added == ["head:local_linear_test"]
     assert registry.get_entry("head", "local_linear_test").source == f"local:{path}"
+    cls = registry.get_entry("head", "local_linear_test").obj
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading the same file again is silent and keeps the class
+        assert registry.load_plugin(str(path)) == []
+    assert registry.get_entry("head", "local_linear_test").obj is cls
 
 
 def test_load_plugin_errors_are_clear(tmp_path):

@@ -117,7 +117,7 @@ def test_a_halved_csv_is_a_new_dataset(tmp_path):
 
 
 def _tiny_encoders(tmp_path: Path) -> dict[str, str]:
-    from fusionzoo.encoders.testing import save_tiny_image_model, save_tiny_text_model
+    from fusionzoo.testing.tiny_encoders import save_tiny_image_model, save_tiny_text_model
 
     image_dir, text_dir = tmp_path / "img-model", tmp_path / "txt-model"
     if not image_dir.exists():

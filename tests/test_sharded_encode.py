@@ -11,7 +11,8 @@ import pytest
 from launch_helpers import tiny_encoders
 from rich.console import Console
 
-from fusionzoo.encoders.cache import encode_splits, open_entry
+from fusionzoo.encoders.cache import encode_splits
+from fusionzoo.encoders.cache_format import open_entry
 from fusionzoo.encoders.sharded import ShardedEncoder, run_here, shard_ranges
 
 
@@ -35,24 +36,41 @@ def _encode(splits, image, text, cache, **kwargs):
 
 
 def _same(a, b):
-    for name in ("image_tokens", "text_tokens", "text_offsets", "labels"):
+    for name in ("image_tokens", "text_tokens", "text_offsets", "labels", "image_index", "text_index"):
         np.testing.assert_array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)), name)
     assert a.meta.equals(b.meta)
+    assert a.info.get("bad_items") == b.info.get("bad_items")
+
+
+def _shared_inputs(tmp_path):
+    """Tiny splits whose rows share images (GLAMI-like) and texts, with one unreadable image."""
+    import pandas as pd
+
+    from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
+
+    csv = write_tiny_glami(tmp_path / "shared", n=96, bad=(40,))  # rows 40, 41 share it (2nd shard)
+    frame = pd.read_csv(csv)
+    frame["image_path"] = frame["image_path"].iloc[(np.arange(len(frame)) // 2) * 2].to_numpy()  # pairs
+    frame.loc[frame.index % 5 == 0, "text"] = "cotton shirt"  # a repeated text
+    frame.to_csv(csv, index=False)
+    return splits_from_csv(csv)
 
 
 def test_sharded_encode_equals_one_encode_and_resumes_interrupted_shards(tmp_path):
-    splits, image, text = tiny_encoders(tmp_path)
+    _, image, text = tiny_encoders(tmp_path)
+    splits = _shared_inputs(tmp_path)
     whole, _ = _encode(splits, image, text, tmp_path / "whole")
+    assert whole["train"].num_images < len(whole["train"]) and whole["train"].info["bad_items"]
     sharded = ShardedEncoder(run_here(image, text), shards=3)
     parts, log = _encode(splits, image, text, tmp_path / "sharded", encode_entry=sharded)
-    assert "in 3 shard(s)" in log
+    assert "distinct images in 3 shard(s)" in log and "distinct texts in 3 shard(s)" in log
     for split in whole:
         _same(whole[split], parts[split])
         reopened = open_entry(Path(parts[split].info["cache_path"]), "full")  # every chunk's sha256 verified
         _same(whole[split], reopened)
         assert not (Path(parts[split].info["cache_path"]) / "shards").exists()
 
-    # interrupted after the first shard of the train split: the rerun keeps it and encodes the rest
+    # interrupted after the first image shard of the train split: the rerun keeps it, encodes the rest
     class Interrupt(Exception):
         pass
 
@@ -68,5 +86,8 @@ def test_sharded_encode_equals_one_encode_and_resumes_interrupted_shards(tmp_pat
     again = ShardedEncoder(run_here(image, text), shards=3)
     parts, log = _encode(splits, image, text, tmp_path / "resumed", encode_entry=again, split_names=["train"])
     assert "1 finished shard(s) kept" in log
-    assert [s for _, s, _ in again.ran] == [r[0] for r in shard_ranges(len(splits.train), 3, 8)[1:]]
+    images = whole["train"].num_images + len(whole["train"].info["bad_items"]) // 2  # bad: one image, 2 rows
+    ran_images = [start for _, phase, start, _ in again.ran if phase == "image"]
+    assert ran_images == [r[0] for r in shard_ranges(images, 3, 8)[1:]]
+    assert len([r for r in again.ran if r[1] == "text"]) == 3
     _same(whole["train"], parts["train"])

@@ -16,9 +16,9 @@ from fusionzoo.metrics.base import evaluate_predictions as classification_metric
 from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.registry import REGISTRIES, register_fusion
 from fusionzoo.testing import ContractError
+from fusionzoo.testing.token_features import synthetic_features
 from fusionzoo.train.config import RunConfig, parse_loss_weights
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
-from fusionzoo.train.synthetic import synthetic_features
 from fusionzoo.train.trainer import load_checkpoint, predict, train_run
 
 TINY = {"dim": 16, "epochs": 2, "batch_size": 32, "lr": 3e-3, "device": "cpu"}

@@ -17,18 +17,13 @@ from optuna.trial import TrialState
 from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, TESTS_DIR, TINY_RUN, tiny_data
 
 from fusionzoo.cli import main
+from fusionzoo.tune import TuneError
+from fusionzoo.tune.budget import STATUS_ATTR, budget_counts, claim_slot
+from fusionzoo.tune.objective import resolve_objective, resolve_objectives
 from fusionzoo.tune.space import SearchSpaceError, build_space
-from fusionzoo.tune.study import (
-    STATUS_ATTR,
-    TuneError,
-    TuneSettings,
-    best_trials,
-    budget_counts,
-    claim_slot,
-    resolve_objective,
-    resolve_storage,
-    run_worker,
-)
+from fusionzoo.tune.storage import resolve_storage
+from fusionzoo.tune.study import TuneSettings, best_trials
+from fusionzoo.tune.worker import run_worker
 
 TINY_FLAGS = ["--epochs", "1", "--dim", "16", "--batch-size", "32", "--device", "cpu"]
 # everything but lr fixed, lr either useful or useless: trials differ a lot after epoch 1
@@ -352,8 +347,6 @@ def test_existing_study_with_another_direction_is_an_error(tmp_path):
 def test_resuming_a_study_with_another_budget_or_data_is_refused(tmp_path):
     """A study records what defines its objective; a changed budget, data or metric is an error that
     names the change and suggests a new study name (before, the trials were silently mixed)."""
-    from fusionzoo.tune.study import TuneError, resolve_storage, run_worker
-
     storage = resolve_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)
     base = _settings(study_name="same", data_factory=DATA_FACTORY, trials=1)
     run_worker(base, storage=storage)
@@ -366,3 +359,157 @@ def test_resuming_a_study_with_another_budget_or_data_is_refused(tmp_path):
         run_worker(base.replace(base_config={**TINY_RUN, "batch_size": 16}), storage=storage)
     with pytest.raises(TuneError, match="objectives"):
         run_worker(base.replace(metric="val_accuracy"), storage=storage)
+
+
+# ------------------------------------------------------------------------------- objective choices
+ERROR_RATE_PLUGIN = '''
+import numpy as np
+
+from fusionzoo.metrics.base import Metric, register_metric
+
+
+@register_metric
+class ErrorRate(Metric):
+    """Share of wrong predictions, 1 - accuracy: lower is better."""
+
+    name = "error_rate"
+    direction = "min"
+
+    def compute(self, ctx):
+        return {"error_rate": float(np.mean(ctx.preds != ctx.labels))}
+'''
+
+
+def test_objective_choices_come_from_the_metric_registry(tmp_path):
+    """A metric plugin file is a tuning objective: ``val_<its column>``, minimised for direction "min"."""
+    from fusionzoo.registry import REGISTRIES
+    from fusionzoo.tune.objective import objective_choices
+
+    assert objective_choices()["val_macro_f1"] == "maximize" and "val_error_rate" not in objective_choices()
+    plugin = tmp_path / "error_rate_metric.py"
+    plugin.write_text(ERROR_RATE_PLUGIN)
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    try:
+        result = _tune("--plugin", str(plugin), "--fusion", "concat_mlp", "--head", "linear",
+                       "--metric", "val_error_rate", "--trials", "2", "--storage", db, "--study", "err",
+                       "--data-factory", DATA_FACTORY, "--out", str(tmp_path / "runs"), *TINY_FLAGS)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        study = _load(db, "err")
+        assert [d.name for d in study.directions] == ["MINIMIZE"]
+        for trial in study.trials:
+            metrics = trial.user_attrs["metrics"]
+            assert trial.value == pytest.approx(metrics["val_error_rate"])
+            assert metrics["val_error_rate"] == pytest.approx(1 - metrics["val_accuracy"])
+        assert [o.direction for o in resolve_objectives(None, "accuracy,error_rate")] == [
+            "maximize",
+            "minimize",
+        ]
+    finally:
+        REGISTRIES["metric"].unregister("error_rate")
+    with pytest.raises(TuneError, match="unknown metric 'val_error_rate'"):
+        resolve_objective("val_error_rate")
+
+
+def test_test_metrics_are_never_an_objective():
+    with pytest.raises(TuneError, match="validation split only.*'val_accuracy'"):
+        resolve_objective("test_accuracy")
+    assert resolve_objective("acc_geo_cz").key == "val_acc_geo_cz"  # a metric family (acc_geo_*)
+    with pytest.raises(TuneError, match="unknown metric 'acc_geo_'"):
+        resolve_objective("acc_geo_")
+
+
+# ------------------------------------------------------------------------------ plugin search spaces
+def _throwaway_fusion(name: str, **members):
+    from fusionzoo.fusions.concat_mlp import ConcatMLP
+    from fusionzoo.registry import register_fusion
+
+    # concat_mlp names its parameters bare (search_space_prefix = ""); these use the default prefix
+    return register_fusion(type(name, (ConcatMLP,), {"name": name, "search_space_prefix": None, **members}))
+
+
+def test_declared_space_names_fixes_and_legacy_method():
+    """A declaration is searched as <plugin name>_<hyperparameter>; a spec kwarg fixes exactly its own
+    hyperparameter (also under a custom prefix); the inherited search_space(trial) suggests the same."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from fusionzoo.registry import REGISTRIES
+
+    declared = {"hidden_mult": CategoricalDistribution([1.0, 3.0]), "dropout": FloatDistribution(0.0, 0.2)}
+    cls = _throwaway_fusion("declared_fz", search_space_distributions=classmethod(lambda c: dict(declared)))
+    try:
+        space = build_space("declared_fz:dropout=0.05", "linear", aux_losses=[])
+        assert space.params["declared_fz_hidden_mult"].distribution == declared["hidden_mult"]
+        assert space.params["declared_fz_dropout"].fixed == 0.05  # fixed by the spec string
+        assert space.rows()[-2]["target"] == "fusion.hidden_mult" and not space.legacy
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        suggestion = space.suggest(trial)
+        assert suggestion.fusion_kwargs["hidden_mult"] == trial.params["declared_fz_hidden_mult"]
+        assert suggestion.fusion_kwargs["dropout"] == 0.05 and "declared_fz_dropout" not in trial.params
+        trial = optuna.create_study().ask()
+        kwargs = cls.search_space(trial)  # the legacy API, built from the declaration
+        assert set(kwargs) == {"hidden_mult", "dropout"}
+        assert set(trial.params) == {"declared_fz_hidden_mult", "declared_fz_dropout"}
+    finally:
+        REGISTRIES["fusion"].unregister("declared_fz")
+    # a custom prefix (energy_aware_adaptive: "energy_aware_"): its spec kwargs are fixed, not searched
+    space = build_space("energy_aware_adaptive:dropout=0.1", "linear", aux_losses=[])
+    assert space.params["energy_aware_dropout"].fixed == 0.1
+
+
+def test_legacy_search_space_plugin_still_tunes():
+    """A plugin with only search_space(trial) is recorded once and called at each trial, with [space]
+    overrides and fixes applied to what it suggests."""
+    from fusionzoo.registry import REGISTRIES
+
+    def legacy(cls, trial):
+        return {"hidden_mult": trial.suggest_categorical("width", [1.0, 2.0]), "dropout": 0.0}
+
+    _throwaway_fusion("legacy_fz", search_space=classmethod(legacy))
+    try:
+        space = build_space("legacy_fz", "mlp", aux_losses=[], overrides={"head_dropout": 0.1})
+        assert space.legacy == ("fusion",)
+        assert space.rows()[4]["parameter"] == "width" and space.rows()[4]["target"] == "fusion.search_space"
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        seen = set()
+        for _ in range(6):
+            trial = study.ask()
+            suggestion = space.suggest(trial)
+            assert suggestion.fusion_kwargs == {"hidden_mult": trial.params["width"], "dropout": 0.0}
+            assert suggestion.head_kwargs["dropout"] == 0.1
+            seen.add(trial.params["width"])
+            study.tell(trial, 0.0)
+        assert seen == {1.0, 2.0}
+        fixed = build_space("legacy_fz", "linear", aux_losses=[], overrides={"width": 2.0})
+        assert fixed.suggest(optuna.create_study().ask()).fusion_kwargs["hidden_mult"] == 2.0
+    finally:
+        REGISTRIES["fusion"].unregister("legacy_fz")
+
+
+def test_bad_declaration_is_an_error_naming_the_plugin():
+    from optuna.distributions import FloatDistribution
+
+    from fusionzoo.registry import REGISTRIES
+
+    _throwaway_fusion("bad_fz", search_space_distributions={"drop": FloatDistribution(0.0, 0.5)})
+    try:
+        with pytest.raises(SearchSpaceError, match=r"bad_fz.search_space_distributions.*'drop' is not one"):
+            build_space("bad_fz", "linear", aux_losses=[])
+    finally:
+        REGISTRIES["fusion"].unregister("bad_fz")
+
+
+def test_python_callers_tune_without_the_command():
+    """What a tuned benchmark needs: settings from a config for any grid cell, a worker, the best config."""
+    from fusionzoo.config import ConfigError, load_config
+    from fusionzoo.tune.study import settings_from_config, trial_config
+
+    overrides = {"tune.trials": 2, "tune.storage": "memory", "tune.sampler": "random", "bench.device": "cpu"}
+    overrides.update({f"train.{k}": v for k, v in TINY_RUN.items() if k != "device"})
+    config = load_config().with_overrides(overrides)
+    with pytest.raises(ConfigError, match="--fusion is required"):
+        settings_from_config(config, runs_dir="unused")
+    settings = settings_from_config(config, runs_dir="unused", fusion="film", data_factory=DATA_FACTORY)
+    report = run_worker(settings.replace(aux_losses=[]), storage=resolve_storage("memory"))
+    assert report.counts.complete == 2 and report.study is not None
+    best = trial_config(best_trials(report.study)[0])
+    assert best["fusion"].startswith("film:") and best["head"].startswith("mlp") and best["epochs"] == 1

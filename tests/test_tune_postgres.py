@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from pg_server import find_bin_dir, postgres_server
 from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, TESTS_DIR
 
-from fusionzoo.tune.study import STATUS_ATTR, budget_counts, mask_url, resolve_storage
+from fusionzoo.tune.budget import STATUS_ATTR, budget_counts
+from fusionzoo.tune.storage import mask_url, resolve_storage
 
 pytestmark = pytest.mark.postgres
 
@@ -120,7 +121,10 @@ def test_sigkilled_worker_trial_is_failed_and_retried(postgres, tmp_path):
             trials = optuna.load_study(study_name=name, storage=storage).get_trials()
         except KeyError:  # the study does not exist yet
             continue
-        victim_trial = trial_of(victim, [t for t in trials if t.state == TrialState.RUNNING])
+        # kill only once the victim's trial has suggested all its parameters ("config" is stored right
+        # after): a kill mid-suggestion leaves a partial parameter set that the retry completes differently
+        running = [t for t in trials if t.state == TrialState.RUNNING and "config" in t.user_attrs]
+        victim_trial = trial_of(victim, running)
         survivor_started = trial_of(survivor, trials) is not None
     assert victim_trial is not None and survivor_started, "the workers never started their trials"
     os.kill(victim.pid, signal.SIGKILL)  # mid-trial: its heartbeat stops, its trial stays RUNNING

@@ -13,7 +13,7 @@ _cache: dict[str, object] = {}
 def tiny_data():
     """96/32/32 synthetic token features (6 classes): a trial trains in well under a second."""
     if "data" not in _cache:
-        from fusionzoo.train.synthetic import synthetic_features
+        from fusionzoo.testing.token_features import synthetic_features
 
         _cache["data"] = synthetic_features(96, 32, 32, seed=0)
     return _cache["data"]

@@ -964,7 +964,7 @@ def main(
     where = (
         f"--data-dir {resolved.parent}"  # <data dir>/glami1m: the cache goes to <data dir>/features too
         if resolved.name == "glami1m"
-        else f"--option root={resolved} --data-dir DIR"
+        else f"--data-option root={resolved} --data-dir DIR"
     )
     click.echo(f"fusionzoo encode --dataset glami1m {where} --image-encoder SPEC --text-encoder SPEC")
 

@@ -33,7 +33,7 @@ def rss_mb() -> float:
 def child(entry: str, fusion: str, epochs: int, pread: bool) -> None:
     import torch
 
-    from fusionzoo.encoders.cache import open_entry
+    from fusionzoo.encoders.cache_format import open_entry
     from fusionzoo.encoders.features import FeatureDataset
     from fusionzoo.train.model import FusionModel
 
@@ -67,13 +67,14 @@ def child(entry: str, fusion: str, epochs: int, pread: bool) -> None:
 
 
 def tile_entry(source: Path, target: Path, times: int) -> None:
-    """Write ``source`` repeated ``times`` times as a new cache entry (same format, valid manifest)."""
+    """Write ``source`` repeated ``times`` times as a new cache entry (same format, valid manifest): every
+    copy gets its own distinct images and texts, so the stored bytes grow ``times``-fold."""
     import hashlib
 
     import numpy as np
     import pandas as pd
 
-    from fusionzoo.encoders.cache import FILES, file_records
+    from fusionzoo.encoders.cache_format import FILES, file_records
 
     manifest = json.loads((source / "manifest.json").read_text())
     target.mkdir(parents=True)
@@ -83,18 +84,23 @@ def tile_entry(source: Path, target: Path, times: int) -> None:
         with open(target / name, "wb") as handle:
             for _ in range(times):
                 handle.write(blob)
-    n = manifest["n"]
-    rows = np.fromfile(source / "rows.i64", dtype=np.int64)
-    np.concatenate([rows + k * n for k in range(times)]).tofile(target / "rows.i64")
+    n, n_images, n_texts = manifest["n"], manifest["n_images"], manifest["n_texts"]
+    for name, step in (("rows.i64", n), ("image_index.i64", n_images), ("text_index.i64", n_texts)):
+        index = np.fromfile(source / name, dtype=np.int64)
+        np.concatenate([index + k * step for k in range(times)]).tofile(target / name)
     np.save(target / "labels.npy", np.tile(np.load(source / "labels.npy"), times))
     meta = pd.read_parquet(source / "meta.parquet")
     pd.concat([meta] * times, ignore_index=True).to_parquet(target / "meta.parquet", index=False)
     chunks = []
     for k in range(times):
-        files = {name: [k * len(blobs[name]), len(blobs[name]), shas[name]] for name in FILES}
-        files["rows.i64"][2] = hashlib.sha256((rows + k * n).tobytes()).hexdigest()
-        chunks.append({"index": k, "row_end": (k + 1) * n, "files": files, "kept": n, "truncated": 0})
-    tiled = dict(manifest, n=n * times, text_total=manifest["text_total"] * times, chunks=chunks)
+        for phase, names in (
+            ("image", ("image_tokens.f16",)),
+            ("text", ("text_tokens.f16", "text_lengths.i64")),
+        ):
+            files = {name: [k * len(blobs[name]), len(blobs[name]), shas[name]] for name in names}
+            chunks.append({"index": len(chunks), "phase": phase, "files": files})
+    tiled = dict(manifest, n=n * times, n_images=n_images * times, n_texts=n_texts * times, chunks=chunks)
+    tiled["text_total"] = manifest["text_total"] * times
     tiled["bytes"] = {name: (target / name).stat().st_size for name in FILES}
     tiled["files"] = file_records(target)
     (target / "manifest.json").write_text(json.dumps(tiled))
@@ -127,8 +133,9 @@ def main() -> None:
     from rich.console import Console
 
     from fusionzoo.data import load_dataset
-    from fusionzoo.encoders.cache import default_cache_dir, encode_splits, human_bytes
+    from fusionzoo.encoders.cache import default_cache_dir, encode_splits
     from fusionzoo.encoders.defaults import default_encoders
+    from fusionzoo.io import human_bytes
 
     splits = load_dataset("synth", data_dir=args.data_dir)
     cache = args.cache_dir or default_cache_dir(args.data_dir)
@@ -139,7 +146,7 @@ def main() -> None:
     ]
     entry = Path(train.info["cache_path"])
     with tempfile.TemporaryDirectory(prefix="fz-rss-") as tmp:
-        big = Path(tmp) / "tiled"
+        big = Path(tmp) / f"tiled-{train.info['key']}"  # open_entry checks the name against the key
         tile_entry(entry, big, args.times)
         size = sum(f.stat().st_size for f in big.iterdir())
         print(

@@ -14,8 +14,8 @@ import argparse
 import numpy as np
 import torch
 
+from fusionzoo.testing.token_features import synthetic_features
 from fusionzoo.train.config import RunConfig
-from fusionzoo.train.synthetic import synthetic_features
 from fusionzoo.train.trainer import train_run
 
 

@@ -39,12 +39,19 @@ BENCH_FLAGS = (
     "paper_loss",
     "metric",
     "threads",
+    "cache_dir",
+    "text_max_length",
+    "image_tokens",
+    "text_tokens",
+    "on_bad_image",
     "launcher",
+    "train_protocols",
+    "eval",
+    "protocols",
+    "efficiency",
     "jobs",
     "ray_address",
     "ddp",
-    "image_tokens",
-    "text_max_length",
 )
 
 

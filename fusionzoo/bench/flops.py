@@ -2,8 +2,15 @@
 
 ``train_step_flops`` counts one forward+backward of a :class:`~fusionzoo.train.model.FusionModel` on a
 batch with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions, attention — the ops
-that dominate; elementwise ops count 0). ``peak_matmul_flops`` times large fp32 ``torch.mm`` calls in
-this process, which is the practical upper bound of the same hardware and thread count.
+that dominate; elementwise ops count 0), ``forward_flops`` one forward in eval mode. FLOPs = 2 · MAC
+(a multiply-add is two FLOPs), as FlopCounterMode counts them. ``peak_matmul_flops`` times large fp32
+``torch.mm`` calls in this process, which is the practical upper bound of the same hardware and thread
+count.
+
+FlopCounterMode (torch 2.14) has no formula for ``aten._scaled_dot_product_flash_attention_for_cpu``
+(and its backward), the fused kernel ``nn.MultiheadAttention`` dispatches to on CPU, so it counted the
+attention products QKᵀ and AV as 0 there; this module registers torch's own SDPA formulas for them
+(``register_cpu_attention_formulas``, done on import; ``tests/test_efficiency.py`` checks a hand count).
 """
 
 from __future__ import annotations
@@ -15,7 +22,33 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fusionzoo.train.model import FusionModel
 
-__all__ = ["peak_matmul_flops", "synthetic_batch", "train_step_flops"]
+__all__ = [
+    "forward_flops",
+    "peak_matmul_flops",
+    "register_cpu_attention_formulas",
+    "synthetic_batch",
+    "train_step_flops",
+    "training_loss",
+]
+
+
+def register_cpu_attention_formulas() -> None:
+    """Count the CPU fused attention kernel (forward and backward) with torch's SDPA formulas."""
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+    pairs = (
+        ("_scaled_dot_product_flash_attention_for_cpu", flop_counter.sdpa_flop),
+        ("_scaled_dot_product_flash_attention_for_cpu_backward", flop_counter.sdpa_backward_flop),
+    )
+    for op_name, formula in pairs:
+        op = getattr(aten, op_name, None)
+        if op is not None and op not in flop_counter.flop_registry:
+            # the formulas are already shape-wrapped by torch: register them as they are
+            flop_counter.register_flop_formula(op, get_raw=True)(formula)
+
+
+register_cpu_attention_formulas()
 
 
 def peak_matmul_flops(size: int = 1024, seconds: float = 1.0, dtype: torch.dtype = torch.float32) -> float:
@@ -55,14 +88,33 @@ def synthetic_batch(
     }
 
 
+def training_loss(model: FusionModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """CE + every aux loss of one forward of ``model`` on ``batch`` (what a training step backpropagates)."""
+    out = model(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
+    loss = torch.nn.functional.cross_entropy(out.logits, batch["label"])
+    for value in out.aux_losses.values():
+        loss = loss + value
+    return loss
+
+
 def train_step_flops(model: FusionModel, batch: dict[str, torch.Tensor]) -> int:
     """FLOPs of one forward + backward (CE + aux losses) of ``model`` on ``batch``."""
     model.train()
     with FlopCounterMode(display=False) as counter:
-        out = model(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
-        loss = torch.nn.functional.cross_entropy(out.logits, batch["label"])
-        for value in out.aux_losses.values():
-            loss = loss + value
-        loss.backward()
+        training_loss(model, batch).backward()
     model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def forward_flops(model: FusionModel, batch: dict[str, torch.Tensor]) -> int:
+    """FLOPs of one forward of ``model`` in eval mode on ``batch`` (the whole batch).
+
+    Autograd stays on so ``nn.MultiheadAttention``/``TransformerEncoderLayer`` take their regular
+    path, whose ops FlopCounterMode knows (their inference fast path is one fused op it counts as 0);
+    the arithmetic is the same."""
+    was_training = model.training
+    model.eval()
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
+        model(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
+    model.train(was_training)
     return int(counter.get_total_flops())

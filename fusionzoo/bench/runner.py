@@ -50,7 +50,7 @@ class _RunProgress:
             return
         epochs, steps = int(event["epochs"]), max(1, int(event["steps"]))
         if self.task is None:
-            self.task = self.progress.add_task(f"  {self.spec.label}", total=epochs * steps)
+            self.task = self.progress.add_task(f"  {self.spec.label}", total=epochs * steps, unit="steps")
         done = (int(event["epoch"]) - 1) * steps + int(event["step"]) if event["event"] != "start" else 0
         if event["event"] == "epoch":
             val = event.get("val", float("nan"))

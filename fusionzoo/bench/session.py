@@ -4,7 +4,9 @@
 2. expand the grid and say how many finished runs are reused, and why earlier runs are not;
 3. encode (or reuse) the features of the datasets that still have runs to do;
 4. run the rest through the launcher with a rich progress display, record each run as it ends;
-5. print the leaderboard (the ``leaderboard`` reporter) and every failure.
+5. with ``--eval robustness,efficiency`` ([eval] suites), evaluate the grid's finished runs
+   (:func:`fusionzoo.evaluation.session.run_eval`: protocols on the checkpoints, efficiency metrics);
+6. print the leaderboard (the ``leaderboard`` reporter) and every failure.
 
 :func:`dry_run` does steps 1–2 without generating, encoding or training anything.
 """
@@ -17,10 +19,11 @@ from typing import Any
 from fusionzoo import registry
 from fusionzoo.bench.results import ResultsStore, reuse_report
 from fusionzoo.bench.runner import GridOutcome, estimate_seconds, run_grid
+from fusionzoo.evaluation.inputs import record_inputs
 from fusionzoo.experiment import Experiment
 from fusionzoo.report.base import ResultsView
 
-__all__ = ["dry_run", "print_reuse", "run_bench"]
+__all__ = ["dry_run", "eval_after_bench", "print_reuse", "run_bench"]
 
 
 def print_reuse(console: Any, specs: list[Any], store: ResultsStore) -> None:
@@ -38,21 +41,17 @@ def print_reuse(console: Any, specs: list[Any], store: ResultsStore) -> None:
 def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads: int = 1) -> GridOutcome:
     """Steps 1–5 of the module docstring; returns what ran (the caller decides the exit code)."""
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from fusionzoo.progress import progress_bar
 
     config = experiment.config
     fingerprints = {}
     for dataset in config.bench.datasets:
         console.print(f"[bold]loading[/bold] {dataset} ({config.bench.mode} mode)")
         fingerprints[dataset] = experiment.inputs(dataset).fingerprint
+        record_inputs(
+            store.dir, experiment.data_options(dataset), fingerprints[dataset]
+        )  # for fusionzoo eval
     specs = experiment.grid(fingerprints)
     print_reuse(console, specs, store)
     finished = store.finished_ids()
@@ -60,15 +59,7 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
         console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
         experiment.training_data(dataset, console=console)
 
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    progress = progress_bar(console, unit="runs")
     from fusionzoo.launch.select import launcher_for
 
     launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
@@ -86,6 +77,8 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
             )
     finally:
         torch.set_num_threads(default_threads)
+    if config.eval.suites:
+        eval_after_bench(experiment, store, console, {s.run_id for s in specs})
     view = ResultsView.of(store, {s.run_id for s in specs}, config.metric)
     registry.create("reporter", "leaderboard").render(view, "terminal", console=console)
     console.print(
@@ -96,6 +89,19 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
         console.print(f"[red]failed[/red] {label}: {error}")
     console.print(f"results: {store.results_path}")
     return outcome
+
+
+def eval_after_bench(experiment: Experiment, store: ResultsStore, console: Any, run_ids: set[str]) -> None:
+    """``bench --eval``: robustness ([eval] protocols, else the default suite) and/or efficiency."""
+    from fusionzoo.evaluation.session import DEFAULT_PROTOCOLS, run_eval
+
+    suites = experiment.config.eval.suites
+    protocols = list(experiment.config.eval.protocols or DEFAULT_PROTOCOLS) if "robustness" in suites else []
+    console.print(f"[bold]evaluating[/bold] the grid's runs: {', '.join(suites)}")
+    run_eval(
+        experiment.config, store, console, protocols=protocols, efficiency="efficiency" in suites,
+        run_ids=run_ids, experiment=experiment,
+    )  # fmt: skip
 
 
 def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:

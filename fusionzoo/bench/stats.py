@@ -139,8 +139,11 @@ def summarize(
     metric: str = "test_accuracy",
     predictions: PredictionLoader | None = None,
     seeds: Sequence[int] | None = None,
+    direction: str = "max",
 ) -> pd.DataFrame:
-    """One row per configuration, per dataset complete configurations first, each by mean ``metric``.
+    """One row per configuration, per dataset complete configurations first, each by mean ``metric``,
+    best first: descending for ``direction="max"``, ascending for ``"min"`` (the metric's own
+    direction, e.g. a loss or a latency).
 
     Columns: the :data:`GROUP` columns, ``n`` (ok runs with a finite metric: what ``mean``, ``std`` and
     ``ci`` are over), ``runs`` (all rows), ``failed``, ``diverged``, ``nan_runs`` (ok runs whose metric
@@ -175,6 +178,8 @@ def summarize(
         "test",
         "significant",
     ]
+    if direction not in ("max", "min"):
+        raise ValueError(f"direction must be max or min, got {direction!r}")
     if runs is None or len(runs) == 0:
         return pd.DataFrame(columns=columns)
     if metric not in runs.columns:
@@ -216,7 +221,10 @@ def summarize(
     out = []
     for _, part in table.groupby("dataset", sort=False):
         part = part.sort_values(
-            ["complete", "mean"], ascending=[False, False], na_position="last", kind="stable"
+            ["complete", "mean"],
+            ascending=[False, direction == "min"],
+            na_position="last",
+            kind="stable",
         ).reset_index(drop=True)
         part["rank"] = np.arange(1, len(part) + 1)
         part["is_best"] = part.index == 0

@@ -1,7 +1,10 @@
-"""``fusionzoo data``: GLAMI-1M download/verify, the embedded synthetic dataset, dataset info.
+"""``fusionzoo data``: what a dataset backend owns, for any registered dataset, plus two helpers.
 
-:func:`dataset_options` and :func:`load_from_options` give any other command (bench, encode, tune) the
-same ``--dataset synth|glami1m|csv`` options and loading behaviour.
+- ``data status`` / ``data verify`` / ``data info`` take the experiment flags of ``fusionzoo bench``
+  (``--dataset`` any registered backend, ``--data-dir``, ``--data-option KEY=VALUE``, ``--limit``,
+  ``--config``), so they describe exactly the data a bench with the same flags loads;
+- ``data glami1m --download`` fetches GLAMI-1M (``--verify`` is ``data verify --dataset glami1m``);
+- ``data synth`` writes the embedded dataset ahead of time.
 """
 
 from __future__ import annotations
@@ -16,27 +19,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from fusionzoo.cli_common import CommaList, plugin_option
-from fusionzoo.data.base import BAD_IMAGE_POLICIES, DataError, DatasetSplits
-
-DATASET_OPTION_NAMES = (
-    "dataset",
-    "data_dir",
-    "csv",
-    "image_col",
-    "text_cols",
-    "label_col",
-    "image_root",
-    "limit",
-    "per_class_cap",
-    "label_source",
-    "geos",
-    "val_fraction",
-    "data_seed",
-    "on_bad_image",
-    "synth_size",
-    "synth_image_size",
-)
+from fusionzoo.cli_common import plugin_option
+from fusionzoo.cli_options import config_from_flags, experiment_options
+from fusionzoo.data.base import DataError, DatasetSplits
 
 
 def data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,127 +33,29 @@ def data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the dataset selection options (see :data:`DATASET_OPTION_NAMES`) to a click command."""
-    options = [
-        click.option(
-            "--dataset",
-            type=click.Choice(["synth", "glami1m", "csv"]),
-            default="synth",
-            show_default=True,
-            help="synth = the embedded GLAMI-format dataset (generated once, cached).",
-        ),
-        data_dir_option,
-        click.option(
-            "--csv", default=None, metavar="TRAIN[,TEST]", help="--dataset csv: train CSV [and test CSV]."
-        ),
-        click.option(
-            "--image-col", default="image", show_default=True, help="--dataset csv: image path column."
-        ),
-        click.option(
-            "--text-cols",
-            type=CommaList(what="column"),
-            default="text",
-            show_default=True,
-            help="--dataset csv: text column(s), joined with newlines.",
-        ),
-        click.option("--label-col", default="label", show_default=True, help="--dataset csv: label column."),
-        click.option(
-            "--image-root",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="--dataset csv: folder the image paths are relative to (default: the CSV's folder).",
-        ),
-        click.option(
-            "--limit", type=click.IntRange(min=1), default=None, help="At most N train rows (class mix kept)."
-        ),
-        click.option(
-            "--per-class-cap",
-            type=click.IntRange(min=1),
-            default=None,
-            help="At most N train rows per class.",
-        ),
-        click.option(
-            "--label-source",
-            type=click.Choice(["all", "human"]),
-            default="all",
-            show_default=True,
-            help="human = admin, quality-check, custom-tag labels only.",
-        ),
-        click.option(
-            "--geo", "geos", type=CommaList(what="geo"), default=None, help="Only these geos, e.g. cz,sk."
-        ),
-        click.option(
-            "--val-fraction",
-            type=click.FloatRange(0, 1, max_open=True),
-            default=0.1,
-            show_default=True,
-            help="Validation share carved from train (stratified).",
-        ),
-        click.option(
-            "--data-seed", type=int, default=0, show_default=True, help="Seed of the val split/subsampling."
-        ),
-        click.option(
-            "--on-bad-image",
-            type=click.Choice(BAD_IMAGE_POLICIES),
-            default="skip",
-            show_default=True,
-            help="Missing/unreadable images: skip (count + warn) or fail.",
-        ),
-        click.option(
-            "--synth-size", type=click.IntRange(min=8), default=None, help="--dataset synth: total rows."
-        ),
-        click.option(
-            "--synth-image-size",
-            type=click.IntRange(8, 1024),
-            default=None,
-            help="--dataset synth: image side (px).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def _datasets(flags: dict[str, Any], config_path: str | None) -> list[tuple[Any, Any]]:
+    """(backend, DataOptions) of every dataset the flags name; a wrong name or option is a usage error."""
+    from fusionzoo.experiment import Experiment
+
+    config = config_from_flags(flags, config_path)
+    experiment = Experiment(config)
+    out = []
+    for dataset in config.bench.datasets:
+        try:
+            backend = experiment.backend(dataset)
+            backend.check_options(dict(config.data))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        out.append((backend, experiment.data_options(dataset)))
+    return out
 
 
-def pop_dataset_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Remove the :func:`dataset_options` values from a command's kwargs and return them."""
-    return {name: kwargs.pop(name) for name in DATASET_OPTION_NAMES if name in kwargs}
+def load_from_flags(flags: dict[str, Any], config_path: str | None) -> list[DatasetSplits]:
+    """The datasets the experiment flags name, loaded as bench loads them (a DataError exits 1)."""
+    from fusionzoo.prepare import load_splits
 
-
-def load_from_options(options: dict[str, Any]) -> DatasetSplits:
-    """``load_dataset`` from :func:`dataset_options` values; a :class:`DataError` becomes a click error."""
-    from fusionzoo.data import load_dataset
-
-    name = options.get("dataset", "synth")
-    extra: dict[str, Any] = {}
-    if name == "csv":
-        if not options.get("csv"):
-            raise click.UsageError("--dataset csv needs --csv train.csv[,test.csv]")
-        extra = {
-            "csv": options["csv"],
-            "image_col": options.get("image_col", "image"),
-            "text_cols": options.get("text_cols") or ["text"],
-            "label_col": options.get("label_col", "label"),
-            "image_root": options.get("image_root"),
-        }
-    elif name == "synth":
-        if options.get("synth_size") is not None:
-            extra["size"] = options["synth_size"]
-        if options.get("synth_image_size") is not None:
-            extra["image_size"] = options["synth_image_size"]
     try:
-        return load_dataset(
-            name,
-            data_dir=options.get("data_dir"),
-            limit=options.get("limit"),
-            per_class_cap=options.get("per_class_cap"),
-            label_source=options.get("label_source", "all"),
-            geos=options.get("geos"),
-            val_fraction=options.get("val_fraction", 0.1),
-            seed=options.get("data_seed", 0),
-            on_bad_image=options.get("on_bad_image", "skip"),
-            **extra,
-        )
+        return [load_splits(options) for _, options in _datasets(flags, config_path)]
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -186,7 +73,7 @@ def _data_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group("data")
 def data() -> None:
-    """Datasets: GLAMI-1M (download, verify), the embedded synthetic dataset, dataset info."""
+    """Datasets: status, verify and info of any registered dataset; GLAMI-1M download; the embedded one."""
 
 
 @data.command("glami1m")
@@ -240,7 +127,10 @@ def glami1m_cmd(
         )
     location = root or glami_dir(data_dir)
     if verify:
-        _print_verify(out, location, deep)
+        from fusionzoo import registry
+
+        report = registry.create("dataset", "glami1m").verify(deep=deep, data_dir=data_dir, root=root)
+        _print_verify(out, "glami1m", report)
         return
     if not download:
         try:
@@ -251,19 +141,21 @@ def glami1m_cmd(
         out.print(f"GLAMI-1M at {found}")
 
 
-def _print_verify(out: Console, location: Path, deep: bool) -> None:
-    from fusionzoo.data.glami import verify_glami
-
-    report = verify_glami(location, deep=deep)
-    table = Table(title=f"GLAMI-1M verification: {report['dataset_dir']}")
-    for column in ("split", "rows", "official rows", "status"):
-        table.add_column(column)
-    for split, entry in report["splits"].items():
-        rows = "" if entry["rows"] is None else f"{entry['rows']:,}"
-        table.add_row(split, rows, f"{entry['official_rows']:,}", entry["error"] or "ok")
-    out.print(table)
+def _print_verify(out: Console, dataset: str, report: dict[str, Any]) -> None:
+    """A verification report (``DatasetBackend.verify``); exit 1 when it is not ok."""
+    if report.get("splits"):
+        table = Table(title=f"{dataset} verification: {report['dataset_dir']}")
+        for column in ("split", "rows", "official rows", "status"):
+            table.add_column(column)
+        for split, entry in report["splits"].items():
+            rows = "" if entry["rows"] is None else f"{entry['rows']:,}"
+            official = "" if entry.get("official_rows") is None else f"{entry['official_rows']:,}"
+            table.add_row(split, rows, official, entry["error"] or "ok")
+        out.print(table)
+    else:
+        out.print(f"{dataset} verification: {report['dataset_dir']}")
     problems = report["image_problems"]
-    out.print(f"images checked: {report['images_checked']:,}; problems: {len(problems):,}")
+    out.print(f"images checked: {report.get('images_checked', 0):,}; problems: {len(problems):,}")
     if len(problems):
         counts = problems["problem"].str.split(" ").str[0].value_counts()
         out.print("  " + ", ".join(f"{kind}: {count}" for kind, count in counts.items()))
@@ -272,6 +164,35 @@ def _print_verify(out: Console, location: Path, deep: bool) -> None:
     if not report["ok"]:
         raise click.ClickException("verification failed (see above)")
     out.print("[green]OK")
+
+
+@data.command("status")
+@experiment_options("dataset", "data_dir", "data_options")
+@plugin_option
+def status_cmd(config_path: str | None, plugins: tuple[str, ...], **flags: Any) -> None:
+    """One line per dataset: whether it is there, or what a run will do first (nothing is built)."""
+    for backend, options in _datasets(flags, config_path):
+        line = backend.status(data_dir=options.data_dir, **options.data)
+        click.echo(f"{options.dataset}: {line}")
+
+
+@data.command("verify")
+@experiment_options("dataset", "data_dir", "data_options")
+@click.option("--deep", is_flag=True, help="Decode every image (slow) instead of header checks.")
+@plugin_option
+@_data_errors
+def verify_cmd(config_path: str | None, deep: bool, plugins: tuple[str, ...], **flags: Any) -> None:
+    """Check a dataset's files and every image (the backend's own checks); exit 1 on problems."""
+    out = Console()
+    failed = []
+    for backend, options in _datasets(flags, config_path):
+        report = backend.verify(deep=deep, data_dir=options.data_dir, **options.data)
+        try:
+            _print_verify(out, options.dataset, report)
+        except click.ClickException:
+            failed.append(options.dataset)
+    if failed:
+        raise click.ClickException(f"verification failed for {', '.join(failed)} (see above)")
 
 
 @data.command("synth")
@@ -323,13 +244,17 @@ def synth_cmd(
 
 
 @data.command("info")
-@dataset_options
+@experiment_options("dataset", "data_dir", "data_options", "limit")
 @click.option("--top", type=int, default=15, show_default=True, help="Classes to list (largest first).")
 @plugin_option
-def info_cmd(top: int, plugins: tuple[str, ...], **kwargs: Any) -> None:
-    """Split sizes, class counts, geo and label_source counts of a dataset."""
-    splits = load_from_options(pop_dataset_options(kwargs))
+def info_cmd(config_path: str | None, top: int, plugins: tuple[str, ...], **flags: Any) -> None:
+    """Split sizes, class counts, geo and label_source counts of a dataset (as bench loads it)."""
     out = Console()
+    for splits in load_from_flags(flags, config_path):
+        _info_tables(out, splits, top)
+
+
+def _info_tables(out: Console, splits: DatasetSplits, top: int) -> None:
     frames = {"train": splits.train, "val": splits.val, "test": splits.test}
     summary = Table(title=f"{splits.name}: {splits.root} (fingerprint {splits.fingerprint})")
     summary.add_column("split")

@@ -1,7 +1,7 @@
 """Any image-text classification CSV, through the same code path as GLAMI-1M.
 
-    fusionzoo ... --dataset csv --csv train.csv[,test.csv] --image-col image --text-cols title,body \\
-        --label-col label --image-root images/
+    fusionzoo ... --dataset csv --data-option csv=train.csv[,test.csv] --data-option image_col=image \\
+        --data-option 'text_cols=title;body' --data-option label_col=label --data-option image_root=images/
 
 - ``image_col`` holds paths relative to ``image_root`` (default: the train CSV's folder); absolute
   paths and paths leaving ``image_root`` are rejected naming the row.
@@ -24,15 +24,14 @@ from typing import Any
 import pandas as pd
 
 from fusionzoo.data.base import DataError, DatasetSplits
-from fusionzoo.data.loading import (
-    assemble_splits,
+from fusionzoo.data.checks import (
     join_text,
     normalise_label_source,
     note_replacements,
     read_csv_checked,
     resolve_image_paths,
-    stratified_split,
 )
+from fusionzoo.data.loading import assemble_splits, stratified_split
 from fusionzoo.data.paths import labelmaps_dir
 
 
@@ -43,7 +42,7 @@ def parse_csv_list(csv: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     else:
         items = [str(part) for part in csv]
     if not 1 <= len(items) <= 2:
-        raise DataError(f"--csv expects train.csv or train.csv,test.csv; got {csv!r}")
+        raise DataError(f"the csv option expects train.csv or train.csv,test.csv; got {csv!r}")
     return [Path(item).expanduser() for item in items]
 
 
@@ -61,7 +60,7 @@ def read_split(
     text_separator: str,
     info: dict[str, Any],
 ) -> pd.DataFrame:
-    """One user CSV as a raw frame (see :data:`fusionzoo.data.loading.RAW_COLUMNS`)."""
+    """One user CSV as a raw frame (see :data:`fusionzoo.data.checks.RAW_COLUMNS`)."""
     required = [image_col, *text_cols, label_col, *(c for c in (item_id_col, geo_col, label_source_col) if c)]
     frame, replaced = read_csv_checked(path, list(dict.fromkeys(required)), what=f"{split} CSV")
     labels = frame[label_col].fillna("").astype(str).str.strip()
@@ -121,13 +120,13 @@ def load_csv(
 ) -> DatasetSplits:
     """Load a user image-text CSV (or a train/test pair) as :class:`DatasetSplits`."""
     if csv is None:
-        raise DataError("the csv dataset needs --csv train.csv[,test.csv]")
+        raise DataError("the csv dataset needs the option csv=train.csv[,test.csv] (--data-option csv=...)")
     paths = parse_csv_list(csv)
     if isinstance(text_cols, str):
         text_cols = [c.strip() for c in text_cols.split(",") if c.strip()]
     root = Path(image_root).expanduser() if image_root is not None else paths[0].resolve().parent
     if not root.is_dir():
-        raise DataError(f"image root {root} is not a folder (--image-root)")
+        raise DataError(f"image root {root} is not a folder (the option image_root)")
     info: dict[str, Any] = {"csv": [str(p) for p in paths], "image_root": str(root.resolve())}
     options = dict(
         image_col=image_col,

@@ -1,62 +1,54 @@
-"""Download GLAMI-1M: stream the official zip, verify it, resume, and extract atomically.
+"""Download GLAMI-1M: fetch the official zip from the Hugging Face Hub (or a mirror URL), verify its
+md5, extract it atomically.
 
 Steps of :func:`download_glami` (each skipped when already done):
 
 1. ``<data dir>/glami1m/GLAMI-1M-dataset`` already extracted (marker file, or CSVs found) → nothing to do.
-2. ``<data dir>/downloads/<zip>``: streamed to ``<zip>.part`` with a rich progress bar. An existing
-   ``.part`` is resumed with an HTTP ``Range`` request; a connection cut mid-way is retried (resuming)
-   up to ``retries`` times, after which the ``.part`` is kept for the next run.
-3. The md5 (known for the full zip, see FLUID.md; ``FUSIONZOO_GLAMI_MD5`` / ``--md5`` override it) is
-   computed while streaming. On a mismatch the file is renamed ``<zip>.corrupt`` (kept aside, never
-   used) and :class:`ChecksumError` is raised.
-4. The zip is extracted into a temporary folder next to the target, members checked not to escape it,
-   then renamed into place; the zip is deleted unless ``keep_zip``.
+2. The zip lands in ``<data dir>/downloads/``:
 
-URLs: ``FUSIONZOO_GLAMI_URL`` (full zip) / ``FUSIONZOO_GLAMI_TEST_URL`` (test-only zip) or ``url``.
+   - from the Hub (the default): ``huggingface_hub.hf_hub_download(repo_id="glami/glami-1m",
+     repo_type="dataset", local_dir=<downloads>)``, which brings the Hub client's retries (a dropped
+     connection is resumed with an HTTP ``Range`` request within the run), its file lock, the ETag /
+     commit check that skips a file already downloaded, ``HF_ENDPOINT`` and offline mode
+     (``HF_HUB_OFFLINE=1``: only a file already there is used);
+   - from a plain URL (``--url`` or ``FUSIONZOO_GLAMI_URL``, e.g. a mirror): streamed into
+     ``<zip>.part`` by ``huggingface_hub.file_download.http_get``; an existing ``.part`` is resumed
+     with a ``Range`` request (also across runs), a server that ignores ``Range`` restarts cleanly,
+     and a connection that stays down is retried ``retries`` times before the ``.part`` is kept for
+     the next run.
+3. The md5 (known for the full zip, see FLUID.md; ``FUSIONZOO_GLAMI_MD5`` / ``--md5`` override it) is
+   checked. On a mismatch the file is renamed ``<zip>.corrupt`` (kept aside, never used) and
+   :class:`ChecksumError` is raised.
+4. The zip is extracted into a hidden folder next to the target, members checked not to escape it,
+   then renamed into place (:func:`fusionzoo.io.replace_directory`); the zip is deleted unless
+   ``keep_zip``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from fusionzoo.data.base import DataError
-from fusionzoo.data.glami import (
-    DATASET_FOLDER,
-    EXTRACTED_MARKER,
-    OFFICIAL_ZIP_MD5,
-    TEST_CSV,
-    TRAIN_CSV,
-)
+from fusionzoo.data.glami import DATASET_FOLDER, EXTRACTED_MARKER, OFFICIAL_ZIP_MD5, TEST_CSV, TRAIN_CSV
 from fusionzoo.data.paths import downloads_dir, glami_dir
+from fusionzoo.io import atomic_write, fsync_dir, replace_directory
+from fusionzoo.progress import progress_bar, tqdm_for
 
 FULL_ZIP = "GLAMI-1M-dataset.zip"
 TEST_ZIP = "GLAMI-1M-dataset--test-only.zip"
-HF_BASE = "https://huggingface.co/datasets/glami/glami-1m/resolve/main/"
+HUB_REPO = "glami/glami-1m"
+HF_BASE = f"https://huggingface.co/datasets/{HUB_REPO}/resolve/main/"
 OFFICIAL_URLS = {False: HF_BASE + FULL_ZIP, True: HF_BASE + TEST_ZIP}
 OFFICIAL_MD5 = {FULL_ZIP: OFFICIAL_ZIP_MD5}  # the test-only zip's md5 is not published
 URL_ENV = {False: "FUSIONZOO_GLAMI_URL", True: "FUSIONZOO_GLAMI_TEST_URL"}
@@ -108,25 +100,40 @@ def keep_aside(path: Path, suffix: str = ".corrupt") -> Path:
     return target
 
 
-@contextmanager
-def _progress(console: Console | None, enabled: bool) -> Iterator[Progress]:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
+def verify_md5(path: Path, md5: str | None, source: str) -> Path:
+    """Check ``path`` against ``md5`` (a ``<path>.md5`` sidecar remembers a verified file); a mismatch
+    keeps the file aside as ``.corrupt`` and raises :class:`ChecksumError`."""
+    sidecar = path.with_name(path.name + ".md5")
+    if md5 is None:
+        return path
+    known = sidecar.read_text().strip() if sidecar.exists() else md5_of(path).hexdigest()
+    if known == md5:
+        atomic_write(sidecar, known + "\n")
+        return path
+    sidecar.unlink(missing_ok=True)
+    aside = keep_aside(path)
+    raise ChecksumError(
+        f"{source}: md5 of the download is {known}, expected {md5}; the file was kept aside as {aside} "
+        "and is not used. Rerun to download it again (or pass --md5 if the expected checksum is wrong)."
     )
-    with progress:
-        yield progress
 
 
-def _total_from_content_range(header: str | None) -> int | None:
-    match = re.match(r"bytes\s+(?:\d+-\d+|\*)/(\d+)", header or "")
-    return int(match.group(1)) if match else None
+def _http_errors() -> tuple[type[BaseException], ...]:
+    import httpx2
+
+    return (httpx2.HTTPError, OSError)
+
+
+def _offline(exc: BaseException) -> bool:
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    return isinstance(exc, OfflineModeIsEnabled)
+
+
+OFFLINE_ADVICE = (
+    "HF_HUB_OFFLINE is set, so huggingface_hub (which fetches the Hub and --url alike) makes no HTTP "
+    "request; run the download with HF_HUB_OFFLINE unset"
+)
 
 
 def download_file(
@@ -135,106 +142,96 @@ def download_file(
     *,
     md5: str | None = None,
     retries: int = 3,
-    timeout: float = 60.0,
     console: Console | None = None,
     progress: bool = True,
     backoff: float = 1.0,
 ) -> Path:
-    """Stream ``url`` to ``dest`` through ``dest.part`` with Range resume, retries and md5 verification."""
+    """Fetch a plain ``url`` into ``dest`` through ``dest.part`` (``huggingface_hub``'s ``http_get``:
+    Range resume, retries), then verify the md5."""
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.file_download import http_get
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = dest.with_name(dest.name + ".md5")
     if dest.exists():
-        if md5 is None:
-            return dest
-        known = sidecar.read_text().strip() if sidecar.exists() else md5_of(dest).hexdigest()
-        if known == md5:
-            return dest
-        aside = keep_aside(dest)
-        raise ChecksumError(
-            f"{dest} has md5 {known}, expected {md5}; kept aside as {aside} (not used). Rerun to download it again."
-        )
+        return verify_md5(dest, md5, str(dest))
     part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.exists() else 0
-    hasher = md5_of(part) if offset else hashlib.md5()
-    attempt = 0
-    with _progress(console, progress) as bars:
-        task = bars.add_task(dest.name, total=None, completed=offset)
-        while True:
-            headers = {"User-Agent": USER_AGENT}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
+    with progress_bar(console, enabled=progress, unit="bytes") as bars:
+        for attempt in range(retries + 1):
+            offset = part.stat().st_size if part.exists() else 0
             try:
-                with urllib.request.urlopen(
-                    urllib.request.Request(url, headers=headers), timeout=timeout
-                ) as response:
-                    status = response.status
-                    total = None
-                    if status == 206:
-                        total = _total_from_content_range(response.headers.get("Content-Range"))
-                        start = re.match(r"bytes\s+(\d+)-", response.headers.get("Content-Range") or "")
-                        if start is None or int(start.group(1)) != offset:
-                            raise DownloadError(
-                                f"{url}: server answered Range {offset}- with {start and start.group(0)}"
-                            )
-                        mode = "ab"
-                    else:  # 200: the server ignored Range (or there was none): start over
-                        if offset and console is not None:
-                            console.print(f"[yellow]{url} does not support resuming; restarting the download")
-                        offset, hasher, mode = 0, hashlib.md5(), "wb"
-                        length = response.headers.get("Content-Length")
-                        total = int(length) if length and length.isdigit() else None
-                    bars.update(task, total=total, completed=offset)
-                    with open(part, mode) as handle:
-                        while True:
-                            block = response.read(CHUNK)
-                            if not block:
-                                break
-                            handle.write(block)
-                            hasher.update(block)
-                            offset += len(block)
-                            bars.update(task, completed=offset)
-                if total is not None and offset < total:
-                    raise http.client.IncompleteRead(b"", total - offset)
+                with open(part, "ab") as handle:
+                    http_get(
+                        url, handle, resume_size=offset, headers={"User-Agent": USER_AGENT},
+                        displayed_filename=dest.name, tqdm_class=tqdm_for(bars),
+                    )  # fmt: skip
+                    handle.flush()
+                    os.fsync(handle.fileno())  # on disk before it is renamed into place
                 break
-            except urllib.error.HTTPError as exc:
-                if exc.code == 416 and offset:
-                    total = _total_from_content_range(exc.headers.get("Content-Range"))
-                    if total == offset:  # the .part is already complete
-                        break
-                    offset, hasher = 0, hashlib.md5()
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code
+                total = re.match(r"bytes\s+\*/(\d+)", exc.response.headers.get("Content-Range", ""))
+                if status == 416 and offset and total and int(total.group(1)) == offset:
+                    break  # the .part is already complete
+                if status == 416:
                     part.unlink(missing_ok=True)
-                    continue
-                if exc.code < 500 or attempt >= retries:
-                    raise DownloadError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from None
-            except (
-                urllib.error.URLError,
-                http.client.HTTPException,
-                ConnectionError,
-                TimeoutError,
-                OSError,
-            ) as exc:
+                elif status < 500 or attempt >= retries:
+                    raise DownloadError(
+                        f"downloading {url} failed: HTTP {status} {exc.response.reason_phrase}"
+                    ) from None
+            except _http_errors() as exc:
+                if _offline(exc):
+                    raise DownloadError(f"cannot download {url}: {OFFLINE_ADVICE}") from None
+                size = part.stat().st_size if part.exists() else 0
                 if attempt >= retries:
                     raise DownloadError(
-                        f"downloading {url} was interrupted after {offset} bytes ({type(exc).__name__}: {exc}); "
+                        f"downloading {url} was interrupted after {size} bytes ({type(exc).__name__}: {exc}); "
                         f"the partial file {part} is kept and the next run resumes from it"
                     ) from None
-            attempt += 1
             if console is not None:
-                console.print(
-                    f"[yellow]connection lost at {offset} bytes; resuming (attempt {attempt}/{retries})"
-                )
-            time.sleep(backoff * attempt)
-    digest = hasher.hexdigest()
-    if md5 is not None and digest != md5:
-        aside = keep_aside(part)
-        raise ChecksumError(
-            f"{url}: md5 of the download is {digest}, expected {md5}; the file was kept aside as {aside} "
-            "and is not used. Rerun to download it again (or pass --md5 if the expected checksum is wrong)."
-        )
+                console.print(f"[yellow]connection lost; resuming (attempt {attempt + 1}/{retries})")
+            time.sleep(backoff * (attempt + 1))
     os.replace(part, dest)
-    sidecar.write_text(digest + "\n")
-    return dest
+    fsync_dir(dest.parent)
+    return verify_md5(dest, md5, url)
+
+
+def download_from_hub(
+    filename: str,
+    folder: Path,
+    *,
+    md5: str | None,
+    force: bool = False,
+    endpoint: str | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> Path:
+    """``hf_hub_download`` of ``filename`` from the ``glami/glami-1m`` dataset into ``folder``, then the md5."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        with progress_bar(console, enabled=progress, unit="bytes") as bars:
+            path = hf_hub_download(
+                HUB_REPO, filename, repo_type="dataset", local_dir=folder, force_download=force,
+                endpoint=endpoint, tqdm_class=tqdm_for(bars), headers={"User-Agent": USER_AGENT},
+            )  # fmt: skip
+    except LocalEntryNotFoundError as exc:
+        from huggingface_hub import constants
+
+        why = OFFLINE_ADVICE if constants.is_offline_mode() else f"{exc}".splitlines()[0]
+        raise DownloadError(
+            f"{HUB_REPO}/{filename} could not be fetched from the Hugging Face Hub and is not in {folder} "
+            f"({why}). Check the connection (and that HF_ENDPOINT, if set, points to a Hub), or download the "
+            "zip elsewhere and pass --url (a mirror) or put it in that folder"
+        ) from None
+    except HfHubHTTPError as exc:
+        raise DownloadError(f"downloading {HUB_REPO}/{filename} failed: {exc}".splitlines()[0]) from None
+    except _http_errors() as exc:
+        raise DownloadError(
+            f"downloading {HUB_REPO}/{filename} was interrupted ({type(exc).__name__}: {exc}); rerun to try again"
+        ) from None
+    return verify_md5(Path(path), md5, f"{HUB_REPO}/{filename}")
 
 
 def _safe_members(archive: zipfile.ZipFile, target: Path) -> list[zipfile.ZipInfo]:
@@ -259,14 +256,14 @@ def extract_zip(
 ) -> Path:
     """Extract ``zip_path`` (members under ``GLAMI-1M-dataset/``) atomically into ``target_parent``."""
     target_parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target_parent))
-    try:
+    with tempfile.TemporaryDirectory(prefix=".extract-", dir=target_parent) as staging:
+        tmp = Path(staging)
         try:
             archive = zipfile.ZipFile(zip_path)
         except zipfile.BadZipFile as exc:
             aside = keep_aside(zip_path)
             raise DownloadError(f"{zip_path} is not a valid zip ({exc}); kept aside as {aside}") from None
-        with archive, _progress(console, progress) as bars:
+        with archive, progress_bar(console, enabled=progress, unit="bytes") as bars:
             members = _safe_members(archive, tmp)
             task = bars.add_task(f"extracting {zip_path.name}", total=sum(m.file_size for m in members))
             for member in members:
@@ -277,17 +274,7 @@ def extract_zip(
             found = ", ".join(sorted(p.name for p in tmp.iterdir())[:5])
             raise DownloadError(f"{zip_path} does not contain a {DATASET_FOLDER}/ folder (found: {found})")
         (extracted / MARKER).write_text(json.dumps(marker, indent=1))
-        final = target_parent / DATASET_FOLDER
-        old = None
-        if final.exists():
-            old = target_parent / f".{DATASET_FOLDER}.old-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(extracted, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return replace_directory(extracted, target_parent / DATASET_FOLDER)
 
 
 def extracted_state(dataset_dir: Path) -> dict[str, Any] | None:
@@ -312,12 +299,15 @@ def download_glami(
     keep_zip: bool = False,
     force: bool = False,
     retries: int = 3,
-    timeout: float = 60.0,
+    endpoint: str | None = None,
     console: Console | None = None,
     progress: bool = True,
     backoff: float = 1.0,
 ) -> Path:
-    """Download and extract GLAMI-1M (or its test-only zip) into ``<data dir>/glami1m``; returns its folder."""
+    """Download and extract GLAMI-1M (or its test-only zip) into ``<data dir>/glami1m``; returns its folder.
+
+    ``url`` (or ``$FUSIONZOO_GLAMI_URL``) fetches a plain URL instead of the Hub; ``endpoint`` (or
+    ``$HF_ENDPOINT``) is the Hub to ask."""
     console = console or Console(stderr=True)
     target_parent = glami_dir(data_dir)
     dataset_dir = target_parent / DATASET_FOLDER
@@ -328,28 +318,28 @@ def download_glami(
             f"GLAMI-1M {what} already present at {dataset_dir}; nothing to do (use --force to redo)"
         )
         return dataset_dir
-    source = glami_url(test_only, url)
+    plain = url or os.environ.get(URL_ENV[test_only])
     checksum = expected_md5(test_only, md5)
-    name = Path(urllib.parse.urlparse(source).path).name or (TEST_ZIP if test_only else FULL_ZIP)
-    dest = downloads_dir(data_dir) / name
+    name = Path(urllib.parse.urlparse(plain).path).name if plain else ""
+    name = name or (TEST_ZIP if test_only else FULL_ZIP)
+    folder = downloads_dir(data_dir)
+    dest = folder / name
     if force:
         dest.unlink(missing_ok=True)
         dest.with_name(dest.name + ".md5").unlink(missing_ok=True)
+    source = plain or glami_url(test_only)
     console.print(f"downloading {source} → {dest}" + ("" if checksum else " (no md5 known: not verified)"))
-    download_file(
-        source,
-        dest,
-        md5=checksum,
-        retries=retries,
-        timeout=timeout,
-        console=console,
-        progress=progress,
-        backoff=backoff,
-    )
+    common = dict(md5=checksum, console=console, progress=progress)
+    if plain:
+        dest = download_file(plain, dest, retries=retries, backoff=backoff, **common)
+    else:
+        dest = download_from_hub(name, folder, force=force, endpoint=endpoint, **common)
     marker = {"url": source, "zip": name, "md5": checksum, "test_only": test_only, "time": time.time()}
     final = extract_zip(dest, target_parent, marker=marker, console=console, progress=progress)
     if not keep_zip:
         dest.unlink(missing_ok=True)
         dest.with_name(dest.name + ".md5").unlink(missing_ok=True)
+        if not plain:  # the Hub client's record of the file just deleted
+            (folder / ".cache" / "huggingface" / "download" / f"{name}.metadata").unlink(missing_ok=True)
     console.print(f"GLAMI-1M {'test split' if test_only else 'dataset'} ready at {final}")
     return final

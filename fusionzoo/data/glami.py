@@ -28,14 +28,14 @@ from typing import Any
 import pandas as pd
 
 from fusionzoo.data.base import DataError, DatasetSplits
-from fusionzoo.data.loading import (
-    assemble_splits,
+from fusionzoo.data.checks import (
     join_text,
     normalise_label_source,
     note_replacements,
     read_csv_checked,
     resolve_image_paths,
 )
+from fusionzoo.data.loading import assemble_splits
 from fusionzoo.data.paths import glami_dir, labelmaps_dir, resolve_data_dir
 
 DATASET_FOLDER = "GLAMI-1M-dataset"
@@ -78,7 +78,7 @@ def find_dataset_dir(root: str | os.PathLike[str]) -> Path:
 def read_split(
     dataset_dir: Path, split: str, text_fields: Sequence[str], text_separator: str, info: dict
 ) -> pd.DataFrame:
-    """One GLAMI CSV as a raw frame (see :data:`fusionzoo.data.loading.RAW_COLUMNS`)."""
+    """One GLAMI CSV as a raw frame (see :data:`fusionzoo.data.checks.RAW_COLUMNS`)."""
     path = dataset_dir / (TRAIN_CSV if split == "train" else TEST_CSV)
     unknown = [f for f in text_fields if f not in GLAMI_COLUMNS]
     if unknown:
@@ -162,6 +162,8 @@ def load_glami(
     ``check_images`` stats every selected image file (missing → ``on_bad_image`` policy); unreadable
     JPEGs are found when decoding (:class:`fusionzoo.data.images.ImageTextDataset`).
     """
+    if isinstance(text_fields, str):  # "name,description" from a command line
+        text_fields = [f.strip() for f in text_fields.split(",") if f.strip()]
     if root is None:
         root = glami_dir(data_dir)
         if not root.exists():

@@ -1,8 +1,9 @@
 """The code path every loader shares (GLAMI-1M, the synthetic dataset, user CSVs).
 
-A loader only knows its file format: it reads its CSVs with :func:`read_csv_checked` and turns each
-split into a *raw frame* with the columns of :data:`RAW_COLUMNS` (``raw_label`` still in the source's
-own label vocabulary, ``row`` the 1-based CSV line for error messages). :func:`assemble_splits`
+A loader only knows its file format: it reads its CSVs with
+:func:`fusionzoo.data.checks.read_csv_checked` and turns each split into a *raw frame* with the columns
+of :data:`fusionzoo.data.checks.RAW_COLUMNS` (``raw_label`` still in the source's own label vocabulary,
+``row`` the 1-based CSV line for error messages). :func:`assemble_splits`
 then does everything else identically for all formats:
 
 1. duplicate item ids: dropped (first occurrence kept) with a :class:`DataWarning`; an item id present
@@ -26,14 +27,9 @@ CSVs gives a new fingerprint and so new cache entries.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from stat import S_ISREG
 from typing import Any
 
 import numpy as np
@@ -45,113 +41,20 @@ from fusionzoo.data.base import (
     HUMAN_LABEL_SOURCES,
     DataError,
     DatasetSplits,
-    DataWarning,
     fingerprint_of,
 )
+from fusionzoo.data.checks import (
+    check_images_exist,
+    dedupe,
+    examples,
+    file_identity,
+    image_files_identity,
+    stat_images,
+    warn,
+)
+from fusionzoo.io import atomic_write
 
-RAW_COLUMNS = ("item_id", "image_path", "text", "raw_label", "class_name", "geo", "label_source", "row")
 LABEL_SOURCES = ("all", "human")
-REPLACEMENT_CHAR = "\ufffd"
-_SAFE_NAME = re.compile(r"[0-9A-Za-z_][0-9A-Za-z_.-]*")
-_SHOW = 5  # how many example ids a warning lists
-
-
-def _examples(values: Iterable[Any]) -> str:
-    values = [str(v) for v in values]
-    more = f", … ({len(values) - _SHOW} more)" if len(values) > _SHOW else ""
-    return ", ".join(values[:_SHOW]) + more
-
-
-def warn(info: dict[str, Any], message: str) -> None:
-    """Emit a :class:`DataWarning` and keep the message in ``info["warnings"]`` for reports."""
-    info.setdefault("warnings", []).append(message)
-    warnings.warn(message, DataWarning, stacklevel=3)
-
-
-# --------------------------------------------------------------------------------------------- reading
-def read_csv_checked(path: Path, required: Sequence[str], *, what: str) -> tuple[pd.DataFrame, int]:
-    """Read a UTF-8 CSV as strings; raise :class:`DataError` naming the file for a missing file/column.
-
-    Empty fields become NaN; other values stay strings (``"NA"`` is a valid product name). A UTF-8
-    byte-order mark is ignored. Bytes that are not valid UTF-8 are replaced by U+FFFD; returns ``(frame, rows_with_replacements)``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what}: file {path} not found (expected a CSV with columns {', '.join(required)})")
-    try:
-        frame = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8-sig",  # tolerate a byte-order mark (Excel exports)
-            encoding_errors="replace",
-        )
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{what}: {path} is empty (expected columns {', '.join(required)})") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{what}: {path} is not a valid CSV: {exc}") from None
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"{what}: {path} lacks column(s) {', '.join(missing)}; expected {', '.join(required)}, "
-            f"found {', '.join(map(str, frame.columns))}"
-        )
-    frame["__row"] = np.arange(2, len(frame) + 2)  # line 1 is the header
-    replaced = np.zeros(len(frame), dtype=bool)
-    for column in frame.columns:
-        if column != "__row":
-            replaced |= frame[column].str.contains(REPLACEMENT_CHAR, regex=False, na=False).to_numpy()
-    return frame, int(replaced.sum())
-
-
-def join_text(frame: pd.DataFrame, columns: Sequence[str], separator: str = "\n") -> pd.Series:
-    """Concatenate text columns (NaN → "") with ``separator``, skipping empty parts, stripped."""
-    if not columns:
-        raise DataError("at least one text column is needed")
-    parts = [frame[c].fillna("").astype(str).str.strip() for c in columns]
-    text = parts[0]
-    for part in parts[1:]:
-        both = (text != "") & (part != "")
-        text = text.where(~both, text + separator + part).where(both | (text != ""), part)
-    return text.astype(object)
-
-
-def resolve_image_paths(
-    relative: pd.Series,
-    image_root: Path,
-    *,
-    rows: pd.Series,
-    item_ids: pd.Series,
-    source: Path,
-    suffix: str = "",
-) -> pd.Series:
-    """Absolute image paths ``image_root / (relative + suffix)``; anything escaping the root is an error.
-
-    Raises :class:`DataError` naming the CSV row and item id for an empty value, an absolute path or a
-    path that leaves ``image_root`` (``../``).
-    """
-    root = os.path.normpath(str(Path(image_root).resolve()))
-    values = relative.fillna("").astype(str).str.strip()
-    simple = values.str.fullmatch(_SAFE_NAME.pattern).to_numpy()
-    out = (root + os.sep + values + suffix).to_numpy(dtype=object)
-    for position in np.flatnonzero(~simple):
-        value = values.iat[position]
-        where = f"{source} line {rows.iat[position]} (item_id {item_ids.iat[position]})"
-        if value == "":
-            raise DataError(f"{where}: empty image reference")
-        joined = os.path.normpath(os.path.join(root, value + suffix))
-        if os.path.isabs(value) or not joined.startswith(root + os.sep):
-            raise DataError(
-                f"{where}: image {value!r} escapes the image folder {root}; image references must be "
-                "relative paths inside it"
-            )
-        out[position] = joined
-    return pd.Series(out, index=relative.index, dtype=object)
-
-
-def normalise_label_source(values: pd.Series) -> pd.Series:
-    return values.fillna("unknown").astype(str).str.strip().replace("", "unknown").astype(object)
 
 
 # ------------------------------------------------------------------------------------------ label map
@@ -190,7 +93,7 @@ def resolve_label_map(
                 return raw, stored_names
             warn(
                 info,
-                f"label map {stored_at} lacks train label(s) {_examples(sorted(present - set(raw)))}; "
+                f"label map {stored_at} lacks train label(s) {examples(sorted(present - set(raw)))}; "
                 "recomputing it from train (checkpoints trained with the old map no longer match)",
             )
     raw = label_order(present)
@@ -205,9 +108,7 @@ def resolve_label_map(
     for location in locations:
         try:
             location.parent.mkdir(parents=True, exist_ok=True)
-            tmp = location.with_name(f".{location.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, location)
+            atomic_write(location, json.dumps(payload, indent=1, ensure_ascii=False))
         except OSError:
             continue
         info["label_map_path"] = str(location)
@@ -322,83 +223,6 @@ def scale_like(frame: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- assembly
-def dedupe(raw: pd.DataFrame, split: str, source: Path, info: dict[str, Any]) -> pd.DataFrame:
-    duplicated = raw["item_id"].duplicated(keep="first")
-    if duplicated.any():
-        ids = raw.loc[duplicated, "item_id"].tolist()
-        info.setdefault("duplicates_dropped", {})[split] = len(ids)
-        warn(
-            info,
-            f"{source}: {len(ids)} duplicate item_id row(s) dropped, first occurrence kept "
-            f"(item_ids {_examples(ids)})",
-        )
-        raw = raw.loc[~duplicated]
-    return raw
-
-
-def stat_images(paths: Iterable[str]) -> dict[str, tuple[int, int] | None]:
-    """``{path: (size, mtime_ns)}`` of each image file, ``None`` where it is missing (one stat each)."""
-    out: dict[str, tuple[int, int] | None] = {}
-    for path in paths:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            out[path] = None
-            continue
-        out[path] = (stat.st_size, stat.st_mtime_ns) if S_ISREG(stat.st_mode) else None
-    return out
-
-
-def image_files_identity(stats: dict[str, tuple[int, int] | None]) -> str:
-    """A digest of every image file's path, size and mtime (what an edited image changes)."""
-    digest = hashlib.sha256()
-    for path in sorted(stats):
-        identity = stats[path]
-        digest.update(
-            f"{path}\0{identity[0]}\0{identity[1]}\n".encode() if identity else f"{path}\0-\n".encode()
-        )
-    return digest.hexdigest()[:16]
-
-
-def check_images_exist(
-    frame: pd.DataFrame,
-    split: str,
-    policy: str,
-    info: dict[str, Any],
-    stats: dict[str, tuple[int, int] | None] | None = None,
-) -> pd.DataFrame:
-    """Drop rows whose image file is missing (``skip``, with a warning) or raise (``fail``)."""
-    if len(frame) == 0:
-        return frame
-    if stats is None:
-        stats = stat_images(pd.unique(frame["image_path"]))
-    present = frame["image_path"].map(lambda path: stats[path] is not None).astype(bool)
-    if present.all():
-        return frame
-    missing = frame.loc[~present]
-    if policy == "fail":
-        first = missing.iloc[0]
-        raise DataError(
-            f"{split}: image file {first['image_path']} of item_id {first['item_id']} does not exist "
-            f"({len(missing)} missing in this split); use on_bad_image='skip' to drop such rows"
-        )
-    info.setdefault("missing_images", {})[split] = len(missing)
-    warn(
-        info,
-        f"{split}: {len(missing)} row(s) skipped because the image file is missing "
-        f"(item_ids {_examples(missing['item_id'])})",
-    )
-    return frame.loc[present]
-
-
-def file_identity(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    out = []
-    for path in paths:
-        stat = Path(path).stat()
-        out.append({"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    return out
-
-
 def assemble_splits(
     *,
     name: str,
@@ -436,7 +260,7 @@ def assemble_splits(
         info["train_test_overlap_dropped"] = len(ids)
         warn(
             info,
-            f"{len(ids)} item_id(s) occur in both train and test; removed from train (item_ids {_examples(ids)})",
+            f"{len(ids)} item_id(s) occur in both train and test; removed from train (item_ids {examples(ids)})",
         )
         raw_train = raw_train.loc[~overlap]
     if len(raw_train) == 0:
@@ -473,6 +297,8 @@ def assemble_splits(
         frame["is_human"] = frame["label_source"].isin(HUMAN_LABEL_SOURCES).to_numpy(dtype=bool)
         frames[split] = frame
 
+    if isinstance(geos, str):  # "cz,sk" from a command line or a TOML string
+        geos = geos.split(",")
     if geos:
         wanted = [g.strip().lower() for g in geos if g.strip()]
         present = set(frames["train"]["geo"]) | set(frames["test"]["geo"])
@@ -514,7 +340,7 @@ def assemble_splits(
         warn(
             info,
             f"{int(shared.sum())} test row(s) show an image file that also occurs in train (test accuracy can "
-            f"be inflated by memorised images; item_ids {_examples(test.loc[shared, 'item_id'])})",
+            f"be inflated by memorised images; item_ids {examples(test.loc[shared, 'item_id'])})",
         )
     image_stats: dict[str, tuple[int, int] | None] = {}
     for split in splits:
@@ -529,7 +355,7 @@ def assemble_splits(
             warn(
                 info,
                 f"{split}: {int(empty.sum())} row(s) have an empty text (kept; the text encoder sees an empty "
-                f"string) (item_ids {_examples(splits[split].loc[empty, 'item_id'])})",
+                f"string) (item_ids {examples(splits[split].loc[empty, 'item_id'])})",
             )
 
     info["sizes"] = {split: len(frame) for split, frame in splits.items()}
@@ -563,19 +389,3 @@ def assemble_splits(
         fingerprint=fingerprint_of(payload),
         info=info,
     )
-
-
-def note_replacements(count: int, source: Path, frame: pd.DataFrame, info: dict[str, Any]) -> None:
-    """Warn about rows whose undecodable bytes were replaced by U+FFFD."""
-    if count:
-        bad = frame.loc[
-            frame["text"].str.contains(REPLACEMENT_CHAR, regex=False, na=False)
-            | frame["item_id"].astype(str).str.contains(REPLACEMENT_CHAR, regex=False, na=False),
-            "row",
-        ].tolist()
-        info.setdefault("non_utf8_rows", {})[str(source)] = count
-        warn(
-            info,
-            f"{source}: {count} row(s) contain bytes that are not valid UTF-8; they were replaced by "
-            f"U+FFFD (CSV lines {_examples(bad)})",
-        )

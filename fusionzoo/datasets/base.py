@@ -1,7 +1,8 @@
 """The dataset backend interface (in the manner of xarray's ``BackendEntrypoint``).
 
 A backend is a class registered with ``@register_dataset``; ``fusionzoo list datasets`` shows its
-``description``, ``url`` and options. What it owns:
+options, default encoders, demo flag and ``description`` (``url`` points to the dataset's home). What
+it owns:
 
 - :meth:`DatasetBackend.load` → :class:`~fusionzoo.data.base.DatasetSplits` (train/val/test frames with
   :data:`~fusionzoo.data.base.COLUMNS`, classes, fingerprint). The common options (``limit``,
@@ -10,6 +11,8 @@ A backend is a class registered with ``@register_dataset``; ``fusionzoo list dat
   parameters of its ``load`` (:meth:`option_names`), and a wrong one is an error listing the valid ones.
 - :meth:`default_encoders` → the image and text encoders used when none is named.
 - :meth:`status` (a one-line "is it there / what will happen") and :meth:`verify` (a full check).
+- :meth:`example`: writes a tiny dataset in the backend's own layout and returns the load options
+  that read it; ``fusionzoo.testing.check_dataset`` runs the backend's contract on it.
 - ``demo``: ``True`` for a dataset made to show fusion gains (the unimodal baselines join its grid by
   default); real datasets get the linear-probe floor instead.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 from fusionzoo.data.base import DataError, DatasetSplits
@@ -49,11 +53,15 @@ class DatasetBackend:
     description: ClassVar[str] = ""
     url: ClassVar[str] = ""
     demo: ClassVar[bool] = False
-    #: options a contract test passes to build a tiny instance (see fusionzoo.testing.check_dataset)
-    test_config: ClassVar[dict[str, Any]] = {}
 
     def load(self, **options: Any) -> DatasetSplits:  # pragma: no cover - interface
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
+
+    def example(self, folder: Path) -> dict[str, Any]:
+        """Write a tiny dataset in this backend's layout under ``folder`` and return the options of
+        :meth:`load` that read it (a few dozen rows, at least two classes, a train and a test part;
+        ``data_dir`` defaults to ``folder``). Contract tests and docs use it; nothing is downloaded."""
+        raise NotImplementedError(f"dataset backend '{self.name or type(self).__name__}' has no example()")
 
     # ------------------------------------------------------------------------------------------ options
     @classmethod
@@ -110,8 +118,14 @@ class DatasetBackend:
         import pandas as pd
 
         frames = [splits.split(s).assign(split=s) for s in ("train", "val", "test")]
-        problems = check_image_files(pd.concat(frames, ignore_index=True), deep=deep)
-        return {"dataset_dir": str(splits.root), "image_problems": problems, "ok": not len(problems)}
+        rows = pd.concat(frames, ignore_index=True)
+        problems = check_image_files(rows, deep=deep)
+        return {
+            "dataset_dir": str(splits.root),
+            "images_checked": int(rows["image_path"].nunique()),
+            "image_problems": problems,
+            "ok": not len(problems),
+        }
 
 
 def load_dataset(name: str = "synth", **options: Any) -> DatasetSplits:

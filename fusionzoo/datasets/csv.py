@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fusionzoo.data.base import DatasetSplits
@@ -55,7 +56,32 @@ class CsvDataset(DatasetBackend):
             **common,
         )
 
+    def example(self, folder: Path) -> dict[str, Any]:
+        """``mine.csv`` (30 rows: file, caption, kind of 3 classes) and one JPEG per row in ``pics/``."""
+        import pandas as pd
+
+        from fusionzoo.testing.glami_files import jpeg_bytes
+
+        folder = Path(folder)
+        (folder / "pics").mkdir(parents=True, exist_ok=True)
+        colours = ((200, 30, 30), (30, 60, 200), (30, 160, 60))
+        rows = []
+        for i in range(30):
+            (folder / "pics" / f"{i}.jpg").write_bytes(jpeg_bytes(colours[i % 3]))
+            rows.append(
+                {"file": f"{i}.jpg", "caption": f"caption {i}", "kind": ("shoe", "bag", "hat")[i % 3]}
+            )
+        pd.DataFrame(rows).to_csv(folder / "mine.csv", index=False)
+        return {
+            "csv": str(folder / "mine.csv"),
+            "image_col": "file",
+            "text_cols": "caption",
+            "label_col": "kind",
+            "image_root": str(folder / "pics"),
+            "data_dir": str(folder),
+        }
+
     def status(self, **options: Any) -> str:
         if not options.get("csv"):
-            return "unavailable: the csv dataset needs the option csv=train.csv[,test.csv]"
+            return "unavailable: the csv dataset needs --data-option csv=train.csv[,test.csv]"
         return super().status(**options)

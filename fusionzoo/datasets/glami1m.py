@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from fusionzoo.data.base import DatasetSplits
@@ -42,6 +43,14 @@ class Glami1mDataset(DatasetBackend):
             check_images=check_images,
             **common,
         )
+
+    def example(self, folder: Path) -> dict[str, Any]:
+        """24 train + 8 test rows of 3 classes in the official layout (``fusionzoo.testing.glami_files``)."""
+        from fusionzoo.testing.glami_files import glami_rows, write_glami
+
+        root = Path(folder) / "glami"
+        write_glami(root, glami_rows(24), glami_rows(8, split="test", start=100))
+        return {"root": str(root), "data_dir": str(folder)}
 
     def status(self, **options: Any) -> str:
         from fusionzoo.data.base import DataError

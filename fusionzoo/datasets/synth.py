@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from fusionzoo.data.base import DatasetSplits
@@ -22,7 +23,6 @@ class SynthDataset(DatasetBackend):
     name = "synth"
     description = "embedded GLAMI-format synthetic dataset (generated once, no download)"
     demo = True
-    test_config = {"size": 240, "image_size": 16}
 
     def load(
         self,
@@ -47,6 +47,10 @@ class SynthDataset(DatasetBackend):
             check_images=check_images,
             **common,
         )
+
+    def example(self, folder: Path) -> dict[str, Any]:
+        """240 listings of 16 px images generated into ``folder/synth``."""
+        return {"out": str(Path(folder) / "synth"), "size": 240, "image_size": 16, "data_dir": str(folder)}
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -81,7 +85,7 @@ class SynthDataset(DatasetBackend):
         data_dir = options.pop("data_dir", None)
         out = options.pop("out", None)
         config, _ = self._split_options(dict(options), options.get("synth_seed"))
-        target = out or default_out(config, data_dir)
+        target = Path(out).expanduser().resolve() if out else default_out(config, data_dir)
         if not is_current(target, config):
             return f"not generated yet (will be generated into {target})"
         return super().status(data_dir=data_dir, out=out, **options)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from fusionzoo.data.base import DatasetSplits, fingerprint_of
 from fusionzoo.encoders.errors import EncoderError
 from fusionzoo.encoders.image import ImageEncoder, create_image_encoder
 from fusionzoo.encoders.text import TextEncoder, create_text_encoder
+from fusionzoo.io import atomic_directory
 
 PAPER_IMAGE_ENCODER = "timm:vit_base_patch16_224"
 PAPER_TEXT_ENCODER = "hf:bert-base-multilingual-cased"
@@ -85,7 +85,7 @@ def local_synth_encoders(
     ignored: they are seeded random initialisations by design."""
     if splits is None:
         raise EncoderError("the local synth encoders are built from the train texts: pass splits")
-    from fusionzoo.encoders.cache import default_cache_dir
+    from fusionzoo.encoders.cache_format import default_cache_dir
 
     models = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     models = models / "models"
@@ -120,23 +120,15 @@ def default_encoders(
 
 
 def _build_atomically(target: Path, build: Any) -> Path:
-    """Build a model folder in a temp dir next to ``target`` and rename it into place."""
+    """Build a model folder in a hidden sibling and rename it into place (:func:`fusionzoo.io.atomic_directory`);
+    a folder another process finished first (``READY``) is kept, a half-built one without it replaced."""
     if (target / "READY").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
-    try:
+    if target.exists() and not (target / "READY").exists():
+        shutil.rmtree(target, ignore_errors=True)  # left by an interrupted builder of the old layout
+    with atomic_directory(target, replace=False) as tmp:
         build(tmp)
         (tmp / "READY").write_text("complete\n")
-        if target.exists():
-            shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "READY").exists():  # pragma: no cover - a concurrent builder won elsewhere
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -163,7 +163,7 @@ def finetune_identity(
 
 
 class LiveData:
-    """Finetune-mode training data (the ``TrainingData`` interface of ``fusionzoo.train.data``).
+    """Finetune-mode training data (the ``TrainingData`` interface of ``fusionzoo.train.inputs``).
 
     ``batch(split, indices)`` decodes the rows' images (a small thread pool; PIL releases the GIL)
     and tokenizes their texts. :meth:`make_encoder` returns a **fresh** :class:`LiveEncoders` — a copy

@@ -14,24 +14,21 @@ from fusionzoo.encoders.features import FeatureSplit
 
 
 def pooled(features: FeatureSplit, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """``(image_mean (N, Ei), text_mean (N, Et))`` as float32, read chunk by chunk."""
-    n = len(features)
-    image = np.zeros((n, features.image_dim), np.float32)
-    for start in range(0, n, chunk):
-        image[start : start + chunk] = np.asarray(
-            features.image_tokens[start : start + chunk], np.float32
-        ).mean(1)
-    lengths = np.maximum(features.text_lengths(), 1)
-    text = np.zeros((n, features.text_dim), np.float32)
-    for start in range(0, n, chunk):
-        lo, hi = int(features.text_offsets[start]), int(features.text_offsets[min(n, start + chunk)])
-        block = np.asarray(features.text_tokens[lo:hi], np.float32)
-        owners = np.repeat(
-            np.arange(start, min(n, start + chunk)), features.text_lengths()[start : start + chunk]
-        )
-        np.add.at(text, owners, block)
-    text /= lengths[:, None]
-    return image, text
+    """``(image_mean (N, Ei), text_mean (N, Et))`` as float32: each distinct image and text is pooled
+    once (read chunk by chunk), then gathered per row."""
+    images = np.zeros((features.num_images, features.image_dim), np.float32)
+    for start in range(0, features.num_images, chunk):
+        block = np.asarray(features.image_tokens[start : start + chunk], np.float32)
+        images[start : start + chunk] = block.mean(1)
+    lengths = features.distinct_text_lengths()
+    offsets = np.asarray(features.text_offsets)
+    texts = np.zeros((features.num_texts, features.text_dim), np.float32)
+    for start in range(0, features.num_texts, chunk):
+        stop = min(features.num_texts, start + chunk)
+        block = np.asarray(features.text_tokens[int(offsets[start]) : int(offsets[stop])], np.float32)
+        np.add.at(texts, np.repeat(np.arange(start, stop), lengths[start:stop]), block)
+    texts /= np.maximum(lengths, 1)[:, None]
+    return images[features.image_index], texts[features.text_index]
 
 
 def linear_probe(

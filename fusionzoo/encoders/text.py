@@ -33,10 +33,15 @@ class TokenizedBatch:
     attention_mask: torch.Tensor  # (B, L) int64, 1 = real token
     truncated: int = 0  # how many texts were longer than max_length
     lengths: list[int] = field(default_factory=list)  # token counts after truncation
+    too_long: list[int] = field(default_factory=list)  # positions of the truncated texts
 
     def to(self, device: torch.device | str) -> TokenizedBatch:
         return TokenizedBatch(
-            self.input_ids.to(device), self.attention_mask.to(device), self.truncated, self.lengths
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.truncated,
+            self.lengths,
+            self.too_long,
         )
 
 
@@ -62,7 +67,7 @@ def tokenize_texts(tokenizer: Any, max_length: int, texts: list[str]) -> Tokeniz
         if tokens:
             input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         attention_mask[row, : lengths[row]] = 1
-    return TokenizedBatch(input_ids, attention_mask, len(too_long), lengths)
+    return TokenizedBatch(input_ids, attention_mask, len(too_long), lengths, too_long)
 
 
 def parse_text_spec(spec: str) -> tuple[str, bool]:

@@ -31,9 +31,13 @@ class ConcatMLP(VectorFusion):
     def fuse(self, v: Tensor, t: Tensor, has_image: Tensor, has_text: Tensor) -> Tensor:
         return self.mlp(torch.cat([v, t], dim=-1))
 
+    search_space_prefix = ""  # Optuna names hidden_mult, dropout
+
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "hidden_mult": trial.suggest_categorical("hidden_mult", [1.0, 2.0, 4.0]),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "hidden_mult": CategoricalDistribution([1.0, 2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.5),
         }

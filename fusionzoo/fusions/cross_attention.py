@@ -41,9 +41,11 @@ class CrossAttentionFusion(VectorFusion):
         return self.block(query, pair, present).squeeze(1)
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "ffn_mult": trial.suggest_categorical("cross_attention_ffn_mult", [1.0, 2.0, 4.0]),
-            "dropout": trial.suggest_float("cross_attention_dropout", 0.0, 0.5),
-            "pool": trial.suggest_categorical("cross_attention_pool", ["mean", "max", "cls"]),
+            "ffn_mult": CategoricalDistribution([1.0, 2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.5),
+            "pool": CategoricalDistribution(["mean", "max", "cls"]),
         }

@@ -32,6 +32,7 @@ class EarlyFusion(Fusion):
     name = "early_fusion"
     description = "Early-Fusion: [I; T] + type embeddings through a transformer encoder"
     kind = "token"
+    test_config = {"layers": 1}  # tiny sizes for contract tests
 
     def __init__(
         self,
@@ -84,10 +85,12 @@ class EarlyFusion(Fusion):
         return FusionOutput(tokens=encoded.masked_fill(~mask.unsqueeze(-1), 0.0), mask=mask)
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
         return {
-            "layers": trial.suggest_int("early_fusion_layers", 1, 4),
-            "ffn_mult": trial.suggest_categorical("early_fusion_ffn_mult", [2.0, 4.0]),
-            "dropout": trial.suggest_float("early_fusion_dropout", 0.0, 0.3),
-            "output": trial.suggest_categorical("early_fusion_output", ["tokens", "cls"]),
+            "layers": IntDistribution(1, 4),
+            "ffn_mult": CategoricalDistribution([2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.3),
+            "output": CategoricalDistribution(["tokens", "cls"]),
         }

@@ -55,5 +55,7 @@ class EmbraceNet(VectorFusion):
         return (selection * docked).sum(1), {}, {"selection_probs": probs}
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
-        return {"image_prob": trial.suggest_float("embracenet_image_prob", 0.2, 0.8)}
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import FloatDistribution
+
+        return {"image_prob": FloatDistribution(0.2, 0.8)}

@@ -107,10 +107,14 @@ class EnergyAwareAdaptiveFusion(VectorFusion):
                     fused[chosen] = self._run_path(k, v[chosen], t[chosen])
         return fused, {"energy": energy}, {"router_probs": probs.detach(), "path": path}
 
+    search_space_prefix = "energy_aware_"  # Optuna names energy_aware_temperature, ...
+
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "temperature": trial.suggest_float("energy_aware_temperature", 0.3, 2.0, log=True),
-            "hidden_mult": trial.suggest_categorical("energy_aware_hidden_mult", [0.5, 1.0, 2.0]),
-            "dropout": trial.suggest_float("energy_aware_dropout", 0.0, 0.3),
+            "temperature": FloatDistribution(0.3, 2.0, log=True),
+            "hidden_mult": CategoricalDistribution([0.5, 1.0, 2.0]),
+            "dropout": FloatDistribution(0.0, 0.3),
         }

@@ -48,5 +48,7 @@ class FiLMFusion(VectorFusion):
         return fused, {}, {"gamma_mean": gamma.detach().mean(-1)}
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
-        return {"condition_on": trial.suggest_categorical("film_condition_on", list(CONDITIONS))}
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution
+
+        return {"condition_on": CategoricalDistribution(list(CONDITIONS))}

@@ -9,9 +9,9 @@ from torch import Tensor
 
 from fusionzoo.interface import Fusion, FusionOutput
 from fusionzoo.layers.attention import QueryCrossAttention
-from fusionzoo.layers.contrastive import ClipContrastiveLoss
+from fusionzoo.layers.contrastive import ClipContrastiveLoss, duplicate_groups
 from fusionzoo.layers.mlp import MLP
-from fusionzoo.layers.pooling import any_real, first_token
+from fusionzoo.layers.pooling import any_real, first_token, masked_mean
 from fusionzoo.registry import register_fusion
 
 
@@ -30,8 +30,16 @@ class FLUID(Fusion):
     (``Attention(Q1, I W^K, I W^V)``) the queries do not self-attend: each query is distilled from the
     tokens on its own (the ``qformer`` baseline, BLIP-2-like, adds query self-attention).
     Ablations (paper Table 3): ``contrastive=False`` returns no ``"contrastive"`` aux loss;
-    ``qtransform=False`` uses the first ([CLS]) token of each modality (l = 1); ``gating=False`` uses
-    the plain mean a = ½ (no gate parameters); ``bottleneck=False`` outputs F itself (l tokens).
+    ``qtransform=False`` uses one summary token per modality (l = 1): the [CLS] token where the
+    encoder has one, else the masked mean of the tokens (``summary="auto"``; a CNN feature map has
+    no [CLS] and its first token is one corner of the image; ``summary="cls"|"mean"`` forces either);
+    ``gating=False`` uses the plain mean a = ½ (no gate parameters); ``bottleneck=False`` outputs F
+    itself (l tokens).
+
+    Options beyond the paper: ``norm="pre"`` uses pre-LN Q-Former blocks; ``contrastive_positives=
+    "duplicates"`` treats items of a batch that share an identical image or text input (e.g. several
+    GLAMI-1M products showing one photo) as positives of each other instead of negatives (SupCon
+    labels; detected on the projected tokens, so it needs projection dropout 0, the default).
 
     Missing modality: when a sample has no real image token the gate is forced to a = 0 (F = Tn); no
     real text token forces a = 1 (F = In); the same holds with ``gating=False``. Such samples are left
@@ -41,6 +49,7 @@ class FLUID(Fusion):
     name = "fluid"
     description = "FLUID: per-modality Q-Former, CLIP alignment, per-token gate, 2-query bottleneck"
     kind = "token"
+    test_config = {"queries": 4, "layers": 1, "bottleneck_queries": 2}  # tiny sizes for contract tests
     default_head = "moe"
 
     def __init__(
@@ -59,19 +68,39 @@ class FLUID(Fusion):
         qtransform: bool = True,
         gating: bool = True,
         bottleneck: bool = True,
+        summary: str = "auto",
+        norm: str = "post",
+        contrastive_positives: str = "pairs",
     ) -> None:
         super().__init__(dim)
+        if summary not in ("auto", "cls", "mean"):
+            raise ValueError(f"summary must be auto, cls or mean, got {summary!r}")
+        if contrastive_positives not in ("pairs", "duplicates"):
+            raise ValueError(
+                f"contrastive_positives must be pairs or duplicates, got {contrastive_positives!r}"
+            )
         self.use_contrastive, self.use_qtransform = contrastive, qtransform
         self.use_gating, self.use_bottleneck = gating, bottleneck
+        self.summary, self.positives = summary, contrastive_positives
+        self.summary_from_cls = {"image": summary != "mean", "text": summary != "mean"}
+        attention = {"heads": heads, "ffn_mult": ffn_mult, "dropout": dropout, "norm": norm}
         if qtransform:
-            self.image_qformer = QueryCrossAttention(dim, queries, layers, heads, ffn_mult, dropout)
-            self.text_qformer = QueryCrossAttention(dim, queries, layers, heads, ffn_mult, dropout)
+            self.image_qformer = QueryCrossAttention(dim, queries, layers, **attention)
+            self.text_qformer = QueryCrossAttention(dim, queries, layers, **attention)
         if contrastive:
             self.contrastive_loss = ClipContrastiveLoss(temperature)
         if gating:
             self.gate = MLP(2 * dim, max(1, int(dim * gate_hidden_mult)), 1, activation="relu")
         if bottleneck:
-            self.bottleneck = QueryCrossAttention(dim, bottleneck_queries, 1, heads, ffn_mult, dropout)
+            self.bottleneck = QueryCrossAttention(dim, bottleneck_queries, 1, **attention)
+
+    def configure_inputs(self, *, image_prefix_tokens: int = 0, text_prefix_tokens: int = 0) -> None:
+        if self.summary == "auto":  # [CLS] where the encoder produces one, else a pooled token
+            self.summary_from_cls = {"image": image_prefix_tokens > 0, "text": text_prefix_tokens > 0}
+
+    def _summary(self, tokens: Tensor, mask: Tensor | None, modality: str) -> Tensor:
+        pooled = first_token(tokens, mask) if self.summary_from_cls[modality] else masked_mean(tokens, mask)
+        return pooled.unsqueeze(1)
 
     def forward(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None = None, text_mask: Tensor | None = None
@@ -81,12 +110,17 @@ class FLUID(Fusion):
         if self.use_qtransform:
             image_q, text_q = self.image_qformer(image, image_mask), self.text_qformer(text, text_mask)
         else:
-            image_q = first_token(image, image_mask).unsqueeze(1)
-            text_q = first_token(text, text_mask).unsqueeze(1)
+            image_q = self._summary(image, image_mask, "image")
+            text_q = self._summary(text, text_mask, "text")
 
         aux: dict[str, Tensor] = {}
         if self.use_contrastive:
-            aux["contrastive"] = self.contrastive_loss(image_q.mean(1), text_q.mean(1), has_image & has_text)
+            groups = (
+                duplicate_groups(image, text) if self.positives == "duplicates" and self.training else None
+            )
+            aux["contrastive"] = self.contrastive_loss(
+                image_q.mean(1), text_q.mean(1), has_image & has_text, groups=groups
+            )
 
         if self.use_gating:
             gate = torch.sigmoid(self.gate(torch.cat([image_q, text_q], dim=-1))).squeeze(-1)
@@ -102,11 +136,13 @@ class FLUID(Fusion):
         return FusionOutput(tokens=tokens, aux_losses=aux, extras=extras)
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
         return {
-            "queries": trial.suggest_categorical("fluid_queries", [8, 16, 32, 64]),
-            "layers": trial.suggest_int("fluid_layers", 1, 4),
-            "ffn_mult": trial.suggest_categorical("fluid_ffn_mult", [2.0, 4.0]),
-            "dropout": trial.suggest_float("fluid_dropout", 0.0, 0.3),
-            "temperature": trial.suggest_float("fluid_temperature", 0.02, 0.2, log=True),
+            "queries": CategoricalDistribution([8, 16, 32, 64]),
+            "layers": IntDistribution(1, 4),
+            "ffn_mult": CategoricalDistribution([2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.3),
+            "temperature": FloatDistribution(0.02, 0.2, log=True),
         }

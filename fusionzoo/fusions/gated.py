@@ -47,8 +47,10 @@ class GatedFusion(VectorFusion):
         return fused, {}, {"gate": gate.detach()}
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution
+
         return {
-            "project": trial.suggest_categorical("gated_project", [True, False]),
-            "pool": trial.suggest_categorical("gated_pool", ["mean", "max"]),
+            "project": CategoricalDistribution([True, False]),
+            "pool": CategoricalDistribution(["mean", "max"]),
         }

@@ -42,8 +42,10 @@ class ImageOnly(VectorFusion):
         return self.proj(v if self.modality == "image" else t)
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "hidden_mult": trial.suggest_categorical(f"{cls.name}_hidden_mult", [0.0, 1.0, 2.0]),
-            "dropout": trial.suggest_float(f"{cls.name}_dropout", 0.0, 0.5),
+            "hidden_mult": CategoricalDistribution([0.0, 1.0, 2.0]),
+            "dropout": FloatDistribution(0.0, 0.5),
         }

@@ -73,10 +73,12 @@ class ModalityDropoutFusion(VectorFusion):
         return fused, {}, extras
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "p": trial.suggest_float("modality_dropout_p", 0.0, 0.6),
-            "mode": trial.suggest_categorical("modality_dropout_mode", list(MODES)),
-            "hidden_mult": trial.suggest_categorical("modality_dropout_hidden_mult", [1.0, 2.0, 4.0]),
-            "dropout": trial.suggest_float("modality_dropout_dropout", 0.0, 0.5),
+            "p": FloatDistribution(0.0, 0.6),
+            "mode": CategoricalDistribution(list(MODES)),
+            "hidden_mult": CategoricalDistribution([1.0, 2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.5),
         }

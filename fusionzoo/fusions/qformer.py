@@ -30,6 +30,7 @@ class QFormerFusion(Fusion):
     name = "qformer"
     description = "Modified BLIP-2: one shared Q-Former (query self-attn + cross-attn) over [I; T]"
     kind = "token"
+    test_config = {"queries": 4, "layers": 1}  # tiny sizes for contract tests
 
     def __init__(
         self,
@@ -55,10 +56,12 @@ class QFormerFusion(Fusion):
         return FusionOutput(tokens=self.qformer(tokens, mask))
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
         return {
-            "queries": trial.suggest_categorical("qformer_queries", [8, 16, 32, 64]),
-            "layers": trial.suggest_int("qformer_layers", 1, 4),
-            "ffn_mult": trial.suggest_categorical("qformer_ffn_mult", [2.0, 4.0]),
-            "dropout": trial.suggest_float("qformer_dropout", 0.0, 0.3),
+            "queries": CategoricalDistribution([8, 16, 32, 64]),
+            "layers": IntDistribution(1, 4),
+            "ffn_mult": CategoricalDistribution([2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.3),
         }

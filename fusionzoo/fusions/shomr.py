@@ -90,9 +90,11 @@ class SHOMR(VectorFusion):
         return fused, {}, {"router_probs": probs.detach(), "route": choice.argmax(-1)}
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "mode": trial.suggest_categorical("shomr_mode", ["soft", "hard"]),
-            "ffn_mult": trial.suggest_categorical("shomr_ffn_mult", [1.0, 2.0, 4.0]),
-            "dropout": trial.suggest_float("shomr_dropout", 0.0, 0.5),
+            "mode": CategoricalDistribution(["soft", "hard"]),
+            "ffn_mult": CategoricalDistribution([1.0, 2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.5),
         }

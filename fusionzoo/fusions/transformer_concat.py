@@ -28,6 +28,7 @@ class TransformerConcatFusion(VectorFusion):
 
     name = "transformer_concat"
     description = "2-token transformer over [v+e_img; t+e_txt] with modality embeddings, mean of outputs"
+    test_config = {"layers": 1}  # tiny sizes for contract tests
 
     def __init__(
         self,
@@ -69,9 +70,11 @@ class TransformerConcatFusion(VectorFusion):
         return {"modality_embeddings"}
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
         return {
-            "layers": trial.suggest_int("transformer_concat_layers", 1, 4),
-            "ffn_mult": trial.suggest_categorical("transformer_concat_ffn_mult", [1.0, 2.0, 4.0]),
-            "dropout": trial.suggest_float("transformer_concat_dropout", 0.0, 0.3),
+            "layers": IntDistribution(1, 4),
+            "ffn_mult": CategoricalDistribution([1.0, 2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.3),
         }

@@ -37,9 +37,13 @@ class MLPHead(Head):
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> HeadOutput:
         return HeadOutput(logits=self.mlp(pool_tokens(tokens, mask, self.pool)))
 
+    search_space_prefix = "head_"  # Optuna names head_hidden_mult, head_dropout
+
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "hidden_mult": trial.suggest_categorical("head_hidden_mult", [1.0, 2.0, 4.0]),
-            "dropout": trial.suggest_float("head_dropout", 0.0, 0.5),
+            "hidden_mult": CategoricalDistribution([1.0, 2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.5),
         }

@@ -42,6 +42,7 @@ class MoEHead(Head):
 
     name = "moe"
     description = "sparse top-k mixture of expert MLPs (FLUID's head), load-balance + router-z aux losses"
+    test_config = {"experts": 4, "top_k": 2}  # tiny sizes for contract tests
     aux_loss_weights = {"load_balance": 0.01, "router_z": 0.001}  # default λ (Switch, ST-MoE)
 
     def __init__(
@@ -108,10 +109,12 @@ class MoEHead(Head):
         )
 
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            "experts": trial.suggest_categorical("moe_experts", [4, 8, 16]),
-            "top_k": trial.suggest_categorical("moe_top_k", [1, 2]),
-            "hidden_mult": trial.suggest_categorical("moe_hidden_mult", [1.0, 2.0, 4.0]),
-            "dropout": trial.suggest_float("moe_dropout", 0.0, 0.5),
+            "experts": CategoricalDistribution([4, 8, 16]),
+            "top_k": CategoricalDistribution([1, 2]),
+            "hidden_mult": CategoricalDistribution([1.0, 2.0, 4.0]),
+            "dropout": FloatDistribution(0.0, 0.5),
         }

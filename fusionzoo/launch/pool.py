@@ -353,22 +353,23 @@ def _close(slot: _Slot, pids: dict[int, int], kill: bool) -> None:
 
 
 def _memory_per_run(datas: dict[str, Any]) -> int | None:
-    """Bytes one worker holds for the data: the materialised (float32) splits of each dataset."""
-    from fusionzoo.train.data import DEFAULT_MEMORY_BUDGET, SPLIT_NAMES, FeatureData
+    """Bytes one worker holds for the data: the splits it reads into RAM (fp16, as stored)."""
+    from fusionzoo.train.inputs import SPLIT_NAMES, FeatureData, default_memory_budget
 
-    total = 0
+    total, budget = 0, default_memory_budget()
     for data in datas.values():
         if isinstance(data, FeatureData):
-            total += sum(min(data._padded_bytes(data.split(s)), DEFAULT_MEMORY_BUDGET) for s in SPLIT_NAMES)
+            sizes = [data.split(s).stored_bytes() for s in SPLIT_NAMES]
+            total += sum(size for size in sizes if size <= budget)
     return total or None
 
 
 def _memory_budget(jobs: int) -> int | None:
-    """Per-worker budget for materialising features: the default, or less when N copies would not fit."""
-    from fusionzoo.train.data import DEFAULT_MEMORY_BUDGET
+    """Per-worker budget for reading splits into RAM: the default, or less when N copies would not fit."""
+    from fusionzoo.train.inputs import default_memory_budget
 
     free = available_memory()
     if free is None:
         return None
     share = int(free * 0.6) // max(1, jobs)
-    return share if share < DEFAULT_MEMORY_BUDGET else None
+    return share if share < default_memory_budget() else None

@@ -1,4 +1,5 @@
-"""``fusionzoo encode --launcher ray``: each row shard of a split is a Ray task (one GPU each when the
+"""``fusionzoo encode --launcher ray``: each shard of a split (a chunk range of its distinct images, then of
+its distinct texts) is a Ray task (one GPU each when the
 cluster has GPUs), the driver commits the entry (:mod:`fusionzoo.encoders.sharded`).
 
 The encoders travel once through Ray's object store and are loaded once per worker process. The
@@ -107,8 +108,11 @@ class RayShards:
     def _check_storage(self, jobs: list[ShardJob]) -> None:
         from fusionzoo.launch.ray import probe_nodes
 
+        frame = next((j.frame for j in jobs if j.frame is not None), None)  # text shards carry no images
         images = (
-            [str(p) for p in jobs[0].frame["image_path"].head(3)] if "image_path" in jobs[0].frame else []
+            [str(p) for p in frame["image_path"].head(3)]
+            if frame is not None and "image_path" in frame
+            else []
         )
         root = Path(jobs[0].folder).parent
         root.mkdir(parents=True, exist_ok=True)

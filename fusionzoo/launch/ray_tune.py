@@ -48,7 +48,7 @@ def _tune_worker(settings: Any, threads: int) -> dict[str, Any]:
     import optuna
 
     from fusionzoo.launch.pool import limit_threads
-    from fusionzoo.tune.study import run_worker
+    from fusionzoo.tune.worker import run_worker
 
     limit_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -50,8 +50,8 @@ class CacheHandle:
         return [Path(p) for p in self.entries.values()]
 
     def open(self) -> Any:
-        from fusionzoo.encoders.cache import open_entry
-        from fusionzoo.train.data import FeatureData
+        from fusionzoo.encoders.cache_format import open_entry
+        from fusionzoo.train.inputs import FeatureData
 
         splits = {split: open_entry(Path(folder), "size", None) for split, folder in self.entries.items()}
         data = FeatureData(
@@ -85,7 +85,7 @@ class ObjectHandle:
 
 def _cache_entries(data: Any) -> dict[str, str] | None:
     """``{split: entry folder}`` when ``data`` is FeatureData whose three splits are cache entries."""
-    from fusionzoo.train.data import SPLIT_NAMES, FeatureData
+    from fusionzoo.train.inputs import SPLIT_NAMES, FeatureData
 
     if not isinstance(data, FeatureData):
         return None
@@ -109,29 +109,13 @@ def _without_tensors(data: Any) -> Any:
 
 def detached(data: Any) -> Any:
     """``data`` with cached features read into memory (no file paths left), for another machine."""
-    from fusionzoo.encoders.features import FeatureSplit
-    from fusionzoo.train.data import SPLIT_NAMES, FeatureData
+    from fusionzoo.train.inputs import SPLIT_NAMES, FeatureData
 
     if not isinstance(data, FeatureData):
         return data
-    import numpy as np
-
     out = _without_tensors(data)
     for split in SPLIT_NAMES:
-        features = data.split(split)
-        setattr(
-            out,
-            split,
-            FeatureSplit(
-                np.ascontiguousarray(features.image_tokens),
-                np.ascontiguousarray(features.text_tokens),
-                np.asarray(features.text_offsets),
-                np.asarray(features.labels),
-                features.meta,
-                info=dict(features.info),
-                sources=None,
-            ),
-        )
+        setattr(out, split, data.split(split).in_memory())  # float16 as stored, indices kept
     return out
 
 

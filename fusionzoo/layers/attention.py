@@ -13,6 +13,11 @@ interact before reading X, as in BLIP-2's Q-Former block (self-attention → cro
 a post-LN residual; BLIP-2 inserts the cross-attention every other layer, here every block has one).
 A sample whose tokens are all masked gets no cross-attention update (its queries pass through the
 residual path), so its output stays finite.
+
+``norm="pre"`` places the LayerNorms before each sub-layer instead (pre-LN, as in ViT/GPT-2):
+``S = Q + SelfAttn(LN(Q))``, ``H = S + CrossAttn(LN(S), X)``, ``Q' = H + FFN(LN(H))``, and the stack
+ends with one more LayerNorm. Pre-LN keeps an identity path through every block, which is usually
+easier to optimise at higher learning rates; post-LN (the default) is what BLIP-2 and FLUID use.
 """
 
 from __future__ import annotations
@@ -39,9 +44,13 @@ class QueryCrossAttentionBlock(nn.Module):
         ffn_mult: float = 4.0,
         dropout: float = 0.0,
         self_attention: bool = False,
+        norm: str = "post",
     ) -> None:
         super().__init__()
         check_heads(dim, heads)
+        if norm not in ("post", "pre"):
+            raise ValueError(f"norm must be 'post' or 'pre', got {norm!r}")
+        self.pre_norm = norm == "pre"
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.norm_attn = nn.LayerNorm(dim)
         hidden = max(1, int(dim * ffn_mult))
@@ -56,9 +65,25 @@ class QueryCrossAttentionBlock(nn.Module):
             self.norm_self = nn.LayerNorm(dim)
 
     def forward(self, queries: Tensor, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.pre_norm:
+            return self._forward_pre(queries, tokens, mask)
         if self.self_attention:
             mixed, _ = self.self_attn(queries, queries, queries, need_weights=False)
             queries = self.norm_self(queries + self.dropout(mixed))
+        update = self._cross(queries, tokens, mask)
+        hidden = self.norm_attn(queries + self.dropout(update))
+        return self.norm_ffn(hidden + self.dropout(self.ffn(hidden)))
+
+    def _forward_pre(self, queries: Tensor, tokens: Tensor, mask: Tensor | None) -> Tensor:
+        if self.self_attention:
+            normed = self.norm_self(queries)
+            mixed, _ = self.self_attn(normed, normed, normed, need_weights=False)
+            queries = queries + self.dropout(mixed)
+        hidden = queries + self.dropout(self._cross(self.norm_attn(queries), tokens, mask))
+        return hidden + self.dropout(self.ffn(self.norm_ffn(hidden)))
+
+    def _cross(self, queries: Tensor, tokens: Tensor, mask: Tensor | None) -> Tensor:
+        """Cross-attention of the queries over the real tokens (zero update for a sample without any)."""
         has_tokens = any_real(mask, tokens.shape[0], tokens.device)
         key_padding = None
         if mask is not None:
@@ -66,9 +91,7 @@ class QueryCrossAttentionBlock(nn.Module):
             # then drop the update below.
             key_padding = ~(mask.bool() | ~has_tokens.unsqueeze(1))
         update, _ = self.attn(queries, tokens, tokens, key_padding_mask=key_padding, need_weights=False)
-        update = update * has_tokens.to(update.dtype).view(-1, 1, 1)
-        hidden = self.norm_attn(queries + self.dropout(update))
-        return self.norm_ffn(hidden + self.dropout(self.ffn(hidden)))
+        return update * has_tokens.to(update.dtype).view(-1, 1, 1)
 
 
 class QueryCrossAttention(nn.Module):
@@ -87,6 +110,7 @@ class QueryCrossAttention(nn.Module):
         ffn_mult: float = 4.0,
         dropout: float = 0.0,
         self_attention: bool = False,
+        norm: str = "post",
     ) -> None:
         super().__init__()
         if num_queries < 1:
@@ -96,10 +120,11 @@ class QueryCrossAttention(nn.Module):
         self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
         self.blocks = nn.ModuleList(
             QueryCrossAttentionBlock(
-                dim, heads=heads, ffn_mult=ffn_mult, dropout=dropout, self_attention=self_attention
+                dim, heads=heads, ffn_mult=ffn_mult, dropout=dropout, self_attention=self_attention, norm=norm
             )
             for _ in range(layers)
         )
+        self.final_norm = nn.LayerNorm(dim) if norm == "pre" else None  # pre-LN stacks end normalised
 
     def no_weight_decay(self) -> set[str]:
         """The learnable queries are embeddings: no weight decay (timm convention)."""
@@ -109,4 +134,4 @@ class QueryCrossAttention(nn.Module):
         out = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
         for block in self.blocks:
             out = block(out, tokens, mask)
-        return out
+        return self.final_norm(out) if self.final_norm is not None else out

@@ -10,7 +10,15 @@
 ``columns`` lists the result columns a metric writes (fnmatch patterns for families such as
 ``acc_geo_*``); each is stored as ``test_<column>`` and ``val_<column>`` in the results table. A column
 whose rows are absent (an empty bucket, no metadata) is NaN. ``kind = "predictions"`` metrics see the
-labels, the scores and the metadata of a split; model-cost metrics (efficiency) use other kinds.
+labels, the scores and the metadata of a split (:class:`EvalContext`). Other kinds:
+
+- ``kind = "model"`` (efficiency: params, FLOPs, latency, throughput, memory) compute their columns from
+  a model, its input shapes and a device (:class:`ModelContext`); ``fusionzoo eval --efficiency`` runs
+  them once per efficiency key and stores ``efficiency.parquet``;
+- ``kind = "robustness"`` (relative / effective robustness) summarise a robustness curve
+  (:class:`CurveContext`); their columns are computed per run from ``robustness.parquet``.
+
+Only prediction metrics run inside training; every kind's columns can rank a leaderboard.
 """
 
 from __future__ import annotations
@@ -25,12 +33,15 @@ import pandas as pd
 from fusionzoo.registry import REGISTRIES, RegistryError
 
 __all__ = [
+    "CurveContext",
     "EvalContext",
+    "ModelContext",
     "Metric",
     "column_direction",
     "compute_metrics",
     "evaluate_predictions",
     "metric_columns",
+    "metrics_of_kind",
     "register_metric",
 ]
 
@@ -89,20 +100,71 @@ class Metric:
         raise NotImplementedError(f"{type(self).__name__} must implement compute()")
 
 
+@dataclass
+class ModelContext:
+    """What a model-cost metric sees: a model, the shapes of its inputs and where to measure.
+
+    ``model``: a :class:`~fusionzoo.train.model.FusionModel` (weights of a trained run: a MoE head's
+    routing, and so its cost, depends on them); token counts are per sample (``text_tokens``: the mean
+    text length of the test split); ``batch_size``: the training batch size; ``threads``: CPU threads
+    the timings run with. ``batch(size)`` builds a seeded random batch of those shapes on ``device``;
+    ``cache`` lets metrics share work within one measurement.
+    """
+
+    model: Any
+    image_tokens: int
+    text_tokens: int
+    image_dim: int
+    text_dim: int
+    num_classes: int
+    batch_size: int
+    device: Any = "cpu"
+    threads: int = 1
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def batch(self, size: int) -> dict[str, Any]:
+        from fusionzoo.bench.flops import synthetic_batch
+
+        batch = synthetic_batch(
+            size, self.image_tokens, self.image_dim, self.text_tokens, self.text_dim, self.num_classes
+        )
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+
+@dataclass
+class CurveContext:
+    """What a robustness summary sees: one run's curve and the reference fusion's mean curve.
+
+    ``levels`` (K,) ascending, ``values`` (K,) the run's metric at each level (level 0 = clean);
+    ``reference`` (K,) the reference fusion's mean curve at the same levels (or None); ``label`` the
+    protocol's short name, used in the column name (``rel_robust_<label>``).
+    """
+
+    levels: np.ndarray
+    values: np.ndarray
+    label: str
+    reference: np.ndarray | None = None
+
+
 def accuracy_on(mask: np.ndarray, correct: np.ndarray) -> float:
     """Accuracy on the rows of ``mask``; NaN when it selects none."""
     return float(correct[mask].mean()) if mask.any() else float("nan")
 
 
-def prediction_metrics() -> list[Metric]:
-    """One instance of every registered prediction metric, in name order."""
+def metrics_of_kind(kind: str) -> list[Metric]:
+    """One instance of every registered metric of ``kind``, in name order."""
     registry = REGISTRIES["metric"]
     out = []
     for name in registry.names():
         cls = registry.get(name).obj
-        if getattr(cls, "kind", "predictions") == "predictions":
+        if getattr(cls, "kind", "predictions") == kind:
             out.append(registry.create(name))
     return out
+
+
+def prediction_metrics() -> list[Metric]:
+    """One instance of every registered prediction metric, in name order."""
+    return metrics_of_kind("predictions")
 
 
 def compute_metrics(ctx: EvalContext, metrics: list[Metric] | None = None) -> dict[str, float]:
@@ -129,15 +191,16 @@ def metric_columns(kind: str | None = None) -> dict[str, str]:
     return out
 
 
-def column_direction(column: str) -> str:
-    """``max`` or ``min`` for a result column (``test_``/``val_`` prefixes allowed); unknown → error."""
+def column_direction(column: str, kind: str | None = None) -> str:
+    """``max`` or ``min`` for a result column (``test_``/``val_`` prefixes allowed) of a metric (of
+    ``kind`` when given); unknown → error."""
     bare = column.removeprefix("test_").removeprefix("val_")
-    for pattern, direction in metric_columns().items():
+    for pattern, direction in metric_columns(kind).items():
         if fnmatch.fnmatchcase(bare, pattern) and (pattern != "acc_geo_*" or len(bare) > len("acc_geo_")):
             return direction
     import difflib
 
-    valid = sorted(metric_columns())
+    valid = sorted(metric_columns(kind))
     close = difflib.get_close_matches(bare, valid, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise RegistryError(

@@ -1,6 +1,6 @@
 """Training: ``RunConfig``, ``FusionModel``, the loss, metrics and ``train_run``."""
 
 from fusionzoo.train.config import RunConfig
-from fusionzoo.train.data import FeatureData, TrainingData
+from fusionzoo.train.inputs import FeatureData, TrainingData
 
 __all__ = ["FeatureData", "RunConfig", "TrainingData"]

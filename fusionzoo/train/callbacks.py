@@ -104,6 +104,8 @@ class Checkpoint(Callback):
                 "num_image_tokens": data.num_image_tokens,
                 "num_classes": data.num_classes,
                 "encoder": model.encoder is not None,
+                "image_prefix_tokens": model.prefix_tokens["image"],
+                "text_prefix_tokens": model.prefix_tokens["text"],
             },
             "classes": list(data.classes),
             "dataset": getattr(data, "name", ""),

@@ -10,6 +10,7 @@ from typing import Any
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from fusionzoo.io import atomic_output, atomic_write
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.model import FusionModel
 
@@ -22,16 +23,13 @@ CHECKPOINT_CONFIG = "config.json"
 def save_checkpoint(
     directory: str | Path, model: FusionModel, config: RunConfig, info: dict[str, Any]
 ) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` into ``directory`` (atomically, via temp names)."""
+    """Write ``model.safetensors`` + ``config.json`` into ``directory``, each atomically (weights first)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    weights_tmp = directory / (CHECKPOINT_WEIGHTS + ".tmp")
-    save_model(model, str(weights_tmp), metadata={"format": "pt", "fusionzoo": "FusionModel"})
+    with atomic_output(directory / CHECKPOINT_WEIGHTS) as weights:
+        save_model(model, str(weights), metadata={"format": "pt", "fusionzoo": "FusionModel"})
     payload = {"run_config": config.to_dict(), **info}
-    config_tmp = directory / (CHECKPOINT_CONFIG + ".tmp")
-    config_tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
-    weights_tmp.replace(directory / CHECKPOINT_WEIGHTS)
-    config_tmp.replace(directory / CHECKPOINT_CONFIG)
+    atomic_write(directory / CHECKPOINT_CONFIG, json.dumps(payload, indent=2, sort_keys=True, default=float))
     return directory
 
 
@@ -65,6 +63,8 @@ def load_checkpoint(
         max_positions=config.max_positions,
         dropout=config.dropout,
         encoder=encoder if shapes.get("encoder") else None,
+        image_prefix_tokens=int(shapes.get("image_prefix_tokens", 0)),
+        text_prefix_tokens=int(shapes.get("text_prefix_tokens", 0)),
     )
     load_model(model, str(directory / CHECKPOINT_WEIGHTS), device=device)
     model.eval()

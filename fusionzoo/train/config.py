@@ -58,6 +58,9 @@ class RunConfig:
     mode: ``frozen`` (cached tokens) or ``finetune`` (encoders in the graph, ``backbone_lr``,
         ``freeze_layers``).
     amp: ``auto`` = bf16 on CUDA when supported, else fp16 on CUDA, never on CPU.
+    train_protocol: a train-time protocol ``SPEC@LEVEL`` (``missing_image@0.3``, ``label_noise@0.2``;
+        :mod:`fusionzoo.evaluation.train_time`), canonicalised; ``""`` = clean training (and then not
+        part of the hash, so clean runs keep their identity).
     """
 
     fusion: str = "concat_mlp"
@@ -86,6 +89,7 @@ class RunConfig:
     device: str = "auto"
     amp: str = "auto"
     eval_batch_size: int = 512
+    train_protocol: str = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,9 +124,16 @@ class RunConfig:
         try:
             from fusionzoo.metrics.base import column_direction
 
-            column_direction(self.metric)
+            column_direction(self.metric, "predictions")
         except ValueError as exc:  # RegistryError: no registered metric writes this column
             problems.append(f"metric (early stopping on validation): {exc}")
+        if self.train_protocol:
+            try:
+                from fusionzoo.evaluation.train_time import canonical_train_protocol
+
+                self.train_protocol = canonical_train_protocol(self.train_protocol)
+            except ValueError as exc:  # RegistryError
+                problems.append(f"train_protocol: {exc}")
         if self.mode not in MODES:
             problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.amp not in AMP_CHOICES:
@@ -206,6 +217,8 @@ class RunConfig:
         data["head"] = self.head  # as given; the resolved head is part of the run identity separately
         for name in EXECUTION_FIELDS | {"seed"}:
             data.pop(name, None)
+        if not self.train_protocol:  # clean training: the identity of runs from before the field existed
+            data.pop("train_protocol", None)
         if self.mode == "frozen":  # finetune-only knobs do not change a frozen run
             data.pop("backbone_lr", None)
             data.pop("freeze_layers", None)

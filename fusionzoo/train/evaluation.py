@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from fusionzoo.metrics.base import evaluate_predictions
-from fusionzoo.train.data import TrainingData
+from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.model import FusionModel
 
 __all__ = ["NonFiniteOutputError", "eval_batches", "evaluate", "predict", "to_device"]

@@ -91,6 +91,8 @@ class FusionModel(nn.Module):
         max_positions: int = 512,
         dropout: float = 0.0,
         encoder: nn.Module | None = None,
+        image_prefix_tokens: int = 0,
+        text_prefix_tokens: int = 0,
     ) -> None:
         super().__init__()
         self.dim, self.num_classes = dim, num_classes
@@ -115,6 +117,10 @@ class FusionModel(nn.Module):
                     if projection is not None:
                         projection.modality.normal_(0.0, 0.02)
         self.fusion = registry.create_fusion(fusion, dim)
+        configure = getattr(self.fusion, "configure_inputs", None)
+        if configure is not None:  # the data's [CLS] facts (see Fusion.configure_inputs)
+            configure(image_prefix_tokens=image_prefix_tokens, text_prefix_tokens=text_prefix_tokens)
+        self.prefix_tokens = {"image": image_prefix_tokens, "text": text_prefix_tokens}
         self.head = registry.create_head(head, dim, num_classes)
         self.fusion_name = getattr(self.fusion, "spec", fusion)
         self.head_name = getattr(self.head, "spec", head)
@@ -130,6 +136,8 @@ class FusionModel(nn.Module):
         num_classes: int,
         num_image_tokens: int,
         encoder: nn.Module | None = None,
+        image_prefix_tokens: int = 0,
+        text_prefix_tokens: int = 0,
     ) -> FusionModel:
         """Build from a :class:`fusionzoo.train.config.RunConfig`."""
         return cls(
@@ -145,6 +153,8 @@ class FusionModel(nn.Module):
             max_positions=config.max_positions,
             dropout=config.dropout,
             encoder=encoder,
+            image_prefix_tokens=image_prefix_tokens,
+            text_prefix_tokens=text_prefix_tokens,
         )
 
     @classmethod
@@ -159,6 +169,8 @@ class FusionModel(nn.Module):
             num_classes=data.num_classes,
             num_image_tokens=data.num_image_tokens,
             encoder=make_encoder() if make_encoder is not None else None,
+            image_prefix_tokens=int(getattr(data, "image_prefix_tokens", 0)),
+            text_prefix_tokens=int(getattr(data, "text_prefix_tokens", 0)),
         )
 
     def head_parameters(self) -> list[nn.Parameter]:

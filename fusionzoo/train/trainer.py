@@ -33,14 +33,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fusionzoo.evaluation.train_time import with_train_protocol
 from fusionzoo.metrics.base import column_direction
 from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.train import distributed
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
 from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionzoo.train.config import RunConfig
-from fusionzoo.train.data import TrainingData
 from fusionzoo.train.evaluation import NonFiniteOutputError, evaluate, predict, to_device
+from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.model import FusionModel, count_parameters
 from fusionzoo.train.optim import make_optimizer, make_scheduler
@@ -137,10 +138,10 @@ class Trainer:
         self, config: RunConfig, data: TrainingData, callbacks: list[Callback] | None = None
     ) -> None:
         self.started = time.perf_counter()
-        self.config, self.data = config, data
+        self.config, self.data = config, with_train_protocol(config, data)
         self.group = (
             distributed.current()
-        )  # None: one process (the usual case); else DDP, see train/distributed.py
+        )  # None: one process (the usual case); else DDP (train/distributed.py)
         self.device = resolve_device(config.device)
         self.autocast_dtype, use_scaler = amp_settings(config, self.device)
         seed_everything(config.seed)

@@ -39,6 +39,11 @@ EXPERIMENT_FLAGS = (
     "device",
     "loss_weights",
     "paper_loss",
+    "cache_dir",
+    "text_max_length",
+    "image_tokens",
+    "text_tokens",
+    "on_bad_image",
     "jobs",
     "launcher",
     "ray_address",
@@ -47,7 +52,8 @@ EXPERIMENT_FLAGS = (
 
 
 def _objectives(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    from fusionzoo.tune.study import TuneError, resolve_objectives
+    from fusionzoo.tune import TuneError
+    from fusionzoo.tune.objective import resolve_objectives
 
     if value is None:
         return None
@@ -58,7 +64,8 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def _metric(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from fusionzoo.tune.study import TuneError, resolve_objective
+    from fusionzoo.tune import TuneError
+    from fusionzoo.tune.objective import resolve_objective
 
     if value is None:
         return None
@@ -172,8 +179,8 @@ def tune(config_path: str | None, plugins: tuple[str, ...], **options: Any) -> N
     from fusionzoo.io import DiskFullError
     from fusionzoo.prepare import PrepareError
     from fusionzoo.registry import RegistryError
+    from fusionzoo.tune import TuneError
     from fusionzoo.tune.space import SearchSpaceError
-    from fusionzoo.tune.study import TuneError
 
     console = Console(highlight=False, stderr=False)
     config = config_from_flags(options, config_path, TUNE_FLAGS)
@@ -210,67 +217,29 @@ def _show_space(console: Any, config: Any, fusion: str) -> None:
 
 def _settings(config: Any, options: dict[str, Any], plugins: tuple[str, ...]) -> Any:
     """The picklable TuneSettings of a validated config (nothing is loaded or trained)."""
-    from fusionzoo.config import ConfigError
-    from fusionzoo.experiment import Experiment, build_once
-    from fusionzoo.tune.study import TuneSettings
+    from fusionzoo.tune.study import settings_from_config
 
-    tune_config = config.tune
-    if tune_config.fusion is None:
-        raise ConfigError("--fusion is required (or --show-space FUSION to print a search space)")
-    if len(config.bench.datasets) != 1:
-        raise ConfigError(
-            f"a study tunes on one dataset; {config.source} names {', '.join(config.bench.datasets)} "
-            "(pick one with --dataset)"
-        )
-    experiment = Experiment(config)
-    base = experiment.base_run_config().replace(fusion=tune_config.fusion, head=tune_config.head)
-    build_once(base, (base.fusion, base.resolved_head()))  # a bad spec or --dim fails now
-    if options["data_factory"] is None:
-        experiment.backend(config.bench.datasets[0]).check_options(dict(config.data))
-    if len(tune_config.objectives) > 1 and tune_config.pruner != "none" and options.get("pruner"):
-        click.echo(f"--pruner {tune_config.pruner} is ignored: Optuna cannot prune multi-objective studies")
-    import dataclasses
-
-    return TuneSettings(
-        fusion=tune_config.fusion,
-        head=tune_config.head,
-        trials=tune_config.trials,
-        timeout=tune_config.timeout,
-        storage=tune_config.storage,
-        study_name=tune_config.study,
-        seed=tune_config.seed,
-        metric=tune_config.metric,
-        objectives=list(tune_config.objectives),
-        pruner=tune_config.pruner,
-        sampler=tune_config.sampler,
+    settings = settings_from_config(
+        config,
         runs_dir=options.get("out") or DEFAULT_RUNS_DIR,
-        base_config=experiment.base_run_config(seed=tune_config.seed).to_dict(),
-        data_options=dataclasses.asdict(experiment.data_options(config.bench.datasets[0])),
         data_factory=options["data_factory"],
-        space_overrides=dict(config.space),
-        space_source=config.source,
-        pruner_options=dict(config.pruner),
-        plugins=list(plugins or ()),
-        heartbeat_interval=tune_config.heartbeat_interval,
-        grace_period=tune_config.grace_period,
-        max_retry=tune_config.max_retry,
+        plugins=plugins or (),
         worker_index=options["worker_index"],
     )
+    tune_config = config.tune
+    if len(tune_config.objectives) > 1 and tune_config.pruner != "none" and options.get("pruner"):
+        click.echo(f"--pruner {tune_config.pruner} is ignored: Optuna cannot prune multi-objective studies")
+    return settings
 
 
 def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> None:
     import optuna
 
+    from fusionzoo.tune.budget import budget_counts
     from fusionzoo.tune.display import TuneDisplay, print_summary
-    from fusionzoo.tune.study import (
-        budget_counts,
-        build_settings_space,
-        launch_workers,
-        open_study,
-        resolve_data,
-        resolve_storage,
-        run_worker,
-    )
+    from fusionzoo.tune.storage import resolve_storage
+    from fusionzoo.tune.study import build_settings_space, open_study
+    from fusionzoo.tune.worker import launch_workers, load_training_data, resolve_data, run_worker
 
     quiet = options["quiet"]
     workers = config.bench.jobs or config.tune.workers  # --jobs N: the same as --workers N
@@ -309,8 +278,6 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
                 "(one machine) or PostgreSQL (many machines)[/yellow]"
             )
     if data is None and before.counted < settings.trials:
-        from fusionzoo.tune.study import load_training_data
-
         data = load_training_data(settings, console=None if quiet else console)  # fills the cache once
     started = time.monotonic()
     try:

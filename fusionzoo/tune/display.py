@@ -24,23 +24,9 @@ class TuneDisplay:
     def __enter__(self) -> TuneDisplay:
         if self.quiet:
             return self
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from fusionzoo.progress import progress_bar
 
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-        )
+        self.progress = progress_bar(self.console, unit="trials")
         self.progress.__enter__()
         self.task = self.progress.add_task("trials", total=self.settings.trials)
         self.refresh()
@@ -54,7 +40,7 @@ class TuneDisplay:
     def refresh(self) -> None:
         if self.progress is None:
             return
-        from fusionzoo.tune.study import budget_counts
+        from fusionzoo.tune.budget import budget_counts
 
         counts = budget_counts(self.study.get_trials(deepcopy=False))
         self.progress.update(
@@ -85,7 +71,7 @@ class TuneDisplay:
             if self.trial_task is not None:
                 self.progress.remove_task(self.trial_task)
             self.trial_task = self.progress.add_task(
-                f"  trial {event['trial']}: epoch 0/{event['epochs']}", total=event["epochs"]
+                f"  trial {event['trial']}: epoch 0/{event['epochs']}", total=event["epochs"], unit="epochs"
             )
         elif event["event"] == "epoch" and self.trial_task is not None:
             val = event.get("val", math.nan)

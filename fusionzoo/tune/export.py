@@ -16,7 +16,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fusionzoo.tune.study import TuneError, best_trials, trial_config
+from fusionzoo.io import atomic_write
+from fusionzoo.tune import TuneError
+from fusionzoo.tune.study import best_trials, trial_config
 
 __all__ = ["bench_preset", "export_bench_preset", "save_plots"]
 
@@ -113,9 +115,7 @@ def export_bench_preset(
         header += f"# note: {note}\n"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(header + tomli_w.dumps(preset))
-    tmp.replace(path)
+    atomic_write(path, header + tomli_w.dumps(preset))
     return trial
 
 

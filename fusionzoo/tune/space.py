@@ -1,7 +1,8 @@
 """The merged Optuna search space of one tuning study: fusion + head + training.
 
-Each fusion and head declares its own space with a ``search_space(trial) -> kwargs`` classmethod
-(``fusionzoo.interface``). The tuner merges them with a shared training space:
+Each fusion and head declares its own space, ``{hyperparameter: optuna distribution}``, in a
+``search_space_distributions()`` classmethod (read by :mod:`fusionzoo.tune.plugin_space`, which also
+runs legacy ``search_space(trial)`` plugins). The tuner merges them with a shared training space:
 
     lr               log-uniform (frozen: 1e-4..1e-2, finetune: 1e-6..1e-4)   -> RunConfig.lr
     weight_decay     log-uniform 1e-4..0.1                                    -> RunConfig.weight_decay
@@ -9,9 +10,10 @@ Each fusion and head declares its own space with a ``search_space(trial) -> kwar
     proj_dropout     uniform 0..0.3 (dropout after the modality projections)   -> RunConfig.dropout
     aux_<name>       log-uniform 0.05..1, one per aux loss the model returns  -> RunConfig.loss_weights[name]
 
-Parameter names are unique within a study. The training space claims its names first; a fusion or
-head parameter whose name is already taken by another component is renamed ``<component>_<name>``
-(e.g. a head's ``dropout`` next to a fusion's ``dropout`` becomes ``head_dropout``).
+A declared hyperparameter is the Optuna parameter ``<plugin name>_<hyperparameter>`` (``fluid_queries``;
+a plugin may set ``search_space_prefix``, e.g. ``""`` for bare names). Parameter names are unique within
+a study. The training space claims its names first; a fusion or head parameter whose name is already
+taken by another component is renamed ``<component>_<name>``.
 
 A TOML file overrides or fixes any parameter in its ``[space]`` table::
 
@@ -28,21 +30,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution, FloatDistribution
 
 from fusionzoo import registry
+from fusionzoo.tune.distributions import (
+    UNSET,
+    SearchSpaceError,
+    describe_distribution,
+    parse_override,
+    suggest_value,
+)
+from fusionzoo.tune.plugin_space import ComponentTrial, call_legacy_space, read_plugin_space
 
 __all__ = [
     "ADDABLE_TRAIN_FIELDS",
@@ -53,7 +56,6 @@ __all__ = [
     "build_space",
     "describe_distribution",
     "discover_aux_losses",
-    "load_space_overrides",
     "parse_override",
 ]
 
@@ -79,35 +81,30 @@ TRAIN_FIELD_OF["proj_dropout"] = "dropout"
 AUX_PREFIX = "aux_"
 
 
-class SearchSpaceError(ValueError):
-    """A search-space definition or override is wrong; the message names it and the valid choices."""
-
-
-_UNSET: Any = object()
-
-
 @dataclass
 class Param:
     """One parameter of the merged space.
 
     name: the Optuna parameter name (unique in the study).
     component: ``"train"``, ``"fusion"`` or ``"head"``.
-    raw_name: the name the component suggested (differs from ``name`` after a collision rename).
+    raw_name: the name the component declared (differs from ``name`` after a collision rename).
     distribution: what is searched; ``None`` when the parameter is fixed.
-    fixed: the fixed value (``_UNSET`` when searched).
+    fixed: the fixed value (``UNSET`` when searched).
     source: where the definition comes from (``"fusion concat_mlp"``, ``"training"``, ``"tune.toml"``...).
+    hyperparameter: the constructor kwarg a declared plugin parameter sets (``None``: training, legacy).
     """
 
     name: str
     component: str
     raw_name: str
     distribution: BaseDistribution | None
-    fixed: Any = _UNSET
+    fixed: Any = UNSET
     source: str = ""
+    hyperparameter: str | None = None
 
     @property
     def is_fixed(self) -> bool:
-        return self.fixed is not _UNSET
+        return self.fixed is not UNSET
 
 
 @dataclass
@@ -121,122 +118,6 @@ class Suggestion:
     fixed: dict[str, Any] = field(default_factory=dict)
 
 
-# ------------------------------------------------------------------------------------------ distributions
-def describe_distribution(dist: BaseDistribution | None) -> str:
-    """Human-readable form: ``float [0.0001, 0.01] log``, ``int [1, 8] step 2``, ``{1.0, 2.0}``."""
-    if dist is None:
-        return "-"
-    if isinstance(dist, FloatDistribution):
-        text = f"float [{dist.low:g}, {dist.high:g}]"
-        if dist.log:
-            text += " log"
-        if dist.step is not None:
-            text += f" step {dist.step:g}"
-        return text
-    if isinstance(dist, IntDistribution):
-        text = f"int [{dist.low}, {dist.high}]"
-        if dist.log:
-            text += " log"
-        if dist.step != 1:
-            text += f" step {dist.step}"
-        return text
-    if isinstance(dist, CategoricalDistribution):
-        return "{" + ", ".join(repr(c) if isinstance(c, str) else str(c) for c in dist.choices) + "}"
-    return repr(dist)
-
-
-def _suggest(trial: Any, name: str, dist: BaseDistribution) -> Any:
-    """Ask ``trial`` for ``name`` under ``dist`` through the public ``suggest_*`` API."""
-    if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, list(dist.choices))
-    raise SearchSpaceError(f"unsupported distribution {dist!r} for parameter '{name}'")
-
-
-def _representative(dist: BaseDistribution) -> Any:
-    if isinstance(dist, FloatDistribution | IntDistribution):
-        return dist.low
-    return dist.choices[0]
-
-
-# ------------------------------------------------------------------------------------------- trial proxies
-class _Recorder:
-    """A stand-in for ``optuna.Trial`` that records what a ``search_space`` suggests."""
-
-    def __init__(self) -> None:
-        self.suggested: dict[str, BaseDistribution] = {}
-        self.user_attrs: dict[str, Any] = {}
-        self.number = 0
-        self.params: dict[str, Any] = {}
-
-    def _record(self, name: str, dist: BaseDistribution) -> Any:
-        if name in self.suggested and self.suggested[name] != dist:
-            raise SearchSpaceError(
-                f"parameter '{name}' is suggested twice with different distributions "
-                f"({describe_distribution(self.suggested[name])} and {describe_distribution(dist)})"
-            )
-        self.suggested[name] = dist
-        value = _representative(dist)
-        self.params[name] = value
-        return value
-
-    def suggest_float(
-        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
-    ) -> float:
-        return self._record(name, FloatDistribution(low, high, step=step, log=log))
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-        return self._record(name, IntDistribution(low, high, step=step, log=log))
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._record(name, CategoricalDistribution(list(choices)))
-
-    def set_user_attr(self, key: str, value: Any) -> None:
-        self.user_attrs[key] = value
-
-    def report(self, value: float, step: int) -> None:  # pragma: no cover - not used by spaces
-        pass
-
-    def should_prune(self) -> bool:  # pragma: no cover
-        return False
-
-
-class _ComponentTrial:
-    """What a component's ``search_space`` sees: renames colliding names, applies overrides/fixes."""
-
-    def __init__(self, trial: Any, space: SearchSpace, component: str, out: Suggestion) -> None:
-        self._trial = trial
-        self._space = space
-        self._component = component
-        self._out = out
-
-    def _value(self, raw_name: str, declared: BaseDistribution) -> Any:
-        name = self._space.optuna_name(self._component, raw_name)
-        param = self._space.params.get(name)
-        if param is not None and param.is_fixed:
-            self._out.fixed[name] = param.fixed
-            return param.fixed
-        dist = param.distribution if param is not None and param.distribution is not None else declared
-        return _suggest(self._trial, name, dist)
-
-    def suggest_float(
-        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
-    ) -> float:
-        return self._value(name, FloatDistribution(low, high, step=step, log=log))
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-        return self._value(name, IntDistribution(low, high, step=step, log=log))
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._value(name, CategoricalDistribution(list(choices)))
-
-    def __getattr__(self, item: str) -> Any:  # number, params, user attrs, report... pass through
-        return getattr(self._trial, item)
-
-
 # --------------------------------------------------------------------------------------------- the space
 @dataclass
 class SearchSpace:
@@ -247,8 +128,9 @@ class SearchSpace:
     mode: str = "frozen"
     aux_losses: tuple[str, ...] = ()
     params: dict[str, Param] = field(default_factory=dict)
-    # (component, raw name) -> Optuna name, for every recorded plugin parameter
+    # (component, raw name) -> Optuna name, for every declared or recorded plugin parameter
     names: dict[tuple[str, str], str] = field(default_factory=dict)
+    legacy: tuple[str, ...] = ()  # components whose plugin has a legacy search_space(trial)
 
     @property
     def fusion_name(self) -> str:
@@ -280,20 +162,33 @@ class SearchSpace:
         for param in self.params.values():
             if param.component != TRAIN:
                 continue
-            value = param.fixed if param.is_fixed else _suggest(trial, param.name, param.distribution)
-            if param.is_fixed:
-                out.fixed[param.name] = value
+            value = self._draw(trial, param, out)
             if param.name.startswith(AUX_PREFIX) and param.name not in ADDABLE_TRAIN_FIELDS:
                 out.loss_weights[param.name[len(AUX_PREFIX) :]] = float(value)
             else:
                 out.train[TRAIN_FIELD_OF.get(param.name, param.name)] = value
-        fusion_cls = registry.get_fusion_class(fusion_name)
-        head_cls = registry.get_head_class(head_name)
-        out.fusion_kwargs = dict(_call_space(fusion_cls, _ComponentTrial(trial, self, FUSION, out)))
-        out.head_kwargs = dict(_call_space(head_cls, _ComponentTrial(trial, self, HEAD, out)))
+        out.fusion_kwargs = self._plugin_kwargs(trial, FUSION, registry.get_fusion_class(fusion_name), out)
+        out.head_kwargs = self._plugin_kwargs(trial, HEAD, registry.get_head_class(head_name), out)
         out.fusion_kwargs.update(fusion_spec_kwargs)  # spec hyperparameters always win
         out.head_kwargs.update(head_spec_kwargs)
         return out
+
+    def _draw(self, trial: Any, param: Param, out: Suggestion) -> Any:
+        if param.is_fixed:
+            out.fixed[param.name] = param.fixed
+            return param.fixed
+        return suggest_value(trial, param.name, param.distribution)
+
+    def _plugin_kwargs(self, trial: Any, component: str, cls: Any, out: Suggestion) -> dict[str, Any]:
+        """The constructor kwargs of one plugin: its declared parameters, in declaration order, or
+        what its legacy ``search_space`` returns through the renaming/overriding proxy."""
+        if component in self.legacy:
+            return call_legacy_space(cls, ComponentTrial(trial, self, component, out.fixed))
+        return {
+            p.hyperparameter: self._draw(trial, p, out)
+            for p in self.params.values()
+            if p.component == component and p.hyperparameter is not None
+        }
 
     def run_config(self, base: Any, suggestion: Suggestion) -> Any:
         """``base`` (a ``RunConfig``) with the suggestion applied: specs, training fields, loss weights."""
@@ -372,6 +267,8 @@ def _target(p: Param) -> str:
         if p.name.startswith(AUX_PREFIX) and p.name not in ADDABLE_TRAIN_FIELDS:
             return f"loss_weights[{p.name[len(AUX_PREFIX) :]}]"
         return f"RunConfig.{TRAIN_FIELD_OF.get(p.name, p.name)}"
+    if p.hyperparameter is not None:
+        return f"{p.component}.{p.hyperparameter}"
     renamed = f" (declared '{p.raw_name}')" if p.raw_name != p.name else ""
     return f"{p.component}.search_space{renamed}"
 
@@ -387,75 +284,6 @@ def _check_field_type(name: str, dist: BaseDistribution | None, fixed: Any, sour
             raise SearchSpaceError(
                 f"{source}: [space] {name} is RunConfig.{name} ({expected.__name__}); got {value!r}"
             )
-
-
-def _call_space(cls: Any, trial: Any) -> dict[str, Any]:
-    space_fn = getattr(cls, "search_space", None)
-    if space_fn is None:
-        return {}
-    result = space_fn(trial)
-    if result is None:
-        return {}
-    if not isinstance(result, Mapping):
-        raise SearchSpaceError(
-            f"{getattr(cls, '__name__', cls)}.search_space must return a dict of constructor kwargs, "
-            f"got {type(result).__name__}"
-        )
-    return dict(result)
-
-
-def parse_override(spec: Any) -> tuple[BaseDistribution | None, Any]:
-    """A ``[space]`` value -> ``(distribution, _UNSET)`` or ``(None, fixed value)``.
-
-    Scalars fix; ``{value = x}`` fixes; ``{choices = [...]}`` is categorical; ``{low, high[, log,
-    step]}`` is an int range when low, high (and step) are all integers, else a float range.
-    """
-    if isinstance(spec, bool | int | float | str):
-        return None, spec
-    if not isinstance(spec, Mapping):
-        raise SearchSpaceError(
-            f"expected a value (fixes it), {{choices = [...]}} or {{low = .., high = .., log = .., step = ..}}, "
-            f"got {spec!r}"
-        )
-    keys = set(spec)
-    if keys == {"value"}:
-        return None, spec["value"]
-    if "choices" in keys:
-        if keys - {"choices"}:
-            raise SearchSpaceError(
-                f"'choices' cannot be combined with {', '.join(sorted(keys - {'choices'}))}"
-            )
-        choices = spec["choices"]
-        if not isinstance(choices, list) or not choices:
-            raise SearchSpaceError(f"choices must be a non-empty list, got {choices!r}")
-        for choice in choices:
-            if not (choice is None or isinstance(choice, bool | int | float | str)):
-                raise SearchSpaceError(f"choice {choice!r} must be a bool, int, float or string")
-        return CategoricalDistribution(choices), _UNSET
-    allowed = {"low", "high", "log", "step"}
-    if not {"low", "high"} <= keys or keys - allowed:
-        extra = sorted(keys - allowed)
-        raise SearchSpaceError(
-            "a range needs 'low' and 'high' (optional 'log', 'step')"
-            + (f"; unknown key(s): {', '.join(extra)}" if extra else "")
-            + "; or use 'choices' or 'value'"
-        )
-    low, high, log, step = spec["low"], spec["high"], bool(spec.get("log", False)), spec.get("step")
-    for key, value in (("low", low), ("high", high), ("step", step)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise SearchSpaceError(f"{key} must be a number, got {value!r}")
-    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-        raise SearchSpaceError(f"need finite low <= high, got low={low!r}, high={high!r}")
-    if log and low <= 0:
-        raise SearchSpaceError(f"a log range needs low > 0, got {low!r}")
-    if log and step is not None:
-        raise SearchSpaceError("'log' and 'step' cannot be combined")
-    try:
-        if isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int)):
-            return IntDistribution(low, high, log=log, step=step or 1), _UNSET
-        return FloatDistribution(float(low), float(high), log=log, step=step), _UNSET
-    except ValueError as exc:
-        raise SearchSpaceError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------ construction
@@ -538,39 +366,27 @@ def build_space(
         (FUSION, fusion_cls, fusion_name, fusion_kwargs),
         (HEAD, head_cls, head_name, head_kwargs),
     ):
-        recorder = _Recorder()
-        _call_space(cls, recorder)
-        for raw_name, dist in recorder.suggested.items():
-            optuna_name = space.optuna_name(component, raw_name)
-            space.names[(component, raw_name)] = optuna_name
-            param = Param(optuna_name, component, raw_name, dist, source=f"{component} {name}")
-            for kwarg, value in spec_kwargs.items():  # fixed by the spec string
-                if raw_name in (kwarg, f"{component}_{kwarg}", f"{name}_{kwarg}"):
-                    param.distribution, param.fixed, param.source = None, value, f"spec {component}"
+        plugin = read_plugin_space(cls, name)
+        if plugin.legacy:
+            space.legacy += (component,)
+        for declared in plugin.params:
+            optuna_name = space.optuna_name(component, declared.name)
+            space.names[(component, declared.name)] = optuna_name
+            param = Param(
+                optuna_name,
+                component,
+                declared.name,
+                declared.distribution,
+                source=f"{component} {name}",
+                hyperparameter=declared.hyperparameter,
+            )
+            if declared.hyperparameter is not None:
+                fixing = [declared.hyperparameter] if declared.hyperparameter in spec_kwargs else []
+            else:  # a legacy space names its parameters freely: match the usual spellings
+                fixing = [k for k in spec_kwargs if declared.name in (k, f"{component}_{k}", f"{name}_{k}")]
+            for kwarg in fixing:  # fixed by the spec string
+                param.distribution, param.fixed, param.source = None, spec_kwargs[kwarg], f"spec {component}"
             space.params[optuna_name] = param
     if overrides:
         space.apply_overrides(overrides, overrides_source)
     return space
-
-
-def load_space_overrides(path: str | Path) -> dict[str, Any]:
-    """The ``[space]`` table of a tune TOML file (``{}`` when absent)."""
-    data = load_toml(path)
-    space = data.get("space", {})
-    if not isinstance(space, dict):
-        raise SearchSpaceError(f"{path}: [space] must be a table of parameter = value or range")
-    return space
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    path = Path(path)
-    if not path.is_file():
-        raise SearchSpaceError(f"tune config '{path}' does not exist or is not a file")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SearchSpaceError(f"tune config '{path}' is not valid TOML: {exc}") from None

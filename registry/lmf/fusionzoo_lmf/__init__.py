@@ -35,6 +35,10 @@ class LowRankFusion(VectorFusion):
         text_proj = torch.einsum("bi,rid->rbd", torch.cat([t, ones], -1), self.text_factors)
         return torch.einsum("r,rbd->bd", self.rank_weights, image_proj * text_proj) + self.bias
 
+    search_space_prefix = ""  # Optuna name rank
+
     @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
-        return {"rank": trial.suggest_int("rank", 1, 16, log=True)}
+    def search_space_distributions(cls) -> dict[str, Any]:
+        from optuna.distributions import IntDistribution
+
+        return {"rank": IntDistribution(1, 16, log=True)}

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fusionzoo.encoders.features import FeatureSplit
-from fusionzoo.train.data import FeatureData
+from fusionzoo.train.inputs import FeatureData
 
 __all__ = ["synthetic_features", "synthetic_split"]
 

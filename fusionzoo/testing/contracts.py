@@ -3,6 +3,7 @@
     from fusionzoo.testing import check_fusion, check_head
     check_fusion(MyFusion)              # or an instance, or a registered name / spec string
     check_head("moe:experts=4")
+    check_search_space(MyFusion)        # its declared search space (``fusionzoo tune``)
 
 Each violated rule raises :class:`ContractError` naming the plugin and the rule.
 """
@@ -22,6 +23,7 @@ __all__ = [
     "ContractError",
     "check_fusion",
     "check_head",
+    "check_search_space",
     "validate_fusion_output",
     "validate_head_output",
 ]
@@ -267,3 +269,54 @@ def check_head(
         _eval_determinism(name, module, module, primary, (tokens, mask))
         if fixed:
             break
+
+
+def check_search_space(target: Any, kind: str | None = None) -> None:
+    """Validate a plugin's search space for ``fusionzoo tune``; raise :class:`ContractError` on a broken rule.
+
+    A declaration (``search_space_distributions()``): every key is a constructor hyperparameter, every
+    value an Optuna distribution, and the plugin builds with every hyperparameter at the low ends (first
+    choices) and at the high ends (last choices). A legacy ``search_space(trial)``: it returns
+    constructor hyperparameters only. ``target``: a class or a registered name of ``kind`` (``"fusion"``
+    or ``"head"``, default: a ``Head`` subclass is a head, anything else a fusion).
+    """
+    import optuna
+
+    from fusionzoo import registry
+    from fusionzoo.interface import Head
+    from fusionzoo.tune.distributions import representative
+    from fusionzoo.tune.plugin_space import (
+        RULE_KEYS,
+        call_legacy_space,
+        declaration_problems,
+        raw_declaration,
+        uses_legacy_space,
+    )
+
+    if isinstance(target, str):
+        entry = registry.get_entry(kind or "fusion", registry.parse_spec(target)[0])
+        cls, tiny = entry.obj, entry.test_config
+    else:
+        cls = target if callable(target) else type(target)
+        tiny = dict(getattr(cls, "test_config", None) or {})
+    kind = kind or ("head" if inspect.isclass(cls) and issubclass(cls, Head) else "fusion")
+    name = getattr(cls, "__name__", repr(cls))
+    if uses_legacy_space(cls):
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        unknown = sorted(set(call_legacy_space(cls, trial)) - set(registry.hyperparameters(cls)))
+        if unknown:
+            raise ContractError(name, RULE_KEYS, f"search_space(trial) returns {', '.join(unknown)}")
+        return
+    declared = raw_declaration(cls)
+    problems = declaration_problems(cls, declared)
+    if problems:
+        raise ContractError(name, *problems[0])
+    args = (16,) if kind == "fusion" else (16, 3)
+    for last in (False, True):
+        values = {hp: representative(dist, last) for hp, dist in declared.items()}
+        try:
+            cls(*args, **{**tiny, **values})
+        except Exception as exc:
+            raise ContractError(
+                name, "search space values build the plugin", f"{values}: {type(exc).__name__}: {exc}"
+            ) from exc

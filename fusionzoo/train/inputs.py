@@ -1,11 +1,15 @@
-"""What :func:`fusionzoo.train.trainer.train_run` consumes: three splits that yield batch dicts.
+"""The trainer's input interface: three splits that yield batch dicts (what ``train_run`` consumes).
 
 :class:`FeatureData` (frozen mode) wraps three :class:`~fusionzoo.encoders.features.FeatureSplit` s.
-To keep the training step cheap it materialises each split once as tensors (image tokens, text tokens
-padded to the split's longest text, lengths) when that fits in ``memory_budget`` bytes, and then a
-batch is two ``index_select`` calls plus a trim of the text padding to the batch's longest text — the
-same tensors :func:`~fusionzoo.encoders.features.collate_features` builds, without its per-row Python
-loop. Larger splits (GLAMI-1M) fall back to ``collate_features`` over the memory maps.
+To keep the training step cheap each split whose cached arrays fit the memory budget is read into RAM
+once (:class:`MaterialisedSplit`: the distinct images and texts as float16 tensors, as stored, plus the
+per-row indices) and shared by every run that uses this ``FeatureData`` (a bench or a tune worker builds one
+per dataset and process). A batch is then gathered from RAM and converted to float32 — exactly the
+values :func:`~fusionzoo.encoders.features.collate_features` reads from the files. Splits that do not
+fit keep the bounded-memory path: ``collate_features`` with ``pread`` of each batch's rows.
+
+The budget (``memory_budget``; ``None``: :func:`default_memory_budget`, half of the RAM available when
+the split is first read) is compared with the split's stored bytes.
 
 Finetune mode uses the same interface; its ``make_encoder()`` returns a fresh encoder module that the
 run's model owns (the batch dict then carries whatever that module consumes and ``encoder(batch)``
@@ -14,7 +18,9 @@ returns the token batch; see :mod:`fusionzoo.encoders.live`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +30,10 @@ from torch import Tensor, nn
 
 from fusionzoo.encoders.features import FeatureSplit, collate_features
 
-__all__ = ["FeatureData", "MaterialisedSplit", "TrainingData"]
+__all__ = ["FeatureData", "MaterialisedSplit", "TrainingData", "available_memory", "default_memory_budget"]
 
 SPLIT_NAMES = ("train", "val", "test")
-DEFAULT_MEMORY_BUDGET = 3 * 1024**3
+FALLBACK_MEMORY_BUDGET = 3 * 1024**3  # when the available RAM cannot be read
 
 
 class TrainingData:
@@ -46,6 +52,8 @@ class TrainingData:
     classes: list[str]
     name: str = "features"
     fingerprint: str = ""
+    image_prefix_tokens: int = 0  # leading summary tokens ([CLS]) of each modality's sequence
+    text_prefix_tokens: int = 0
 
     def make_encoder(self) -> nn.Module | None:
         """The encoder module a run's model owns (``None``: the batches already hold tokens)."""
@@ -64,44 +72,90 @@ class TrainingData:
         raise NotImplementedError
 
 
+def available_memory() -> int | None:
+    """Bytes of RAM available to this process now: ``MemAvailable`` (Linux), capped by a cgroup v2
+    limit; else free pages (``os.sysconf``); ``None`` when unknown."""
+    available = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            available = min(available, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def default_memory_budget() -> int:
+    """Half of :func:`available_memory` (:data:`FALLBACK_MEMORY_BUDGET` when unknown)."""
+    available = available_memory()
+    return FALLBACK_MEMORY_BUDGET if available is None else available // 2
+
+
 @dataclass
 class MaterialisedSplit:
-    """A split as tensors: image (N, Li, Ei), text (N, Lmax, Et) zero-padded, lengths (N,), labels."""
+    """A split read into RAM once, as stored: the distinct images (Ui, Li, Ei) and the distinct texts'
+    tokens (T, Et) in float16 (a zero row appended for padding), the per-row indices and the labels.
+
+    A batch is ``index_select`` of the rows' images and a gather of their texts, then ``.float()``:
+    the float32 values :func:`collate_features` gives, with no padding held in memory.
+    """
 
     image: Tensor
+    image_index: Tensor
     text: Tensor
-    lengths: Tensor
+    text_starts: Tensor
+    text_lengths: Tensor
+    text_index: Tensor
     labels: Tensor
 
     @classmethod
-    def from_features(cls, features: FeatureSplit, dtype: torch.dtype = torch.float32) -> MaterialisedSplit:
-        n = len(features)
-        lengths = np.diff(np.asarray(features.text_offsets)).astype(np.int64)
-        max_len = max(1, int(lengths.max()) if n else 1)
-        text = torch.zeros(n, max_len, features.text_dim, dtype=dtype)
-        tokens = torch.from_numpy(np.asarray(features.text_tokens, dtype=np.float32)).to(dtype)  # a copy
-        if n and tokens.shape[0]:
-            rows = torch.from_numpy(np.repeat(np.arange(n), lengths))
-            starts = torch.from_numpy(np.repeat(np.asarray(features.text_offsets[:-1]), lengths))
-            cols = torch.arange(tokens.shape[0]) - starts
-            text[rows, cols] = tokens
+    def from_features(cls, features: FeatureSplit) -> MaterialisedSplit:
+        memory = features.in_memory()
+        text = np.concatenate([memory.text_tokens, np.zeros((1, memory.text_dim), memory.text_tokens.dtype)])
         return cls(
-            image=torch.from_numpy(np.array(features.image_tokens, dtype=np.float32)).to(dtype),
-            text=text,
-            lengths=torch.from_numpy(lengths),
-            labels=torch.from_numpy(np.asarray(features.labels, dtype=np.int64)),
+            image=torch.from_numpy(memory.image_tokens),
+            image_index=torch.from_numpy(memory.image_index),
+            text=torch.from_numpy(text),
+            text_starts=torch.from_numpy(memory.text_offsets[:-1].copy()),
+            text_lengths=torch.from_numpy(memory.distinct_text_lengths()),
+            text_index=torch.from_numpy(memory.text_index),
+            labels=torch.from_numpy(np.asarray(memory.labels, dtype=np.int64)),
         )
 
+    @property
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.image, self.text))
+
     def batch(self, indices: Tensor) -> dict[str, Tensor]:
-        lengths = self.lengths.index_select(0, indices)
+        image = self.image.index_select(0, self.image_index.index_select(0, indices))
+        texts = self.text_index.index_select(0, indices)
+        lengths = self.text_lengths.index_select(0, texts)
         max_len = max(1, int(lengths.max())) if len(indices) else 1
-        image = self.image.index_select(0, indices)
-        text = self.text[:, :max_len].index_select(0, indices)
+        positions = torch.arange(max_len)
+        mask = positions.unsqueeze(0) < lengths.unsqueeze(1)
+        padding_row = self.text.shape[0] - 1
+        rows = torch.where(
+            mask, self.text_starts.index_select(0, texts).unsqueeze(1) + positions, padding_row
+        )
         return {
             "image": image.float(),
             "image_mask": torch.ones(image.shape[:2], dtype=torch.bool),
-            "text": text.float(),
-            "text_mask": torch.arange(max_len).unsqueeze(0) < lengths.unsqueeze(1),
+            "text": self.text[rows].float(),
+            "text_mask": mask,
             "label": self.labels.index_select(0, indices),
             "index": indices,
         }
@@ -118,7 +172,7 @@ class FeatureData(TrainingData):
     classes: list[str] = field(default_factory=list)
     name: str = "features"
     fingerprint: str = ""
-    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    memory_budget: int | None = None  # bytes a split may take in RAM; None: default_memory_budget()
 
     def __post_init__(self) -> None:
         if not self.classes:
@@ -151,17 +205,12 @@ class FeatureData(TrainingData):
     def meta(self, split: str) -> pd.DataFrame | None:
         return self.split(split).meta
 
-    def _padded_bytes(self, features: FeatureSplit) -> int:
-        lengths = features.text_lengths()
-        max_len = int(lengths.max()) if len(lengths) else 1
-        n = len(features)
-        return 4 * n * (features.num_image_tokens * features.image_dim + max_len * features.text_dim)
-
     def materialised(self, split: str) -> MaterialisedSplit | None:
-        """The split as tensors, built once, or ``None`` when it does not fit ``memory_budget``."""
+        """The split in RAM, read once, or ``None`` when its stored arrays do not fit the budget."""
         if split not in self._materialised:
             features = self.split(split)
-            fits = self._padded_bytes(features) <= self.memory_budget
+            budget = default_memory_budget() if self.memory_budget is None else self.memory_budget
+            fits = features.stored_bytes() <= budget
             self._materialised[split] = MaterialisedSplit.from_features(features) if fits else None
         return self._materialised[split]
 

@@ -1,0 +1,69 @@
+"""``fusionzoo eval RUNS_DIR``: robustness protocols and efficiency metrics on saved checkpoints.
+
+Evaluates the finished runs of a runs directory without retraining and writes ``robustness.parquet``
+and ``efficiency.parquet`` next to its ``results.parquet``; a rerun evaluates only what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fusionzoo.cli_common import plugin_option
+from fusionzoo.cli_options import config_from_flags, experiment_options
+
+EVAL_FLAGS = ("protocols", "efficiency", "device", "threads", "data_dir", "data_options", "limit", "dataset")
+
+
+@click.command("eval")
+@click.argument("runs_dir", type=click.Path(file_okay=False, exists=True))
+@experiment_options(*EVAL_FLAGS)
+@plugin_option
+def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], **flags: Any) -> None:
+    """Evaluate the finished runs in RUNS_DIR under robustness protocols and/or measure their efficiency.
+
+    \b
+    Examples:
+      fusionzoo eval runs/quick --protocols missing_image,missing_text --efficiency
+      fusionzoo eval runs/quick --protocols 'missing_image:rates=0;0.5;1,feature_noise:modality=image'
+      fusionzoo eval runs/quick --protocols 'image_corruption:corruption=motion_blur,text_typos:kind=swap'
+
+    The data of each run is rebuilt from what the bench recorded in RUNS_DIR/inputs/ (the --config,
+    --data-dir and --data-option flags are used only for runs of older fusionzoo versions that lack it).
+    """
+    from fusionzoo.bench.cli import console_for_output
+    from fusionzoo.bench.results import ResultsError, ResultsSchemaError, ResultsStore
+    from fusionzoo.config import ConfigError
+    from fusionzoo.evaluation.session import run_eval
+    from fusionzoo.io import DiskFullError
+    from fusionzoo.prepare import PrepareError
+    from fusionzoo.registry import RegistryError
+
+    config = config_from_flags(flags, config_path)
+    if not config.eval.protocols and not config.eval.efficiency:
+        raise click.UsageError(
+            "nothing to evaluate: give --protocols SPEC,... and/or --efficiency (or an [eval] table)"
+        )
+    try:
+        store = ResultsStore(Path(runs_dir))
+    except ResultsSchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ResultsError as exc:
+        raise click.BadParameter(str(exc), param_hint="RUNS_DIR") from None
+    if not store.results_path.exists():
+        raise click.BadParameter(
+            f"{runs_dir} has no {store.results_path.name}: run fusionzoo bench first", param_hint="RUNS_DIR"
+        )
+    console = console_for_output()
+    try:
+        outcome = run_eval(config, store, console)
+    except (RegistryError, ConfigError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except (PrepareError, DiskFullError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if outcome.problems:
+        raise click.ClickException(
+            f"{len(outcome.problems)} group(s) of runs could not be evaluated (listed above)"
+        )

@@ -1,0 +1,140 @@
+"""What ``fusionzoo eval`` (and ``fusionzoo bench --eval``) does: build the protocols, evaluate the runs
+of a runs directory (:func:`fusionzoo.evaluation.runner.evaluate_runs`), print the summaries."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fusionzoo import registry
+
+__all__ = ["DEFAULT_PROTOCOLS", "build_protocols", "print_summaries", "run_eval"]
+
+# the robustness suite of ``--eval robustness`` when [eval] protocols is empty: token protocols only
+# (cheap: no re-encoding); raw corruptions are named explicitly (e.g. the robustness preset)
+DEFAULT_PROTOCOLS = ("missing_image", "missing_text", "missing_both_random", "feature_noise")
+
+
+def build_protocols(specs: list[str]) -> list[Any]:
+    """One protocol per spec (test-stage ones only); a wrong spec raises ``RegistryError`` before any work."""
+    protocols, seen = [], set()
+    for spec in specs:
+        protocol = registry.create("protocol", spec)
+        if "test" not in protocol.stages:
+            raise registry.RegistryError(
+                f"protocol '{protocol.registry_name}' is a train-time protocol: use it with "
+                f"--train-protocols '{spec}@LEVEL', not as a test protocol"
+            )
+        if protocol.canonical not in seen:
+            seen.add(protocol.canonical)
+            protocols.append(protocol)
+    return protocols
+
+
+def run_eval(
+    config: Any,
+    store: Any,
+    console: Any,
+    *,
+    protocols: list[str] | None = None,
+    efficiency: bool | None = None,
+    run_ids: set[str] | None = None,
+    experiment: Any = None,
+) -> Any:
+    """Evaluate ``store``'s finished runs with ``protocols`` (default: the config's) and efficiency."""
+    import torch
+
+    from fusionzoo.evaluation.runner import evaluate_runs
+
+    specs = list(config.eval.protocols if protocols is None else protocols)
+    built = build_protocols(specs)
+    efficiency = config.eval.efficiency if efficiency is None else efficiency
+    if experiment is None:
+        from fusionzoo.experiment import Experiment
+
+        experiment = Experiment(config)
+
+    def options_for(dataset: str, fingerprint: str) -> Any:
+        return experiment.data_options(dataset)
+
+    device = "cuda" if config.bench.device.startswith("cuda") or (
+        config.bench.device == "auto" and torch.cuda.is_available()
+    ) else "cpu"  # fmt: skip
+    outcome = evaluate_runs(
+        store,
+        built,
+        efficiency=bool(efficiency),
+        device=device,
+        threads=config.bench.threads or 1,
+        console=console,
+        options_for=options_for,
+        run_ids=run_ids,
+    )
+    console.print(
+        f"eval: {outcome.rows} robustness rows evaluated, {outcome.reused} reused; efficiency: "
+        f"{outcome.efficiency} measured, {outcome.efficiency_reused} reused ({outcome.seconds:.0f} s)"
+    )
+    for problem in outcome.problems:
+        console.print(f"[yellow]not evaluated[/yellow]: {problem}")
+    print_summaries(store, console, run_ids, reference=config.eval.reference)
+    return outcome
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def print_summaries(
+    store: Any, console: Any, run_ids: set[str] | None = None, reference: str = "concat_mlp"
+) -> None:
+    """The robustness summary (relative/effective, raw and normalised) and the efficiency table."""
+    from rich.table import Table
+
+    from fusionzoo.evaluation.tables import EvalTables
+    from fusionzoo.evaluation.views import robustness_summary
+
+    runs = store.load()
+    if run_ids is not None and len(runs):
+        runs = runs[runs["run_id"].astype(str).isin(run_ids)]
+    summary = robustness_summary(store, runs, reference)
+    for (dataset, label), part in summary.groupby(["dataset", "label"], sort=False) if len(summary) else []:
+        table = Table(
+            title=f"robustness · {dataset} · {label} · test accuracy (mean over seeds; eff. vs {reference})",
+            title_justify="left",
+        )
+        for col in (
+            "fusion",
+            "head",
+            "train",
+            "seeds",
+            "clean",
+            "rel. robust.",
+            "norm.",
+            "eff. robust.",
+            "norm.",
+        ):
+            table.add_column(col, justify="left" if col in ("fusion", "head", "train") else "right")
+        for _, row in part.sort_values("rel_robust", ascending=False).iterrows():
+            table.add_row(
+                row["fusion"], row["head"], row["train_protocol"] or "-", str(row["seeds"]), _fmt(row["clean"]),
+                _fmt(row["rel_robust"]), _fmt(row["rel_robust_norm"], 2), _fmt(row["eff_robust"]),
+                _fmt(row["eff_robust_norm"], 2),
+            )  # fmt: skip
+        console.print(table)
+    efficiency = EvalTables(store).efficiency()
+    if len(efficiency):
+        if len(runs):
+            efficiency = efficiency[efficiency["fusion"].isin(set(runs["fusion"]))]
+        table = Table(title="efficiency (one row per configuration and device)", title_justify="left")
+        cols = ("fusion", "head", "D", "device", "threads", "params", "GFLOPs fwd", "GFLOPs step",
+                "latency p50 ms", "p95 ms", "samples/s", "peak MiB")  # fmt: skip
+        for col in cols:
+            table.add_column(col, justify="left" if col in ("fusion", "head", "device") else "right")
+        for _, row in efficiency.sort_values("gflops_forward").iterrows():
+            table.add_row(
+                row["fusion"], row["head"], str(row["dim"]), row["device"], str(row["threads"]),
+                f"{int(row['params']):,}", f"{row['gflops_forward']:.5f}", f"{row['gflops_train_step']:.4f}",
+                f"{row['latency_p50_ms']:.3f}", f"{row['latency_p95_ms']:.3f}", f"{row['throughput']:,.0f}",
+                f"{row['peak_memory_mb']:.1f}",
+            )  # fmt: skip
+        console.print(table)

@@ -1,0 +1,288 @@
+"""The tuning worker: run trials on a study until its budget is taken, and ``--workers N`` processes.
+
+:func:`run_worker` is the whole loop for one process and needs no command line: settings in, a
+:class:`WorkerReport` out. It opens the study, loads the training data once, runs trials (the
+:class:`~fusionzoo.tune.objective.Objective`), reclaims the RUNNING trials of dead workers, and drains:
+after its last trial it waits while other workers' trials run, so a dead worker's trial is retried.
+:func:`launch_workers` spawns N such workers on one study.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import multiprocessing
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from fusionzoo import registry
+from fusionzoo.tune import TuneError
+from fusionzoo.tune.budget import STATUS_ATTR, BudgetCounts, budget_counts, hide_overflow_failures
+from fusionzoo.tune.objective import Objective
+from fusionzoo.tune.storage import ResolvedStorage, resolve_storage, retry_callback
+from fusionzoo.tune.study import (
+    TuneSettings,
+    build_settings_space,
+    make_pruner,
+    make_sampler,
+    open_study,
+    sampler_seed,
+)
+
+__all__ = ["WorkerReport", "launch_workers", "load_training_data", "resolve_data", "run_worker"]
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did, and the study's budget afterwards."""
+
+    study_name: str
+    storage: str
+    ran: int = 0
+    counts: BudgetCounts = field(default_factory=BudgetCounts)
+    stopped_by_timeout: bool = False
+    study: optuna.Study | None = field(default=None, repr=False)  # the study this worker ran on
+
+
+def _factory_data(settings: TuneSettings) -> Any:
+    module_name, _, attr = str(settings.data_factory).partition(":")
+    if not attr:
+        raise TuneError(f"data factory '{settings.data_factory}' must look like 'module:function'")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise TuneError(f"data factory '{settings.data_factory}' cannot be imported: {exc}") from None
+    return factory()
+
+
+_INPUTS: dict[str, Any] = {}  # resolved inputs per data options, once per process
+
+
+def _inputs(settings: TuneSettings) -> Any:
+    from fusionzoo.prepare import DataOptions, resolve_inputs
+
+    key = repr(sorted(settings.data_options.items()))
+    if key not in _INPUTS:
+        _INPUTS[key] = resolve_inputs(DataOptions(**settings.data_options))
+    return _INPUTS[key]
+
+
+def resolve_data(settings: TuneSettings) -> tuple[str, Any]:
+    """(data fingerprint, the data when it is already loaded) without encoding anything: a
+    ``data_factory``'s data, or the dataset loaded and its encoders built (``fusionzoo.prepare``)."""
+    if settings.data_factory:
+        data = _factory_data(settings)
+        return str(getattr(data, "fingerprint", "") or settings.data_factory), data
+    return _inputs(settings).fingerprint, None
+
+
+def load_training_data(settings: TuneSettings, console: Any = None) -> Any:
+    """The training data, once per process: ``data_factory`` or the shared feature cache (filled on
+    first use, so trials and workers never re-encode)."""
+    if settings.data_factory:
+        return _factory_data(settings)
+    from fusionzoo.prepare import materialise
+
+    return materialise(_inputs(settings), console=console, progress=console is not None)
+
+
+def run_worker(
+    settings: TuneSettings,
+    *,
+    data: Any = None,
+    storage: ResolvedStorage | None = None,
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    poll_interval: float | None = None,
+) -> WorkerReport:
+    """Run trials on the study until its budget (``settings.trials``) is taken or the timeout hits.
+
+    After its last trial a worker on a heartbeat storage waits while other workers' trials are
+    RUNNING: a dead worker's trial turns stale after the grace period, is failed and re-queued, and
+    this worker runs the retry, so the study never ends with a trial stuck in RUNNING or WAITING.
+    """
+    started = time.monotonic()
+    hide_overflow_failures()
+    for target in settings.plugins:
+        registry.load_plugin(target)
+    space = build_settings_space(settings)
+    storage = storage or resolve_storage(
+        settings.storage,
+        settings.runs_dir,
+        heartbeat_interval=settings.heartbeat_interval,
+        grace_period=settings.grace_period,
+        max_retry=settings.max_retry,
+    )
+    if not settings.data_fingerprint and data is None:
+        fingerprint, data = resolve_data(settings)
+        settings = settings.replace(data_fingerprint=fingerprint)
+    objectives = settings.objective_specs()
+    multi = len(objectives) > 1
+    epochs = int(settings.base_config.get("epochs", 10))
+    pruner = make_pruner(settings.pruner, settings.pruner_options, epochs, multi)
+    study = open_study(settings, storage, space, pruner=pruner)
+    existing = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(
+        settings.sampler, sampler_seed(settings.seed, settings.worker_index, existing)
+    )
+    report = WorkerReport(study.study_name, storage.display, study=study)
+    target = settings.trials
+
+    def remaining_time() -> float | None:
+        if settings.timeout is None:
+            return None
+        return settings.timeout - (time.monotonic() - started)
+
+    def work_left() -> bool:
+        counts = budget_counts(study.get_trials(deepcopy=False))
+        return counts.counted < target or counts.waiting > 0
+
+    def after_trial(study_: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get(STATUS_ATTR) != "overflow":
+            report.ran += 1
+        if on_trial is not None:
+            on_trial(study_, trial)
+        if not work_left():
+            study_.stop()
+
+    objective: Objective | None = None
+    interval = storage.heartbeat_interval or 1
+    poll = poll_interval or min(5.0, max(0.5, interval / 2))
+    # a RUNNING trial seen for longer than this while its heartbeat stays fresh belongs to a live worker
+    patience = (storage.grace_period or 2 * interval) + 2 * interval + poll
+    first_seen: dict[int, float] = {}
+    while True:
+        _reclaim_dead_trials(study, storage, settings.max_retry)
+        left = remaining_time()
+        if left is not None and left <= 0:
+            report.stopped_by_timeout = True
+            break
+        if work_left():
+            if data is None:
+                data = load_training_data(settings)
+            if objective is None:
+                objective = Objective(settings, space, data, study, progress=progress)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(
+                    objective,
+                    timeout=left,
+                    catch=(Exception,),
+                    callbacks=[after_trial],
+                    gc_after_trial=False,
+                )
+            continue
+        if not storage.heartbeat:
+            break
+        # drain: wait while other workers' trials are RUNNING; a dead worker's trial goes stale after
+        # the grace period, is failed and re-queued (WAITING), and the loop above runs the retry
+        running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        now = time.monotonic()
+        for number in running:
+            first_seen.setdefault(number, now)
+        if not running or all(now - first_seen[n] > patience for n in running):
+            break
+        time.sleep(poll if left is None else max(0.0, min(poll, left)))
+    report.counts = budget_counts(study.get_trials(deepcopy=False))
+    return report
+
+
+def _reclaim_dead_trials(study: optuna.Study, storage: ResolvedStorage, max_retry: int | None) -> None:
+    """Fail and re-queue the RUNNING trials of dead workers.
+
+    Heartbeat storages: ``fail_stale_trials`` (heartbeat older than the grace period). Storages
+    without heartbeats (journal): RUNNING trials whose ``worker`` attr names this host and a process
+    that no longer exists (the journal file is local, so its workers are on this host).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if storage.heartbeat:
+            optuna.storages.fail_stale_trials(study)
+            return
+        if storage.kind == "memory":
+            return
+        host = socket.gethostname()
+        retry = retry_callback(max_retry)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+            if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            try:
+                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    retry(study, copy.deepcopy(study._storage.get_trial(trial._trial_id)))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker got there first
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------------------------------- many workers
+def _worker_entry(settings: TuneSettings, threads: int) -> None:
+    """Entry point of a ``--workers N`` child process (spawned)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_worker(settings)
+
+
+def launch_workers(
+    settings: TuneSettings,
+    workers: int,
+    *,
+    poll: Callable[[], None] | None = None,
+    poll_interval: float = 1.0,
+) -> list[int]:
+    """Start ``workers`` spawned processes on one study; return their exit codes.
+
+    ``poll()`` is called every ``poll_interval`` seconds while they run (progress display).
+    Each child gets ``worker_index`` 0..N-1 (so the seeded samplers differ) and an equal share of the
+    CPU threads. Ctrl-C terminates the children; their RUNNING trials are failed by the heartbeat
+    mechanism and retried on the next run.
+    """
+    if workers < 1:
+        raise TuneError(f"--workers must be >= 1, got {workers}")
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    processes = [
+        context.Process(
+            target=_worker_entry,
+            args=(settings.replace(worker_index=i), threads),
+            name=f"fusionzoo-tune-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        while any(p.is_alive() for p in processes):
+            for process in processes:
+                process.join(timeout=poll_interval / len(processes))
+            if poll is not None:
+                poll()
+    except BaseException:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+        raise
+    return [int(p.exitcode or 0) for p in processes]

@@ -1,0 +1,228 @@
+"""``fusionzoo eval`` end to end on the embedded dataset: rows, resume (also after SIGKILL), raw
+protocols through the feature cache, efficiency once per key, train-time protocols, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fusionzoo.bench.cli import bench
+from fusionzoo.bench.results import ResultsStore
+from fusionzoo.evaluation.cli import eval_cmd
+from fusionzoo.evaluation.tables import EvalTables
+
+pytestmark = pytest.mark.slow  # end to end: benches and evaluates on the embedded dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ["--fusions", "concat_mlp", "--seeds", "0,1", "--epochs", "2", "--dim", "16", "--batch-size", "64",
+         "--data-option", "size=600", "--device", "cpu"]  # fmt: skip
+SLOW_PLUGIN = '''
+import time
+from fusionzoo.protocols.base import register_protocol
+from fusionzoo.protocols.feature_noise import FeatureNoise
+
+@register_protocol
+class SlowNoise(FeatureNoise):
+    """feature_noise that sleeps per batch (to kill an evaluation in the middle)."""
+    name = "slow_noise"
+    def apply(self, batch, level, generator):
+        time.sleep(0.4)
+        return super().apply(batch, level, generator)
+'''
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    old = {k: os.environ.get(k) for k in ("FUSIONZOO_DATA", "FUSIONZOO_CACHE")}
+    os.environ["FUSIONZOO_DATA"] = str(root / "data")
+    os.environ.pop("FUSIONZOO_CACHE", None)
+    yield root
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def runs(env):
+    out = env / "runs"
+    result = CliRunner().invoke(bench, [*BENCH, "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert list((out / "inputs").glob("*.json")), "the bench records each dataset's inputs for eval"
+    return out
+
+
+def invoke(*args):
+    return CliRunner().invoke(eval_cmd, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_eval_rows_level_zero_is_clean_and_a_rerun_evaluates_nothing(runs):
+    result = invoke(runs, "--protocols", "missing_image:rates=0;0.5;1,missing_text:rates=0;1", "--efficiency")
+    assert result.exit_code == 0, result.output
+    store = ResultsStore(runs)
+    table, results = EvalTables(store).robustness(), store.load()
+    assert len(results) == 6  # concat_mlp, image_only, text_only × 2 seeds
+    assert len(table) == 6 * (3 + 2) and table["eval_fingerprint"].is_unique
+    required = {"run_id", "config_id", "dataset", "fusion", "head", "seed", "protocol", "protocol_name",
+                "stage", "level", "train_protocol", "eval_fingerprint", "test_accuracy", "test_macro_f1"}  # fmt: skip
+    assert required <= set(table.columns)
+    clean = table[table["level"] == 0].merge(results, on="run_id", suffixes=("", "_run"))
+    for column in [c for c in table.columns if c.startswith("test_")]:
+        assert np.array_equal(clean[column].to_numpy(), clean[f"{column}_run"].to_numpy(), equal_nan=True)
+    image_only = table[(table["fusion"] == "image_only") & (table["protocol_name"] == "missing_text")]
+    assert image_only.groupby("run_id")["test_accuracy"].nunique().eq(1).all()  # ignores the text
+    gone = table[(table["fusion"] == "image_only") & (table["protocol_name"] == "missing_image")]
+    assert (
+        gone[gone["level"] == 1]["test_accuracy"].to_numpy()
+        < gone[gone["level"] == 0]["test_accuracy"].to_numpy()
+    ).all()
+    efficiency = EvalTables(store).efficiency()
+    assert len(efficiency) == 3 and efficiency["efficiency_key"].is_unique  # once per config, not per seed
+    again = invoke(runs, "--protocols", "missing_image:rates=0;0.5;1,missing_text:rates=0;1", "--efficiency")
+    assert "eval: 0 robustness rows evaluated, 30 reused; efficiency: 0 measured, 6 reused" in again.output
+    more = invoke(runs, "--protocols", "missing_image:rates=0;0.25;0.5;1")
+    assert "eval: 6 robustness rows evaluated, 18 reused" in more.output  # only the new level
+
+
+def test_leaderboard_shows_and_ranks_by_the_evaluation_columns(runs):
+    from rich.console import Console
+
+    from fusionzoo import registry
+    from fusionzoo.report.base import ResultsView
+
+    invoke(runs, "--protocols", "missing_image:rates=0;0.5;1", "--efficiency")
+    console = Console(width=250, record=True)
+    summary = registry.create("reporter", "leaderboard").render(
+        ResultsView.of(ResultsStore(runs), None, "test_gflops_forward"), "terminal", console=console
+    )
+    text = console.export_text()
+    assert "rel. robust. (missing_image)" in text and "GFLOPs" in text and "latency ms" in text
+    assert summary["mean"].is_monotonic_increasing  # a min metric ranks lowest first
+
+
+def test_raw_protocols_are_encoded_once_into_the_cache(runs, env):
+    spec = "image_corruption:corruption=gaussian_noise,severities=0;5,text_typos:kind=swap,rates=0;1"
+    result = invoke(runs, "--protocols", spec)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("encoded") >= 2
+    table = EvalTables(ResultsStore(runs)).robustness()
+    raw = table[table["protocol_name"].isin(["image_corruption", "text_typos"])]
+    assert len(raw) == 6 * 4
+    text_only = raw[(raw["fusion"] == "text_only") & (raw["protocol_name"] == "image_corruption")]
+    assert text_only.groupby("run_id")["test_accuracy"].nunique().eq(1).all()
+    image_only = raw[(raw["fusion"] == "image_only") & (raw["protocol_name"] == "text_typos")]
+    assert image_only.groupby("run_id")["test_accuracy"].nunique().eq(1).all()
+    entries = [
+        p for p in (env / "data" / "features").iterdir() if p.name.startswith("synth-test-") and p.is_dir()
+    ]
+    assert len(entries) == 3  # clean test + one per perturbed level
+    # a new seed of the same protocol is another perturbation; the same one comes from the cache
+    again = invoke(runs, "--protocols", "text_typos:kind=swap,rates=0;1,seed=1")
+    assert "encoded" in again.output
+    reused = invoke(
+        runs, "--protocols", "text_typos:kind=swap,rates=0;1,seed=1,image_corruption:severities=0;5"
+    )
+    assert "encoding" not in reused.output
+
+
+def test_sigkill_mid_eval_keeps_finished_rows_and_the_rerun_does_the_rest(runs, env):
+    plugin = env / "slow_plugin.py"
+    plugin.write_text(SLOW_PLUGIN)
+    command = [sys.executable, "-m", "fusionzoo.cli", "eval", str(runs), "--plugin", str(plugin),
+               "--protocols", "slow_noise:sigmas=0;1;2"]  # fmt: skip
+    process_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, env=process_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = ResultsStore(runs)
+    deadline = time.time() + 240
+    written = 0
+    while time.time() < deadline and process.poll() is None:
+        table = EvalTables(store).robustness()
+        written = int((table["protocol_name"] == "slow_noise").sum()) if len(table) else 0
+        if written:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 0 < written < 6 * 3, "the kill did not land mid-evaluation"
+    table = EvalTables(store).robustness()
+    kept = set(table.loc[table["protocol_name"] == "slow_noise", "eval_fingerprint"])
+    assert len(kept) % 3 == 0  # whole (run, protocol) groups only
+    done = subprocess.run(command, env=process_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{6 * 3 - len(kept)} robustness rows evaluated, {len(kept)} reused" in " ".join(
+        done.stdout.split()
+    )
+    table = EvalTables(store).robustness()
+    assert table["eval_fingerprint"].is_unique and int((table["protocol_name"] == "slow_noise").sum()) == 18
+    assert kept <= set(table["eval_fingerprint"])
+
+
+def test_train_time_protocol_is_part_of_the_run_identity(runs):
+    args = [
+        *BENCH,
+        "--out",
+        str(runs),
+        "--seeds",
+        "0",
+        "--no-unimodal",
+        "--train-protocols",
+        "missing_image@0.5",
+    ]
+    result = CliRunner().invoke(bench, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "train missing_image:imputation=mask,seed=0@0.5" in result.output
+    frame = ResultsStore(runs).load()
+    robust = frame[frame["config"].map(lambda c: json.loads(c).get("train_protocol", "")) != ""]
+    assert len(robust) == 1
+    plain = frame[
+        (frame["fusion"] == "concat_mlp")
+        & (frame["seed"] == 0)
+        & (frame["run_id"] != robust["run_id"].iloc[0])
+    ]
+    assert robust["config_hash"].iloc[0] != plain["config_hash"].iloc[0]
+    invoke(runs, "--protocols", "missing_image:rates=0;1")
+    rows = EvalTables(ResultsStore(runs)).robustness()
+    assert set(rows.loc[rows["run_id"] == robust["run_id"].iloc[0], "train_protocol"]) == {
+        "missing_image:imputation=mask,seed=0@0.5"
+    }
+
+
+def test_bad_input_fails_before_any_work(runs, tmp_path):
+    typo = CliRunner().invoke(eval_cmd, [str(runs), "--protocols", "missing_imag"])
+    assert typo.exit_code == 2 and "missing_image" in typo.output
+    nothing = CliRunner().invoke(eval_cmd, [str(runs)])
+    assert nothing.exit_code == 2 and "nothing to evaluate" in nothing.output
+    train_only = CliRunner().invoke(eval_cmd, [str(runs), "--protocols", "label_noise"])
+    assert train_only.exit_code == 2 and "train-time protocol" in train_only.output
+    empty = CliRunner().invoke(eval_cmd, [str(tmp_path), "--protocols", "missing_image"])
+    assert empty.exit_code == 2 and "run fusionzoo bench first" in empty.output
+    bad_train = CliRunner().invoke(
+        bench, [*BENCH, "--out", str(runs), "--train-protocols", "image_corruption@1"]
+    )
+    assert bad_train.exit_code == 2 and "cannot be used at training time" in bad_train.output
+
+
+def test_changed_data_is_refused_not_evaluated(runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    for path in (copy / "inputs").glob("*.json"):
+        payload = json.loads(path.read_text())
+        payload["options"]["data"] = {"size": 700}
+        path.write_text(json.dumps(payload))
+    before = len(EvalTables(ResultsStore(copy)).robustness())
+    result = CliRunner().invoke(eval_cmd, [str(copy), "--protocols", "missing_image:rates=0;0.3"])
+    assert result.exit_code == 1 and "the data changed since these runs were trained" in result.output
+    assert len(EvalTables(ResultsStore(copy)).robustness()) == before
