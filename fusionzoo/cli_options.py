@@ -130,6 +130,10 @@ FLAGS: dict[str, Flag] = {
               help="Image decoding workers while encoding [default: auto]."),
         flag("on_bad_image", "data.on_bad_image", type=click.Choice(["skip", "fail"]),
               help="Missing/unreadable images: drop the row (counted, warned) or stop [default: skip]."),
+        flag("tune_trials", "bench.tune_trials", type=click.IntRange(min=1), metavar="N",
+              help="A fair tuned comparison: tune every fusion × head of the grid with the same Optuna budget "
+              "(N trials, the [tune] sampler/seed/metric, validation split only), then train each best "
+              "configuration over the seeds (docs/benchmarking.md)."),
         flag("launcher", "bench.launcher", metavar="SPEC", callback=_launcher,
               help="Where runs execute: local (this machine, --jobs at once), ray (a Ray cluster), submitit "
               "(SLURM) or any registered launcher (fusionzoo list launchers) [default: local]."),
@@ -195,18 +199,33 @@ def _value(name: str, value: Any) -> Any:
     return value
 
 
+def default_preset(dataset: str | None) -> str | None:
+    """The preset a run without ``--config`` starts from: the dataset backend's ``default_preset``
+    (None: the quick preset, the embedded demo's). An unknown dataset is reported by validation."""
+    from fusionzoo import registry
+
+    if not dataset:
+        return None
+    try:
+        return getattr(registry.get_entry("dataset", dataset).obj, "default_preset", None)
+    except registry.RegistryError:
+        return None
+
+
 def config_from_flags(
     flags: dict[str, Any], config_path: str | None = None, table: dict[str, Flag] | None = None
 ) -> Any:
     """The preset of ``config_path`` with every given flag of ``flags`` applied (one merge).
 
-    Without ``--config``, ``--dataset NAME`` starts from that dataset's preset (the quick preset for the
-    embedded dataset) and runs into ``runs/NAME``. Raises ``click.UsageError`` naming a wrong value.
+    Without ``--config``, ``--dataset NAME`` starts from that dataset's preset (its backend's
+    ``default_preset``: ``quick`` for the embedded dataset, ``real`` for every other) and runs into
+    ``runs/NAME``. Raises ``click.UsageError`` naming a wrong value.
     """
     from fusionzoo.config import ConfigError, load_config
 
+    dataset = flags.get("dataset")
     try:
-        config = load_config(config_path)
+        config = load_config(config_path or default_preset(dataset))
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from None
     table = {**FLAGS, **(table or {})}
@@ -222,7 +241,6 @@ def config_from_flags(
         config = config.with_overrides(overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc).replace(config.source + ": ", "command line: ", 1)) from None
-    dataset = flags.get("dataset")
     if config_path is None and dataset and dataset != "synth" and not flags.get("out"):
         config = config.model_copy(update={"name": dataset})
         config.bench.out = None

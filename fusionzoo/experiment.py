@@ -225,6 +225,20 @@ class Experiment:
             column_direction(config.metric)
         except registry.RegistryError as exc:
             raise ConfigError(f"--metric / [bench] metric: {exc}") from None
+        if config.bench.tune_trials:
+            from fusionzoo.tune import TuneError
+            from fusionzoo.tune.objective import resolve_objectives
+
+            if len(config.tune.objectives) > 1:
+                raise ConfigError(
+                    "--tune-trials picks one best configuration per cell: give one [tune] metric, not "
+                    f"objectives {', '.join(config.tune.objectives)}"
+                )
+            try:
+                resolve_objectives(config.tune.metric, [])
+            except TuneError as exc:
+                raise ConfigError(f"--tune-trials tunes on [tune] metric: {exc}") from None
+            self._check_tune_space()
         heads = [_canonical("head", h) for h in config.bench.heads]
         try:
             expand_train_protocols(config.bench.train_protocols)
@@ -244,6 +258,23 @@ class Experiment:
                 if pair not in seen:
                     seen.add(pair)
                     build_once(run, pair)
+
+    def _check_tune_space(self) -> None:
+        """``--tune-trials``: every ``[space]`` entry belongs to some cell of the grid."""
+        from fusionzoo.bench.tuned import cell_space_overrides
+        from fusionzoo.tune.space import SearchSpaceError
+
+        heads = [_canonical("head", h) for h in self.config.bench.heads]
+        base = self.base_run_config()
+        cells = [
+            ("", fusion, base.replace(fusion=fusion, head=head).resolved_head(), "")
+            for fusion, pinned in self.pairs(self.config.bench.datasets[0])
+            for head in ([pinned] if pinned else heads or [None])
+        ]
+        try:
+            cell_space_overrides(self.config, cells)
+        except SearchSpaceError as exc:
+            raise ConfigError(f"--tune-trials: {exc}") from None
 
     # ------------------------------------------------------------------------------------------ data
     def inputs(self, dataset: str) -> ResolvedInputs:

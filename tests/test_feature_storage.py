@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from fusionzoo.train.data import FeatureData, available_memory, default_memory_budget
-from fusionzoo.train.synthetic import synthetic_split
 
 from fusionzoo.encoders.features import FeatureSplit, collate_features
 from fusionzoo.encoders.probe import pooled
-from fusionzoo.train import data as train_data
+from fusionzoo.testing.token_features import synthetic_split
+from fusionzoo.train import inputs as train_data
+from fusionzoo.train.inputs import FeatureData, available_memory, default_memory_budget
 
 
 def shared_split(tmp_path=None, n=12, images=4, texts=5, seed=0) -> FeatureSplit:

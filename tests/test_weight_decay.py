@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -115,3 +116,31 @@ def test_the_finetuned_encoder_keeps_its_own_learning_rate_and_the_same_split():
     assert not any(n.startswith("encoder.frozen") for n in decay | no_decay)
     assert {lrs[n] for n in lrs if n.startswith("encoder.")} == {1e-5}
     assert {lrs[n] for n in lrs if not n.startswith("encoder.")} == {1e-3}
+
+
+def test_schedule_warms_up_from_zero_then_cosine_decays_to_zero():
+    import math
+
+    import torch
+
+    from fusionzoo.train.config import RunConfig
+    from fusionzoo.train.optim import make_scheduler
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    total, config = 100, RunConfig(warmup=0.1, lr=0.1)
+    scheduler = make_scheduler(optimizer, config, total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    warmup = 10
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.1 * 5 / warmup)
+    assert lrs[warmup] == pytest.approx(0.1)  # the peak, right after warm-up
+    middle = warmup + (total - warmup) // 2
+    assert lrs[middle] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :], strict=False))  # monotone decay
+    assert lrs[-1] == pytest.approx(
+        0.1 * 0.5 * (1 + math.cos(math.pi * (total - 1 - warmup) / (total - warmup)))
+    )

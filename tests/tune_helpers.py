@@ -37,3 +37,15 @@ def tiny_data_synced():
     while len(list(folder.iterdir())) < expected and time.monotonic() < deadline:
         time.sleep(0.05)
     return tiny_data()
+
+
+def tiny_data_broken_in_workers():
+    """:func:`tiny_data` in the process that starts the workers, an error in every worker process."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        raise RuntimeError("this worker's data cannot be read")
+    return tiny_data()
+
+
+BROKEN_IN_WORKERS_FACTORY = "tune_helpers:tiny_data_broken_in_workers"

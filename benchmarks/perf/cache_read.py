@@ -48,12 +48,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from fusionzoo.train.data import FeatureData
     from rich.console import Console
 
     from fusionzoo.data import load_dataset
     from fusionzoo.encoders.cache import default_cache_dir, encode_splits
     from fusionzoo.encoders.defaults import build_encoders
+    from fusionzoo.train.inputs import FeatureData
     from fusionzoo.train.model import FusionModel
     from fusionzoo.train.trainer import training_batches
 

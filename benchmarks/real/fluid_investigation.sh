@@ -19,8 +19,8 @@ for s in "${steps[@]}"; do case $s in
        --fusions 'concat_mlp+film+fluid+fluid@mlp+fluid:contrastive=false' ;;
   b) step "B: lr 5e-4" "${QUICK[@]}" --lr 5e-4 --fusions 'concat_mlp+film+fluid' ;;
   c) step "C: D=256, lr 5e-4" "${QUICK[@]}" --lr 5e-4 --dim 256 --fusions 'concat_mlp+film+fluid' ;;
-  d) step "D: FLUID variants at lr 5e-4" "${QUICK[@]}" --lr 5e-4 \
-       --fusions 'fluid:norm=pre+fluid:queries=32+fluid:dropout=0.0+fluid:contrastive_positives=duplicates+fluid:qtransform=false+fluid:qtransform=false,summary=cls+fluid:qtransform=false,summary=mean' ;;
+  d) step "D: FLUID variants at D=256, lr 5e-4" "${QUICK[@]}" --lr 5e-4 --dim 256 \
+       --fusions 'fluid:norm=pre+fluid:queries=32+fluid:contrastive_positives=duplicates+fluid:qtransform=false' ;;
   e) step "E: more epochs" "${QUICK[@]}" --lr 5e-4 --epochs 40 --fusions 'concat_mlp+fluid' ;;
   *) echo "unknown step $s"; exit 2 ;;
 esac; done

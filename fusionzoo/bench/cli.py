@@ -45,6 +45,7 @@ BENCH_FLAGS = (
     "text_tokens",
     "on_bad_image",
     "launcher",
+    "tune_trials",
     "train_protocols",
     "eval",
     "protocols",
@@ -117,6 +118,8 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     from fusionzoo.io import DiskFullError
     from fusionzoo.launch.select import distributed_world
     from fusionzoo.prepare import PrepareError
+    from fusionzoo.tune import TuneError
+    from fusionzoo.tune.space import SearchSpaceError
 
     experiment = validated_experiment(flags, config_path)
     store = open_store(experiment)
@@ -134,7 +137,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
             show_dry_run(experiment, store, console)
             return
         outcome = run_bench(experiment, store, console, experiment.config.bench.threads or 1)
-    except (PrepareError, DiskFullError) as exc:
+    except (PrepareError, DiskFullError, TuneError, SearchSpaceError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         console.print(

@@ -53,6 +53,13 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
             store.dir, experiment.data_options(dataset), fingerprints[dataset]
         )  # for fusionzoo eval
     specs = experiment.grid(fingerprints)
+    chosen = {}
+    trials = config.bench.tune_trials
+    if trials:
+        from fusionzoo.bench.tuned import tune_grid, tuned_specs
+
+        chosen = tune_grid(experiment, specs, store.dir, trials, console, fingerprints)
+        specs = tuned_specs(specs, chosen)
     print_reuse(console, specs, store)
     finished = store.finished_ids()
     for dataset in dict.fromkeys(s.dataset for s in specs if s.run_id not in finished):
@@ -81,6 +88,10 @@ def run_bench(experiment: Experiment, store: ResultsStore, console: Any, threads
         eval_after_bench(experiment, store, console, {s.run_id for s in specs})
     view = ResultsView.of(store, {s.run_id for s in specs}, config.metric)
     registry.create("reporter", "leaderboard").render(view, "terminal", console=console)
+    if chosen:
+        from fusionzoo.bench.tuned import print_tuned
+
+        print_tuned(console, chosen, trials, config)
     console.print(
         f"ran {len(outcome.ran)} runs in {outcome.seconds:.0f} s ({len(outcome.skipped)} reused, "
         f"{len(outcome.failed)} failed, {len(outcome.diverged)} diverged)"
@@ -152,5 +163,14 @@ def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
     if unknown:
         estimate += (
             f"; {unknown} runs without an estimate (no earlier run and the features are not cached yet)"
+        )
+    if config.bench.tune_trials:
+        cells = len(
+            {(s.dataset, s.fusion, s.head, s.config.train_protocol) for s in specs if s.kind == "train"}
+        )
+        estimate += (
+            f"; first, --tune-trials {config.bench.tune_trials}: {cells} studies of "
+            f"{config.bench.tune_trials} trials × {config.run_config().epochs} epochs (the runs above then "
+            "use each study's best configuration)"
         )
     console.print(f"cost estimate: {estimate}. Nothing was trained (--dry-run).")

@@ -15,6 +15,9 @@ it owns:
   that read it; ``fusionzoo.testing.check_dataset`` runs the backend's contract on it.
 - ``demo``: ``True`` for a dataset made to show fusion gains (the unimodal baselines join its grid by
   default); real datasets get the linear-probe floor instead.
+- ``default_preset``: the packaged preset ``--dataset NAME`` starts from when no ``--config`` is given:
+  ``real`` (training defaults chosen by measurement on real frozen features, docs/real-defaults.md)
+  unless the backend names another (the embedded demo: ``quick``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class DatasetBackend:
     description: ClassVar[str] = ""
     url: ClassVar[str] = ""
     demo: ClassVar[bool] = False
+    default_preset: ClassVar[str] = "real"
 
     def load(self, **options: Any) -> DatasetSplits:  # pragma: no cover - interface
         raise NotImplementedError(f"{type(self).__name__} must implement load()")

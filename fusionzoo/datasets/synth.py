@@ -23,6 +23,7 @@ class SynthDataset(DatasetBackend):
     name = "synth"
     description = "embedded GLAMI-format synthetic dataset (generated once, no download)"
     demo = True
+    default_preset = "quick"
 
     def load(
         self,

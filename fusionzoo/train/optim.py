@@ -10,23 +10,21 @@ modality / position embeddings and [CLS] tokens, and the MoE experts' biases (st
 decays. The split itself is ``timm.optim.param_groups_weight_decay``. A finetuned encoder's
 parameters get ``backbone_lr``. AdamW uses the fused kernel where supported.
 
-**Learning rate:** linear warm-up over ``warmup`` × the total steps, then cosine decay to 0:
+**Learning rate:** ``transformers.get_cosine_schedule_with_warmup``: linear warm-up from 0 over
+W = max(1, ⌊``warmup`` × S⌋) of the S total steps, then half a cosine period down to 0:
 
-    factor(s) = (s + 1) / W                              for s < W
-    factor(s) = ½ (1 + cos(π · min(1, (s − W) / (S − W))))   otherwise
+    factor(s) = s / W                                    for s < W
+    factor(s) = max(0, ½ (1 + cos(π · (s − W) / max(1, S − W))))   otherwise
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 __all__ = [
-    "lr_factor",
     "make_optimizer",
     "make_scheduler",
     "no_weight_decay_names",
@@ -66,21 +64,12 @@ def make_optimizer(model: nn.Module, config: Any) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
-def lr_factor(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """The multiplier of the base learning rate at step ``s`` (see the module docstring)."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
 def make_scheduler(optimizer: torch.optim.Optimizer, config: Any, total_steps: int) -> Any:
+    """The run's LambdaLR: warm-up then cosine decay (see the module docstring), stepped per batch."""
+    from transformers import get_cosine_schedule_with_warmup
+
     warmup = max(1, int(config.warmup * total_steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(total_steps, warmup))
+    return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
 
 
 def no_weight_decay_names(module: nn.Module) -> set[str]:

@@ -235,6 +235,7 @@ def _settings(config: Any, options: dict[str, Any], plugins: tuple[str, ...]) ->
 def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> None:
     import optuna
 
+    from fusionzoo.tune import TuneError
     from fusionzoo.tune.budget import budget_counts
     from fusionzoo.tune.display import TuneDisplay, print_summary
     from fusionzoo.tune.storage import resolve_storage
@@ -294,8 +295,11 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
                     codes = launch_workers(settings, workers, poll=display.refresh)
                 bad = [i for i, code in enumerate(codes) if code != 0]
                 if bad:
-                    console.print(
-                        f"[red]worker(s) {', '.join(map(str, bad))} exited with an error (codes {codes})[/red]"
+                    after = budget_counts(study.get_trials(deepcopy=False))
+                    raise TuneError(
+                        f"worker(s) {', '.join(map(str, bad))} exited with an error (exit codes {codes}; "
+                        f"their tracebacks are above); the study has {after.finished} finished trials "
+                        f"of {settings.trials}. Rerun the same command to continue it."
                     )
             else:
                 if config.bench.threads:
