@@ -122,7 +122,8 @@ FLAGS: dict[str, Flag] = {
         flag("text_max_length", "encoders.text_max_length", type=click.IntRange(min=1),
               help="Truncate texts to N tokens [default: the text encoder's maximum]."),
         flag("image_tokens", "encoders.image_tokens", metavar="all|cls|mean|N", callback=_image_tokens,
-              help="Image tokens to keep: all, the [CLS] token, their mean, or N pooled patch tokens [default: all]."),
+              help="Image tokens to keep: all, the [CLS] token, their mean, or N pooled patch tokens (a smaller "
+              "cache that keeps a token fusion's input; docs/scale.md) [default: all]."),
         flag("text_tokens", "encoders.text_tokens", type=click.Choice(["all", "cls", "mean"]),
               help="Text tokens to keep [default: all]."),
         flag("num_workers", "encoders.num_workers", type=click.IntRange(min=0),
@@ -134,7 +135,8 @@ FLAGS: dict[str, Flag] = {
               "(N trials, the [tune] sampler/seed/metric, validation split only), then train each best "
               "configuration over the seeds (docs/benchmarking.md)."),
         flag("launcher", "bench.launcher", metavar="SPEC", callback=_launcher,
-              help="Where runs execute: any registered launcher (fusionzoo list launchers) [default: local]."),
+              help="Where runs execute: local (this machine, --jobs at once), ray (a Ray cluster), submitit "
+              "(SLURM) or any registered launcher (fusionzoo list launchers) [default: local]."),
         flag("report", "bench.report", "--report/--no-report",
               help="Write the HTML report of the runs (fusionzoo report) to <runs dir>/report.html at the end."),
         flag("mlflow", "bench.mlflow", metavar="URI",
@@ -152,6 +154,15 @@ FLAGS: dict[str, Flag] = {
         flag("eval", "eval.suites", type=CommaList(what="suite"), metavar="robustness,efficiency",
               help="After training, evaluate the finished runs: robustness ([eval] protocols, or the default "
               "suite) and/or efficiency (fusionzoo eval on this runs directory)."),
+        flag("jobs", "bench.jobs", type=click.IntRange(min=1),
+             help="Runs at once, each on --threads threads (or one GPU) [default: as many as the machine "
+             "holds: usable cores ÷ threads, one per GPU; results equal --jobs 1's]."),
+        flag("ray_address", "bench.ray_address", metavar="ADDR",
+             help="--launcher ray: the cluster to join, e.g. 10.0.0.1:6379 or auto [default: $RAY_ADDRESS, "
+             "else a Ray instance on this machine]."),
+        flag("ddp", "bench.ddp", type=click.IntRange(min=1), metavar="N",
+             help="Finetune mode: train each run on N processes with DistributedDataParallel (one GPU each, "
+             "else CPU with gloo); same as running the command under torchrun --nproc-per-node N."),
     )
 }  # fmt: skip
 

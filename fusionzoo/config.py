@@ -5,8 +5,8 @@ A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``
 
     [bench]            the grid and where it runs: datasets (or dataset), fusions, heads, seeds,
                        with_unimodal, with_probe, mode, metric, out, data_dir, limit, device, threads,
-                       cache_dir, launcher,
-                       report, mlflow
+                       cache_dir, launcher, train_protocols, tune_trials, jobs, ray_address, ddp,
+                       report, mlflow (docs/scale.md, docs/report.md)
     [data]             options of the dataset backend (``fusionzoo list datasets`` shows them)
     [encoders]         image, text, pretrained, batch_size, text_max_length, image_tokens, text_tokens,
                        num_workers
@@ -85,6 +85,9 @@ class BenchSection(_Section):
     mlflow: str | None = None  # MLflow tracking URI: log every run (fusionzoo.bench.tracking)
     train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
     tune_trials: int = Field(default=0, ge=0)  # > 0: every cell tuned with this Optuna budget first
+    jobs: int | None = Field(default=None, ge=1)  # runs at once; None: as many as the machine holds
+    ray_address: str | None = None  # --launcher ray: the cluster to join (None: RAY_ADDRESS or a local one)
+    ddp: int | None = Field(default=None, ge=1)  # finetune: processes per run (DistributedDataParallel)
 
     @model_validator(mode="before")
     @classmethod

@@ -218,9 +218,11 @@ def encode_features(
     verify: str = "auto",
     console: Any = None,
     progress: bool = True,
+    encode_entry: Any = None,
 ) -> dict[str, Any]:
     """Encode (or reuse from the cache) the frozen-mode features of ``split_names``: the cache entries
-    bench and tune read, with the same encoders, options and cache folder (``fusionzoo encode``)."""
+    bench and tune read, with the same encoders, options and cache folder (``fusionzoo encode``;
+    ``encode_entry``: see :func:`~fusionzoo.encoders.cache.encode_splits`, e.g. Ray shards)."""
     from fusionzoo.encoders.cache import encode_splits
     from fusionzoo.io import disk_errors
 
@@ -240,6 +242,7 @@ def encode_features(
             verify=verify,
             progress=progress,
             console=console,
+            encode_entry=encode_entry,
         )
 
 

@@ -288,6 +288,7 @@ def test_size_estimate_warns_and_refuses_when_the_disk_is_too_small(tmp_path, ti
     assert (
         "warning" in log and "--text-max-length" in log and "--image-tokens" in log and "pooled-only" in log
     )
+    assert "Token-level reductions" in log and f"--image-tokens {(image.num_tokens - 1) // 4}" in log
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10, 10, 0))
     with pytest.raises(EncoderError, match="not enough disk space"):

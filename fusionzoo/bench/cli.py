@@ -52,12 +52,20 @@ BENCH_FLAGS = (
     "eval",
     "protocols",
     "efficiency",
+    "jobs",
+    "ray_address",
+    "ddp",
 )
 
 
 def console_for_output() -> Any:
+    import io
+    import os
+
     from rich.console import Console
 
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 speaks for every rank
+        return Console(file=io.StringIO())
     console = Console(highlight=False)
     if not console.is_terminal:  # logs and CI: wide enough for the leaderboard
         console = Console(highlight=False, width=160)
@@ -111,6 +119,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     from fusionzoo.bench.session import run_bench
     from fusionzoo.bench.tracking import TrackingError
     from fusionzoo.io import DiskFullError
+    from fusionzoo.launch.select import distributed_world
     from fusionzoo.prepare import PrepareError
     from fusionzoo.tune import TuneError
     from fusionzoo.tune.space import SearchSpaceError
@@ -118,6 +127,14 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     experiment = validated_experiment(flags, config_path)
     store = open_store(experiment)
     console = console_for_output()
+    ddp = experiment.config.bench.ddp
+    if ddp and ddp > 1 and distributed_world() == 1 and not dry_run:  # start torchrun's ranks for this grid
+        from fusionzoo.launch.ddp import launch_bench
+
+        counts = launch_bench(experiment.config, ddp, list(plugins))
+        if counts["failed"]:
+            raise click.ClickException(f"{counts['failed']} run(s) failed (listed above)")
+        return
     try:
         if dry_run:
             show_dry_run(experiment, store, console)

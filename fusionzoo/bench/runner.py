@@ -118,6 +118,10 @@ class _Driver:
         if self.grid_task is not None:
             self.rich.advance(self.grid_task)
 
+    def note(self, message: str) -> None:
+        """A line from the launcher (how it runs the grid, a retried run), above the bars."""
+        self.say(message)
+
     def discard_running(self) -> None:
         for bar in self.bars.values():
             bar.close()

@@ -88,6 +88,9 @@ def _run_bench(
         record_classes(store, dataset, experiment.training_data(dataset, console=console))
 
     progress = progress_bar(console, unit="runs")
+    from fusionzoo.launch.select import launcher_for
+
+    launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
     default_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -96,7 +99,7 @@ def _run_bench(
                 specs,
                 store,
                 experiment.training_data,
-                launcher=registry.create("launcher", config.bench.launcher),
+                launcher=launcher,
                 progress=progress,
                 console=progress.console,
                 on_record=tracker.log_record if tracker is not None else None,

@@ -331,13 +331,17 @@ def encode_splits(
     progress: bool = True,
     console: Any = None,
     on_chunk: Callable[[str, int], None] | None = None,
+    encode_entry: Callable[..., np.ndarray] | None = None,
 ) -> dict[str, FeatureSplit]:
     """Token features of each split, from the cache when an identical entry exists, else encoded now.
 
     Each returned :class:`FeatureSplit` is memory-mapped; its ``info`` says whether it was ``reused``,
     ``resumed`` or encoded, where it lives, the dropped bad-image item ids and the truncated texts.
     ``on_bad_image``: ``skip`` drops the rows of unreadable images (counted, first item ids warned),
-    ``fail`` raises. ``chunk_rows``: distinct images (or texts) per committed chunk.
+    ``fail`` raises. ``chunk_rows``: distinct images (or texts) per committed chunk. ``encode_entry``:
+    what fills an entry's ``.partial`` folder, ``encode_entry(writer, frame, partial, key, payload,
+    split) -> image_of_row`` (default: ``writer.run``, here chunk by chunk;
+    :class:`fusionzoo.encoders.sharded.ShardedEncoder` spreads chunk ranges over workers).
     """
     from rich.console import Console
 
@@ -398,7 +402,10 @@ def encode_splits(
                     continue
                 resumed = (partial / "journal.json").exists()
                 started = time.perf_counter()
-                image_of_row = writer.run(frame, partial, key, payload, split)
+                if encode_entry is None:
+                    image_of_row = writer.run(frame, partial, key, payload, split)
+                else:
+                    image_of_row = encode_entry(writer, frame, partial, key, payload, split)
                 manifest = finish_entry(
                     frame, partial, final, writer.journal, image_of_row=image_of_row,
                     image_shape=[image_encoder.num_tokens, image_encoder.out_dim], text_dim=text_encoder.out_dim,

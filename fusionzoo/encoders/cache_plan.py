@@ -81,16 +81,17 @@ def chunk_batches(start: int, stop: int, chunk_rows: int, batch_size: int) -> li
 
 def estimate_bytes(
     frame: pd.DataFrame, image_encoder: Any, text_encoder: Any, sample: int = 256
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Expected cache size of a split: its distinct images' and distinct texts' tokens (text length
     from a sample of the distinct texts; unreadable images are not known yet and counted)."""
     first_images, _ = distinct_images(frame)
     first_texts, _ = distinct_texts(frame["text"])
     texts = frame["text"].astype(str).iloc[first_texts]
     image = len(first_images) * image_encoder.num_tokens * image_encoder.out_dim * 2
+    lengths: list[int] = []
     if len(texts):
         picked = texts.sample(min(sample, len(texts)), random_state=0).tolist()
-        lengths = text_encoder.tokenize(picked).lengths
+        lengths = list(text_encoder.tokenize(picked).lengths)
         mean_length = 1.0 if text_encoder.token_selection != "all" else float(np.mean(lengths))
     else:
         mean_length = 0.0
@@ -102,15 +103,31 @@ def estimate_bytes(
         "rows": len(frame),
         "images": len(first_images),
         "texts": len(texts),
+        "sample_lengths": lengths,  # token lengths of the sampled texts (the size advice's reductions)
     }
 
 
-def size_advice(total: float, image_encoder: Any, text_encoder: Any) -> str:
+def size_advice(
+    total: float, image_encoder: Any, text_encoder: Any, estimates: dict[str, dict[str, Any]] | None = None
+) -> str:
+    """What the cache will take and the flags that make it smaller; with ``estimates``, the size each
+    token-level reduction gives (:mod:`fusionzoo.encoders.reductions`)."""
+    from fusionzoo.encoders.reductions import reductions_text
+
+    token_level = ""
+    if estimates:
+        lengths = np.asarray(
+            [n for e in estimates.values() for n in e.get("sample_lengths", [])] or [0], float
+        )
+        image = sum(e["image"] for e in estimates.values())
+        text = sum(e["text"] for e in estimates.values())
+        token_level = reductions_text(image, text, lengths, image_encoder, text_encoder)
     return (
         f"the feature cache will take about {human_bytes(total)}. To make it smaller: "
         f"--text-max-length N (now {text_encoder.max_length}), --image-tokens cls|mean|N "
         f"(now {image_encoder.token_selection}, {image_encoder.num_tokens} tokens per image), "
-        f"or a pooled-only cache with --image-tokens mean --text-tokens mean."
+        f"or a pooled-only cache with --image-tokens mean --text-tokens mean (vector fusions only)."
+        + (f" {token_level}" if token_level else "")
     )
 
 
@@ -130,7 +147,9 @@ def check_space(
     if total > free:
         raise EncoderError(
             f"not enough disk space in {root}: {human_bytes(free)} free; "
-            + size_advice(total, image_encoder, text_encoder)
+            + size_advice(total, image_encoder, text_encoder, estimates)
         )
     if total > LARGE_CACHE_WARNING:
-        console.print("\\[cache] [bold yellow]warning[/]: " + size_advice(total, image_encoder, text_encoder))
+        console.print(
+            "\\[cache] [bold yellow]warning[/]: " + size_advice(total, image_encoder, text_encoder, estimates)
+        )

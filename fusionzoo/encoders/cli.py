@@ -6,11 +6,14 @@ The dataset and encoder flags are the experiment flags of ``fusionzoo bench`` (d
 ``--image-tokens``, ...), and ``--config`` takes the same presets, so ``fusionzoo encode`` with the
 flags of a later ``fusionzoo bench`` writes exactly the cache entries that bench reuses. The data goes
 through the same steps as bench (:func:`fusionzoo.prepare.resolve_inputs`, then
-:func:`fusionzoo.prepare.encode_features`).
+:func:`fusionzoo.prepare.encode_features`). ``--launcher ray`` encodes chunk-range shards as Ray tasks
+(:mod:`fusionzoo.launch.ray_encode`, :mod:`fusionzoo.encoders.sharded`); this process commits.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -23,6 +26,14 @@ ENCODE_FLAGS = {
     for f in (
         flag("encode_batch_size", "encoders.batch_size", "--batch-size", type=click.IntRange(min=1),
              help="Items per encoder forward pass [default: 64, or the preset's [encoders] batch_size]."),
+        flag("launcher", "bench.launcher", metavar="local|ray",
+             help="local: encode here; ray: shards of each split as Ray tasks (one GPU each when present), "
+             "committed here [default: local]."),
+        flag("jobs", "bench.jobs", type=click.IntRange(min=1),
+             help="--launcher ray: shards per split [default: one per GPU of the cluster, else per --threads "
+             "CPUs]."),
+        flag("threads", "bench.threads", type=click.IntRange(min=1),
+             help="--launcher ray: CPUs per shard [default: 1]."),
     )
 }  # fmt: skip
 EXPERIMENT_FLAGS = (
@@ -41,6 +52,10 @@ EXPERIMENT_FLAGS = (
     "on_bad_image",
     "device",
     "encode_batch_size",
+    "launcher",
+    "jobs",
+    "ray_address",
+    "threads",
 )
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -117,6 +132,11 @@ def encode(
             experiment.backend(dataset).check_options(dict(config.data))
         except ValueError as exc:  # an unknown dataset or option: before anything is loaded
             raise click.UsageError(str(exc)) from None
+    from fusionzoo.registry import parse_spec
+
+    launcher = parse_spec(config.bench.launcher)[0]
+    if launcher not in ("local", "ray"):
+        raise click.UsageError(f"--launcher {config.bench.launcher}: encode runs on local or ray")
     console = Console(stderr=True, soft_wrap=True)
     for dataset in config.bench.datasets:
         options = experiment.data_options(dataset)
@@ -131,7 +151,14 @@ def encode(
                 f"text encoder {text.spec}: ≤ {text.max_length} tokens × {text.out_dim}; "
                 f"cache {options.cache_root()}"
             )
-            features = encode_features(inputs, split_names, verify=verify_cache, console=console)
+            with contextlib.ExitStack() as stack:
+                encode_entry = None
+                if launcher == "ray":
+                    encode_entry = stack.enter_context(_ray_shards(config, inputs, console))
+                    inputs.options.device = "cpu"  # this process only commits: the shards encode
+                features = encode_features(
+                    inputs, split_names, verify=verify_cache, console=console, encode_entry=encode_entry
+                )
         except PrepareError as exc:
             raise click.ClickException(str(exc)) from None
         except (RuntimeError, ValueError) as exc:  # EncoderError, DataError while encoding
@@ -139,6 +166,22 @@ def encode(
                 raise
             raise click.ClickException(str(exc)) from None
         _report(features, split_names, probe)
+
+
+@contextlib.contextmanager
+def _ray_shards(config: Any, inputs: Any, console: Any) -> Iterator[Any]:
+    """The ``encode_entry`` of ``--launcher ray``: shards as Ray tasks on the cluster of ``--ray-address``."""
+    from fusionzoo.encoders.sharded import ShardedEncoder
+    from fusionzoo.launch.ray_encode import RayShards
+
+    threads = config.bench.threads or 1
+    with RayShards(
+        inputs.image_encoder, inputs.text_encoder, address=config.bench.ray_address, threads=threads,
+        device=config.bench.device, console=console,
+    ) as shards:  # fmt: skip
+        sharded = ShardedEncoder(shards, config.bench.jobs or shards.shards())
+        console.print(f"ray: {sharded.shards} shard(s) per split and phase, {threads} CPU(s) each")
+        yield sharded
 
 
 def _report(features: dict[str, Any], split_names: list[str], probe: bool) -> None:

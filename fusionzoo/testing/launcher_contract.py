@@ -36,6 +36,8 @@ class FailingData:
         self.data = data
 
     def __getattr__(self, name: str) -> Any:
+        if name == "data" or name.startswith("__"):  # not set yet (unpickling in a worker process)
+            raise AttributeError(name)
         return getattr(self.data, name)
 
     def batch(self, split: str, indices: Any) -> Any:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from torch import Tensor
 from fusionzoo.evaluation.train_time import with_train_protocol
 from fusionzoo.metrics.base import column_direction
 from fusionzoo.metrics.class_buckets import class_buckets
+from fusionzoo.train import distributed
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
 from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionzoo.train.config import RunConfig
@@ -139,11 +141,15 @@ class Trainer:
     ) -> None:
         self.started = time.perf_counter()
         self.config, self.data = config, with_train_protocol(config, data)
+        self.group = (
+            distributed.current()
+        )  # None: one process (the usual case); else DDP (train/distributed.py)
         self.device = resolve_device(config.device)
         self.autocast_dtype, use_scaler = amp_settings(config, self.device)
         seed_everything(config.seed)
         self.model = FusionModel.for_data(config, data).to(self.device)
         self.params = count_parameters(self.model)
+        self.step_model = distributed.wrap(self.model, self.device) if self.group else None
 
         train_labels = data.labels("train")
         self.buckets = class_buckets(train_labels, data.num_classes)
@@ -157,7 +163,7 @@ class Trainer:
         self.loss_fn = LossComposer.from_config(config, class_weights, aux_defaults).to(self.device)
 
         self.n_train = data.size("train")
-        self.steps_per_epoch = len(training_batches(self.n_train, config.batch_size, None))
+        self.steps_per_epoch = len(self._batches(0, None))
         self.optimizer = make_optimizer(self.model, config)
         self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch * config.epochs)
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
@@ -175,10 +181,20 @@ class Trainer:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
+    def _batches(self, epoch: int, generator: torch.Generator | None) -> list[Tensor]:
+        if self.group is not None:
+            return distributed.rank_batches(
+                self.n_train, self.config.batch_size, self.config.seed, epoch, self.group
+            )
+        return training_batches(self.n_train, self.config.batch_size, generator)
+
     def evaluate(
         self, split: str, phase: str | None = None, on_extras: ExtrasCallback | None = None
     ) -> tuple[dict[str, float], np.ndarray]:
-        return evaluate(
+        evaluate_split = (
+            evaluate if self.group is None else partial(distributed.evaluate_sharded, group=self.group)
+        )
+        return evaluate_split(
             self.model,
             self.data,
             split,
@@ -196,14 +212,20 @@ class Trainer:
         sums: dict[str, Tensor | float] = {}
         seen = 0
         checked = self.step > 0
-        batches = training_batches(self.n_train, self.config.batch_size, self.order_generator)
+        batches = self._batches(epoch, self.order_generator)
         for batch_index, indices in enumerate(batches):
             batch = to_device(self.data.batch("train", indices), self.device)
             with _autocast(self.device, self.autocast_dtype):
-                out = self.model.forward_batch(batch, check=not checked)
+                if self.step_model is None:
+                    out = self.model.forward_batch(batch, check=not checked)
+                else:
+                    out = self.step_model(batch, not checked)
             checked = True
             loss, parts = self.loss_fn(out.logits, batch["label"], out.aux_losses)
-            if not torch.isfinite(loss):
+            finite = (
+                bool(torch.isfinite(loss)) if self.group is None else distributed.all_finite(loss, self.group)
+            )
+            if not finite:
                 bad = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
                 result.status = "diverged"
                 result.error = f"loss became {loss.item()} at epoch {epoch}, step {batch_index + 1} ({bad})"
@@ -217,6 +239,8 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + value * size
             self._fire("on_step", epoch, batch_index + 1, self.steps_per_epoch)
         sums["_seen"] = float(seen)
+        if self.group is not None:  # the history row: every rank's rows
+            sums = distributed.all_reduce_sums(sums, self.group, self.device)
         return sums
 
     def _optimizer_step(self, loss: Tensor) -> None:
@@ -294,10 +318,11 @@ def train_run(
     "loss", "val"}`` dicts (``loss``/``val`` on epoch events) for a progress display.
     """
     callbacks: list[Callback] = []
-    if progress is not None:
+    main = distributed.is_main()  # under DDP only rank 0 shows progress and writes the checkpoint
+    if progress is not None and main:
         callbacks.append(Progress(progress))
     if on_epoch is not None:
         callbacks.append(EpochHook(on_epoch))
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and main:
         callbacks.append(Checkpoint(checkpoint_dir))
     return Trainer(config, data, callbacks).fit()

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from fusionzoo import registry
 from fusionzoo.cli_common import IntList, PluginSpecList, plugin_option
 from fusionzoo.cli_options import config_from_flags, experiment_options, flag
 
@@ -43,6 +44,10 @@ EXPERIMENT_FLAGS = (
     "image_tokens",
     "text_tokens",
     "on_bad_image",
+    "jobs",
+    "launcher",
+    "ray_address",
+    "threads",
 )
 
 
@@ -238,7 +243,8 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
     from fusionzoo.tune.worker import launch_workers, load_training_data, resolve_data, run_worker
 
     quiet = options["quiet"]
-    workers = config.tune.workers
+    workers = config.bench.jobs or config.tune.workers  # --jobs N: the same as --workers N
+    on_ray = registry.parse_spec(config.bench.launcher)[0] == "ray"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = build_settings_space(settings)
     storage = resolve_storage(
@@ -248,8 +254,10 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
         grace_period=settings.grace_period,
         max_retry=settings.max_retry,
     )
-    if workers > 1 and not storage.shared:
-        raise click.UsageError("--workers needs a storage other processes can open (not 'memory')")
+    if (workers > 1 or on_ray) and not storage.shared:
+        raise click.UsageError(
+            "--workers/--jobs/--launcher ray need a storage other processes can open (not 'memory')"
+        )
     if not quiet:
         console.print(f"[bold]loading[/bold] {settings.data_options.get('dataset', 'data')}")
     fingerprint, data = resolve_data(settings)  # the data identity, before the study is opened
@@ -275,8 +283,16 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
     started = time.monotonic()
     try:
         with TuneDisplay(console, settings, study, quiet) as display:
-            if workers > 1:
-                codes = launch_workers(settings, workers, poll=display.refresh)
+            if on_ray or workers > 1:
+                if on_ray:
+                    from fusionzoo.launch.ray_tune import launch_ray_workers
+
+                    codes = launch_ray_workers(
+                        settings, workers, address=config.bench.ray_address, threads=config.bench.threads or 1,
+                        poll=display.refresh,
+                    )  # fmt: skip
+                else:
+                    codes = launch_workers(settings, workers, poll=display.refresh)
                 bad = [i for i, code in enumerate(codes) if code != 0]
                 if bad:
                     after = budget_counts(study.get_trials(deepcopy=False))
@@ -286,6 +302,10 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
                         f"of {settings.trials}. Rerun the same command to continue it."
                     )
             else:
+                if config.bench.threads:
+                    import torch
+
+                    torch.set_num_threads(config.bench.threads)
                 run_worker(
                     settings,
                     data=data,

@@ -1,0 +1,360 @@
+"""``ray``: every training run is a Ray task on a cluster (``fusionzoo bench --launcher ray``).
+
+The driver (this process) keeps the results table, resume and failure isolation exactly as with the
+local launcher: it submits one task per run with declared resources (``num_cpus = threads``;
+``num_gpus``: 1 for a finetune run, ``gpu_fraction`` of a GPU for a frozen-mode run, when the cluster
+has GPUs), collects each record with ``ray.wait`` as it finishes and records it itself. A task whose
+worker or node dies is retried by Ray (``max_retries``, default 2); when the retries are spent, the run
+is recorded ``failed`` naming the cause. A record reaches the driver once per task, so a retried run is
+never recorded twice. Ctrl-C cancels the tasks in flight (their workers are killed) and records nothing
+of them; if the driver dies, Ray kills the tasks it owns.
+
+Features and checkpoints reach the workers in one of two ways, chosen by a probe task on every node
+(``features="auto"``) and said in the output:
+
+- **shared storage** (the normal cluster setup: the cache and runs directories on NFS/Lustre/...): the
+  tasks get the cache entry folders (:class:`~fusionzoo.launch.transport.CacheHandle`) and memory-map
+  them; each task writes its checkpoint into the runs directory;
+- **Ray's object store** (no shared storage): the driver reads the features into memory once, puts
+  them in the object store, and every worker process reads them from there (zero-copy numpy); the
+  tasks send their checkpoint files back and the driver writes them.
+
+Every node must have fusionzoo (and any ``--plugin`` module, at the same path) installed; the probe
+checks the version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fusionzoo.launch.base import (
+    Driver,
+    Launcher,
+    RunRecord,
+    RunTask,
+    execute_run,
+    register_launcher,
+    result_row,
+)
+
+__all__ = ["RayLauncher", "connect", "probe_nodes", "require_ray"]
+
+EVENT_INTERVAL = 1.0  # seconds between forwarded step events of one run (epoch events always go)
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(
+            "the ray launcher needs Ray on this machine and on every node: pip install 'fusionzoo[ray]'"
+        ) from None
+    return ray
+
+
+def connect(address: str | None = None) -> bool:
+    """Join the cluster at ``address`` (else ``$RAY_ADDRESS``, else start Ray on this machine).
+
+    Returns True when this call connected (the caller disconnects with ``ray.shutdown()``)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+    if address:
+        ray.init(address=address, **options)
+    else:
+        from fusionzoo.launch.resources import usable_cores
+
+        ray.init(num_cpus=usable_cores(), include_dashboard=False, **options)
+    return True
+
+
+# ---------------------------------------------------------------------------------------- node probe
+def _digest(path: str) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _probe(files: list[str]) -> dict[str, Any]:
+    import fusionzoo
+
+    return {
+        "host": socket.gethostname(),
+        "version": fusionzoo.__version__,
+        "files": {f: _digest(f) for f in files},
+    }
+
+
+def probe_nodes(files: list[str]) -> list[dict[str, Any]]:
+    """What every alive node sees of ``files`` (sha256 or None), its host and fusionzoo version."""
+    ray = require_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0, max_retries=1)(_probe)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = [
+        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+            files
+        )
+        for n in nodes
+    ]
+    return [{**ray.get(ref, timeout=300), "node": n["NodeID"]} for n, ref in zip(nodes, refs, strict=True)]
+
+
+def shared_files(files: list[str]) -> tuple[bool, list[dict[str, Any]]]:
+    """(every node sees every file with the driver's content, the probe answers)."""
+    local = {f: _digest(f) for f in files}
+    answers = probe_nodes(files)
+    shared = all(a["files"] == local for a in answers) and all(v is not None for v in local.values())
+    return shared, answers
+
+
+# ---------------------------------------------------------------------------------------- worker side
+_PLUGINS_LOADED: set[str] = set()
+
+
+class _Events:
+    """Sends a run's progress events to the driver's queue actor (epoch events always, steps throttled)."""
+
+    def __init__(self, queue: Any, run_id: str) -> None:
+        self.queue, self.run_id, self.last = queue, run_id, 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if event.get("event") == "step" and now - self.last < EVENT_INTERVAL:
+            return
+        self.last = now
+        with contextlib.suppress(Exception):  # progress is best effort, never the run's failure
+            self.queue.put_nowait((self.run_id, dict(event)))
+
+
+def _read_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def run_task(
+    task: RunTask, handle: Any, threads: int, plugins: list[str], queue: Any, ship: bool
+) -> tuple[RunRecord, dict[str, bytes] | None]:
+    """One run inside a Ray task: ``(record, checkpoint files when shipped back to the driver)``."""
+    from fusionzoo import registry
+    from fusionzoo.launch.pool import limit_threads
+    from fusionzoo.launch.transport import open_data
+
+    limit_threads(threads)
+    for target in plugins:
+        if target not in _PLUGINS_LOADED:
+            registry.load_plugin(target)
+            _PLUGINS_LOADED.add(target)
+    data = open_data(handle)
+    events = _Events(queue, task.spec.run_id) if queue is not None else None
+    if not ship or task.checkpoint_dir is None:
+        return execute_run(task, data, progress=events), None
+    with tempfile.TemporaryDirectory(prefix="fusionzoo-ckpt-") as tmp:
+        record = execute_run(RunTask(task.spec, Path(tmp) / "checkpoint"), data, progress=events)
+        folder = Path(tmp) / "checkpoint"
+        files = _read_files(folder) if record.status != "failed" and folder.is_dir() else None
+    return record, files
+
+
+# ---------------------------------------------------------------------------------------- driver side
+def _write_checkpoint(target: Path, files: dict[str, bytes]) -> None:
+    """Write shipped checkpoint files into ``target`` atomically (a temp folder, then a rename)."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, payload in files.items():
+        (partial / name).write_bytes(payload)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+
+
+def _failed(task: RunTask, exc: BaseException) -> RunRecord:
+    cause = getattr(exc, "cause", None) or exc
+    first = f"{type(cause).__name__}: {cause}".splitlines()[0][:300]
+    return RunRecord(task.spec, result_row(task.spec, None, error=f"Ray task failed ({first})"))
+
+
+@register_launcher
+class RayLauncher(Launcher):
+    """Run every task on a Ray cluster; see the module docstring.
+
+    ``address``: the cluster (``None``: ``$RAY_ADDRESS``, else Ray on this machine); ``jobs``: at most
+    this many runs in flight (default: as many as the cluster's resources allow); ``threads``: CPUs per
+    run; ``gpu_fraction``: GPU share of a frozen-mode run on a GPU cluster; ``features``: ``auto``
+    (probe), ``shared`` or ``object_store``; ``max_retries``: Ray's retries of a task whose worker died.
+    """
+
+    name = "ray"
+    description = "each run a Ray task on a cluster (--launcher ray --ray-address ADDR)"
+    test_config = {"jobs": 2}
+
+    def __init__(
+        self,
+        address: str | None = None,
+        jobs: int | None = None,
+        threads: int | None = None,
+        device: str = "auto",
+        gpu_fraction: float = 0.25,
+        features: str = "auto",
+        max_retries: int = 2,
+    ) -> None:
+        if features not in ("auto", "shared", "object_store"):
+            raise ValueError(f"features={features!r}: expected auto, shared or object_store")
+        if not 0 < gpu_fraction <= 1:
+            raise ValueError(f"gpu_fraction must be in (0, 1], got {gpu_fraction}")
+        self.address, self.jobs, self.threads, self.device = address, jobs, max(1, threads or 1), device
+        self.gpu_fraction, self.features, self.max_retries = gpu_fraction, features, max_retries
+        self.transport = ""  # "shared storage" | "object store", after run()
+
+    # ------------------------------------------------------------------------------------- setup
+    def _gpus_for(self, task: RunTask, cluster_gpus: float) -> float:
+        if not cluster_gpus or self.device not in ("auto", "cuda") and not self.device.startswith("cuda"):
+            return 0.0
+        return 1.0 if task.spec.config.mode == "finetune" else self.gpu_fraction
+
+    def _choose_transport(self, datas: dict[str, Any], tasks: list[RunTask]) -> tuple[bool, str]:
+        """(shared storage?, the line that says how features and checkpoints travel)."""
+        from fusionzoo.launch.transport import data_handle
+
+        if self.features == "object_store":
+            return False, "through Ray's object store (features='object_store')"
+        files: list[str] = []
+        for data in datas.values():
+            handle = data_handle(data)
+            files += [str(p / "manifest.json") for p in getattr(handle, "paths", lambda: [])()]
+        roots = {Path(t.checkpoint_dir).parent for t in tasks if t.checkpoint_dir is not None}
+        tokens = []
+        for root in roots:
+            root.mkdir(parents=True, exist_ok=True)
+            token = root / f".fusionzoo-probe-{uuid.uuid4().hex}"
+            token.write_text(uuid.uuid4().hex)
+            tokens.append(token)
+        try:
+            if self.features == "shared":
+                return True, "from shared storage (features='shared')"
+            if not files and not tokens:
+                return False, "through Ray's object store (the data does not come from the feature cache)"
+            shared, answers = shared_files(files + [str(t) for t in tokens])
+        finally:
+            for token in tokens:
+                token.unlink(missing_ok=True)
+        hosts = sorted({a["host"] for a in answers})
+        versions = sorted({a["version"] for a in answers})
+        if len(versions) > 1:
+            raise RuntimeError(f"the Ray nodes run different fusionzoo versions: {', '.join(versions)}")
+        if shared:
+            return True, f"from the shared cache and runs directories (seen by all {len(answers)} node(s))"
+        return False, (
+            f"through Ray's object store: not every node ({', '.join(hosts)}) sees the cache or runs "
+            "directory"
+        )
+
+    # --------------------------------------------------------------------------------------- run
+    def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
+        if not tasks:
+            return
+        ray = require_ray()
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from fusionzoo.launch.pool import local_plugin_targets
+        from fusionzoo.launch.transport import data_handle
+
+        # workers run in other folders (other machines): checkpoint paths travel absolute
+        given = {t.spec.run_id: t.checkpoint_dir for t in tasks}
+        tasks = [
+            RunTask(t.spec, Path(t.checkpoint_dir).resolve() if t.checkpoint_dir else None) for t in tasks
+        ]
+        started_here = connect(self.address)
+        note = getattr(driver, "note", None) or (lambda message: None)
+        refs: dict[Any, RunTask] = {}
+        try:
+            datas = {d: data_for(d) for d in dict.fromkeys(t.spec.dataset for t in tasks)}
+            shared, how = self._choose_transport(datas, tasks)
+            self.transport = "shared storage" if shared else "object store"
+            handles = {d: ray.put(data_handle(data, by_reference=shared)) for d, data in datas.items()}
+            resources = ray.cluster_resources()
+            gpus = float(resources.get("GPU", 0))
+            note(
+                f"[bold]ray[/bold]: {len(tasks)} run(s) on {int(resources.get('CPU', 0))} CPU(s)"
+                + (f" and {gpus:g} GPU(s)" if gpus else "")
+                + f" of {len([n for n in ray.nodes() if n.get('Alive')])} node(s), {self.threads} thread(s) "
+                f"per run; features and checkpoints {how}"
+            )
+            here = ray.get_runtime_context().get_node_id()
+            queue = Queue(
+                actor_options={
+                    "num_cpus": 0,
+                    "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False),
+                }
+            )
+            remote = ray.remote(run_task)
+            plugins = local_plugin_targets()
+            by_id = {t.spec.run_id: t for t in tasks}
+            pending = list(tasks)
+            limit = self.jobs or len(tasks)
+
+            def submit(task: RunTask) -> None:
+                ref = remote.options(
+                    num_cpus=self.threads,
+                    num_gpus=self._gpus_for(task, gpus),
+                    max_retries=self.max_retries,
+                    retry_exceptions=False,
+                    name=f"fusionzoo:{task.spec.label}",
+                ).remote(task, handles[task.spec.dataset], self.threads, plugins, queue, not shared)
+                refs[ref] = task
+
+            def drain() -> None:
+                with contextlib.suppress(Exception):
+                    size = queue.qsize()
+                    if size:
+                        for run_id, event in queue.get_nowait_batch(size):
+                            if run_id in active:
+                                driver.progress(by_id[run_id], event)
+
+            active: set[str] = set()
+            while pending or refs:
+                while pending and len(refs) < limit:
+                    task = pending.pop(0)
+                    submit(task)
+                    active.add(task.spec.run_id)
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.25)
+                drain()
+                for ref in ready:
+                    task = refs.pop(ref)
+                    try:
+                        record, files = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        record, files = _failed(task, exc), None
+                    if files is not None and task.checkpoint_dir is not None:
+                        _write_checkpoint(Path(task.checkpoint_dir), files)
+                    if record.row.get("checkpoint"):  # the path as the driver named it
+                        record.row["checkpoint"] = str(given[task.spec.run_id])
+                    active.discard(task.spec.run_id)
+                    driver.finished(record)
+        finally:
+            if refs:  # interrupted: cancel what runs (its workers are killed), keep nothing of it
+                for ref in refs:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):
+                    ray.wait(list(refs), num_returns=len(refs), timeout=30)
+                for task in refs.values():
+                    if task.checkpoint_dir is not None:
+                        shutil.rmtree(Path(task.checkpoint_dir), ignore_errors=True)
+            if started_here:
+                ray.shutdown()

@@ -1,0 +1,153 @@
+"""``submitit``: every run a SLURM job of one job array (``--launcher submitit:partition=gpu``).
+
+submitit's ``AutoExecutor`` submits one array (``slurm_array_parallelism = --jobs``) whose jobs each
+train one run through :func:`~fusionzoo.launch.base.execute_run` and pickle the record back into the
+log folder; this process (the driver, e.g. on the login node) polls the jobs and records each run as
+its job ends, exactly as with the local launcher. SLURM clusters share their file systems, so the
+features travel as cache-entry folders (memory-mapped on the compute node) and checkpoints are
+written straight into the runs directory. A job that fails outside the run (node failure, timeout,
+preemption, out of memory) is recorded ``failed`` with submitit's message, and a rerun trains it
+again; Ctrl-C cancels the jobs not finished yet (``scancel``) and records nothing of them. Without
+SLURM (``cluster=local``), submitit runs the jobs as local processes (the tests).
+
+Options (``submitit:key=value,...``): ``folder`` (logs and pickles, default ``<runs>/submitit``),
+``cluster`` (``slurm``/``local``/``debug``; default: what submitit detects), ``partition``,
+``timeout_min`` (default 240), ``gpus`` (per job, default 0), ``mem_gb``, ``poll`` (seconds between
+status checks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fusionzoo.launch.base import (
+    Driver,
+    Launcher,
+    RunRecord,
+    RunTask,
+    execute_run,
+    register_launcher,
+    result_row,
+)
+
+__all__ = ["SubmititLauncher"]
+
+
+def run_job(task: RunTask, handle: Any, threads: int, plugins: list[str]) -> RunRecord:
+    """One SLURM job: the run of ``task`` on the data of ``handle``."""
+    from fusionzoo import registry
+    from fusionzoo.launch.pool import limit_threads
+    from fusionzoo.launch.transport import open_data
+
+    limit_threads(threads)
+    for target in plugins:
+        registry.load_plugin(target)
+    return execute_run(task, open_data(handle))
+
+
+@register_launcher
+class SubmititLauncher(Launcher):
+    """Run every task as one job of a submitit job array; see the module docstring."""
+
+    name = "submitit"
+    description = "each run a SLURM job of one array (submitit; cluster=local runs them as processes)"
+    test_config = {"cluster": "local", "poll": 0.5}
+
+    def __init__(
+        self,
+        folder: str | None = None,
+        cluster: str | None = None,
+        partition: str | None = None,
+        timeout_min: int = 240,
+        gpus: int = 0,
+        mem_gb: float | None = None,
+        jobs: int | None = None,
+        threads: int | None = None,
+        poll: float = 10.0,
+    ) -> None:
+        self.folder, self.cluster, self.partition = folder, cluster, partition
+        self.timeout_min, self.gpus, self.mem_gb = timeout_min, gpus, mem_gb
+        self.jobs, self.threads, self.poll = jobs, max(1, threads or 1), poll
+        self.submitted: list[Any] = []  # the submitit jobs of the last run()
+
+    def _executor(self, folder: Path) -> Any:
+        try:
+            import submitit
+        except ImportError:
+            raise RuntimeError(
+                "the submitit launcher needs submitit: pip install 'fusionzoo[slurm]'"
+            ) from None
+        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        parameters: dict[str, Any] = {
+            "timeout_min": self.timeout_min,
+            "cpus_per_task": self.threads,
+            "name": "fusionzoo",
+        }
+        if self.gpus:
+            parameters["gpus_per_node"] = self.gpus
+        if self.mem_gb:
+            parameters["mem_gb"] = self.mem_gb
+        if executor.cluster == "slurm":
+            if self.partition:
+                parameters["slurm_partition"] = self.partition
+            if self.jobs:
+                parameters["slurm_array_parallelism"] = self.jobs
+        executor.update_parameters(**parameters)
+        return executor
+
+    def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
+        from fusionzoo.launch.pool import local_plugin_targets
+        from fusionzoo.launch.transport import data_handle
+
+        if not tasks:
+            return
+        given = {t.spec.run_id: t.checkpoint_dir for t in tasks}  # jobs start elsewhere: absolute paths
+        tasks = [
+            RunTask(t.spec, Path(t.checkpoint_dir).resolve() if t.checkpoint_dir else None) for t in tasks
+        ]
+        roots = {Path(t.checkpoint_dir).parent.parent for t in tasks if t.checkpoint_dir is not None}
+        folder = (
+            Path(self.folder) if self.folder else (next(iter(roots)) if roots else Path("runs")) / "submitit"
+        )
+        executor = self._executor(folder.resolve())
+        handles = {d: data_handle(data_for(d)) for d in dict.fromkeys(t.spec.dataset for t in tasks)}
+        note = getattr(driver, "note", None) or (lambda message: None)
+        plugins = local_plugin_targets()
+        with executor.batch():
+            jobs = [
+                executor.submit(run_job, t, handles[t.spec.dataset], self.threads, plugins) for t in tasks
+            ]
+        self.submitted = jobs
+        note(
+            f"[bold]submitit[/bold]: {len(jobs)} job(s) on {executor.cluster}"
+            + (f" (array {jobs[0].job_id.split('_')[0]})" if jobs and "_" in str(jobs[0].job_id) else "")
+            + f", logs in {folder}"
+        )
+        pending = dict(zip(jobs, tasks, strict=True))
+        try:
+            while pending:
+                for job in [j for j in pending if j.done()]:
+                    task = pending.pop(job)
+                    try:
+                        record = job.result()
+                    except Exception as exc:  # the job died outside the run: failed, the grid goes on
+                        first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
+                        record = RunRecord(
+                            task.spec, result_row(task.spec, None, error=f"job {job.job_id}: {first}")
+                        )
+                    if record.row.get("checkpoint"):  # the path as the driver named it
+                        record.row["checkpoint"] = str(given[task.spec.run_id])
+                    driver.finished(record)
+                if pending:
+                    time.sleep(self.poll)
+        finally:
+            for job, task in pending.items():  # interrupted: cancel what is left, keep nothing of it
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
+                if task.checkpoint_dir is not None:
+                    shutil.rmtree(task.checkpoint_dir, ignore_errors=True)
