@@ -123,7 +123,7 @@ def test_encode_shards_on_two_nodes_equal_a_local_encode(cluster, reference, tmp
     root, _ = reference
     common = ["--dataset", "synth", "--data-dir", str(root / "data"), "--batch-size", "16"]
     for option in TINY_DATA:
-        common += ["--option", option]
+        common += ["--data-option", option]
     local = _fusionzoo("encode", *common, "--cache-dir", str(tmp_path / "local"))
     assert local.returncode == 0, local.stdout + local.stderr
     sharded = _fusionzoo(

@@ -260,7 +260,9 @@ def test_a_full_disk_while_saving_is_one_clear_message_and_the_rerun_resumes(dat
         return real(model, filename, metadata=metadata)
 
     monkeypatch.setattr(checkpoint, "save_model", full_on_second)
-    args = _args(data_dir, out, "--fusions", "concat_mlp,film", "--seeds", "0")
+    args = _args(
+        data_dir, out, "--fusions", "concat_mlp,film", "--seeds", "0", "--jobs", "1"
+    )  # in-process: the patch applies
     result = CliRunner().invoke(bench, args)
     assert result.exit_code == 1, result.output
     assert "disk full while writing" in result.output and "rerun the same command" in result.output
