@@ -14,7 +14,15 @@ import optuna
 import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
-from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, TESTS_DIR, TINY_RUN, tiny_data
+from tune_helpers import (
+    BARRIER_ENV,
+    DATA_FACTORY,
+    SYNCED_DATA_FACTORY,
+    TINY_FLAGS,
+    TINY_RUN,
+    subprocess_env,
+    tiny_data,
+)
 
 from fusionzoo.cli import main
 from fusionzoo.tune import TuneError
@@ -25,7 +33,6 @@ from fusionzoo.tune.storage import resolve_storage
 from fusionzoo.tune.study import TuneSettings, best_trials
 from fusionzoo.tune.worker import run_worker
 
-TINY_FLAGS = ["--epochs", "1", "--dim", "16", "--batch-size", "32", "--device", "cpu"]
 # everything but lr fixed, lr either useful or useless: trials differ a lot after epoch 1
 PRUNE_SPACE = {
     "weight_decay": 0.01,
@@ -63,13 +70,6 @@ def _settings(**changes) -> TuneSettings:
 
 def _load(storage: str, study: str) -> optuna.Study:
     return optuna.load_study(study_name=study, storage=storage)
-
-
-def _subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 # ------------------------------------------------------------------------------------------- spaces
@@ -244,7 +244,7 @@ def test_journal_storage_with_two_worker_processes(tmp_path):
            "--study", "j", "--trials", "6", "--workers", "2", "--data-factory", SYNCED_DATA_FACTORY,
            "--out", str(tmp_path / "runs"), *TINY_FLAGS]  # fmt: skip
     (tmp_path / "barrier").mkdir()
-    env = {**_subprocess_env(), BARRIER_ENV: str(tmp_path / "barrier")}
+    env = {**subprocess_env(), BARRIER_ENV: str(tmp_path / "barrier")}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     storage = resolve_storage(f"journal:{journal}")

