@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -140,7 +141,7 @@ def test_sigkill_mid_eval_keeps_finished_rows_and_the_rerun_does_the_rest(runs, 
     plugin = env / "slow_plugin.py"
     plugin.write_text(SLOW_PLUGIN)
     command = [sys.executable, "-m", "fusionzoo.cli", "eval", str(runs), "--plugin", str(plugin),
-               "--protocols", "slow_noise:sigmas=0;1;2"]  # fmt: skip
+               "--protocols", "slow_noise:sigmas=0;1;2", "--jobs", "2"]  # fmt: skip
     process_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command, env=process_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = ResultsStore(runs)
@@ -226,3 +227,53 @@ def test_changed_data_is_refused_not_evaluated(runs, tmp_path):
     result = CliRunner().invoke(eval_cmd, [str(copy), "--protocols", "missing_image:rates=0;0.3"])
     assert result.exit_code == 1 and "the data changed since these runs were trained" in result.output
     assert len(EvalTables(ResultsStore(copy)).robustness()) == before
+
+
+JOBS_PROTOCOLS = "missing_image:rates=0;0.5;1,feature_noise:sigmas=0;1,text_typos:kind=swap,rates=0;0.5;1"
+
+
+def _rows(runs_dir: Path) -> pd.DataFrame:
+    table = EvalTables(ResultsStore(runs_dir)).robustness()
+    return table.sort_values("eval_fingerprint").reset_index(drop=True)
+
+
+def test_jobs_2_gives_the_rows_of_jobs_1_bit_for_bit(runs, tmp_path):
+    """Token protocols and a raw one (its levels are separate tasks on re-encoded test splits), in two
+    worker processes, equal the in-process evaluation; every (run, protocol) is recorded whole."""
+    import shutil
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for copy in (one, two):
+        shutil.copytree(runs, copy)
+        (copy / "robustness.parquet").unlink(missing_ok=True)
+    first = invoke(one, "--protocols", JOBS_PROTOCOLS, "--jobs", "1")
+    assert first.exit_code == 0, first.output
+    assert "pool:" not in first.output
+    second = invoke(two, "--protocols", JOBS_PROTOCOLS, "--jobs", "2")
+    assert second.exit_code == 0, second.output
+    assert "pool: 2 run(s) at once" in second.output
+    a, b = _rows(one), _rows(two)
+    n = int((ResultsStore(one).load()["status"] == "ok").sum())
+    assert len(a) == n * (3 + 2 + 3) and a["eval_fingerprint"].is_unique
+    pd.testing.assert_frame_equal(a, b)
+    assert f"eval: {n * 8} robustness rows evaluated, 0 reused" in " ".join(second.output.split())
+
+
+def test_a_failing_evaluation_task_is_reported_and_the_others_recorded(runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    (copy / "robustness.parquet").unlink(missing_ok=True)
+    results = ResultsStore(copy).load()
+    broken = str(results["run_id"].iloc[0])
+    (ResultsStore(copy).checkpoint_dir(broken) / "model.safetensors").write_bytes(b"not safetensors")
+    result = CliRunner().invoke(
+        eval_cmd, [str(copy), "--protocols", "missing_image:rates=0;1", "--jobs", "2"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "evaluation failed" in result.output and "could not be evaluated" in result.output
+    rows = _rows(copy)
+    assert len(rows) == (len(results[results["status"] == "ok"]) - 1) * 2 and broken not in set(
+        rows["run_id"]
+    )

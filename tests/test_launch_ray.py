@@ -1,6 +1,7 @@
 """The ``ray`` launcher on a REAL two-node Ray cluster on this machine (a head and a worker node, each
 ``ray start --block`` on 127.0.0.1 with one CPU, started and stopped by the module fixture): bench,
-the object-store transport, encode shards, tune workers, and a worker node SIGKILLed mid-grid."""
+the object-store transport, eval tasks, encode shards, tune workers, and a worker node SIGKILLed
+mid-grid."""
 
 from __future__ import annotations
 
@@ -115,6 +116,42 @@ def test_object_store_transport_ships_features_and_checkpoints(cluster, referenc
     for run_id, row in table.iterrows():
         _, _, info = load_checkpoint(row["checkpoint"])
         assert info["test_metrics"]["accuracy"] == row["test_accuracy"], run_id
+
+
+EVAL_PROTOCOLS = "missing_image:rates=0;1,text_typos:kind=swap,rates=0;1"
+
+
+def test_eval_on_two_nodes_equals_the_local_evaluation(cluster, reference):
+    """``fusionzoo eval --launcher ray``: every evaluation task (token and raw protocols) a Ray task, the
+    checkpoints read from shared storage or shipped inside the tasks, rows equal to one process's."""
+    import shutil
+
+    from fusionzoo.bench.results import ResultsStore
+    from fusionzoo.evaluation.tables import EvalTables
+
+    root, _ = reference
+    copies = {name: root / f"eval-{name}" for name in ("local", "shared", "object")}
+    for copy in copies.values():
+        shutil.copytree(root / "local", copy)
+    local = _fusionzoo("eval", str(copies["local"]), "--protocols", EVAL_PROTOCOLS, "--jobs", "1")
+    assert local.returncode == 0, local.stdout + local.stderr
+    for name, launcher, says in (
+        ("shared", "ray", "from the shared cache and runs directories"),
+        ("object", "ray:features=object_store", "through Ray's object store"),
+    ):
+        done = _fusionzoo("eval", str(copies[name]), "--protocols", EVAL_PROTOCOLS, "--launcher", launcher,
+                          "--ray-address", cluster.address)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "of 2 node(s)" in done.stdout and says in done.stdout
+        tables = [
+            EvalTables(ResultsStore(copies[k]))
+            .robustness()
+            .sort_values("eval_fingerprint")
+            .reset_index(drop=True)
+            for k in ("local", name)
+        ]
+        assert len(tables[0]) == 6 * 4
+        pd.testing.assert_frame_equal(tables[0], tables[1])
 
 
 def test_encode_shards_on_two_nodes_equal_a_local_encode(cluster, reference, tmp_path):

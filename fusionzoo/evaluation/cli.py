@@ -14,7 +14,8 @@ import click
 from fusionzoo.cli_common import plugin_option
 from fusionzoo.cli_options import config_from_flags, experiment_options
 
-EVAL_FLAGS = ("protocols", "efficiency", "device", "threads", "data_dir", "data_options", "limit", "dataset")
+EVAL_FLAGS = ("protocols", "efficiency", "device", "threads", "jobs", "launcher", "ray_address", "data_dir",
+              "data_options", "limit", "dataset")  # fmt: skip
 
 
 @click.command("eval")
@@ -29,6 +30,8 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
       fusionzoo eval runs/quick --protocols missing_image,missing_text --efficiency
       fusionzoo eval runs/quick --protocols 'missing_image:rates=0;0.5;1,feature_noise:modality=image'
       fusionzoo eval runs/quick --protocols 'image_corruption:corruption=motion_blur,text_typos:kind=swap'
+      fusionzoo eval runs/quick --protocols missing_image --jobs 2          # 2 checkpoints at once
+      fusionzoo eval runs/big --protocols feature_noise --launcher ray --ray-address HEAD:6379
 
     The data of each run is rebuilt from what the bench recorded in RUNS_DIR/inputs/ (the --config,
     --data-dir and --data-option flags are used only for runs of older fusionzoo versions that lack it).

@@ -30,8 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fusionzoo.evaluation.tables import EVAL_SEMANTICS, EvalTables, efficiency_key_of, eval_fingerprint_of
-from fusionzoo.protocols.base import Protocol, generator_for
+from fusionzoo import registry
+from fusionzoo.evaluation.tables import EvalTables, efficiency_key_of
+from fusionzoo.evaluation.tasks import PerturbedTest, row_fingerprint, test_metrics
+from fusionzoo.launch.base import RunTask
+from fusionzoo.protocols.base import Protocol
 
 __all__ = ["EvalOutcome", "evaluate_runs", "measure_efficiency", "protocol_curve"]
 
@@ -49,76 +52,34 @@ class EvalOutcome:
     seconds: float = 0.0
 
 
-class _PerturbedTest:
-    """The run's data with its test batches perturbed by ``protocol`` at ``level``."""
-
-    def __init__(self, data: Any, protocol: Protocol, level: float) -> None:
-        self._data, self.protocol, self.level = data, protocol, level
-        self.generator = generator_for(protocol.canonical, "test")  # the same at every level: nested
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._data, name)
-
-    def batch(self, split: str, indices: torch.Tensor) -> dict[str, Any]:
-        batch = self._data.batch(split, indices)
-        return self.protocol.apply(batch, self.level, self.generator) if split == "test" else batch
-
-
-def _test_metrics(
-    model: Any, data: Any, config: Any, buckets: np.ndarray, device: torch.device
-) -> dict[str, float]:
-    from fusionzoo.metrics.base import evaluate_predictions
-    from fusionzoo.train.trainer import predict
-
-    logits = predict(model, data, "test", batch_size=config.eval_batch_size, device=device)
-    labels = data.labels("test")
-    metrics = evaluate_predictions(
-        labels, logits, num_classes=data.num_classes, buckets=buckets, meta=data.meta("test")
-    )
-    return {f"test_{k}": float(v) for k, v in metrics.items()}
-
-
 def protocol_curve(
     model: Any, data: Any, protocol: Protocol, *, batch_size: int = 512, device: str = "cpu"
 ) -> dict[float, dict[str, float]]:
     """``{level: test metrics}`` of ``model`` on ``data`` under a token protocol (fitted on ``data``),
     computed as ``fusionzoo eval`` does (same seeding and batching; class buckets of the training labels)."""
-    from types import SimpleNamespace
-
     from fusionzoo.metrics.class_buckets import class_buckets
 
     if protocol.needs_raw:
         raise ValueError(f"protocol '{protocol.registry_name}' needs raw inputs: use fusionzoo eval")
     protocol.fit(data)
     buckets = class_buckets(data.labels("train"), data.num_classes)
-    config = SimpleNamespace(eval_batch_size=batch_size)
     out = {}
     for level in protocol.levels():
-        perturbed = data if level == 0 else _PerturbedTest(data, protocol, level)
-        out[float(level)] = _test_metrics(model, perturbed, config, buckets, torch.device(device))
+        perturbed = data if level == 0 else PerturbedTest(data, protocol, level)
+        out[float(level)] = test_metrics(model, perturbed, batch_size, buckets, torch.device(device))
     return out
 
 
 class _Group:
-    """One data fingerprint: its resolved inputs, training data and the raw-protocol features."""
+    """One data fingerprint: its resolved inputs, clean features and the raw-protocol variants."""
 
     def __init__(self, inputs: Any, data: Any, console: Any, progress: bool) -> None:
         self.inputs, self.data, self.console, self.progress = inputs, data, console, progress
         self.shapes = data_shapes(data)
         self.raw: dict[tuple[str, float], Any] = {}
-        self.fitted: set[str] = set()
 
-    def fit(self, protocol: Protocol) -> None:
-        if protocol.canonical not in self.fitted and protocol.target == "tokens":
-            protocol.fit(self.data)
-            self.fitted.add(protocol.canonical)
-
-    def data_at(self, protocol: Protocol, level: float) -> Any:
-        """The data whose test split is ``protocol`` at ``level``."""
-        if level == 0:
-            return self.data
-        if not protocol.needs_raw:
-            return _PerturbedTest(self.data, protocol, level)
+    def raw_data(self, protocol: Protocol, level: float) -> Any:
+        """The features whose test split is the raw ``protocol`` at ``level`` (encoded once, cached)."""
         key = (protocol.canonical, float(level))
         if key not in self.raw:
             from fusionzoo.evaluation.raw import perturbed_test_features
@@ -135,29 +96,8 @@ class _Group:
         return self.raw[key]
 
 
-def _robustness_row(
-    run: pd.Series, protocol: Protocol, level: float, config: Any, fingerprint: str
-) -> dict[str, Any]:
-    return {
-        "run_id": str(run["run_id"]),
-        "config_id": str(run["config_id"]),
-        "dataset": str(run["dataset"]),
-        "fusion": str(run["fusion"]),
-        "head": str(run["head"]),
-        "seed": int(run["seed"]),
-        "protocol": protocol.canonical,
-        "protocol_name": protocol.registry_name,
-        "stage": "test",
-        "level": float(level),
-        "train_protocol": getattr(config, "train_protocol", ""),
-        "eval_batch_size": int(config.eval_batch_size),
-        "eval_semantics": EVAL_SEMANTICS,
-        "eval_fingerprint": fingerprint,
-    }
-
-
 def _fingerprint(run_id: str, protocol: Protocol, level: float, config: Any) -> str:
-    return eval_fingerprint_of(run_id, f"{protocol.canonical}|batch={config.eval_batch_size}", level)
+    return row_fingerprint(run_id, protocol.canonical, level, int(config.eval_batch_size))
 
 
 def data_shapes(data: Any) -> dict[str, int]:
@@ -226,11 +166,15 @@ def evaluate_runs(
     progress: bool = True,
     options_for: Callable[[str, str], Any] | None = None,
     run_ids: set[str] | None = None,
+    launcher: Any = None,
 ) -> EvalOutcome:
     """Evaluate the finished runs of ``store`` (see the module docstring).
 
     ``options_for(dataset, fingerprint)`` gives the DataOptions of runs whose inputs were not recorded
-    (e.g. from the command line's config); ``run_ids`` restricts the evaluation to those runs.
+    (e.g. from the command line's config); ``run_ids`` restricts the evaluation to those runs;
+    ``launcher`` (default: this process) runs the evaluation tasks, ``threads`` threads each; a
+    ``launcher`` callable gets the number of tasks and returns the launcher. Efficiency is measured
+    afterwards in this process, alone (timings of concurrent work would not be honest).
     """
     from rich.console import Console
 
@@ -247,7 +191,6 @@ def evaluate_runs(
     if run_ids is not None and len(runs):
         runs = runs[runs["run_id"].astype(str).isin(run_ids)]
     done = tables.done_fingerprints()
-    done_keys = tables.done_efficiency_keys()
     outcome.runs = len(runs)
 
     work: dict[str, list[tuple[pd.Series, Any, list[tuple[Protocol, list[float]]]]]] = {}
@@ -266,22 +209,127 @@ def evaluate_runs(
         if todo or efficiency:
             work.setdefault(str(run["data_fingerprint"]), []).append((run, config, todo))
 
-    total = sum(len(levels) for items in work.values() for _, _, todo in items for _, levels in todo)
-    bar = _Bar(progress, console, total)
-    with bar:
+    groups: dict[str, _Group] = {}
+    for fingerprint, items in work.items():
+        group = _open_group(store, fingerprint, items[0][0], options_for, console, progress, outcome)
+        if group is not None:
+            groups[fingerprint] = group
+    tasks, sources = _tasks(store, work, groups, torch_device, outcome)
+    driver = _EvalDriver(tables, outcome, console)
+    driver.expect(tasks)
+    if callable(launcher) and not hasattr(launcher, "run"):
+        launcher = launcher(len(tasks))
+    launcher = launcher or registry.create("launcher", "local")
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))  # the thread count of every worker too: same numbers
+    try:
+        with _Bar(progress, console, sum(t.spec.levels for t in tasks)) as driver.bar:
+            launcher.run(tasks, lambda key: _data_of(sources[key]), driver)
+    finally:
+        torch.set_num_threads(before)
+    if efficiency:
+        done_keys = tables.done_efficiency_keys()
         for fingerprint, items in work.items():
-            group = _open_group(store, fingerprint, items[0][0], options_for, console, progress, outcome)
-            if group is None:
-                bar.advance(sum(len(lv) for _, _, todo in items for _, lv in todo))
-                continue
-            for run, config, todo in items:
-                _evaluate_run(store, tables, group, run, config, todo, torch_device, bar, outcome)
-                if efficiency:
+            if fingerprint in groups:
+                for run, config, _ in items:
                     _efficiency_of_run(
-                        store, group, run, config, torch_device, threads, tables, done_keys, outcome
-                    )
+                        store, groups[fingerprint], run, config, torch_device, threads, tables,
+                        done_keys, outcome,
+                    )  # fmt: skip
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _data_of(source: tuple[_Group, Protocol | None, float]) -> Any:
+    group, protocol, level = source
+    return group.data if protocol is None else group.raw_data(protocol, level)
+
+
+def _tasks(
+    store: Any, work: dict[str, list], groups: dict[str, _Group], device: Any, outcome: EvalOutcome
+) -> tuple[list[RunTask], dict[str, tuple[_Group, Protocol | None, float]]]:
+    """The evaluation tasks of ``work`` and ``{data key: (group, raw protocol, level)}``.
+
+    Per run: one task on the clean features (every token protocol, every level 0), and one task per
+    raw protocol and level > 0 (on that level's re-encoded test split)."""
+    from fusionzoo.evaluation.tasks import EvalSpec
+
+    tasks: list[RunTask] = []
+    sources: dict[str, tuple[_Group, Protocol | None, float]] = {}
+    for fingerprint, items in work.items():
+        if fingerprint not in groups:
+            continue
+        sources[fingerprint] = (groups[fingerprint], None, 0.0)
+        for run, config, todo in items:
+            if not todo:
+                continue
+            checkpoint = store.checkpoint_dir(str(run["run_id"])).resolve()
+            if not (checkpoint / "model.safetensors").exists():
+                outcome.problems.append(
+                    f"{run['fusion']} + {run['head']} seed {run['seed']}: no checkpoint in {checkpoint}"
+                )
+                continue
+            identity = {k: run[k] for k in ("run_id", "config_id", "dataset", "fusion", "head")}
+            base = {"run": {**{k: str(v) for k, v in identity.items()}, "seed": int(run["seed"])},
+                    "config": config, "checkpoint": str(checkpoint), "device": str(device)}  # fmt: skip
+            clean = [
+                (p.canonical, tuple(lv for lv in levels if lv == 0 or not p.needs_raw)) for p, levels in todo
+            ]
+            clean = tuple((c, lv) for c, lv in clean if lv)
+            if clean:
+                tasks.append(
+                    RunTask(EvalSpec(dataset=fingerprint, variant="clean", protocols=clean, **base), None)
+                )
+            for protocol, levels in todo:
+                for level in (lv for lv in levels if lv != 0 and protocol.needs_raw):
+                    key = f"{fingerprint}|{protocol.canonical}|{float(level)!r}"
+                    sources[key] = (groups[fingerprint], protocol, float(level))
+                    variant = f"{protocol.label} @ {level:g}"
+                    spec = EvalSpec(
+                        dataset=key, variant=variant, protocols=((protocol.canonical, (level,)),), **base
+                    )
+                    tasks.append(RunTask(spec, None))
+    return tasks, sources
+
+
+class _EvalDriver:
+    """Writes each (run, protocol)'s rows when all its levels are done, whichever task brought them."""
+
+    def __init__(self, tables: EvalTables, outcome: EvalOutcome, console: Any) -> None:
+        self.tables, self.outcome, self.console = tables, outcome, console
+        self.bar: Any = None
+        self.waiting: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.expected: dict[tuple[str, str], int] = {}
+
+    def expect(self, tasks: list[RunTask]) -> None:
+        for task in tasks:
+            for canonical, levels in task.spec.protocols:
+                key = (str(task.spec.run["run_id"]), canonical)
+                self.expected[key] = self.expected.get(key, 0) + len(levels)
+
+    def progress(self, task: RunTask, event: dict[str, Any]) -> None:
+        if self.bar is not None and event.get("description"):
+            self.bar.describe(str(event["description"]))
+
+    def note(self, message: str) -> None:
+        self.console.print(message)
+
+    def finished(self, record: Any) -> None:
+        spec = record.spec
+        if self.bar is not None:
+            self.bar.advance(spec.levels)
+        if record.status != "ok":
+            self.outcome.problems.append(f"{spec.label}: evaluation failed ({record.row.get('error', '')})")
+            return
+        complete: list[dict[str, Any]] = []
+        for row in record.tables.get("robustness", []):
+            key = (str(row["run_id"]), str(row["protocol"]))
+            self.waiting.setdefault(key, []).append(row)
+            if len(self.waiting[key]) == self.expected.get(key, 0):
+                complete += self.waiting.pop(key)
+        if complete:
+            self.tables.record_robustness(complete)
+            self.outcome.rows += len(complete)
 
 
 def _open_group(
@@ -331,49 +379,6 @@ def _open_group(
     record_inputs(store.dir, options, fingerprint)
     record_shapes(store.dir, fingerprint, group.shapes)
     return group
-
-
-def _evaluate_run(
-    store: Any,
-    tables: EvalTables,
-    group: _Group,
-    run: pd.Series,
-    config: Any,
-    todo: list,
-    device: Any,
-    bar: Any,
-    outcome: EvalOutcome,
-) -> None:
-    from fusionzoo.evaluation.train_time import with_train_protocol
-    from fusionzoo.metrics.class_buckets import class_buckets
-    from fusionzoo.train.checkpoint import load_checkpoint
-
-    if not todo:
-        return
-    checkpoint = store.checkpoint_dir(str(run["run_id"]))
-    if not (checkpoint / "model.safetensors").exists():
-        outcome.problems.append(
-            f"{run['fusion']} + {run['head']} seed {run['seed']}: no checkpoint in {checkpoint}"
-        )
-        bar.advance(sum(len(levels) for _, levels in todo))
-        return
-    model, _, _ = load_checkpoint(checkpoint, device=str(device))
-    model.to(device).eval()
-    train_labels = with_train_protocol(config, group.data).labels("train")  # as the trainer's buckets
-    buckets = class_buckets(train_labels, group.data.num_classes)
-    for protocol, levels in todo:
-        group.fit(protocol)
-        rows = []
-        for level in levels:
-            bar.describe(f"{run['fusion']} · seed {run['seed']} · {protocol.label} @ {level:g}")
-            data = group.data_at(protocol, level)
-            fingerprint = _fingerprint(run["run_id"], protocol, level, config)
-            row = _robustness_row(run, protocol, level, config, fingerprint)
-            row.update(_test_metrics(model, data, config, buckets, device))
-            rows.append(row)
-            bar.advance(1)
-        tables.record_robustness(rows)
-        outcome.rows += len(rows)
 
 
 def _efficiency_of_run(

@@ -60,6 +60,16 @@ def run_eval(
     device = "cuda" if config.bench.device.startswith("cuda") or (
         config.bench.device == "auto" and torch.cuda.is_available()
     ) else "cpu"  # fmt: skip
+
+    def launcher(tasks: int) -> Any:
+        from fusionzoo.launch.select import distributed_world, launcher_for
+
+        if distributed_world() > 1:
+            from fusionzoo.config import ConfigError
+
+            raise ConfigError("fusionzoo eval does not run under torchrun: start it as one process")
+        return launcher_for(config.bench, tasks)
+
     outcome = evaluate_runs(
         store,
         built,
@@ -69,6 +79,7 @@ def run_eval(
         console=console,
         options_for=options_for,
         run_ids=run_ids,
+        launcher=launcher,
     )
     console.print(
         f"eval: {outcome.rows} robustness rows evaluated, {outcome.reused} reused; efficiency: "

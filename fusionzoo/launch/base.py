@@ -1,5 +1,9 @@
 """The launcher interface and the one function every launcher executes: :func:`execute_run`.
 
+A task is a training run (``spec.kind`` ``"train"`` or ``"probe"``) or an evaluation of a saved
+checkpoint (``"eval"``, :mod:`fusionzoo.evaluation.tasks`), so ``fusionzoo eval --jobs N`` and
+``--launcher ray`` reuse every launcher as it is.
+
 The driver (:func:`fusionzoo.bench.runner.run_grid`) owns the results table, resume and failure
 isolation; a launcher only decides *where* :func:`execute_run` runs (this process, a process pool, a
 Ray cluster ...) and calls ``driver.finished(record)`` as each run ends, in any order. A task is a pure
@@ -57,6 +61,7 @@ class RunRecord:
     labels: np.ndarray | None = None
     seconds: float = 0.0
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # summaries of the model's extras
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # rows of other tables (eval)
 
     @property
     def status(self) -> str:
@@ -130,7 +135,12 @@ def execute_run(
         shutil.rmtree(checkpoint, ignore_errors=True)
     started = time.perf_counter()
     try:
-        if getattr(spec, "kind", "train") == "probe":
+        kind = getattr(spec, "kind", "train")
+        if kind == "eval":  # a saved checkpoint under protocols: fusionzoo.evaluation.tasks
+            from fusionzoo.evaluation.tasks import execute_eval
+
+            return execute_eval(spec, data, progress)
+        if kind == "probe":
             from fusionzoo.baselines.linear_probe import probe_run
 
             result = probe_run(spec.config, data)

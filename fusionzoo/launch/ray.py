@@ -236,6 +236,8 @@ class RayLauncher(Launcher):
         for data in datas.values():
             handle = data_handle(data)
             files += [str(p / "manifest.json") for p in getattr(handle, "paths", lambda: [])()]
+        for task in tasks:  # inputs a task reads (an evaluation task's checkpoint)
+            files += list(getattr(task.spec, "input_files", list)())
         roots = {Path(t.checkpoint_dir).parent for t in tasks if t.checkpoint_dir is not None}
         tokens = []
         for root in roots:
@@ -286,6 +288,11 @@ class RayLauncher(Launcher):
             datas = {d: data_for(d) for d in dict.fromkeys(t.spec.dataset for t in tasks)}
             shared, how = self._choose_transport(datas, tasks)
             self.transport = "shared storage" if shared else "object store"
+            if not shared:  # file inputs (an evaluation's checkpoint) travel inside the task
+                tasks = [
+                    RunTask(t.spec.portable(), t.checkpoint_dir) if hasattr(t.spec, "portable") else t
+                    for t in tasks
+                ]
             handles = {d: ray.put(data_handle(data, by_reference=shared)) for d, data in datas.items()}
             resources = ray.cluster_resources()
             gpus = float(resources.get("GPU", 0))
