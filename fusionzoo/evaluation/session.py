@@ -64,10 +64,8 @@ def run_eval(
     def launcher(tasks: int) -> Any:
         from fusionzoo.launch.select import distributed_world, launcher_for
 
-        if distributed_world() > 1:
-            from fusionzoo.config import ConfigError
-
-            raise ConfigError("fusionzoo eval does not run under torchrun: start it as one process")
+        if distributed_world() > 1:  # bench --eval under torchrun: each rank in-process, as before
+            return registry.create("launcher", "local")
         return launcher_for(config.bench, tasks)
 
     outcome = evaluate_runs(
