@@ -308,8 +308,8 @@ class _EvalDriver:
                 self.expected[key] = self.expected.get(key, 0) + len(levels)
 
     def progress(self, task: RunTask, event: dict[str, Any]) -> None:
-        if self.bar is not None and event.get("description"):
-            self.bar.describe(str(event["description"]))
+        if self.bar is not None and event.get("description"):  # one line per active task
+            self.bar.show(task.spec.run_id, str(event["description"]))
 
     def note(self, message: str) -> None:
         self.console.print(message)
@@ -317,6 +317,7 @@ class _EvalDriver:
     def finished(self, record: Any) -> None:
         spec = record.spec
         if self.bar is not None:
+            self.bar.hide(spec.run_id)
             self.bar.advance(spec.levels)
         if record.status != "ok":
             self.outcome.problems.append(f"{spec.label}: evaluation failed ({record.row.get('error', '')})")
@@ -411,6 +412,7 @@ class _Bar:
         self.enabled, self.console, self.total = enabled and total > 0, console, total
         self.progress: Any = None
         self.task: Any = None
+        self.lines: dict[str, Any] = {}  # active task -> its progress line
 
     def __enter__(self) -> _Bar:
         if self.enabled:
@@ -435,9 +437,18 @@ class _Bar:
         if self.progress is not None:
             self.progress.__exit__(*exc)
 
-    def describe(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, description=f"eval {text}")
+    def show(self, key: str, text: str) -> None:
+        """A line for the active task ``key`` under the bar (added, or updated)."""
+        if self.progress is None:
+            return
+        if key in self.lines:
+            self.progress.update(self.lines[key], description=f"  {text}")
+        else:
+            self.lines[key] = self.progress.add_task(f"  {text}", total=None)
+
+    def hide(self, key: str) -> None:
+        if self.progress is not None and key in self.lines:
+            self.progress.remove_task(self.lines.pop(key))
 
     def advance(self, count: int) -> None:
         if self.progress is not None:

@@ -98,7 +98,8 @@ class EvalSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.run['fusion']} + {self.run['head']} · seed {self.run['seed']} · {self.variant}"
+        where = "" if self.variant == "clean" else f" · {self.variant}"
+        return f"{self.run['fusion']} + {self.run['head']} · seed {self.run['seed']}{where}"
 
     @property
     def levels(self) -> int:
@@ -190,7 +191,8 @@ def execute_eval(spec: EvalSpec, data: Any, progress: Callable[[dict[str, Any]],
         protocol = _fitted(canonical, data)
         for level in levels:
             if progress is not None:
-                progress({"event": "eval", "description": f"{spec.label} · {protocol.label} @ {level:g}"})
+                what = "" if protocol.needs_raw else f" · {protocol.label} @ {level:g}"  # raw: in the label
+                progress({"event": "eval", "description": f"{spec.label}{what}"})
             view = data if level == 0 or protocol.needs_raw else PerturbedTest(data, protocol, level)
             row = robustness_row(spec, protocol, level)
             row.update(test_metrics(model, view, int(config.eval_batch_size), buckets, device))
