@@ -129,27 +129,35 @@ def test_installed_script_as_a_subprocess(data_dir, tmp_path):
     assert len(pd.read_parquet(out / "results.parquet")) == 1
 
 
+SLOW_FUSION = '''
+import time
+from fusionzoo.fusions.concat_mlp import ConcatMLP
+from fusionzoo.registry import register_fusion
+
+@register_fusion
+class SlowConcat(ConcatMLP):
+    """concat_mlp that sleeps 20 ms per forward: a grid long enough to interrupt on any machine."""
+    name = "slow_concat"
+    def forward(self, *args, **kwargs):
+        time.sleep(0.02)
+        return super().forward(*args, **kwargs)
+'''
+
+
+def _grid_args(data_dir: Path, out: Path) -> list[str]:
+    """A 24-run grid whose runs take about a second each (a slow fusion), so a signal lands mid-grid."""
+    plugin = out.parent / "slow_fusion.py"
+    plugin.write_text(SLOW_FUSION)
+    return [
+        _fusionzoo(), "bench", *_data_args(data_dir), "--plugin", str(plugin), "--fusions", "concat_mlp,slow_concat",
+        "--seeds", "0,1,2,3,4,5", "--epochs", "4", "--dim", "16", "--batch-size", "16", "--out", str(out),
+    ]  # fmt: skip
+
+
 def _start_grid(data_dir: Path, out: Path) -> tuple[subprocess.Popen, int]:
-    seeds = "0,1,2,3,4,5"
-    args = [
-        _fusionzoo(),
-        "bench",
-        *_data_args(data_dir),
-        "--fusions",
-        "concat_mlp,film",
-        "--seeds",
-        seeds,
-        "--epochs",
-        "4",
-        "--dim",
-        "16",
-        "--batch-size",
-        "16",
-        "--out",
-        str(out),
-    ]
+    args = _grid_args(data_dir, out)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
-    return proc, 4 * 6  # concat_mlp, film, image_only, text_only × 6 seeds
+    return proc, 4 * 6  # concat_mlp, slow_concat, image_only, text_only × 6 seeds
 
 
 def _wait_for_rows(proc: subprocess.Popen, out: Path, at_least: int, timeout: float = 120) -> int:
@@ -176,23 +184,7 @@ def test_sigkill_mid_grid_then_rerun_resumes_without_duplicates(data_dir, tmp_pa
     assert 2 <= len(killed_rows) < total, "the grid should have been killed mid-way"
     assert killed_rows["run_id"].is_unique
     rerun = subprocess.run(
-        [
-            _fusionzoo(),
-            "bench",
-            *_data_args(data_dir),
-            "--fusions",
-            "concat_mlp,film",
-            "--seeds",
-            "0,1,2,3,4,5",
-            "--epochs",
-            "4",
-            "--dim",
-            "16",
-            "--batch-size",
-            "16",
-            "--out",
-            str(out),
-        ],
+        _grid_args(data_dir, out),
         capture_output=True,
         text=True,
         env=_env(),
