@@ -154,9 +154,22 @@ def _grid_args(data_dir: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default disposition in the child: a suite started in the background (``cmd &`` in a
+    non-interactive shell, nohup) inherits SIGINT *ignored*, and Python then keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_grid(data_dir: Path, out: Path) -> tuple[subprocess.Popen, int]:
     args = _grid_args(data_dir, out)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        preexec_fn=_as_in_a_terminal,
+    )
     return proc, 4 * 6  # concat_mlp, slow_concat, image_only, text_only × 6 seeds
 
 
