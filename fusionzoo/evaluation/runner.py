@@ -166,14 +166,14 @@ def evaluate_runs(
     progress: bool = True,
     options_for: Callable[[str, str], Any] | None = None,
     run_ids: set[str] | None = None,
-    launcher: Any = None,
+    launcher_for: Callable[[int], Any] | None = None,
 ) -> EvalOutcome:
     """Evaluate the finished runs of ``store`` (see the module docstring).
 
     ``options_for(dataset, fingerprint)`` gives the DataOptions of runs whose inputs were not recorded
     (e.g. from the command line's config); ``run_ids`` restricts the evaluation to those runs;
-    ``launcher`` (default: this process) runs the evaluation tasks, ``threads`` threads each; a
-    ``launcher`` callable gets the number of tasks and returns the launcher. Efficiency is measured
+    ``launcher_for(number of tasks)`` gives the launcher that runs the evaluation tasks (default:
+    this process), ``threads`` threads each. Efficiency is measured
     afterwards in this process, alone (timings of concurrent work would not be honest).
     """
     from rich.console import Console
@@ -217,9 +217,7 @@ def evaluate_runs(
     tasks, sources = _tasks(store, work, groups, torch_device, outcome)
     driver = _EvalDriver(tables, outcome, console)
     driver.expect(tasks)
-    if callable(launcher) and not hasattr(launcher, "run"):
-        launcher = launcher(len(tasks))
-    launcher = launcher or registry.create("launcher", "local")
+    launcher = launcher_for(len(tasks)) if launcher_for is not None else registry.create("launcher", "local")
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))  # the thread count of every worker too: same numbers
     try:

@@ -77,7 +77,7 @@ def run_eval(
         console=console,
         options_for=options_for,
         run_ids=run_ids,
-        launcher=launcher,
+        launcher_for=launcher,
     )
     console.print(
         f"eval: {outcome.rows} robustness rows evaluated, {outcome.reused} reused; efficiency: "
