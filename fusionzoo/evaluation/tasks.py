@@ -114,9 +114,9 @@ class EvalSpec:
 
     def portable(self) -> EvalSpec:
         """This task with its checkpoint files inside (for workers without the runs directory)."""
-        folder = Path(self.checkpoint)
-        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-        return dataclasses.replace(self, checkpoint_files=files)
+        from fusionzoo.launch.transport import folder_files
+
+        return dataclasses.replace(self, checkpoint_files=folder_files(Path(self.checkpoint)))
 
 
 _FITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # data -> {canonical: fitted protocol}
@@ -144,10 +144,11 @@ def _load_model(spec: EvalSpec, device: str) -> Any:
     if spec.checkpoint_files is None:
         model, _, _ = load_checkpoint(Path(spec.checkpoint), device=device)
         return model
+    from fusionzoo.launch.transport import write_folder
+
     with tempfile.TemporaryDirectory(prefix="fusionzoo-eval-ckpt-") as tmp:
-        for name, payload in spec.checkpoint_files.items():
-            (Path(tmp) / name).write_bytes(payload)
-        model, _, _ = load_checkpoint(Path(tmp), device=device)
+        write_folder(Path(tmp) / "checkpoint", spec.checkpoint_files)
+        model, _, _ = load_checkpoint(Path(tmp) / "checkpoint", device=device)
         return model
 
 

@@ -142,17 +142,13 @@ class _Events:
             self.queue.put_nowait((self.run_id, dict(event)))
 
 
-def _read_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-
-
 def run_task(
     task: RunTask, handle: Any, threads: int, plugins: list[str], queue: Any, ship: bool
 ) -> tuple[RunRecord, dict[str, bytes] | None]:
     """One run inside a Ray task: ``(record, checkpoint files when shipped back to the driver)``."""
     from fusionzoo import registry
     from fusionzoo.launch.pool import limit_threads
-    from fusionzoo.launch.transport import open_data
+    from fusionzoo.launch.transport import folder_files, open_data
 
     limit_threads(threads)
     for target in plugins:
@@ -166,22 +162,11 @@ def run_task(
     with tempfile.TemporaryDirectory(prefix="fusionzoo-ckpt-") as tmp:
         record = execute_run(RunTask(task.spec, Path(tmp) / "checkpoint"), data, progress=events)
         folder = Path(tmp) / "checkpoint"
-        files = _read_files(folder) if record.status != "failed" and folder.is_dir() else None
+        files = folder_files(folder) if record.status != "failed" and folder.is_dir() else None
     return record, files
 
 
 # ---------------------------------------------------------------------------------------- driver side
-def _write_checkpoint(target: Path, files: dict[str, bytes]) -> None:
-    """Write shipped checkpoint files into ``target`` atomically (a temp folder, then a rename)."""
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for name, payload in files.items():
-        (partial / name).write_bytes(payload)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
-
-
 def _failed(task: RunTask, exc: BaseException) -> RunRecord:
     cause = getattr(exc, "cause", None) or exc
     first = f"{type(cause).__name__}: {cause}".splitlines()[0][:300]
@@ -274,7 +259,7 @@ class RayLauncher(Launcher):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from fusionzoo.launch.pool import local_plugin_targets
-        from fusionzoo.launch.transport import data_handle
+        from fusionzoo.launch.transport import data_handle, write_folder
 
         # workers run in other folders (other machines): checkpoint paths travel absolute
         given = {t.spec.run_id: t.checkpoint_dir for t in tasks}
@@ -348,7 +333,7 @@ class RayLauncher(Launcher):
                     except ray.exceptions.RayError as exc:
                         record, files = _failed(task, exc), None
                     if files is not None and task.checkpoint_dir is not None:
-                        _write_checkpoint(Path(task.checkpoint_dir), files)
+                        write_folder(Path(task.checkpoint_dir), files)
                     if record.row.get("checkpoint"):  # the path as the driver named it
                         record.row["checkpoint"] = str(given[task.spec.run_id])
                     active.discard(task.spec.run_id)

@@ -15,12 +15,22 @@ many tasks materialises the data once and never re-encodes anything.
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CacheHandle", "ObjectHandle", "data_handle", "detached", "open_data"]
+__all__ = [
+    "CacheHandle",
+    "ObjectHandle",
+    "data_handle",
+    "detached",
+    "folder_files",
+    "open_data",
+    "write_folder",
+]
 
 _OPENED: dict[str, Any] = {}  # per process: handle key -> opened training data
 
@@ -144,3 +154,20 @@ def open_data(handle: Any) -> Any:
     if key not in _OPENED:
         _OPENED[key] = handle.open()
     return _OPENED[key]
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    """``{name: bytes}`` of the files of ``folder`` (a checkpoint sent to or from another machine)."""
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+def write_folder(target: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (:func:`folder_files`) into ``target`` atomically (a temp folder, then a rename)."""
+    target = Path(target)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, payload in files.items():
+        (partial / name).write_bytes(payload)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
