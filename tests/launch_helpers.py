@@ -5,11 +5,24 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 TOKENS = dict(num_classes=3, image_tokens=2, image_dim=8, text_dim=8, max_text=3)
+TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"]
+
+
+def tiny_bench_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
+    """``fusionzoo bench`` arguments of a 6-run grid (concat_mlp, film × 3 seeds) on the tiny dataset."""
+    args = ["bench", "--data-dir", str(data_dir)]
+    for option in TINY_DATA:
+        args += ["--data-option", option]
+    return [
+        *args, "--fusions", "concat_mlp,film", "--seeds", "0,1,2", "--epochs", "3", "--dim", "16",
+        "--batch-size", "16", "--no-unimodal", "--out", str(out), *extra,
+    ]  # fmt: skip
 
 
 def tiny_tasks(seeds=(0, 1, 2, 3), epochs: int = 2, rows: int = 48, fusion: str = "concat_mlp"):

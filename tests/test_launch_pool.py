@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from launch_helpers import RecordingDriver, alive, assert_same_records, children_of, tiny_tasks, wait_until
+from launch_helpers import (
+    RecordingDriver,
+    alive,
+    assert_same_records,
+    children_of,
+    tiny_bench_args,
+    tiny_tasks,
+    wait_until,
+)
 
 from fusionzoo.launch.base import execute_run
 from fusionzoo.launch.pool import PoolLauncher
@@ -110,17 +118,6 @@ def test_plan_keeps_threads_per_run_and_bounds_jobs(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ CLI
-TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"]
-
-
-def _bench_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
-    args = ["bench", "--data-dir", str(data_dir)]
-    for option in TINY_DATA:
-        args += ["--data-option", option]
-    return [
-        *args, "--fusions", "concat_mlp,film", "--seeds", "0,1,2", "--epochs", "3", "--dim", "16",
-        "--batch-size", "16", "--no-unimodal", "--out", str(out), *extra,
-    ]  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -141,13 +138,13 @@ def test_jobs_2_equals_jobs_1_and_survives_sigkill_of_the_driver(tmp_path):
     data_dir = tmp_path / "data"
     command = [sys.executable, "-m", "fusionzoo"]
     serial = subprocess.run(
-        [*command, *_bench_args(data_dir, tmp_path / "j1", "--jobs", "1")],
+        [*command, *tiny_bench_args(data_dir, tmp_path / "j1", "--jobs", "1")],
         capture_output=True, text=True, env=_env(), timeout=600,
     )  # fmt: skip
     assert serial.returncode == 0, serial.stdout + serial.stderr
     out = tmp_path / "j2"
     proc = subprocess.Popen(
-        [*command, *_bench_args(data_dir, out, "--jobs", "2")],
+        [*command, *tiny_bench_args(data_dir, out, "--jobs", "2")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
     )  # fmt: skip
     workers: set[int] = set()
@@ -168,7 +165,7 @@ def test_jobs_2_equals_jobs_1_and_survives_sigkill_of_the_driver(tmp_path):
     time.sleep(0.5)
     assert len(_rows(out)) == len(killed)  # nothing written after the driver died
     rerun = subprocess.run(
-        [*command, *_bench_args(data_dir, out, "--jobs", "2")],
+        [*command, *tiny_bench_args(data_dir, out, "--jobs", "2")],
         capture_output=True, text=True, env=_env(), timeout=600,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr

@@ -17,12 +17,11 @@ import pytest
 
 pytest.importorskip("ray")
 
-from launch_helpers import wait_until  # noqa: E402
+from launch_helpers import TINY_DATA, tiny_bench_args, wait_until  # noqa: E402
 from ray_cluster import LocalRayCluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TESTS_DIR = Path(__file__).resolve().parent
-TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"]
 
 
 def _env() -> dict[str, str]:
@@ -55,21 +54,11 @@ def _fusionzoo(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     )
 
 
-def _bench_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
-    args = ["bench", "--data-dir", str(data_dir)]
-    for option in TINY_DATA:
-        args += ["--data-option", option]
-    return [
-        *args, "--fusions", "concat_mlp,film", "--seeds", "0,1,2", "--epochs", "3", "--dim", "16",
-        "--batch-size", "16", "--no-unimodal", "--out", str(out), *extra,
-    ]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The tiny grid trained by the local launcher, one run at a time (also generates + encodes the data)."""
     root = tmp_path_factory.mktemp("ray-bench")
-    done = _fusionzoo(*_bench_args(root / "data", root / "local", "--jobs", "1"))
+    done = _fusionzoo(*tiny_bench_args(root / "data", root / "local", "--jobs", "1"))
     assert done.returncode == 0, done.stdout + done.stderr
     return root, pd.read_parquet(root / "local" / "results.parquet").set_index("run_id")
 
@@ -86,13 +75,15 @@ def _same_table(out: Path, reference: pd.DataFrame) -> pd.DataFrame:
 def test_bench_on_two_nodes_equals_the_local_launcher(cluster, reference):
     root, local = reference
     out = root / "ray"
-    done = _fusionzoo(*_bench_args(root / "data", out, "--launcher", "ray", "--ray-address", cluster.address))
+    done = _fusionzoo(
+        *tiny_bench_args(root / "data", out, "--launcher", "ray", "--ray-address", cluster.address)
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "of 2 node(s)" in done.stdout and "from the shared cache and runs directories" in done.stdout
     table = _same_table(out, local)
     assert all((Path(p) / "model.safetensors").exists() for p in table["checkpoint"])
     again = _fusionzoo(
-        *_bench_args(root / "data", out, "--launcher", "ray", "--ray-address", cluster.address)
+        *tiny_bench_args(root / "data", out, "--launcher", "ray", "--ray-address", cluster.address)
     )
     assert (
         again.returncode == 0 and "6 finished run(s) reused" in again.stdout and "ran 0 runs" in again.stdout
@@ -107,7 +98,7 @@ def test_object_store_transport_ships_features_and_checkpoints(cluster, referenc
     root, local = reference
     out = root / "ray-object-store"
     done = _fusionzoo(
-        *_bench_args(root / "data", out, "--launcher", "ray:features=object_store", "--ray-address",
+        *tiny_bench_args(root / "data", out, "--launcher", "ray:features=object_store", "--ray-address",
                      cluster.address)
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -206,7 +197,7 @@ def test_a_worker_node_killed_mid_grid_loses_and_duplicates_nothing(cluster, ref
     root, local = reference
     out = root / "ray-killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fusionzoo", *_bench_args(root / "data", out, "--launcher", "ray",
+        [sys.executable, "-m", "fusionzoo", *tiny_bench_args(root / "data", out, "--launcher", "ray",
                                                           "--ray-address", cluster.address)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
     )  # fmt: skip
