@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import multiprocessing
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,14 @@ from scipy import stats as sps
 from torch import nn
 
 from fusionzoo.bench.cli import bench
-from fusionzoo.bench.results import IDENTITY, ResultsSchemaError, ResultsStore, run_id_of
+from fusionzoo.bench.results import (
+    IDENTITY,
+    ResultsSchemaError,
+    ResultsStore,
+    read_table,
+    run_id_of,
+    write_table,
+)
 from fusionzoo.bench.runner import run_grid
 from fusionzoo.bench.stats import holm, mcnemar, paired_t_test, summarize, t_interval
 from fusionzoo.config import ConfigError, ExperimentConfig, load_config, preset_names
@@ -201,6 +211,39 @@ def test_older_incompatible_results_file_gives_a_clear_message(tmp_path):
     result = CliRunner().invoke(bench, ["--fusions", "film", "--out", str(runs), "--dry-run"])
     assert result.exit_code == 1
     assert "schema version 99" in result.output and "Traceback" not in result.output
+
+
+def _replace_table_forever(path: str) -> None:
+    for i in itertools.count():
+        write_table(path, pd.DataFrame({"run_id": [f"r{j}" for j in range(i % 40 + 1)], "acc": 0.5}))
+
+
+def test_a_table_read_while_a_writer_replaces_it_is_whole(tmp_path):
+    """``status``/``eval`` read tables a running bench replaces; each read sees one whole version.
+
+    Read by path, parquet opens the file several times and mixed two versions in ~9% of reads here
+    ("Page was smaller than expected"), which failed the SIGKILL-mid-eval test once in CI.
+    """
+    path = tmp_path / "results.parquet"
+    write_table(path, pd.DataFrame({"run_id": ["r0"], "acc": 0.5}))
+    writer = multiprocessing.get_context("spawn").Process(target=_replace_table_forever, args=(str(path),))
+    writer.start()
+    try:
+        sizes = set()
+        deadline = time.time() + 3
+        while time.time() < deadline or len(sizes) < 5:
+            sizes.add(len(read_table(path, ("run_id", "acc"))))
+    finally:
+        writer.kill()
+        writer.join()
+    assert len(sizes) >= 5  # the writer really replaced it while we read
+
+
+def test_a_truncated_results_file_is_a_clear_error(tmp_path):
+    path = write_table(tmp_path / "results.parquet", pd.DataFrame({"run_id": ["r0"], "acc": 0.5}))
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(ResultsSchemaError, match="not a readable parquet table.*move it away"):
+        read_table(path)
 
 
 # ------------------------------------------------------------------------------------------ stats

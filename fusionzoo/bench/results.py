@@ -122,10 +122,16 @@ def write_table(path: str | Path, frame: pd.DataFrame) -> Path:
 
 
 def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a results table, raising :class:`ResultsSchemaError` for an incompatible file."""
+    """Read a results table, raising :class:`ResultsSchemaError` for an incompatible file.
+
+    The file is read into memory in one ``open`` and parsed from there: a writer replaces tables by
+    rename while readers (``status``, ``eval`` beside a running bench) read them, and parquet read by
+    path opens the file more than once (size, footer, pages), so it could mix the old file and its
+    replacement ("Page was smaller than expected").
+    """
     path = Path(path)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(path.read_bytes()))
     except (pa.ArrowInvalid, OSError) as exc:
         raise ResultsSchemaError(
             f"results file {path} is not a readable parquet table ({exc}); move it away or choose another "

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.results import ResultsStore, reuse_report
+from fusionzoo.bench.results import ResultsStore, read_table, reuse_report
 from fusionzoo.bench.runner import GridOutcome, estimate_seconds, run_grid
 from fusionzoo.evaluation.inputs import record_inputs
 from fusionzoo.experiment import Experiment
@@ -145,13 +145,10 @@ def record_provenance(store: ResultsStore, config: Any, inputs: dict[str, Any], 
 def record_classes(store: ResultsStore, dataset: str, data: Any) -> None:
     """Write the classes of ``data`` (the labels the trainer uses) unless its fingerprint has them."""
     classes = store.dir / "classes.parquet"
-    if classes.exists():
-        import pandas as pd
-
-        if data.fingerprint in set(
-            pd.read_parquet(classes, columns=["data_fingerprint"])["data_fingerprint"]
-        ):
-            return
+    if classes.exists() and data.fingerprint in set(
+        read_table(classes, ("data_fingerprint",))["data_fingerprint"]
+    ):
+        return
     store.record_classes(
         dataset, data.fingerprint, list(data.classes), data.labels("train"), data.labels("test")
     )
