@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.results import ResultsStore, read_table, reuse_report
+from fusionzoo.bench.results import CLASSES_FILE, ResultsStore, read_table, reuse_report
 from fusionzoo.bench.runner import GridOutcome, estimate_seconds, run_grid
 from fusionzoo.evaluation.inputs import record_inputs
 from fusionzoo.experiment import Experiment
@@ -144,7 +144,7 @@ def record_provenance(store: ResultsStore, config: Any, inputs: dict[str, Any], 
 
 def record_classes(store: ResultsStore, dataset: str, data: Any) -> None:
     """Write the classes of ``data`` (the labels the trainer uses) unless its fingerprint has them."""
-    classes = store.dir / "classes.parquet"
+    classes = store.dir / CLASSES_FILE
     if classes.exists() and data.fingerprint in set(
         read_table(classes, ("data_fingerprint",))["data_fingerprint"]
     ):
