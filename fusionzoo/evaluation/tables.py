@@ -38,7 +38,8 @@ ROBUSTNESS_FILE = "robustness.parquet"
 EFFICIENCY_FILE = "efficiency.parquet"
 # Version of what an evaluation row means (batching, seeding, metric set): part of every row's
 # fingerprint, so rows of older code are recomputed, never mixed with new ones.
-EVAL_SEMANTICS = 1
+# 2: the ece metric joined the prediction metrics (rows without test_ece are re-evaluated)
+EVAL_SEMANTICS = 2
 ROBUSTNESS_IDENTITY = ("run_id", "config_id", "dataset", "fusion", "head", "seed")
 ROBUSTNESS_REQUIRED = (
     *ROBUSTNESS_IDENTITY,
