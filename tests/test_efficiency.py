@@ -71,6 +71,26 @@ def test_fluid_costs_more_than_concat_mlp():
     assert forward_flops(fluid, context(fluid).batch(B)) > forward_flops(concat, context(concat).batch(B))
 
 
+def test_moe_experts_are_counted_whatever_the_dispatch(monkeypatch):
+    """The default dispatch (grouped_mm) counts the experts as the per-expert loop does (they were 0)."""
+    from fusionzoo.layers.moe import ExpertMLPs
+
+    m = model("concat_mlp", "moe:experts=4,top_k=2")
+    ctx = context(m)
+    auto = (forward_flops(m, ctx.batch(B)), train_step_flops(m, ctx.batch(B)))
+    looped = ExpertMLPs.forward
+    monkeypatch.setattr(
+        ExpertMLPs, "forward", lambda self, *a, **k: looped(self, *a, **{**k, "dispatch": "loop"})
+    )
+    loop = (forward_flops(m, ctx.batch(B)), train_step_flops(m, ctx.batch(B)))
+    # grouped pads the C = 6 outputs to 8 columns (alignment); otherwise the same counts
+    hidden, routed = 2 * D, B * 2  # concat_mlp hands the head one vector per sample; top-2
+    padding = 2 * routed * hidden * (-C % 4)
+    assert auto[0] == loop[0] + padding and auto[1] == loop[1] + 3 * padding
+    experts_forward = 2 * routed * (D * hidden + hidden * C)
+    assert loop[0] > experts_forward and auto[0] > experts_forward
+
+
 def test_params_count_only_what_the_forward_path_uses():
     m = model()
     m.unused = nn.Linear(100, 100)  # not on the forward path

@@ -27,6 +27,7 @@ from fusionzoo.io import atomic_write, disk_errors, file_lock
 __all__ = [
     "EFFICIENCY_FILE",
     "EFFICIENCY_KEY",
+    "EFFICIENCY_SEMANTICS",
     "EVAL_SEMANTICS",
     "ROBUSTNESS_FILE",
     "EvalTables",
@@ -39,6 +40,10 @@ EFFICIENCY_FILE = "efficiency.parquet"
 # Version of what an evaluation row means (batching, seeding, metric set): part of every row's
 # fingerprint, so rows of older code are recomputed, never mixed with new ones.
 EVAL_SEMANTICS = 1
+# Version of what an efficiency row means (how FLOPs and memory are counted): part of the efficiency
+# key, so measurements of older code are redone. 2: MoE experts' grouped_mm counted (they counted 0);
+# the training-step memory includes the optimiser step and its state.
+EFFICIENCY_SEMANTICS = 2
 ROBUSTNESS_IDENTITY = ("run_id", "config_id", "dataset", "fusion", "head", "seed")
 ROBUSTNESS_REQUIRED = (
     *ROBUSTNESS_IDENTITY,
@@ -73,11 +78,11 @@ def eval_fingerprint_of(run_id: str, protocol: str, level: float) -> str:
 
 
 def efficiency_key_of(parts: dict[str, Any]) -> str:
-    """Hash of the :data:`EFFICIENCY_KEY` columns (and :data:`EVAL_SEMANTICS`)."""
+    """Hash of the :data:`EFFICIENCY_KEY` columns (and :data:`EFFICIENCY_SEMANTICS`)."""
     missing = [k for k in EFFICIENCY_KEY if k not in parts]
     if missing:
         raise ValueError(f"efficiency key lacks {', '.join(missing)}")
-    return _hash([{k: parts[k] for k in EFFICIENCY_KEY}, EVAL_SEMANTICS])
+    return _hash([{k: parts[k] for k in EFFICIENCY_KEY}, EVAL_SEMANTICS, EFFICIENCY_SEMANTICS])
 
 
 class EvalTables:
