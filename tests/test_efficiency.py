@@ -111,6 +111,27 @@ def test_live_tensor_bytes_tracks_the_high_water_mark():
     del b, c, view
 
 
+def test_peak_memory_counts_the_optimizer_step_and_its_state():
+    """AdamW keeps two moments per parameter: the training-step peak is at least 2× the parameter bytes
+    above forward + backward alone, and measuring leaves the weights as they were."""
+    from fusionzoo.bench.flops import training_loss
+
+    m = model("concat_mlp:hidden_mult=4", "mlp")
+    ctx = context(m, batch_size=2)
+    batch = ctx.batch(2)
+    params = sum(p.numel() * p.element_size() for p in m.parameters())
+    held = (*m.parameters(), *m.buffers(), *batch.values())
+    with LiveTensorBytes() as tracker:  # the step without the optimiser
+        training_loss(m.train(), batch).backward()
+    forward_backward = sum(t.numel() * t.element_size() for t in held) + tracker.peak
+    m.zero_grad(set_to_none=True)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    peak = registry.create("metric", "peak_memory").compute(ctx)["peak_memory_mb"] * 2**20
+    assert peak >= forward_backward + 2 * params
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert all(p.grad is None for p in m.parameters()) and not m.training
+
+
 def test_one_efficiency_row_has_every_column_and_sensible_values():
     m = model()
     parts = {"fusion": "concat_mlp", "head": "mlp", "dim": D, "image_tokens": LI, "text_tokens": LT,
