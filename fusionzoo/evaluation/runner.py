@@ -64,7 +64,7 @@ def protocol_curve(
     protocol.fit(data)
     buckets = class_buckets(data.labels("train"), data.num_classes)
     out = {}
-    for level in protocol.levels():
+    for level in protocol.test_levels():
         perturbed = data if level == 0 else PerturbedTest(data, protocol, level)
         out[float(level)] = test_metrics(model, perturbed, batch_size, buckets, torch.device(device))
     return out
@@ -200,10 +200,10 @@ def evaluate_runs(
         for protocol in protocols:
             levels = [
                 lv
-                for lv in protocol.levels()
+                for lv in protocol.test_levels()
                 if _fingerprint(run["run_id"], protocol, lv, config) not in done
             ]
-            outcome.reused += len(protocol.levels()) - len(levels)
+            outcome.reused += len(protocol.test_levels()) - len(levels)
             if levels:
                 todo.append((protocol, levels))
         if todo or efficiency:

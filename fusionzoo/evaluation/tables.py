@@ -6,6 +6,9 @@
                         num_classes, batch_size, device): efficiency_key, params, gflops_forward,
                         gflops_train_step, latency_p50_ms, latency_p95_ms, throughput, peak_memory_mb,
                         threads, torch_version, measured_at
+    eval.json           {"reference": the fusion effective robustness is measured against}: written by
+                        the last ``fusionzoo eval`` (``[eval] reference``), read by every summary (eval's
+                        printout, the leaderboard, the report) so all use one reference
 
 Written like the runs table (:mod:`fusionzoo.bench.results`): atomically (temp file + rename) under the
 runs directory's lock, with the same schema-version metadata; a row is written only when its work is
@@ -30,6 +33,7 @@ __all__ = [
     "EFFICIENCY_SEMANTICS",
     "EVAL_SEMANTICS",
     "ROBUSTNESS_FILE",
+    "SETTINGS_FILE",
     "EvalTables",
     "efficiency_key_of",
     "eval_fingerprint_of",
@@ -37,6 +41,7 @@ __all__ = [
 
 ROBUSTNESS_FILE = "robustness.parquet"
 EFFICIENCY_FILE = "efficiency.parquet"
+SETTINGS_FILE = "eval.json"
 # Version of what an evaluation row means (batching, seeding, metric set): part of every row's
 # fingerprint, so rows of older code are recomputed, never mixed with new ones.
 EVAL_SEMANTICS = 1
@@ -92,6 +97,23 @@ class EvalTables:
         self.store = store
         self.robustness_path = store.dir / ROBUSTNESS_FILE
         self.efficiency_path = store.dir / EFFICIENCY_FILE
+        self.settings_path = store.dir / SETTINGS_FILE
+
+    def reference(self) -> str:
+        """The reference fusion of effective robustness: the one the last ``fusionzoo eval`` used."""
+        from fusionzoo.evaluation.summaries import REFERENCE_FUSION
+
+        try:
+            return str(json.loads(self.settings_path.read_text())["reference"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return REFERENCE_FUSION
+
+    def record_reference(self, reference: str) -> None:
+        """Record ``reference`` as the runs directory's reference fusion (see :meth:`reference`)."""
+        if self.settings_path.exists() and self.reference() == reference:
+            return
+        with disk_errors(self.settings_path, "the evaluation settings"):
+            atomic_write(self.settings_path, json.dumps({"reference": reference}, indent=2) + "\n")
 
     def robustness(self) -> pd.DataFrame:
         if not self.robustness_path.exists():
