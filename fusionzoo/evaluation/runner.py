@@ -384,6 +384,7 @@ def _efficiency_of_run(
     store: Any, group: _Group, run: pd.Series, config: Any, device: Any, threads: int, tables: EvalTables,
     done_keys: set[str], outcome: EvalOutcome,
 ) -> None:  # fmt: skip
+    from fusionzoo.baselines.probe_model import is_probe_checkpoint
     from fusionzoo.train.checkpoint import load_checkpoint
 
     parts = efficiency_parts(run, config, group.shapes, device.type)
@@ -392,8 +393,8 @@ def _efficiency_of_run(
         outcome.efficiency_reused += 1
         return
     checkpoint = store.checkpoint_dir(str(run["run_id"]))
-    if not (checkpoint / "model.safetensors").exists():
-        return
+    if not (checkpoint / "model.safetensors").exists() or is_probe_checkpoint(checkpoint):
+        return  # the linear probe is not a trained network: no FLOPs, latency or training-step memory
     model, _, _ = load_checkpoint(checkpoint, device=str(device))
     group.console.print(
         f"[bold]efficiency[/bold]: {run['fusion']} + {run['head']} (D={config.dim}, {device.type})"
