@@ -322,3 +322,21 @@ def test_a_real_data_bench_evaluates_its_linear_probe_floor_and_exits_0(tmp_path
     again = invoke(copy, "--protocols", protocols, "--jobs", "2")
     assert again.exit_code == 0, again.output
     pd.testing.assert_frame_equal(_rows(out), _rows(copy))
+
+
+def test_the_reference_is_checked_first_recorded_and_named(runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[eval]\nreference = "concat_mpl"\nprotocols = ["missing_image:rates=0;1"]\n')
+    refused = CliRunner().invoke(eval_cmd, [str(copy), "--config", str(bad)])
+    assert refused.exit_code == 2 and "concat_mpl" in refused.output and "Traceback" not in refused.output
+    assert not (copy / "eval.json").exists()
+    good = tmp_path / "good.toml"
+    good.write_text('[eval]\nreference = "image_only"\nprotocols = ["missing_image:rates=0;1"]\n')
+    result = invoke(copy, "--config", good)
+    assert result.exit_code == 0, result.output
+    assert EvalTables(ResultsStore(copy)).reference() == "image_only"
+    assert "to image_only of the same settings: image_only + mlp" in " ".join(result.output.split())
