@@ -114,3 +114,34 @@ def test_a_runs_er_does_not_depend_on_the_other_runs_in_the_view(store):
     after = robustness_summary(ResultsView.of(store)).set_index(["protocol", "config_id"])
     assert math.isclose(after.loc[(IMAGE, film), "effective"], full.loc[(IMAGE, film), "effective"])
     assert after.loc[(IMAGE, film), "reference_label"] == "concat_mlp + mlp"
+
+
+def test_tuned_runs_are_compared_with_a_tuned_reference_only(store):
+    """A run whose configuration ``bench --tune-trials`` chose (tuned.json) is not compared with untuned
+    reference runs: here no concat_mlp run is tuned, so the tuned film has no ER; the others keep theirs."""
+    from fusionzoo.evaluation.views import reference_settings
+    from fusionzoo.train.config import RunConfig
+
+    runs = store.load()
+    tuned = {**json.loads(runs["config"].iloc[0]), "lr": 0.0031, "dropout": 0.12}  # the study's choice
+    runs.loc[runs["fusion"] == "film", "config"] = json.dumps(tuned)
+    write_table(store.results_path, runs)
+    film = runs[runs["fusion"] == "film"].iloc[0]
+    cell = {**RunConfig().to_dict(), **tuned, "fusion": "film", "seed": 0}
+    (store.dir / "tuned.json").write_text(json.dumps({"cells": [{"fusion": "film", "config": cell}]}))
+    keys = reference_settings(store, runs[runs["status"] == "ok"])
+    concat = runs.loc[runs["fusion"] == "concat_mlp", "run_id"].iloc[0]
+    assert keys[film["run_id"]] != keys[concat] and '"tuned"' in keys[film["run_id"]]
+    summary = robustness_summary(ResultsView.of(store)).set_index(["protocol", "config_id"])
+    assert math.isnan(summary.loc[(IMAGE, config_of(store, "film")), "effective"])
+    assert not math.isnan(summary.loc[(IMAGE, config_of(store, "fluid:layers=1,queries=8")), "effective"])
+    # concat_mlp tuned too (its own hyperparameters): the tuned film is compared with it, the untuned
+    # fluid now has no reference
+    other = {**json.loads(runs["config"].iloc[0]), "lr": 0.0007, "weight_decay": 0.04}
+    runs.loc[runs["fusion"] == "concat_mlp", "config"] = json.dumps(other)
+    write_table(store.results_path, runs)
+    cells = [{"config": cell}, {"config": {**RunConfig().to_dict(), **other, "fusion": "concat_mlp"}}]
+    (store.dir / "tuned.json").write_text(json.dumps({"cells": cells}))
+    summary = robustness_summary(ResultsView.of(store)).set_index(["protocol", "config_id"])
+    assert not math.isnan(summary.loc[(IMAGE, config_of(store, "film")), "effective"])
+    assert math.isnan(summary.loc[(IMAGE, config_of(store, "fluid:layers=1,queries=8")), "effective"])
