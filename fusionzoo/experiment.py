@@ -244,12 +244,18 @@ class Experiment:
             expand_train_protocols(config.bench.train_protocols)
         except registry.RegistryError as exc:
             raise ConfigError(f"--train-protocols / [bench] train_protocols: {exc}") from None
-        from fusionzoo.evaluation.session import build_protocols
+        from fusionzoo.evaluation.session import build_protocols, check_reference
 
         try:
             build_protocols(config.eval.protocols)
         except registry.RegistryError as exc:
             raise ConfigError(f"--protocols / [eval] protocols: {exc}") from None
+        try:
+            check_reference(config.eval.reference)
+        except registry.RegistryError as exc:
+            raise ConfigError(
+                f"[eval] reference (the fusion effective robustness is measured against): {exc}"
+            ) from None
         seen: set[tuple[str, str]] = set()
         for fusion, pinned in self.pairs(config.bench.datasets[0]):
             for head in [pinned] if pinned else heads or [None]:

@@ -71,6 +71,26 @@ def test_fluid_costs_more_than_concat_mlp():
     assert forward_flops(fluid, context(fluid).batch(B)) > forward_flops(concat, context(concat).batch(B))
 
 
+def test_moe_experts_are_counted_whatever_the_dispatch(monkeypatch):
+    """The default dispatch (grouped_mm) counts the experts as the per-expert loop does (they were 0)."""
+    from fusionzoo.layers.moe import ExpertMLPs
+
+    m = model("concat_mlp", "moe:experts=4,top_k=2")
+    ctx = context(m)
+    auto = (forward_flops(m, ctx.batch(B)), train_step_flops(m, ctx.batch(B)))
+    looped = ExpertMLPs.forward
+    monkeypatch.setattr(
+        ExpertMLPs, "forward", lambda self, *a, **k: looped(self, *a, **{**k, "dispatch": "loop"})
+    )
+    loop = (forward_flops(m, ctx.batch(B)), train_step_flops(m, ctx.batch(B)))
+    # grouped pads the C = 6 outputs to 8 columns (alignment); otherwise the same counts
+    hidden, routed = 2 * D, B * 2  # concat_mlp hands the head one vector per sample; top-2
+    padding = 2 * routed * hidden * (-C % 4)
+    assert auto[0] == loop[0] + padding and auto[1] == loop[1] + 3 * padding
+    experts_forward = 2 * routed * (D * hidden + hidden * C)
+    assert loop[0] > experts_forward and auto[0] > experts_forward
+
+
 def test_params_count_only_what_the_forward_path_uses():
     m = model()
     m.unused = nn.Linear(100, 100)  # not on the forward path
@@ -89,6 +109,27 @@ def test_live_tensor_bytes_tracks_the_high_water_mark():
         view = b[:10]  # a view allocates nothing
     assert tracker.peak == 6000 and tracker.live == 3000
     del b, c, view
+
+
+def test_peak_memory_counts_the_optimizer_step_and_its_state():
+    """AdamW keeps two moments per parameter: the training-step peak is at least 2× the parameter bytes
+    above forward + backward alone, and measuring leaves the weights as they were."""
+    from fusionzoo.bench.flops import training_loss
+
+    m = model("concat_mlp:hidden_mult=4", "mlp")
+    ctx = context(m, batch_size=2)
+    batch = ctx.batch(2)
+    params = sum(p.numel() * p.element_size() for p in m.parameters())
+    held = (*m.parameters(), *m.buffers(), *batch.values())
+    with LiveTensorBytes() as tracker:  # the step without the optimiser
+        training_loss(m.train(), batch).backward()
+    forward_backward = sum(t.numel() * t.element_size() for t in held) + tracker.peak
+    m.zero_grad(set_to_none=True)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    peak = registry.create("metric", "peak_memory").compute(ctx)["peak_memory_mb"] * 2**20
+    assert peak >= forward_backward + 2 * params
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert all(p.grad is None for p in m.parameters()) and not m.training
 
 
 def test_one_efficiency_row_has_every_column_and_sensible_values():

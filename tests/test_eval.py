@@ -277,3 +277,66 @@ def test_a_failing_evaluation_task_is_reported_and_the_others_recorded(runs, tmp
     assert len(rows) == (len(results[results["status"] == "ok"]) - 1) * 2 and broken not in set(
         rows["run_id"]
     )
+
+
+def test_a_real_data_bench_evaluates_its_linear_probe_floor_and_exits_0(tmp_path):
+    """A non-demo dataset (a CSV with tiny offline encoders) puts the linear probe in the grid; eval
+    scores the probe under the protocols from its saved checkpoint (level 0 = its recorded test
+    metrics) and exits 0; --jobs 2 gives the same rows."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from launch_helpers import tiny_encoders
+
+    tiny_encoders(tmp_path)
+    csv = tmp_path / "glami" / "data.csv"
+    frame = pd.read_csv(csv)
+    frame["image_path"] = [str(Path(p).relative_to(csv.parent)) for p in frame["image_path"]]
+    frame.to_csv(csv, index=False)
+    out = tmp_path / "runs"
+    args = ["--dataset", "csv", "--data-option", f"csv={csv}", "--data-option", "image_col=image_path",
+            "--image-encoder", f"timm:{tmp_path / 'vit'}", "--text-encoder", f"hf:{tmp_path / 'bert'}",
+            "--data-dir", str(tmp_path / "data"), "--fusions", "concat_mlp", "--seeds", "0", "--epochs", "2",
+            "--dim", "16", "--batch-size", "8", "--device", "cpu", "--jobs", "1", "--out", str(out)]  # fmt: skip
+    benched = CliRunner().invoke(bench, args, catch_exceptions=False)
+    assert benched.exit_code == 0, benched.output
+    results = ResultsStore(out).load()
+    probes = results[results["fusion"].str.startswith("linear_probe")]
+    assert len(probes) == 3 and (probes["status"] == "ok").all()  # image, text, both: the floor is on
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    protocols = "missing_image:rates=0;1,feature_noise:sigmas=0.5;1"  # the second grid lacks level 0
+    result = invoke(out, "--protocols", protocols, "--efficiency")
+    assert result.exit_code == 0, result.output
+    assert "could not be evaluated" not in result.output and "no checkpoint" not in result.output
+    assert "level 0 (the clean test set) added" in " ".join(result.output.split())
+    table = EvalTables(ResultsStore(out)).robustness()
+    assert len(table) == len(results) * (2 + 3)
+    floor = table[table["fusion"] == "linear_probe:features=text"]
+    assert sorted(floor["level"]) == [0.0, 0.0, 0.5, 1.0, 1.0]
+    clean = table[table["level"] == 0].merge(results, on="run_id", suffixes=("", "_run"))
+    for column in [c for c in table.columns if c.startswith("test_")]:
+        assert np.array_equal(clean[column].to_numpy(), clean[f"{column}_run"].to_numpy(), equal_nan=True)
+    text_probe = floor[floor["protocol_name"] == "missing_image"].set_index("level")["test_accuracy"]
+    assert text_probe[0.0] == text_probe[1.0]  # the text-only probe ignores the images
+    again = invoke(copy, "--protocols", protocols, "--jobs", "2")
+    assert again.exit_code == 0, again.output
+    pd.testing.assert_frame_equal(_rows(out), _rows(copy))
+
+
+def test_the_reference_is_checked_first_recorded_and_named(runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[eval]\nreference = "concat_mpl"\nprotocols = ["missing_image:rates=0;1"]\n')
+    refused = CliRunner().invoke(eval_cmd, [str(copy), "--config", str(bad)])
+    assert refused.exit_code == 2 and "concat_mpl" in refused.output and "Traceback" not in refused.output
+    assert not (copy / "eval.json").exists()
+    good = tmp_path / "good.toml"
+    good.write_text('[eval]\nreference = "image_only"\nprotocols = ["missing_image:rates=0;1"]\n')
+    result = invoke(copy, "--config", good)
+    assert result.exit_code == 0, result.output
+    assert EvalTables(ResultsStore(copy)).reference() == "image_only"
+    assert "to image_only of the same settings: image_only + mlp" in " ".join(result.output.split())

@@ -174,6 +174,37 @@ def test_auto_dispatch_falls_back_when_grouped_mm_cannot_run_the_shapes():
         experts(x, index, weights, dispatch="grouped")
 
 
+@pytest.mark.parametrize("out_dim", [12, 7])
+@pytest.mark.parametrize("dispatch", ["grouped", "padded", "loop", "auto"])
+def test_flop_counter_counts_every_dispatch_as_documented(dispatch, out_dim):
+    """Forward 2·rows·(in·hidden + hidden·out), backward twice that (input and weight gradients):
+    rows = R·k assignments (grouped, loop: useful FLOPs; grouped counts ``out`` padded to a multiple of
+    4), rows = E·capacity for padded (it computes the padding rows: the count says so)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fusionzoo.bench.flops import grouped_mm_flop  # importing registers the grouped_mm formula
+
+    assert grouped_mm_flop((6, 4), (3, 4, 5), out_shape=(6, 5)) == 2 * 6 * 4 * 5
+    num_experts, in_dim, hidden, routed, top_k = 5, 8, 12, 9, 2
+    experts = ExpertMLPs(num_experts, in_dim, hidden, out_dim)
+    x = torch.randn(routed, in_dim, requires_grad=True)
+    index = torch.stack([torch.randperm(num_experts)[:top_k] for _ in range(routed)])
+    index[:6, 0] = 3  # skewed: the padded dispatch pads every expert to expert 3's load
+    weights = torch.rand(routed, top_k)
+    with FlopCounterMode(display=False) as forward:
+        y = experts(x, index, weights, dispatch=dispatch)
+    with FlopCounterMode(display=False) as backward:
+        y.pow(2).sum().backward()
+    capacity = int(torch.bincount(index.reshape(-1), minlength=num_experts).max())
+    rows = num_experts * capacity if dispatch == "padded" else routed * top_k
+    counted_out = out_dim + (-out_dim % 4 if dispatch in ("grouped", "auto") else 0)
+    expected = 2 * rows * (in_dim * hidden + hidden * counted_out)
+    assert forward.get_total_flops() == expected
+    assert backward.get_total_flops() == 2 * expected
+    if dispatch == "padded":
+        assert rows > routed * top_k  # the padding is counted: more than the useful FLOPs
+
+
 def test_eval_is_deterministic_and_noise_free():
     head = registry.create_head("moe", DIM, CLASSES, experts=4, dropout=0.3).eval()
     tokens = torch.randn(4, 2, DIM)

@@ -354,3 +354,26 @@ def test_train_time_token_protocol_perturbs_training_batches_only():
         second.batch("train", torch.arange(32))["image_mask"],
     )
     assert RunConfig(train_protocol="missing_image@0.5").config_hash() != RunConfig().config_hash()
+
+
+def test_label_noise_runs_take_buckets_and_class_weights_from_the_labels_they_train_on():
+    """The trainer's head/medium/tail buckets and class weights come from the noisy training labels, as
+    ``fusionzoo eval`` takes them, so the run's test metrics and its level-0 evaluation agree."""
+    from fusionzoo.evaluation.tasks import test_metrics
+    from fusionzoo.evaluation.train_time import with_train_protocol
+    from fusionzoo.metrics.class_buckets import class_buckets
+    from fusionzoo.train.losses import class_weights_from_labels
+
+    data = synthetic_features(240, 60, 90, seed=1)
+    config = RunConfig(fusion="concat_mlp", dim=8, epochs=1, batch_size=64, class_weighted=True, device="cpu",
+                       train_protocol="label_noise:mode=class_conditional@0.5")  # fmt: skip
+    noisy, clean = with_train_protocol(config, data).labels("train"), data.labels("train")
+    assert not np.array_equal(class_buckets(noisy, 6), class_buckets(clean, 6))  # the case that matters
+    trainer = Trainer(config, data)
+    assert np.array_equal(trainer.buckets, class_buckets(noisy, 6))
+    assert torch.equal(trainer.loss_fn.class_weights, class_weights_from_labels(noisy, 6))
+    result = trainer.fit()
+    evaluated = test_metrics(trainer.model, data, 512, class_buckets(noisy, 6), torch.device("cpu"))
+    assert {f"test_{k}": v for k, v in result.metrics.items() if k.startswith("acc_")} == {
+        k: v for k, v in evaluated.items() if k.startswith("test_acc_")
+    }

@@ -10,6 +10,13 @@ split from :data:`C_GRID` by the run's selection metric (ties: the smaller C), t
 the training split only (as every fusion is), and the test split is scored once with every registered
 metric. Deterministic: the same data give the same numbers, so one run (seed 0) represents it.
 
+The scores are the class **probabilities** (``predict_proba``; on two-class data ``decision_function``
+is one column, which argmax cannot read). The fitted probe is a model
+(:class:`~fusionzoo.baselines.probe_model.ProbeModel`): it is saved in the run's checkpoint folder
+(safetensors, no pickle) and the test split is scored through it batch by batch, exactly as
+``fusionzoo eval`` scores it under each robustness protocol, so level 0 of its curves reproduces the
+test metrics recorded here.
+
 A trained fusion that cannot beat this floor on the same features adds nothing a linear model on the
 pooled tokens would not give; the leaderboard says so.
 """
@@ -18,10 +25,12 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fusionzoo.baselines.probe_model import ProbeModel, save_probe
 from fusionzoo.metrics.base import column_direction, evaluate_predictions
 from fusionzoo.metrics.class_buckets import class_buckets
 
@@ -42,14 +51,18 @@ def pooled_views(data: Any, split: str) -> dict[str, np.ndarray]:
     return {"image": image, "text": text, "both": np.hstack([image, text])}
 
 
-def probe_run(config: Any, data: Any) -> Any:
-    """Fit the probe named by ``config.fusion`` (``linear_probe:features=both``) on ``data``; a RunResult."""
+def probe_run(config: Any, data: Any, checkpoint_dir: str | Path | None = None) -> Any:
+    """Fit the probe named by ``config.fusion`` (``linear_probe:features=both``) on ``data``; a RunResult.
+
+    With ``checkpoint_dir``, the fitted probe is saved there (:func:`~fusionzoo.baselines.probe_model.
+    save_probe`) for ``fusionzoo eval``."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
     from fusionzoo.registry import parse_spec
+    from fusionzoo.train.evaluation import predict
     from fusionzoo.train.trainer import RunResult
 
     started = time.perf_counter()
@@ -59,7 +72,7 @@ def probe_run(config: Any, data: Any) -> Any:
         raise ValueError(f"linear_probe features must be one of {', '.join(FEATURES)}, got {features!r}")
     if not hasattr(data, "split"):
         raise ValueError("the linear probe needs frozen (cached) features; it is not run in finetune mode")
-    x = {s: pooled_views(data, s)[features] for s in ("train", "val", "test")}
+    x = {s: pooled_views(data, s)[features] for s in ("train", "val")}
     y = {s: data.labels(s) for s in ("train", "val", "test")}
     buckets = class_buckets(y["train"], data.num_classes)
     scaler = StandardScaler().fit(x["train"])
@@ -67,8 +80,8 @@ def probe_run(config: Any, data: Any) -> Any:
     sign = 1.0 if column_direction(config.metric) == "max" else -1.0
 
     def scores(model: Any, split: str) -> np.ndarray:
-        full = np.full((len(x[split]), data.num_classes), -1e9, dtype=np.float64)
-        full[:, model.classes_] = model.decision_function(x[split]).reshape(len(x[split]), -1)
+        full = np.zeros((len(x[split]), data.num_classes), dtype=np.float64)
+        full[:, model.classes_] = model.predict_proba(x[split])
         return full
 
     best = None
@@ -88,7 +101,9 @@ def probe_run(config: Any, data: Any) -> Any:
             if best is None or score > best[0]:
                 best = (score, c, model, val)
     _, c, model, val_metrics = best
-    test_scores = scores(model, "test")
+    probe = ProbeModel.from_sklearn(features, data.num_classes, scaler, model)
+    # the test split through the probe model, batch by batch: what fusionzoo eval computes at level 0
+    test_scores = predict(probe, data, "test", batch_size=config.eval_batch_size)
     metrics = evaluate_predictions(
         y["test"], test_scores, num_classes=data.num_classes, buckets=buckets, meta=data.meta("test")
     )
@@ -105,6 +120,9 @@ def probe_run(config: Any, data: Any) -> Any:
         params=int(model.coef_.size + model.intercept_.size),
         error="",
     )
+    if checkpoint_dir is not None:
+        info = {"C": c, "best_epoch": result.best_epoch, "val_metrics": val_metrics}
+        result.checkpoint = str(save_probe(checkpoint_dir, probe, config, info))
     result.test_predictions = test_scores.argmax(axis=1)
     result.test_labels = y["test"]
     result.train_time = time.perf_counter() - started

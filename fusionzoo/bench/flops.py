@@ -11,11 +11,26 @@ FlopCounterMode (torch 2.14) has no formula for ``aten._scaled_dot_product_flash
 (and its backward), the fused kernel ``nn.MultiheadAttention`` dispatches to on CPU, so it counted the
 attention products QKᵀ and AV as 0 there; this module registers torch's own SDPA formulas for them
 (``register_cpu_attention_formulas``, done on import; ``tests/test_efficiency.py`` checks a hand count).
+
+Nor has it one for ``aten._grouped_mm`` (``torch.nn.functional.grouped_mm``), the kernel the MoE
+experts run by default (:class:`~fusionzoo.layers.moe.ExpertMLPs`, dispatch ``grouped``), so every
+``moe`` head's experts counted 0 FLOPs forward and backward. :func:`grouped_mm_flop` counts
+2 · Σ_g rows_g · in · out, registered on import (``register_grouped_mm_formula``). What each MoE
+dispatch is counted as (``tests/test_moe.py`` checks each against the analytic count):
+
+- ``grouped`` and ``loop``: the useful FLOPs, 2 · (R·k) · (in·hidden + hidden·out) forward for R routed
+  tokens and top-k (``grouped`` pads ``out`` to a multiple of 4 columns for alignment and counts those
+  ≤ 3 zero columns too);
+- ``padded``: the FLOPs it executes, **padding included**: every expert computes ``capacity`` =
+  the largest expert load rows, 2 · E · capacity · (in·hidden + hidden·out) — more than the useful count
+  whenever routing is not perfectly balanced.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -24,8 +39,10 @@ from fusionzoo.train.model import FusionModel
 
 __all__ = [
     "forward_flops",
+    "grouped_mm_flop",
     "peak_matmul_flops",
     "register_cpu_attention_formulas",
+    "register_grouped_mm_formula",
     "synthetic_batch",
     "train_step_flops",
     "training_loss",
@@ -49,6 +66,30 @@ def register_cpu_attention_formulas() -> None:
 
 
 register_cpu_attention_formulas()
+
+
+def grouped_mm_flop(a_shape: Any, b_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """FLOPs of ``aten._grouped_mm(a, b, offs)``: 2 · Σ_g rows_g · in · out over the groups.
+
+    2D ``a (M, K)`` × 3D ``b (G, K, N)`` (rows of ``a`` split by ``offs``), 3D × 2D and 3D × 3D: each
+    output element is one length-K dot product, 2 · |out| · K. 2D × 2D (the weight gradient, the
+    contracted dimension split by ``offs``): the groups' products add up to 2 · M · K · N.
+    """
+    if len(a_shape) == 2 and len(b_shape) == 2:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+    return 2 * math.prod(out_shape) * a_shape[-1]
+
+
+def register_grouped_mm_formula() -> None:
+    """Count ``aten._grouped_mm`` (forward and backward: its backward is ``_grouped_mm`` too)."""
+    from torch.utils import flop_counter
+
+    op = getattr(torch.ops.aten, "_grouped_mm", None)
+    if op is not None and op not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(op)(grouped_mm_flop)
+
+
+register_grouped_mm_formula()
 
 
 def peak_matmul_flops(size: int = 1024, seconds: float = 1.0, dtype: torch.dtype = torch.float32) -> float:

@@ -64,7 +64,7 @@ def protocol_curve(
     protocol.fit(data)
     buckets = class_buckets(data.labels("train"), data.num_classes)
     out = {}
-    for level in protocol.levels():
+    for level in protocol.test_levels():
         perturbed = data if level == 0 else PerturbedTest(data, protocol, level)
         out[float(level)] = test_metrics(model, perturbed, batch_size, buckets, torch.device(device))
     return out
@@ -200,10 +200,10 @@ def evaluate_runs(
         for protocol in protocols:
             levels = [
                 lv
-                for lv in protocol.levels()
+                for lv in protocol.test_levels()
                 if _fingerprint(run["run_id"], protocol, lv, config) not in done
             ]
-            outcome.reused += len(protocol.levels()) - len(levels)
+            outcome.reused += len(protocol.test_levels()) - len(levels)
             if levels:
                 todo.append((protocol, levels))
         if todo or efficiency:
@@ -384,6 +384,7 @@ def _efficiency_of_run(
     store: Any, group: _Group, run: pd.Series, config: Any, device: Any, threads: int, tables: EvalTables,
     done_keys: set[str], outcome: EvalOutcome,
 ) -> None:  # fmt: skip
+    from fusionzoo.baselines.probe_model import is_probe_checkpoint
     from fusionzoo.train.checkpoint import load_checkpoint
 
     parts = efficiency_parts(run, config, group.shapes, device.type)
@@ -392,8 +393,8 @@ def _efficiency_of_run(
         outcome.efficiency_reused += 1
         return
     checkpoint = store.checkpoint_dir(str(run["run_id"]))
-    if not (checkpoint / "model.safetensors").exists():
-        return
+    if not (checkpoint / "model.safetensors").exists() or is_probe_checkpoint(checkpoint):
+        return  # the linear probe is not a trained network: no FLOPs, latency or training-step memory
     model, _, _ = load_checkpoint(checkpoint, device=str(device))
     group.console.print(
         f"[bold]efficiency[/bold]: {run['fusion']} + {run['head']} (D={config.dim}, {device.type})"

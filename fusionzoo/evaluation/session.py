@@ -16,7 +16,8 @@ DEFAULT_PROTOCOLS = ("missing_image", "missing_text", "missing_both_random", "fe
 
 
 def build_protocols(specs: list[str]) -> list[Any]:
-    """One protocol per spec (test-stage ones only); a wrong spec raises ``RegistryError`` before any work."""
+    """One protocol per spec (test-stage ones only); a wrong spec raises ``RegistryError`` before any work.
+    A grid without level 0 is evaluated with it (``Protocol.test_levels``; :func:`run_eval` says so)."""
     protocols, seen = [], set()
     for spec in specs:
         protocol = registry.create("protocol", spec)
@@ -48,6 +49,14 @@ def run_eval(
 
     specs = list(config.eval.protocols if protocols is None else protocols)
     built = build_protocols(specs)
+    reference = check_reference(config.eval.reference)
+    for protocol in built:
+        if 0.0 not in protocol.levels():
+            grid = ";".join(f"{level:g}" for level in protocol.levels())
+            console.print(
+                f"[yellow]note[/yellow]: {protocol.label}: level 0 (the clean test set) added to "
+                f"{protocol.level_option}={grid}; a robustness curve starts at the clean score"
+            )
     efficiency = config.eval.efficiency if efficiency is None else efficiency
     if experiment is None:
         from fusionzoo.experiment import Experiment
@@ -85,8 +94,23 @@ def run_eval(
     )
     for problem in outcome.problems:
         console.print(f"[yellow]not evaluated[/yellow]: {problem}")
-    print_summaries(store, console, run_ids, reference=config.eval.reference)
+    from fusionzoo.evaluation.tables import EvalTables
+
+    EvalTables(store).record_reference(reference)  # the one reference of every summary of this dir
+    print_summaries(store, console, run_ids, reference=reference, metric=config.metric)
     return outcome
+
+
+def check_reference(reference: str) -> str:
+    """``[eval] reference`` as a canonical fusion spec; an unknown fusion is a ``RegistryError``."""
+    name, options = registry.parse_spec(reference)
+    registry.get_entry("fusion", name)  # unknown name -> RegistryError listing the valid ones
+    return registry.format_spec(name, options)
+
+
+def _references(part: Any) -> str:
+    labels = sorted({str(v) for v in part["reference_label"] if v})
+    return ", ".join(labels) if labels else "none run"
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -94,9 +118,15 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def print_summaries(
-    store: Any, console: Any, run_ids: set[str] | None = None, reference: str = "concat_mlp"
+    store: Any,
+    console: Any,
+    run_ids: set[str] | None = None,
+    reference: str | None = None,
+    metric: str = "test_accuracy",
 ) -> None:
-    """The robustness summary (relative/effective, raw and normalised) and the efficiency table."""
+    """The robustness summary (relative/effective, raw and normalised) of the robustness metric of
+    ``metric`` (``views.robustness_metric``) against ``reference`` (default: the recorded one), and the
+    efficiency table."""
     from rich.table import Table
 
     from fusionzoo.evaluation.tables import EvalTables
@@ -105,10 +135,13 @@ def print_summaries(
     runs = store.load()
     if run_ids is not None and len(runs):
         runs = runs[runs["run_id"].astype(str).isin(run_ids)]
-    summary = robustness_summary(store, runs, reference)
+    reference = reference or EvalTables(store).reference()
+    summary = robustness_summary(store, runs, reference, metric)
     for (dataset, label), part in summary.groupby(["dataset", "label"], sort=False) if len(summary) else []:
+        name = str(part["metric"].iloc[0]).removeprefix("test_").replace("_", " ")
         table = Table(
-            title=f"robustness · {dataset} · {label} · test accuracy (mean over seeds; eff. vs {reference})",
+            title=f"robustness · {dataset} · {label} · test {name} (mean over seeds; eff. robust. = mean "
+            f"gap per level to {reference} of the same settings: {_references(part)})",
             title_justify="left",
         )
         for col in (

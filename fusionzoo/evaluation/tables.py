@@ -6,6 +6,9 @@
                         num_classes, batch_size, device): efficiency_key, params, gflops_forward,
                         gflops_train_step, latency_p50_ms, latency_p95_ms, throughput, peak_memory_mb,
                         threads, torch_version, measured_at
+    eval.json           {"reference": the fusion effective robustness is measured against}: written by
+                        the last ``fusionzoo eval`` (``[eval] reference``), read by every summary (eval's
+                        printout, the leaderboard, the report) so all use one reference
 
 Written like the runs table (:mod:`fusionzoo.bench.results`): atomically (temp file + rename) under the
 runs directory's lock, with the same schema-version metadata; a row is written only when its work is
@@ -27,8 +30,10 @@ from fusionzoo.io import atomic_write, disk_errors, file_lock
 __all__ = [
     "EFFICIENCY_FILE",
     "EFFICIENCY_KEY",
+    "EFFICIENCY_SEMANTICS",
     "EVAL_SEMANTICS",
     "ROBUSTNESS_FILE",
+    "SETTINGS_FILE",
     "EvalTables",
     "efficiency_key_of",
     "eval_fingerprint_of",
@@ -36,10 +41,15 @@ __all__ = [
 
 ROBUSTNESS_FILE = "robustness.parquet"
 EFFICIENCY_FILE = "efficiency.parquet"
+SETTINGS_FILE = "eval.json"
 # Version of what an evaluation row means (batching, seeding, metric set): part of every row's
 # fingerprint, so rows of older code are recomputed, never mixed with new ones.
 # 2: the ece metric joined the prediction metrics (rows without test_ece are re-evaluated)
 EVAL_SEMANTICS = 2
+# Version of what an efficiency row means (how FLOPs and memory are counted): part of the efficiency
+# key, so measurements of older code are redone. 2: MoE experts' grouped_mm counted (they counted 0);
+# the training-step memory includes the optimiser step and its state.
+EFFICIENCY_SEMANTICS = 2
 ROBUSTNESS_IDENTITY = ("run_id", "config_id", "dataset", "fusion", "head", "seed")
 ROBUSTNESS_REQUIRED = (
     *ROBUSTNESS_IDENTITY,
@@ -74,11 +84,11 @@ def eval_fingerprint_of(run_id: str, protocol: str, level: float) -> str:
 
 
 def efficiency_key_of(parts: dict[str, Any]) -> str:
-    """Hash of the :data:`EFFICIENCY_KEY` columns (and :data:`EVAL_SEMANTICS`)."""
+    """Hash of the :data:`EFFICIENCY_KEY` columns (and :data:`EFFICIENCY_SEMANTICS`)."""
     missing = [k for k in EFFICIENCY_KEY if k not in parts]
     if missing:
         raise ValueError(f"efficiency key lacks {', '.join(missing)}")
-    return _hash([{k: parts[k] for k in EFFICIENCY_KEY}, EVAL_SEMANTICS])
+    return _hash([{k: parts[k] for k in EFFICIENCY_KEY}, EVAL_SEMANTICS, EFFICIENCY_SEMANTICS])
 
 
 class EvalTables:
@@ -88,6 +98,23 @@ class EvalTables:
         self.store = store
         self.robustness_path = store.dir / ROBUSTNESS_FILE
         self.efficiency_path = store.dir / EFFICIENCY_FILE
+        self.settings_path = store.dir / SETTINGS_FILE
+
+    def reference(self) -> str:
+        """The reference fusion of effective robustness: the one the last ``fusionzoo eval`` used."""
+        from fusionzoo.evaluation.summaries import REFERENCE_FUSION
+
+        try:
+            return str(json.loads(self.settings_path.read_text())["reference"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return REFERENCE_FUSION
+
+    def record_reference(self, reference: str) -> None:
+        """Record ``reference`` as the runs directory's reference fusion (see :meth:`reference`)."""
+        if self.settings_path.exists() and self.reference() == reference:
+            return
+        with disk_errors(self.settings_path, "the evaluation settings"):
+            atomic_write(self.settings_path, json.dumps({"reference": reference}, indent=2) + "\n")
 
     def robustness(self) -> pd.DataFrame:
         if not self.robustness_path.exists():

@@ -15,6 +15,8 @@ is ``None``, so no launcher ever deletes or rewrites it.
 
 Every number is computed as the trainer computed the clean test metrics (same batches, same class
 buckets, same seeded perturbation per (protocol, level)), so a task gives the same rows in any process.
+The linear-probe floor is evaluated the same way: its checkpoint holds the fitted probe
+(:mod:`fusionzoo.baselines.probe_model`), which pools each perturbed token batch and scores it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 from fusionzoo.evaluation.tables import EVAL_SEMANTICS, eval_fingerprint_of
 from fusionzoo.protocols.base import Protocol, generator_for
 
-__all__ = ["EvalSpec", "PerturbedTest", "execute_eval", "row_fingerprint", "test_metrics"]
+__all__ = ["EvalSpec", "PerturbedTest", "execute_eval", "load_model", "row_fingerprint", "test_metrics"]
 
 
 class PerturbedTest:
@@ -138,18 +140,26 @@ def _fitted(canonical: str, data: Any) -> Protocol:
     return cache[canonical]
 
 
-def _load_model(spec: EvalSpec, device: str) -> Any:
+def load_model(directory: Path, device: str) -> Any:
+    """The model of a checkpoint folder: a trained FusionModel, or the linear-probe floor's
+    :class:`~fusionzoo.baselines.probe_model.ProbeModel` (both predict token batches the same way)."""
+    from fusionzoo.baselines.probe_model import is_probe_checkpoint, load_probe
     from fusionzoo.train.checkpoint import load_checkpoint
 
+    if is_probe_checkpoint(directory):
+        return load_probe(directory, device=device)
+    model, _, _ = load_checkpoint(directory, device=device)
+    return model
+
+
+def _load_model(spec: EvalSpec, device: str) -> Any:
     if spec.checkpoint_files is None:
-        model, _, _ = load_checkpoint(Path(spec.checkpoint), device=device)
-        return model
+        return load_model(Path(spec.checkpoint), device)
     from fusionzoo.launch.transport import write_folder
 
     with tempfile.TemporaryDirectory(prefix="fusionzoo-eval-ckpt-") as tmp:
         write_folder(Path(tmp) / "checkpoint", spec.checkpoint_files)
-        model, _, _ = load_checkpoint(Path(tmp) / "checkpoint", device=device)
-        return model
+        return load_model(Path(tmp) / "checkpoint", device)
 
 
 def robustness_row(spec: EvalSpec, protocol: Protocol, level: float) -> dict[str, Any]:

@@ -143,7 +143,7 @@ def execute_run(
         if kind == "probe":
             from fusionzoo.baselines.linear_probe import probe_run
 
-            result = probe_run(spec.config, data)
+            result = probe_run(spec.config, data, checkpoint_dir=checkpoint)
         else:
             result = train_run(spec.config, data, progress=progress, checkpoint_dir=checkpoint)
     except KeyboardInterrupt:

@@ -8,13 +8,15 @@ from fusionzoo.metrics.base import CurveContext, Metric, register_metric
 
 @register_metric
 class EffectiveRobustness(Metric):
-    """eff_robust_<protocol> = Σ_i (f_i − β_i), β = r − r_0 + f_0: the reference fusion's mean curve r
-    (``concat_mlp`` by default) shifted to the run's clean score f_0 (MultiBench's effective
-    robustness; > 0: degrades less than the reference). NaN when no reference curve exists.
+    """eff_robust_<protocol> = (1/K) Σ_{i=1..K} (f_i − β_i), β = r − r_0 + f_0: the mean curve r of the
+    run's reference configuration (the reference fusion, ``concat_mlp`` by default, clean-trained with
+    the run's data and settings) shifted to the run's clean score f_0, averaged over the K perturbed
+    levels (MultiBench's effective robustness sums them, which grows with the grid; > 0: degrades
+    less than the reference). NaN when no reference curve exists.
     """
 
     name = "effective_robustness"
-    description = "Σ (f_i − β_i) with β the reference fusion's curve shifted to the same clean score"
+    description = "mean (f_i − β_i) over levels, β the reference's curve shifted to the same clean score"
     kind = "robustness"
     columns = ("eff_robust_*",)
 

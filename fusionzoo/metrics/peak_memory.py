@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from functools import partial
 from typing import Any
 
 import torch
@@ -42,43 +43,75 @@ class LiveTensorBytes(TorchDispatchMode):
         return out
 
 
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the optimiser's state tensors (AdamW: the two moments and the step of each parameter)."""
+    tensors = [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    return sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cpu")
+
+
 @register_metric
 class PeakMemory(Metric):
-    """peak_memory_mb: memory high-water mark of one training step (forward + CE/aux loss + backward) at
-    the training batch size, in MiB.
+    """peak_memory_mb: memory high-water mark of one training step at the training batch size, in MiB:
+    forward, CE + aux loss, backward, gradient clipping and the optimiser step, with the optimiser's
+    state resident (the run's AdamW, :func:`fusionzoo.train.optim.make_optimizer`: two moments per
+    parameter, i.e. twice the parameter bytes).
 
-    CUDA: ``torch.cuda.max_memory_allocated`` over the step (after ``reset_peak_memory_stats``;
-    parameters included, as they live on the device). CPU: the parameter, buffer and input-batch bytes plus the peak
-    of the bytes of tensors created during the step and still alive, tracked op by op by a
-    ``TorchDispatchMode`` (activations, gradients and temporaries; allocator caching and fragmentation
-    are not counted, unlike an RSS delta).
+    The state exists from a training run's first step on, so one step is taken first to create it and
+    the next step is measured. CUDA: ``torch.cuda.max_memory_allocated`` over that step (after
+    ``reset_peak_memory_stats``; parameters and optimiser state included, as they live on the device).
+    CPU: the parameter, buffer, optimiser-state and input-batch bytes plus the peak of the bytes of
+    tensors created during the step and still alive, tracked op by op by a ``TorchDispatchMode``
+    (activations, gradients and temporaries; allocator caching and fragmentation are not counted,
+    unlike an RSS delta). The model's weights are restored afterwards: the measurement changes nothing.
     """
 
     name = "peak_memory"
-    description = "peak memory of a training step in MiB (CUDA allocator, or live-tensor bytes on CPU)"
+    description = "peak memory of a training step (with the optimiser step and state) in MiB"
     direction = "min"
     kind = "model"
     columns = ("peak_memory_mb",)
 
     def compute(self, ctx: ModelContext) -> dict[str, float]:
-        from fusionzoo.bench.flops import training_loss  # torch-heavy: imported when measured
+        from fusionzoo.train.config import RunConfig
+        from fusionzoo.train.optim import make_optimizer
 
         model, device = ctx.model, torch.device(ctx.device)
         batch = ctx.batch(max(1, int(ctx.batch_size)))
-        model.zero_grad(set_to_none=True)
+        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        optimizer = make_optimizer(model, RunConfig(device=str(device)))
         model.train()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            training_loss(model, batch).backward()
-            torch.cuda.synchronize(device)
-            peak = torch.cuda.max_memory_allocated(device)
-        else:
-            held = (*model.parameters(), *model.buffers(), *batch.values())
-            resident = sum(t.numel() * t.element_size() for t in held)
-            with LiveTensorBytes() as tracker:
-                training_loss(model, batch).backward()
-            peak = resident + tracker.peak
-        model.zero_grad(set_to_none=True)
-        model.eval()
+        try:
+            step = partial(_training_step, model, optimizer, batch, RunConfig().grad_clip)
+            step()  # creates the optimiser state
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                step()
+                torch.cuda.synchronize(device)
+                peak = torch.cuda.max_memory_allocated(device)
+            else:
+                model.zero_grad(set_to_none=True)
+                held = (*model.parameters(), *model.buffers(), *batch.values())
+                resident = sum(t.numel() * t.element_size() for t in held) + _state_bytes(optimizer)
+                with LiveTensorBytes() as tracker:
+                    step()
+                peak = resident + tracker.peak
+        finally:
+            model.load_state_dict(saved)
+            model.zero_grad(set_to_none=True)
+            model.eval()
         return {"peak_memory_mb": peak / 2**20}
+
+
+def _training_step(
+    model: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], grad_clip: float
+) -> None:
+    """One step as the trainer takes it: zero the gradients, forward + loss, backward, clip, step."""
+    from fusionzoo.bench.flops import training_loss  # torch-heavy: imported when measured
+
+    optimizer.zero_grad(set_to_none=True)
+    training_loss(model, batch).backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+    optimizer.step()

@@ -95,6 +95,11 @@ class Protocol:
     def levels(self) -> list[float]:
         return [float(v) for v in getattr(self, self.level_option)]
 
+    def test_levels(self) -> list[float]:
+        """The levels a test-time evaluation runs: the grid with level 0 (the clean test set) added when
+        it lacks it, since a robustness curve and its summaries are relative to the clean score."""
+        return sorted({0.0, *self.levels()})
+
     def apply(
         self, batch: dict[str, Any], level: float, generator: torch.Generator
     ) -> dict[str, Any]:  # pragma: no cover - interface

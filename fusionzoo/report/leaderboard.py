@@ -51,15 +51,22 @@ def _is_baseline(fusion: str) -> bool:
 EXTRA_TITLES = {"gflops_forward": "GFLOPs", "latency_p50_ms": "latency ms"}
 
 
-def with_evaluation_columns(store: Any, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the per-run evaluation columns (robustness summaries, efficiency), if any."""
+def with_evaluation_columns(store: Any, frame: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
+    """``frame`` with the per-run evaluation columns (robustness summaries of the robustness metric of
+    ``metric``, efficiency), if any; ``attrs["robustness_note"]`` says what R/ER are computed on."""
     try:
         from fusionzoo.evaluation.views import run_extras
 
-        extras = run_extras(store, frame)
+        extras = run_extras(store, frame, metric=metric)
     except (AttributeError, OSError, ValueError, KeyError):  # a store without evaluation tables
         return frame
-    return pd.concat([frame, extras.drop(columns=[c for c in extras.columns if c in frame.columns])], axis=1)
+    out = pd.concat([frame, extras.drop(columns=[c for c in extras.columns if c in frame.columns])], axis=1)
+    if "robustness_metric" in extras.attrs:
+        from fusionzoo.report.leaderboard_table import robustness_note
+
+        note = robustness_note(extras.attrs["robustness_metric"], extras.attrs["reference"])
+        out.attrs["robustness_note"] = note.replace("R / ER:", "rel. robust. / eff_robust_*:", 1)
+    return out
 
 
 def _direction(metric: str) -> tuple[bool, bool]:
@@ -135,7 +142,7 @@ class Leaderboard(Reporter):
         if not len(frame):
             console.print("no results yet")
             return None
-        frame = with_evaluation_columns(view.store, frame)
+        frame = with_evaluation_columns(view.store, frame, view.metric)
         bare = metric.removeprefix("test_").removeprefix("val_")
         metric = bare if metric not in frame.columns and bare in frame.columns else metric
         if metric not in frame.columns:
@@ -161,6 +168,8 @@ class Leaderboard(Reporter):
         )
         for dataset, part in summary.groupby("dataset", sort=False):
             self._table(console, dataset, part, f1, metric, extra, summary.attrs["scale"])
+        if frame.attrs.get("robustness_note") and any(c.startswith(("rel_", "eff_")) for c in frame.columns):
+            console.print(f"[dim]{frame.attrs['robustness_note']}.[/dim]")
         return summary
 
     @staticmethod

@@ -70,6 +70,8 @@ def leaderboard_numbers(view: ResultsView) -> pd.DataFrame:
         out[column] = out["config_id"].astype(str).map(lambda c, v=values: float(v.get(c, np.nan)))
     robustness = robustness_summary(view)
     if robustness is not None:
+        reference = next((r for r in robustness["reference"] if r), "")
+        out.attrs["robustness_note"] = robustness_note(str(robustness["metric"].iloc[0]), reference)
         for protocol, part in robustness.groupby("protocol", sort=False):
             for kind in ("relative", "effective"):
                 values = dict(zip(part["config_id"], part[kind], strict=True))
@@ -77,6 +79,21 @@ def leaderboard_numbers(view: ResultsView) -> pd.DataFrame:
                     out["config_id"].astype(str).map(lambda c, v=values: v.get(c, np.nan))
                 )
     return out
+
+
+def robustness_note(metric: str, reference: str) -> str:
+    """What the R/ER columns are: of which metric, against which reference."""
+    against = (
+        f"ER against the clean-trained {reference} runs of the same data and settings"
+        if reference
+        else "ER not computed (no reference run with these settings)"
+    )
+    return f"R / ER: relative / effective robustness of test {metric_label(metric)} ({against})"
+
+
+def _note(numbers: pd.DataFrame) -> str:
+    extra = numbers.attrs.get("robustness_note") if _score_columns(numbers) else None
+    return NOTE + (f"; {extra}" if extra else "")
 
 
 def _pm(mean: float, ci: float, scale: float = 100.0, digits: int = 2, pm: str = " ± ") -> str:
@@ -187,13 +204,13 @@ class LeaderboardTable(Reporter):
             if fmt == "md":
                 frame, bold = _display(part, view.metric, paper=True, direction=view.direction())
                 frame = frame.where(~bold, "**" + frame + "**").replace({r" \*$": r" \\*"}, regex=True)
-                parts.append(f"**{dataset}** — {NOTE}\n\n{frame.to_markdown(index=False)}\n")
+                parts.append(f"**{dataset}** — {_note(numbers)}\n\n{frame.to_markdown(index=False)}\n")
             else:
-                parts.append(self._latex(dataset, part, view.metric, view.direction()))
+                parts.append(self._latex(dataset, part, view.metric, view.direction(), _note(numbers)))
         return "\n".join(parts)
 
     @staticmethod
-    def _latex(dataset: str, part: pd.DataFrame, metric: str, direction: str) -> str:
+    def _latex(dataset: str, part: pd.DataFrame, metric: str, direction: str, note: str = NOTE) -> str:
         frame, bold = _display(part, metric, pm=" PM ", paper=True, direction=direction)
         frame = frame.map(_latex).replace({" PM ": r" $\\pm$ ", r" \*$": r"$^{*}$"}, regex=True)
         frame.columns = [_latex(c) for c in frame.columns]
@@ -202,7 +219,7 @@ class LeaderboardTable(Reporter):
             lambda _: bold.replace({True: "textbf:--rwrap;", False: ""}), axis=None
         )
         caption = (
-            _latex(f"{dataset}: {NOTE.replace('±', 'PM')}").replace("PM", r"$\pm$").replace("α", r"$\alpha$")
+            _latex(f"{dataset}: {note.replace('±', 'PM')}").replace("PM", r"$\pm$").replace("α", r"$\alpha$")
         )
         return styler.to_latex(
             caption=caption,
@@ -218,7 +235,7 @@ class LeaderboardTable(Reporter):
         blocks: list[Any] = []
         for dataset, part in numbers.groupby("dataset", sort=False):
             frame, bold = _display(part.reset_index(drop=True), view.metric, direction=view.direction())
-            blocks.append(Table(frame, caption=f"{dataset}: {NOTE}", bold=bold))
+            blocks.append(Table(frame, caption=f"{dataset}: {_note(numbers)}", bold=bold))
         failed = view.runs[view.runs["status"] != "ok"]
         if len(failed):
             blocks.append(

@@ -1,20 +1,24 @@
-"""Robustness curves (accuracy vs imperfection level per protocol) with relative and effective robustness.
+"""Robustness curves (metric vs imperfection level per protocol) with relative and effective robustness.
 
 From ``robustness.parquet`` (``fusionzoo eval`` / ``bench --eval``): for each dataset and protocol, the
-mean over seeds of the leaderboard metric at every level (± 95% t-interval), one curve per
-configuration, and MultiBench's summaries computed per run by :func:`fusionzoo.evaluation.summaries.
-curve_table` (the same numbers as the terminal leaderboard's ``rel_robust_*`` / ``eff_robust_*``
-columns), then mean ± 95% CI over seeds:
+mean over seeds of the *robustness metric* at every level (± 95% t-interval), one curve per
+configuration, and MultiBench's summaries computed per run by :func:`fusionzoo.evaluation.views.
+run_curves` (the same numbers as ``fusionzoo eval``'s printout and the terminal leaderboard's
+``rel_robust_*`` / ``eff_robust_*`` columns), then mean ± 95% CI over seeds:
 
-    relative robustness   R  = ∫ f dx̃                   (trapezoid, levels rescaled to [0, 1])
-    effective robustness  ER = Σ_i (f_i − β_i),  β_i = r_i − r_0 + f_0
-                          (r: the mean curve over the seeds of the reference fusion's clean-trained
-                          runs, concat_mlp by default, shifted to the run's clean score f_0; over the
-                          levels both curves share)
+    relative robustness   R  = ∫ f dx̃                         (trapezoid, levels rescaled to [0, 1])
+    effective robustness  ER = (1/K) Σ_{i≥1} (f_i − β_i),  β_i = r_i − r_0 + f_0
+                          (r: the mean curve over the seeds of the run's reference configuration — the
+                          clean-trained runs of the reference fusion with the run's data and settings,
+                          :mod:`fusionzoo.evaluation.summaries` — shifted to the run's clean score f_0;
+                          averaged over the K perturbed levels both curves share)
     normalised            (s − min) / (max − min) over the configurations of the table
 
-``f_i`` is the metric at level i (level 0 = the clean test set). Without a reference run ER is not
-computed; with fewer than two configurations (or all equal) nothing is normalised.
+``f_i`` is the metric at level i (level 0 = the clean test set). The robustness metric is the view's
+ranking metric when the robustness rows have it, else test accuracy (``views.robustness_metric``); it
+is named in every title. The reference fusion is the one the last ``fusionzoo eval`` used (``[eval]
+reference``, recorded in the runs directory). Without a reference run ER is not computed; with fewer
+than two configurations (or all equal) nothing is normalised.
 """
 
 from __future__ import annotations
@@ -25,25 +29,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusionzoo.evaluation.summaries import REFERENCE_FUSION, curve_table, maxmin_normalise
+from fusionzoo.evaluation.summaries import maxmin_normalise
+from fusionzoo.evaluation.tables import EvalTables
+from fusionzoo.evaluation.views import run_curves
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, Text, register_reporter
 from fusionzoo.report.common import apply_layout, fmt_num, metric_label, per_config, protocol_names
 
-__all__ = ["REFERENCE", "Robustness", "robustness_summary"]
-
-REFERENCE = REFERENCE_FUSION
+__all__ = ["Robustness", "robustness_summary"]
 
 
-def _metric(view: ResultsView, table: pd.DataFrame) -> str:
-    return view.metric if view.metric in table.columns else "test_accuracy"
-
-
-def robustness_summary(view: ResultsView, reference: str = REFERENCE) -> pd.DataFrame | None:
+def robustness_summary(view: ResultsView, reference: str | None = None) -> pd.DataFrame | None:
     """One row per (dataset, protocol, config_id): ``levels``, ``curve`` (mean per level), ``curve_ci``,
     ``clean``, ``relative`` ± ``relative_ci``, ``effective`` ± ``effective_ci``, ``relative_norm``,
-    ``effective_norm``, ``reference`` (the reference fusion, ``""`` when none of its runs is in the
-    view), ``seeds``, ``train_protocol``, ``protocol_name``, ``metric``; ``None`` without
-    ``robustness.parquet`` rows for the view's ok runs."""
+    ``effective_norm``, ``reference`` (the reference fusion, ``""`` when the configuration has no
+    reference run), ``reference_label`` (its reference configuration), ``seeds``, ``train_protocol``,
+    ``protocol_name``, ``metric``; ``None`` without ``robustness.parquet`` rows for the view's ok runs."""
     from fusionzoo.bench.stats import t_interval
 
     table = view.table("robustness")
@@ -52,18 +52,20 @@ def robustness_summary(view: ResultsView, reference: str = REFERENCE) -> pd.Data
     table = table[table["run_id"].astype(str).isin(set(view.ok["run_id"].astype(str)))]
     if not len(table):
         return None
-    metric = _metric(view, table)
+    reference = reference or EvalTables(view.store).reference()
+    per_run = run_curves(view.store, view.metric, reference)
+    if not len(per_run):
+        return None
+    metric = str(per_run["metric"].iloc[0])
     config_of = dict(zip(view.runs["run_id"].astype(str), view.runs["config_id"].astype(str), strict=True))
     table = table.assign(
         config_id=table["run_id"].astype(str).map(config_of),
         level=table["level"].astype(float),
         train_protocol=table["train_protocol"].fillna("").astype(str) if "train_protocol" in table else "",
     )
-    per_run = curve_table(table, metric, reference)
     rows = []
     for (dataset, protocol), part in table.groupby(["dataset", "protocol"], sort=False):
         scores = per_run[(per_run["dataset"] == dataset) & (per_run["protocol"] == protocol)]
-        has_reference = bool(scores["eff_robust"].notna().any())
         for config_id, curve in part.groupby("config_id", sort=False):
             by_level = curve.groupby("level")[metric]
             levels = np.array(sorted(by_level.groups))
@@ -72,6 +74,7 @@ def robustness_summary(view: ResultsView, reference: str = REFERENCE) -> pd.Data
             rel_mean, rel_ci = t_interval(mine["rel_robust"].to_numpy(dtype=float))
             eff_mean, eff_ci = t_interval(mine["eff_robust"].to_numpy(dtype=float))
             first = curve.iloc[0]
+            has_reference = bool(mine["eff_robust"].notna().any())
             rows.append(
                 {
                     "dataset": dataset,
@@ -89,6 +92,7 @@ def robustness_summary(view: ResultsView, reference: str = REFERENCE) -> pd.Data
                     "effective": eff_mean,
                     "effective_ci": eff_ci,
                     "reference": reference if has_reference else "",
+                    "reference_label": str(mine["reference_label"].iloc[0]) if has_reference else "",
                     "metric": metric,
                 }
             )
@@ -138,6 +142,7 @@ class Robustness(Reporter):
                 rows=rows, cols=cols, subplot_titles=[names[p] for p in protocols], horizontal_spacing=0.08
             )
             metric = str(part["metric"].iloc[0])
+            name = metric_label(metric)
             for k, protocol in enumerate(protocols):
                 for _, row in part[part["protocol"] == protocol].iterrows():
                     cid = row["config_id"]
@@ -154,10 +159,8 @@ class Robustness(Reporter):
                         col=k % cols + 1,
                     )
                 fig.update_xaxes(title_text="level", row=k // cols + 1, col=k % cols + 1)
-            fig.update_yaxes(title_text=f"{metric_label(metric)} (%)", col=1)
-            apply_layout(
-                fig, f"{dataset}: {metric_label(metric)} vs imperfection level", height=330 * rows + 60
-            )
+            fig.update_yaxes(title_text=f"{name} (%)", col=1)
+            apply_layout(fig, f"{dataset}: {name} vs imperfection level", height=330 * rows + 60)
             blocks.append(
                 Figure(fig, caption="mean over seeds ± 95% t-interval; level 0 = the clean test set")
             )
@@ -167,36 +170,42 @@ class Robustness(Reporter):
                     "protocol": part["protocol"],
                     "trained with": part["train_protocol"].replace("", "-"),
                     "seeds": part["seeds"],
-                    "clean (%)": part["clean"].map(lambda v: fmt_num(v, 2, 100)),
+                    f"clean {name} (%)": part["clean"].map(lambda v: fmt_num(v, 2, 100)),
                     "worst level (%)": part["curve"].map(lambda c: fmt_num(c[-1], 2, 100)),
-                    "relative R": [
+                    f"relative R ({name})": [
                         _pm(m, c) for m, c in zip(part["relative"], part["relative_ci"], strict=True)
                     ],
                     "R norm.": part["relative_norm"].map(lambda v: fmt_num(v, 2)),
-                    "effective ER": [
+                    f"effective ER ({name})": [
                         _pm(m, c) for m, c in zip(part["effective"], part["effective_ci"], strict=True)
                     ],
                     "ER norm.": part["effective_norm"].map(lambda v: fmt_num(v, 2)),
+                    "ER reference": part["reference_label"].replace("", "-"),
                 }
             ).reset_index(drop=True)
             bold = pd.DataFrame(False, index=table.index, columns=table.columns)
             for protocol in protocols:
                 mask = (part["protocol"] == protocol).to_numpy()
-                for column, source in (("relative R", "relative"), ("effective ER", "effective")):
+                for column, source in (
+                    (f"relative R ({name})", "relative"),
+                    (f"effective ER ({name})", "effective"),
+                ):
                     values = part[source].where(mask)
                     if values.notna().any():
                         bold.loc[int(np.nanargmax(values.to_numpy())), column] = True
-            references = {r for r in part["reference"] if r}
+            reference = EvalTables(view.store).reference()
             ref_text = (
-                f"the clean-trained {', '.join(sorted(references))} runs (mean over seeds)"
-                if references
-                else f"none ({REFERENCE} was not run: ER not computed)"
+                f"the clean-trained {reference} runs with the configuration's data and training settings "
+                "(column ER reference; mean over their seeds)"
+                if (part["reference"] != "").any()
+                else f"none ({reference} was not run with these settings: ER not computed)"
             )
             blocks.append(
                 Table(
                     table,
-                    caption=f"{dataset}: MultiBench's R and ER (per seed, mean ± 95% CI); reference "
-                    f"for ER: {ref_text}; normalised = (x − min)/(max − min) over this table; bold: best",
+                    caption=f"{dataset}: MultiBench's R and ER of test {name} (per seed, mean ± 95% CI); "
+                    f"reference for ER: {ref_text}; normalised = (x − min)/(max − min) over this table; "
+                    "bold: best",
                     bold=bold,
                 )
             )
@@ -204,8 +213,9 @@ class Robustness(Reporter):
             Text(
                 "Relative robustness R is the trapezoid area under the metric-vs-level curve (levels "
                 "rescaled to [0, 1], so a flat curve scores its clean value); effective "
-                "robustness ER sums, over levels, the gap to the reference curve shifted to the "
-                "configuration's own clean score, so it measures degradation beyond the reference's."
+                "robustness ER averages, over the perturbed levels, the gap to the reference curve shifted "
+                "to the configuration's own clean score, so it measures degradation beyond the "
+                "reference's (MultiBench sums the gaps over its 11 levels: K × this mean on K levels)."
             )
         )
         return Section.of(self, *blocks)

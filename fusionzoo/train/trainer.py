@@ -151,7 +151,7 @@ class Trainer:
         self.params = count_parameters(self.model)
         self.step_model = distributed.wrap(self.model, self.device) if self.group else None
 
-        train_labels = data.labels("train")
+        train_labels = self.data.labels("train")  # the labels the run trains on (noisy under label_noise)
         self.buckets = class_buckets(train_labels, data.num_classes)
         class_weights = (
             class_weights_from_labels(train_labels, data.num_classes) if config.class_weighted else None
