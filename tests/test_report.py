@@ -197,6 +197,29 @@ def test_significance_marks_exactly_the_pairs_stats_marks_and_holm_by_hand(full)
             assert board.loc[other, "significant"]
 
 
+def test_pairwise_section_shows_both_holm_families_side_by_side_and_names_them(full):
+    """The leaderboard marks film (Holm over the 3 comparisons with the best) while the pairwise family
+    (all 6 pairs) does not: both adjusted p-values are shown for that pair, each family named."""
+    from fusionzoo.report.common import fmt_num
+
+    section = render(full, "significance")
+    frame, caption = tables(section)[0].frame, tables(section)[0].caption
+    board = summarize(full.runs, "test_accuracy", predictions=full.store.predictions).set_index("fusion")
+    pairs = pairwise(full.runs, "test_accuracy", predictions=full.store.predictions)
+    row = frame[frame["worse mean"] == "film"].iloc[0]
+    assert row["better mean"].startswith("fluid")
+    film_id = board.loc["film", "config_id"]
+    pair = pairs[(pairs["config_id_b"] == film_id) & (pairs["fusion_a"].str.startswith("fluid"))].iloc[0]
+    assert row["p (Holm, vs best)"] == fmt_num(board.loc["film", "p_adjusted"], 4)
+    assert row["p (Holm, all pairs)"] == fmt_num(pair["p_adjusted"], 4)
+    assert (
+        row["leaderboard mark"] == "* worse" and row["differs (all pairs)"] == "no"
+    )  # the two families differ
+    assert "all 6 pairs" in caption and "3 comparisons with the best" in caption
+    leaderboard = tables(render(full, "leaderboard_table"))[0].caption
+    assert "Holm-adjusted over the comparisons with the best" in leaderboard and "every pair" in leaderboard
+
+
 def test_pairwise_uses_mcnemar_with_one_shared_seed(full):
     one_seed = full.runs[full.runs["seed"] == 0]
     pairs = pairwise(one_seed, "test_accuracy", predictions=full.store.predictions)

@@ -38,7 +38,12 @@ LATEX_SPECIALS = {
 }
 NOTE = (
     "mean ± 95% t-interval over seeds; bold: best; * significantly worse than the best (α = 0.05, "
-    "Holm-adjusted; paired t-test over shared seeds, McNemar on pooled test predictions with one seed)"
+    "two-sided test, sign checked, Holm-adjusted over the comparisons with the best; paired t-test over "
+    "shared seeds, McNemar on pooled test predictions with one seed)"
+)
+SECTION_NOTE = (
+    " ↑: significantly better than the best but ranked below it (not all its seeds finished). The "
+    "Pairwise significance section adjusts over every pair (a larger family) and can differ."
 )
 
 
@@ -99,10 +104,11 @@ def _display(
     numbers: pd.DataFrame, metric: str, pm: str = " ± ", paper: bool = False, direction: str = "max"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(strings, bold mask) of one dataset's rows (``direction``: how the ranking metric improves)."""
-    from fusionzoo.report.leaderboard import fmt_p
+    from fusionzoo.report.leaderboard import versus_best
 
     name = f"{metric_label(metric)} (%)"
-    cols: dict[str, list[str]] = {"#": [str(r) for r in numbers["rank"]]} if not paper else {}
+    ranks = ["-" if pd.isna(r) else str(r) for r in numbers["rank"]]
+    cols: dict[str, list[str]] = {"#": ranks} if not paper else {}
     cols["fusion"] = list(numbers["fusion"])
     cols["head"] = list(numbers["head"])
     if not paper:
@@ -118,16 +124,7 @@ def _display(
         ]
         bold_of["macro F1 (%)"] = numbers["macro_f1"]
     if not paper:
-        cols["vs best"] = [
-            "best" if best else (f"{fmt_p(p)} ({test})" + (" *" if sig else "") if test else "-")
-            for best, p, test, sig in zip(
-                numbers["is_best"],
-                numbers["p_adjusted"],
-                numbers["test"],
-                numbers["significant"],
-                strict=True,
-            )
-        ]
+        cols["vs best"] = [versus_best(row, with_test=True) for _, row in numbers.iterrows()]
     cols["params"] = [_params(p) for p in numbers["params"]]
     if numbers["gflops_forward"].notna().any():
         cols["GFLOPs"] = ["-" if math.isnan(v) else f"{v:.3g}" for v in numbers["gflops_forward"]]
@@ -218,7 +215,7 @@ class LeaderboardTable(Reporter):
         blocks: list[Any] = []
         for dataset, part in numbers.groupby("dataset", sort=False):
             frame, bold = _display(part.reset_index(drop=True), view.metric, direction=view.direction())
-            blocks.append(Table(frame, caption=f"{dataset}: {NOTE}", bold=bold))
+            blocks.append(Table(frame, caption=f"{dataset}: {NOTE}.{SECTION_NOTE}", bold=bold))
         failed = view.runs[view.runs["status"] != "ok"]
         if len(failed):
             blocks.append(
