@@ -499,6 +499,15 @@ def test_page_is_one_self_contained_file_with_toc_and_no_network_reference(full)
     assert 'class="fz-table"' in page and "aria-sort" in page
 
 
+def test_table_headers_and_cells_are_html_escaped():
+    from fusionzoo.report.html import _table_html
+
+    frame = pd.DataFrame({"<b>bold</b>": ["<i>x</i>"], "a & b": ["1"]})
+    page = _table_html(Table(frame))
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert "<i>x</i>" not in page and "&lt;i&gt;x&lt;/i&gt;" in page and "a &amp; b" in page
+
+
 def test_page_lists_absent_sections_one_line_each(bare):
     page = render_page(render_sections(bare), bare)
     for title in ("Robustness", "FLUID diagnostics", "Tuning studies"):
@@ -546,7 +555,9 @@ def test_cli_formats_and_default_paths(full, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["report", str(full.dir), "--format", "latex"])
     assert result.exit_code == 0, result.output
-    assert (full.dir / "report.tex").read_text().startswith(r"\begin{table}")
+    tex = (full.dir / "report.tex").read_text()
+    assert tex.startswith("% fusionzoo leaderboard: needs \\usepackage{booktabs}")  # its rules need it
+    assert tex.splitlines()[1].startswith(r"\begin{table}")
     out = tmp_path / "board.md"
     assert runner.invoke(main, ["report", str(full.dir), "--format", "md", "--out", str(out)]).exit_code == 0
     assert "**" in out.read_text()
@@ -567,8 +578,45 @@ def test_cli_bad_inputs_are_clear_errors(full, tmp_path):
     empty.mkdir()
     table = runner.invoke(main, ["report", str(empty), "--format", "csv"])
     assert table.exit_code == 1 and "no runs" in table.output
-    page = runner.invoke(main, ["report", str(empty)])
-    assert page.exit_code == 0 and (empty / "report.html").exists()
+    page = runner.invoke(main, ["report", str(empty)])  # no runs, no study: an error, not an empty page
+    assert page.exit_code == 1 and "no runs" in page.output and "no Optuna study" in page.output
+    assert not (empty / "report.html").exists()
+    rt.write_study(empty / "optuna.db", trials=2)  # a tune --out directory: its studies are the report
+    tuned = runner.invoke(main, ["report", str(empty)])
+    assert tuned.exit_code == 0 and 'id="sec-optuna"' in (empty / "report.html").read_text()
+
+
+def test_cli_sections_that_match_nothing_are_an_error_naming_the_sections(full, tmp_path):
+    out = tmp_path / "l.html"
+    result = CliRunner().invoke(
+        main, ["report", str(full.dir), "--sections", "leaderbord", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and not out.exists()
+    text = " ".join(result.output.split())
+    assert "'leaderbord' matches no section" in text and "did you mean 'leaderboard_table'" in text
+    assert "significance" in text  # the list of sections
+    latex = CliRunner().invoke(main, ["report", str(full.dir), "--format", "latex", "--sections", "geo"])
+    assert latex.exit_code == 2 and "HTML report" in latex.output
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "pickled"])
+def test_cli_corrupt_predictions_file_is_named_without_numpy_advice(full, tmp_path, damage):
+    import shutil
+
+    copy = tmp_path / "runs"
+    shutil.copytree(full.dir, copy)
+    victim = sorted((copy / "predictions").glob("*.npy"))[0]
+    good = victim.read_bytes()
+    if damage == "pickled":
+        np.save(victim, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        victim.write_bytes({"garbage": b"not numpy at all" * 8, "truncated": good[:90], "empty": b""}[damage])
+    result = CliRunner().invoke(main, ["report", str(copy)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert str(victim) in text.replace(" ", "") or victim.name in text
+    assert "pickle" not in text.lower() and "Traceback" not in text
+    assert not (copy / "report.html").exists()
 
 
 def test_static_figure_png_draws_the_supported_traces():

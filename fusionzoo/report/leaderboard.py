@@ -227,6 +227,8 @@ class Leaderboard(Reporter):
     formats = ("terminal",)
 
     def render(self, view: ResultsView, fmt: str = "terminal", console: Any = None, **_: Any) -> Any:
+        from rich.markup import escape
+
         from fusionzoo.bench.stats import BOARD, summarize
 
         frame, metric = view.runs, view.metric
@@ -261,6 +263,8 @@ class Leaderboard(Reporter):
         for (dataset, fingerprint), part in summary.groupby(list(BOARD), sort=False, dropna=False):
             version = str(fingerprint)[:12] if versions.get(dataset, 1) > 1 else ""
             self._table(console, dataset, part, f1, metric, extra, summary.attrs["scale"], view.dir, version)
+        for line in view.versions_note():
+            console.print(f"[yellow]note[/yellow]: {escape(line)}")
         return summary
 
     @staticmethod

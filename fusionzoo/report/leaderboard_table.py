@@ -47,6 +47,12 @@ SECTION_NOTE = (
 )
 
 
+LATEX_PREAMBLE = (
+    "% fusionzoo leaderboard: needs \\usepackage{booktabs} in the preamble (\\toprule, \\midrule, "
+    "\\bottomrule)\n"
+)
+
+
 def _latex(text: str) -> str:
     return "".join(LATEX_SPECIALS.get(ch, ch) for ch in str(text))
 
@@ -187,7 +193,7 @@ class LeaderboardTable(Reporter):
                 parts.append(f"**{dataset}** — {NOTE}\n\n{frame.to_markdown(index=False)}\n")
             else:
                 parts.append(self._latex(dataset, part, view.metric, view.direction()))
-        return "\n".join(parts)
+        return (LATEX_PREAMBLE if fmt == "latex" else "") + "\n".join(parts)
 
     @staticmethod
     def _latex(dataset: str, part: pd.DataFrame, metric: str, direction: str) -> str:
@@ -233,6 +239,7 @@ class LeaderboardTable(Reporter):
                     "non-finite loss); they are left out of every mean",
                 )
             )
+        blocks.extend(Text(line) for line in view.versions_note())
         blocks.append(
             Text(
                 "The same table for a paper: fusionzoo report RUNS_DIR --format latex (or md, csv). Costs "
