@@ -656,3 +656,17 @@ def test_numbers_that_round_to_zero_have_no_minus_sign():
         fmt_num(-1e-17, 3) == "0.000" and fmt_num(-0.0004, 3) == "0.000" and fmt_num(-0.0006, 3) == "-0.001"
     )
     assert fmt_num(float("nan")) == "-" and fmt_num(None) == "-" and fmt_num(0.1234, 2, 100) == "12.34"
+
+
+def test_terminal_tables_never_print_minus_zero():
+    """eval's robustness table (the reference's ER is -1e-17) and the terminal leaderboard's cells."""
+    from fusionzoo.evaluation.session import _fmt
+    from fusionzoo.report.leaderboard import _fmt_extra, _fmt_value, fmt_mean_ci
+
+    assert _fmt(-1e-17) == "0.000" and _fmt(-0.0004) == "0.000" and _fmt(-0.0006) == "-0.001"
+    assert _fmt(-1e-17, 2) == "0.00" and _fmt(float("nan")) == "-"
+    assert fmt_mean_ci(-1e-19, 1e-19) == "0.00 ± 0.00" and _fmt_value(-1e-19, float("nan")) == "0"
+    assert (
+        _fmt_extra("rel_robust_missing_image", -1e-19) == "0.00"
+        and _fmt_extra("latency_p50_ms", -1e-9) == "0.000"
+    )

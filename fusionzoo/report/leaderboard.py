@@ -123,8 +123,9 @@ def _fmt_value(mean: float, ci: float) -> str:
 
 
 def _sig(value: float, digits: int) -> str:
-    text = f"{value:.{digits}g}"
-    return text.removeprefix("-") if float(text) == 0 else text  # no "-0" for a value that rounds to 0
+    """``digits`` significant digits; a magnitude below 1e-12 (rounding noise of a difference that is 0,
+    e.g. the reference's own effective robustness) prints as 0, never "-0" or "-1e-17"."""
+    return "0" if abs(value) < 1e-12 else f"{value:.{digits}g}"
 
 
 def _fmt_extra(column: str, value: Any) -> str:
