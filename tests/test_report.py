@@ -670,3 +670,36 @@ def test_terminal_tables_never_print_minus_zero():
         _fmt_extra("rel_robust_missing_image", -1e-19) == "0.00"
         and _fmt_extra("latency_p50_ms", -1e-9) == "0.000"
     )
+
+
+def test_provenance_masks_every_url_password_and_records_the_cpu(tmp_path, monkeypatch):
+    """The command line, the config and the environment keep URLs but never their passwords; the machine
+    records the CPU model and the instruction set torch dispatches to (what CPU numbers depend on)."""
+    import json as _json
+
+    import torch
+
+    from fusionzoo.bench.provenance import collect_provenance, cpu_model
+    from fusionzoo.config import load_config
+
+    secret = "s3cret-pw"
+    url = f"postgresql+psycopg2://bob:{secret}@db.example:5432/mlflow"
+    config = load_config(None)
+    config = config.model_copy(update={"bench": config.bench.model_copy(update={"mlflow": url})})
+    monkeypatch.setenv("FUSIONZOO_TRACKING", f"http://alice:{secret}@host:5000/")
+    argv = ["fusionzoo", "bench", "--mlflow", url, "--storage", f"mysql://u:{secret}@h/optuna"]
+    row = collect_provenance(config, {}, [], argv=argv)
+    for field in ("command", "config", "environment"):
+        assert secret not in row[field], field
+    assert "bob:***@db.example:5432" in row["command"] and "u:***@h/optuna" in row["command"]
+    assert "bob:***@db.example" in row["config"] and "alice:***@host:5000" in row["environment"]
+    machine = _json.loads(row["machine"])
+    assert machine["cpu_model"] == cpu_model() and machine["cpu_model"]
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    # the report masks rows written before provenance did
+    store = rt.build_runs_dir(tmp_path, optuna_study=False)
+    frame = pd.read_parquet(store.dir / "provenance.parquet")
+    frame.loc[0, "command"] = f"fusionzoo bench --mlflow {url}"
+    write_table(store.dir / "provenance.parquet", frame)
+    page = registry.create("reporter", "html").render(ResultsView.of(store), "html", sections="provenance")
+    assert secret not in page and "bob:***@db.example" in page

@@ -63,6 +63,10 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
         "synth" in json.loads(provenance["datasets"].iloc[0])
         and provenance["packages"].str.contains("torch").all()
     )
+    machine = json.loads(
+        provenance["machine"].iloc[0]
+    )  # what CPU numbers reproduce on (docs/benchmarking.md)
+    assert machine["cpu_model"] and machine["cpu_capability"] and machine["torch_threads"] >= 1
     classes = pd.read_parquet(out / "classes.parquet")
     assert (
         set(classes["data_fingerprint"]) == set(runs["data_fingerprint"]) and classes["train_count"].sum() > 0
@@ -90,6 +94,9 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
     ):
         assert f'id="sec-{section}"' in page, section
     assert "Not shown: Robustness" not in page and "Not shown: Cost" not in page
+    # the two Holm families are both named (the leaderboard's, the pairwise section's)
+    assert "Holm-adjusted over the comparisons with the best" in page and "p (Holm, all pairs)" in page
+    assert "p (Holm, vs best)" in page and "cpu_capability" in page
     # the report's numbers are the evaluation's: R per configuration = the mean of the runs' rel_robust
     from fusionzoo.bench.results import ResultsStore
     from fusionzoo.evaluation.views import run_extras
