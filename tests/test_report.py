@@ -703,3 +703,14 @@ def test_provenance_masks_every_url_password_and_records_the_cpu(tmp_path, monke
     write_table(store.dir / "provenance.parquet", frame)
     page = registry.create("reporter", "html").render(ResultsView.of(store), "html", sections="provenance")
     assert secret not in page and "bob:***@db.example" in page
+
+
+def test_per_class_figure_shows_whole_class_names(tmp_path):
+    """Long class names were cut to 18 characters and by a fixed margin: whole names, a margin that grows."""
+    store = rt.build_runs_dir(tmp_path, optuna_study=False)
+    classes = pd.read_parquet(store.dir / "classes.parquet")
+    names = [f"women's-long-sleeve-knitted-sweater-{c}" for c in range(rt.NUM_CLASSES)]
+    classes["class_name"] = names
+    write_table(store.dir / "classes.parquet", classes)
+    figure = figures(render(ResultsView.of(store), "class_f1"))[0].plotly
+    assert set(figure.layout.xaxis.ticktext) == set(names) and figure.layout.xaxis.automargin is True

@@ -10,7 +10,7 @@ import pandas as pd
 
 from fusionzoo.config import UNIMODAL
 from fusionzoo.report.base import Reporter, ResultsView, register_reporter
-from fusionzoo.report.common import fmt_num
+from fusionzoo.report.common import display_spec, fmt_num
 from fusionzoo.report.fit import Column, print_fitted
 
 __all__ = ["Leaderboard", "fmt_mean_ci", "fmt_p", "fmt_params", "legend", "versus_best"]
@@ -152,11 +152,14 @@ def _columns(
     fusions = []
     for (_, row), value in zip(part.iterrows(), values, strict=True):
         protocol = value.get("train_protocol") if value is not None else None
-        fusions.append(f"{row['fusion']} ⟨train {protocol}⟩" if protocol else str(row["fusion"]))
+        fusion = display_spec(row["fusion"])
+        fusions.append(f"{fusion} ⟨train {protocol}⟩" if protocol else fusion)
     columns = [
         Column("#", ["-" if pd.isna(r) else str(r) for r in part["rank"]], PRIORITY["#"]),
         Column("fusion", fusions, PRIORITY["fusion"], numeric=False, justify="left"),
-        Column("head", [str(h) for h in part["head"]], PRIORITY["head"], numeric=False, justify="left"),
+        Column(
+            "head", [display_spec(h) for h in part["head"]], PRIORITY["head"], numeric=False, justify="left"
+        ),
         Column(
             "seeds",
             [

@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from fusionzoo.report.base import Reporter, ResultsView, Section, Table, Text, register_reporter
-from fusionzoo.report.common import efficiency_by_config, fmt_num, metric_label, per_config, protocol_names
+from fusionzoo.report.common import (
+    display_spec,
+    efficiency_by_config,
+    fmt_num,
+    metric_label,
+    per_config,
+    protocol_names,
+)
 
 __all__ = ["LeaderboardTable", "leaderboard_numbers"]
 
@@ -115,8 +122,8 @@ def _display(
     name = f"{metric_label(metric)} (%)"
     ranks = ["-" if pd.isna(r) else str(r) for r in numbers["rank"]]
     cols: dict[str, list[str]] = {"#": ranks} if not paper else {}
-    cols["fusion"] = list(numbers["fusion"])
-    cols["head"] = list(numbers["head"])
+    cols["fusion"] = [display_spec(f) for f in numbers["fusion"]]
+    cols["head"] = [display_spec(h) for h in numbers["head"]]
     if not paper:
         cols["seeds"] = [str(n) for n in numbers["n"]]
     cols[name] = [
