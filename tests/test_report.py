@@ -714,3 +714,15 @@ def test_per_class_figure_shows_whole_class_names(tmp_path):
     write_table(store.dir / "classes.parquet", classes)
     figure = figures(render(ResultsView.of(store), "class_f1"))[0].plotly
     assert set(figure.layout.xaxis.ticktext) == set(names) and figure.layout.xaxis.automargin is True
+
+
+def test_human_section_is_left_out_with_the_reason_when_every_test_row_is_human_labelled(tmp_path):
+    """The embedded dataset's test split is all human-labelled: the section said 'human − all = 0.00'
+    for every configuration; now it says why there is nothing to compare."""
+    store = rt.build_runs_dir(tmp_path, optuna_study=False)
+    frame = pd.read_parquet(store.results_path)
+    frame["test_acc_human"] = frame["test_accuracy"]
+    write_table(store.results_path, frame)
+    section = render(ResultsView.of(store), "human")
+    assert not section.blocks and "every test row is human-labelled" in section.missing
+    assert "synth" in section.missing

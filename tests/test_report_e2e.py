@@ -94,6 +94,8 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
     ):
         assert f'id="sec-{section}"' in page, section
     assert "Not shown: Robustness" not in page and "Not shown: Cost" not in page
+    # the embedded dataset's test split is all human-labelled: no table of zeros, the reason instead
+    assert "Not shown: Human-labelled subset vs all" in page and "every test row is human-labelled" in page
     # the two Holm families are both named (the leaderboard's, the pairwise section's)
     assert "Holm-adjusted over the comparisons with the best" in page and "p (Holm, all pairs)" in page
     assert "p (Holm, vs best)" in page and "cpu_capability" in page
