@@ -155,7 +155,7 @@ def _figure(
         title_text="class (by training frequency)",
         tickvals=list(range(0, len(order), step)),
         ticktext=[str(n) for n in names[::step]],  # whole names: the margin grows to fit them
-        tickangle=-45,
+        tickangle=-90,  # straight down: a long name never reaches past the plot's sides
         automargin=True,
     )
     fig.update_yaxes(title_text="F1 (%)")
