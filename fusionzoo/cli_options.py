@@ -68,6 +68,19 @@ class Flag:
         return click.option(*self.decls, self.name, **{"default": None, **self.kwargs})
 
 
+def preset_default(field: str) -> str:
+    """The shown default of a ``[train]`` field: the quick preset's value (what runs without ``--config``),
+    and the real-data preset's (``--dataset NAME``) when it differs. Read from the preset files, so
+    ``--help`` needs no torch import and never drifts from the presets."""
+    from fusionzoo.config import DEFAULT_PRESET, resolve_preset, tomllib
+
+    quick, real = (
+        tomllib.loads(resolve_preset(n)[0]).get("train", {}).get(field) for n in (DEFAULT_PRESET, "real")
+    )
+    other = "" if real == quick else f"; {real} with --dataset NAME"
+    return f"{quick}, {DEFAULT_PRESET} preset{other}"  # click shows it as [default: (...)]
+
+
 def flag(name: str, path: str, *decls: str, **kwargs: Any) -> Flag:
     """A :class:`Flag` whose option is ``--name-with-dashes`` unless ``decls`` are given."""
     return Flag(name, decls or (f"--{name.replace('_', '-')}",), path, kwargs)
@@ -82,10 +95,14 @@ FLAGS: dict[str, Flag] = {
         flag("heads", "bench.heads", type=PluginSpecList("head"), metavar="SPECS",
               help="Head specs to pair with every fusion [default: each fusion's natural head, e.g. fluid→moe]."),
         flag("seeds", "bench.seeds", type=IntList(), help="Comma-separated integer seeds [default: 0,1,2]."),
-        flag("epochs", "train.epochs", type=click.IntRange(min=1), help="Training epochs per run."),
-        flag("dim", "train.dim", type=click.IntRange(min=1), help="Width D of the fused tokens."),
-        flag("batch_size", "train.batch_size", type=click.IntRange(min=1), help="Training batch size."),
-        flag("lr", "train.lr", type=click.FloatRange(min=0, min_open=True), help="AdamW learning rate."),
+        flag("epochs", "train.epochs", type=click.IntRange(min=1), help="Training epochs per run.",
+              show_default=preset_default("epochs")),
+        flag("dim", "train.dim", type=click.IntRange(min=1), help="Width D of the fused tokens.",
+              show_default=preset_default("dim")),
+        flag("batch_size", "train.batch_size", type=click.IntRange(min=1), help="Training batch size.",
+              show_default=preset_default("batch_size")),
+        flag("lr", "train.lr", type=click.FloatRange(min=0, min_open=True), help="AdamW learning rate.",
+              show_default=preset_default("lr")),
         flag("dataset", "bench.datasets", metavar="NAME",
               help="Dataset: any registered backend (fusionzoo list datasets) [default: synth, the embedded one]."),
         flag("data_dir", "bench.data_dir", type=click.Path(file_okay=False), help="Dataset/cache root directory."),
@@ -135,12 +152,13 @@ FLAGS: dict[str, Flag] = {
               "(N trials, the [tune] sampler/seed/metric, validation split only), then train each best "
               "configuration over the seeds (docs/benchmarking.md)."),
         flag("launcher", "bench.launcher", metavar="SPEC", callback=_launcher,
-              help="Where runs execute: local (this machine, --jobs at once), ray (a Ray cluster), submitit "
+              help="Where runs execute: local (this machine: one after the other, or --jobs N at once in a "
+              "process pool), ray (a Ray cluster), submitit "
               "(SLURM) or any registered launcher (fusionzoo list launchers) [default: local]."),
         flag("report", "bench.report", "--report/--no-report",
               help="Write the HTML report of the runs (fusionzoo report) to <runs dir>/report.html at the end."),
         flag("mlflow", "bench.mlflow", metavar="URI",
-              help="Also log every run to MLflow (e.g. sqlite:///mlflow.db) as children of one bench run; "
+              help="Also log every run to MLflow (e.g. sqlite:///runs/mlflow.db) as children of one bench run; "
               "needs the mlflow extra."),
         flag("train_protocols", "bench.train_protocols", type=TrainProtocolList(), metavar="SPEC@LEVEL,...",
               help="Train-time protocol axis, e.g. 'missing_image@0.3' or 'label_noise:mode=uniform,rates=0;0.2;0.4' "

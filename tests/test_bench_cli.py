@@ -100,7 +100,13 @@ def test_cli_end_to_end_leaderboard_resume_and_dry_run(data_dir, tmp_path):
     assert dry.exit_code == 0, dry.output
     assert "train cached" in dry.output and "finished (reused)" in dry.output and "to run" in dry.output
     assert "cost estimate" in dry.output and "Nothing was trained" in dry.output
+    assert (
+        "estimated from" in dry.output and "earlier runs (2)" in dry.output
+    )  # seeds 0, 1 of the same config
     assert len(pd.read_parquet(out / "results.parquet")) == 8
+    fresh = CliRunner().invoke(bench, [*args[:-2], "--out", str(tmp_path / "fresh"), "--dry-run"])
+    assert fresh.exit_code == 0, fresh.output  # no earlier run, features cached: timed training steps
+    assert "timed steps" in fresh.output and "from timed steps" in fresh.output
 
 
 def test_installed_script_as_a_subprocess(data_dir, tmp_path):

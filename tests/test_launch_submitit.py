@@ -57,3 +57,18 @@ def test_a_killed_job_is_recorded_failed_and_the_others_finish(tmp_path):
     assert sorted(records) == [0, 1]  # each exactly once
     assert records[0].status == "failed" and f"job {killed[0]}" in records[0].row["error"]
     assert records[1].status == "ok"
+
+
+def test_tasks_without_a_runs_directory_leave_nothing_in_the_current_directory(tmp_path, monkeypatch):
+    """The launcher contract's tasks keep no checkpoint: their logs go to a temporary folder that is removed,
+    never to ./runs/submitit (which the test suite used to leave in the repository)."""
+    monkeypatch.chdir(tmp_path)
+    tasks, datas = tiny_tasks(seeds=(0,))
+    driver = RecordingDriver()
+    SubmititLauncher(cluster="local", poll=0.5).run(
+        [RunTask(t.spec, None) for t in tasks], datas.__getitem__, driver
+    )
+    assert [r.status for r in driver.records] == ["ok"]
+    assert list(tmp_path.iterdir()) == []
+    logs = next(n for n in driver.notes if "logs in" in n).split("logs in ")[-1]
+    assert "fusionzoo-submitit-" in logs and not os.path.exists(logs)  # a scratch folder, removed afterwards

@@ -197,6 +197,29 @@ def test_significance_marks_exactly_the_pairs_stats_marks_and_holm_by_hand(full)
             assert board.loc[other, "significant"]
 
 
+def test_pairwise_section_shows_both_holm_families_side_by_side_and_names_them(full):
+    """The leaderboard marks film (Holm over the 3 comparisons with the best) while the pairwise family
+    (all 6 pairs) does not: both adjusted p-values are shown for that pair, each family named."""
+    from fusionzoo.report.common import fmt_num
+
+    section = render(full, "significance")
+    frame, caption = tables(section)[0].frame, tables(section)[0].caption
+    board = summarize(full.runs, "test_accuracy", predictions=full.store.predictions).set_index("fusion")
+    pairs = pairwise(full.runs, "test_accuracy", predictions=full.store.predictions)
+    row = frame[frame["worse mean"] == "film"].iloc[0]
+    assert row["better mean"].startswith("fluid")
+    film_id = board.loc["film", "config_id"]
+    pair = pairs[(pairs["config_id_b"] == film_id) & (pairs["fusion_a"].str.startswith("fluid"))].iloc[0]
+    assert row["p (Holm, vs best)"] == fmt_num(board.loc["film", "p_adjusted"], 4)
+    assert row["p (Holm, all pairs)"] == fmt_num(pair["p_adjusted"], 4)
+    assert (
+        row["leaderboard mark"] == "* worse" and row["differs (all pairs)"] == "no"
+    )  # the two families differ
+    assert "all 6 pairs" in caption and "3 comparisons with the best" in caption
+    leaderboard = tables(render(full, "leaderboard_table"))[0].caption
+    assert "Holm-adjusted over the comparisons with the best" in leaderboard and "every pair" in leaderboard
+
+
 def test_pairwise_uses_mcnemar_with_one_shared_seed(full):
     one_seed = full.runs[full.runs["seed"] == 0]
     pairs = pairwise(one_seed, "test_accuracy", predictions=full.store.predictions)
@@ -480,6 +503,15 @@ def test_page_is_one_self_contained_file_with_toc_and_no_network_reference(full)
     assert 'class="fz-table"' in page and "aria-sort" in page
 
 
+def test_table_headers_and_cells_are_html_escaped():
+    from fusionzoo.report.html import _table_html
+
+    frame = pd.DataFrame({"<b>bold</b>": ["<i>x</i>"], "a & b": ["1"]})
+    page = _table_html(Table(frame))
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert "<i>x</i>" not in page and "&lt;i&gt;x&lt;/i&gt;" in page and "a &amp; b" in page
+
+
 def test_page_lists_absent_sections_one_line_each(bare):
     page = render_page(render_sections(bare), bare)
     for title in ("Robustness", "FLUID diagnostics", "Tuning studies"):
@@ -527,7 +559,9 @@ def test_cli_formats_and_default_paths(full, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["report", str(full.dir), "--format", "latex"])
     assert result.exit_code == 0, result.output
-    assert (full.dir / "report.tex").read_text().startswith(r"\begin{table}")
+    tex = (full.dir / "report.tex").read_text()
+    assert tex.startswith("% fusionzoo leaderboard: needs \\usepackage{booktabs}")  # its rules need it
+    assert tex.splitlines()[1].startswith(r"\begin{table}")
     out = tmp_path / "board.md"
     assert runner.invoke(main, ["report", str(full.dir), "--format", "md", "--out", str(out)]).exit_code == 0
     assert "**" in out.read_text()
@@ -548,8 +582,45 @@ def test_cli_bad_inputs_are_clear_errors(full, tmp_path):
     empty.mkdir()
     table = runner.invoke(main, ["report", str(empty), "--format", "csv"])
     assert table.exit_code == 1 and "no runs" in table.output
-    page = runner.invoke(main, ["report", str(empty)])
-    assert page.exit_code == 0 and (empty / "report.html").exists()
+    page = runner.invoke(main, ["report", str(empty)])  # no runs, no study: an error, not an empty page
+    assert page.exit_code == 1 and "no runs" in page.output and "no Optuna study" in page.output
+    assert not (empty / "report.html").exists()
+    rt.write_study(empty / "optuna.db", trials=2)  # a tune --out directory: its studies are the report
+    tuned = runner.invoke(main, ["report", str(empty)])
+    assert tuned.exit_code == 0 and 'id="sec-optuna"' in (empty / "report.html").read_text()
+
+
+def test_cli_sections_that_match_nothing_are_an_error_naming_the_sections(full, tmp_path):
+    out = tmp_path / "l.html"
+    result = CliRunner().invoke(
+        main, ["report", str(full.dir), "--sections", "leaderbord", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and not out.exists()
+    text = " ".join(result.output.split())
+    assert "'leaderbord' matches no section" in text and "did you mean 'leaderboard_table'" in text
+    assert "significance" in text  # the list of sections
+    latex = CliRunner().invoke(main, ["report", str(full.dir), "--format", "latex", "--sections", "geo"])
+    assert latex.exit_code == 2 and "HTML report" in latex.output
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "pickled"])
+def test_cli_corrupt_predictions_file_is_named_without_numpy_advice(full, tmp_path, damage):
+    import shutil
+
+    copy = tmp_path / "runs"
+    shutil.copytree(full.dir, copy)
+    victim = sorted((copy / "predictions").glob("*.npy"))[0]
+    good = victim.read_bytes()
+    if damage == "pickled":
+        np.save(victim, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        victim.write_bytes({"garbage": b"not numpy at all" * 8, "truncated": good[:90], "empty": b""}[damage])
+    result = CliRunner().invoke(main, ["report", str(copy)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert str(victim) in text.replace(" ", "") or victim.name in text
+    assert "pickle" not in text.lower() and "Traceback" not in text
+    assert not (copy / "report.html").exists()
 
 
 def test_static_figure_png_draws_the_supported_traces():
@@ -589,3 +660,73 @@ def test_numbers_that_round_to_zero_have_no_minus_sign():
         fmt_num(-1e-17, 3) == "0.000" and fmt_num(-0.0004, 3) == "0.000" and fmt_num(-0.0006, 3) == "-0.001"
     )
     assert fmt_num(float("nan")) == "-" and fmt_num(None) == "-" and fmt_num(0.1234, 2, 100) == "12.34"
+
+
+def test_terminal_tables_never_print_minus_zero():
+    """eval's robustness table (the reference's ER is -1e-17) and the terminal leaderboard's cells."""
+    from fusionzoo.evaluation.session import _fmt
+    from fusionzoo.report.leaderboard import _fmt_extra, _fmt_value, fmt_mean_ci
+
+    assert _fmt(-1e-17) == "0.000" and _fmt(-0.0004) == "0.000" and _fmt(-0.0006) == "-0.001"
+    assert _fmt(-1e-17, 2) == "0.00" and _fmt(float("nan")) == "-"
+    assert fmt_mean_ci(-1e-19, 1e-19) == "0.00 ± 0.00" and _fmt_value(-1e-19, float("nan")) == "0"
+    assert (
+        _fmt_extra("rel_robust_missing_image", -1e-19) == "0.00"
+        and _fmt_extra("latency_p50_ms", -1e-9) == "0.000"
+    )
+
+
+def test_provenance_masks_every_url_password_and_records_the_cpu(tmp_path, monkeypatch):
+    """The command line, the config and the environment keep URLs but never their passwords; the machine
+    records the CPU model and the instruction set torch dispatches to (what CPU numbers depend on)."""
+    import json as _json
+
+    import torch
+
+    from fusionzoo.bench.provenance import collect_provenance, cpu_model
+    from fusionzoo.config import load_config
+
+    secret = "s3cret-pw"
+    url = f"postgresql+psycopg2://bob:{secret}@db.example:5432/mlflow"
+    config = load_config(None)
+    config = config.model_copy(update={"bench": config.bench.model_copy(update={"mlflow": url})})
+    monkeypatch.setenv("FUSIONZOO_TRACKING", f"http://alice:{secret}@host:5000/")
+    argv = ["fusionzoo", "bench", "--mlflow", url, "--storage", f"mysql://u:{secret}@h/optuna"]
+    row = collect_provenance(config, {}, [], argv=argv)
+    for field in ("command", "config", "environment"):
+        assert secret not in row[field], field
+    assert "bob:***@db.example:5432" in row["command"] and "u:***@h/optuna" in row["command"]
+    assert "bob:***@db.example" in row["config"] and "alice:***@host:5000" in row["environment"]
+    machine = _json.loads(row["machine"])
+    assert machine["cpu_model"] == cpu_model() and machine["cpu_model"]
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    # the report masks rows written before provenance did
+    store = rt.build_runs_dir(tmp_path, optuna_study=False)
+    frame = pd.read_parquet(store.dir / "provenance.parquet")
+    frame.loc[0, "command"] = f"fusionzoo bench --mlflow {url}"
+    write_table(store.dir / "provenance.parquet", frame)
+    page = registry.create("reporter", "html").render(ResultsView.of(store), "html", sections="provenance")
+    assert secret not in page and "bob:***@db.example" in page
+
+
+def test_per_class_figure_shows_whole_class_names(tmp_path):
+    """Long class names were cut to 18 characters and by a fixed margin: whole names, a margin that grows."""
+    store = rt.build_runs_dir(tmp_path, optuna_study=False)
+    classes = pd.read_parquet(store.dir / "classes.parquet")
+    names = [f"women's-long-sleeve-knitted-sweater-{c}" for c in range(rt.NUM_CLASSES)]
+    classes["class_name"] = names
+    write_table(store.dir / "classes.parquet", classes)
+    figure = figures(render(ResultsView.of(store), "class_f1"))[0].plotly
+    assert set(figure.layout.xaxis.ticktext) == set(names) and figure.layout.xaxis.automargin is True
+
+
+def test_human_section_is_left_out_with_the_reason_when_every_test_row_is_human_labelled(tmp_path):
+    """The embedded dataset's test split is all human-labelled: the section said 'human − all = 0.00'
+    for every configuration; now it says why there is nothing to compare."""
+    store = rt.build_runs_dir(tmp_path, optuna_study=False)
+    frame = pd.read_parquet(store.results_path)
+    frame["test_acc_human"] = frame["test_accuracy"]
+    write_table(store.results_path, frame)
+    section = render(ResultsView.of(store), "human")
+    assert not section.blocks and "every test row is human-labelled" in section.missing
+    assert "synth" in section.missing

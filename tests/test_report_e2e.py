@@ -63,6 +63,10 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
         "synth" in json.loads(provenance["datasets"].iloc[0])
         and provenance["packages"].str.contains("torch").all()
     )
+    machine = json.loads(
+        provenance["machine"].iloc[0]
+    )  # what CPU numbers reproduce on (docs/benchmarking.md)
+    assert machine["cpu_model"] and machine["cpu_capability"] and machine["torch_threads"] >= 1
     classes = pd.read_parquet(out / "classes.parquet")
     assert (
         set(classes["data_fingerprint"]) == set(runs["data_fingerprint"]) and classes["train_count"].sum() > 0
@@ -90,6 +94,11 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
     ):
         assert f'id="sec-{section}"' in page, section
     assert "Not shown: Robustness" not in page and "Not shown: Cost" not in page
+    # the embedded dataset's test split is all human-labelled: no table of zeros, the reason instead
+    assert "Not shown: Human-labelled subset vs all" in page and "every test row is human-labelled" in page
+    # the two Holm families are both named (the leaderboard's, the pairwise section's)
+    assert "Holm-adjusted over the comparisons with the best" in page and "p (Holm, all pairs)" in page
+    assert "p (Holm, vs best)" in page and "cpu_capability" in page
     # the report's numbers are the evaluation's: R per configuration = the mean of the runs' rel_robust
     from fusionzoo.bench.results import ResultsStore
     from fusionzoo.evaluation.views import run_extras
@@ -133,6 +142,18 @@ def test_report_opens_offline_in_headless_chromium(benched, tmp_path):
             "Array.from(document.querySelectorAll('.fz-static img')).map(i => [i.complete, i.naturalWidth])"
         )
         sections = page.evaluate("Array.from(document.querySelectorAll('main section')).map(s => s.id)")
+        # per-class figure: every class label drawn whole, inside its plot (not cut by the margin)
+        cut_labels = page.evaluate(
+            "Array.from(document.querySelectorAll('#sec-class_f1 .js-plotly-plot')).flatMap(p => {"
+            " const box = p.getBoundingClientRect();"
+            " return Array.from(p.querySelectorAll('.xtick text')).filter(t => {"
+            " const r = t.getBoundingClientRect();"
+            " return r.bottom > box.bottom + 1 || r.left < box.left - 1 || r.right > box.right + 1; })"
+            ".map(t => t.textContent); })"
+        )
+        class_labels = page.evaluate(
+            "Array.from(document.querySelectorAll('#sec-class_f1 .xtick text')).map(t => t.textContent)"
+        )
         page.click("table.fz-table th:nth-child(5)")  # sort the leaderboard by accuracy
         sorted_as = page.evaluate(
             "document.querySelector('table.fz-table th:nth-child(5)').getAttribute('aria-sort')"
@@ -152,6 +173,8 @@ def test_report_opens_offline_in_headless_chromium(benched, tmp_path):
     assert len(images) == len(plots) and all(done and width > 100 for done, width in images), images
     assert {"sec-robustness", "sec-pareto", "sec-diagnostics", "sec-leaderboard_table"} <= set(sections)
     assert sorted_as == "ascending" and static_shown == "block"
+    names = set(pd.read_parquet(out / "classes.parquet")["class_name"])
+    assert class_labels and set(class_labels) <= names and cut_labels == [], (class_labels, cut_labels)
     image = np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float)
     assert image.shape[0] > 3000 and image.std() > 20  # a long page with content, not blank
     (tmp_path / "report.png").write_bytes(shot)

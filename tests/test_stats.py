@@ -153,3 +153,63 @@ def test_failed_and_diverged_runs_are_counted_and_an_incomplete_config_is_not_ra
     # planned seeds can be given explicitly: film is then missing seed 3
     by = summarize(pd.DataFrame(rows), seeds=[0, 1, 2, 3]).set_index("fusion")
     assert not by.loc["film", "complete"] and by.loc["film", "planned"] == 4
+
+
+def test_an_incomplete_configuration_with_a_higher_mean_is_not_starred_worse():
+    """Two-sided tests, sign checked: film differs from the best (fluid, complete) but is *better* on the
+    seeds both have; it ranks below fluid because one seed failed, and gets no "worse" star."""
+    rows = [_row("fluid", s, v) for s, v in ((0, 0.80), (1, 0.81), (2, 0.82))]
+    rows += [_row("film", 0, 0.90), _row("film", 1, 0.92), _row("film", 2, float("nan"), "failed")]
+    by = summarize(pd.DataFrame(rows)).set_index("fusion")
+    assert by.loc["fluid", "is_best"] and not by.loc["film", "complete"]
+    assert by.loc["film", "p_adjusted"] < 0.05  # the two differ ...
+    assert not by.loc["film", "significant"] and by.loc["film", "better_significant"]  # ... the other way
+    # the same numbers the other way round: film worse than the best is starred
+    rows = [_row("fluid", s, v) for s, v in ((0, 0.90), (1, 0.92), (2, 0.93))]
+    rows += [_row("film", s, v) for s, v in ((0, 0.80), (1, 0.81), (2, 0.825))]
+    by = summarize(pd.DataFrame(rows)).set_index("fusion")
+    assert by.loc["film", "significant"] and not by.loc["film", "better_significant"]
+
+
+def test_lower_is_better_metrics_star_the_higher_values():
+    rows = [_row("fluid", s, v) for s, v in ((0, 0.10), (1, 0.11), (2, 0.12))]
+    rows += [_row("film", s, v) for s, v in ((0, 0.30), (1, 0.32), (2, 0.31))]
+    by = summarize(pd.DataFrame(rows), direction="min").set_index("fusion")
+    assert by.loc["fluid", "is_best"] and by.loc["film", "significant"]
+
+
+def test_a_configuration_whose_runs_all_failed_is_never_best_and_has_no_rank():
+    only_failed = summarize(pd.DataFrame([_row("film", s, float("nan"), "failed") for s in (0, 1)]))
+    assert not only_failed["is_best"].any() and only_failed["rank"].isna().all()
+    rows = [_row("film", s, float("nan"), "failed") for s in (0, 1)]
+    rows += [_row("fluid", 0, 0.8), _row("fluid", 1, float("nan"), "diverged")]
+    by = summarize(pd.DataFrame(rows)).set_index("fusion")
+    assert by.loc["fluid", "is_best"] and by.loc["fluid", "rank"] == 1
+    assert not by.loc["film", "is_best"] and pd.isna(by.loc["film", "rank"])
+
+
+def test_two_data_versions_of_a_dataset_are_ranked_and_tested_apart():
+    """Runs of one dataset on two data fingerprints were tested on different test sets: two leaderboards,
+    each with its own best, and no test across them (pairwise too)."""
+    from fusionzoo.bench.stats import pairwise
+
+    rows = []
+    for version, values in (("old", (0.95, 0.96)), ("new", (0.80, 0.81))):
+        for fusion, shift in (("fluid", 0.0), ("film", -0.05)):
+            for seed, value in enumerate(values):
+                rows.append(
+                    _row(
+                        fusion,
+                        seed,
+                        value + shift + 0.001 * seed * (fusion == "film"),
+                        data_fingerprint=version,
+                    )
+                    | {"config_id": f"{fusion}-{version}", "run_id": f"{fusion}-{version}-{seed}"}
+                )
+    table = summarize(pd.DataFrame(rows))
+    assert table.groupby("data_fingerprint")["is_best"].sum().to_dict() == {"new": 1, "old": 1}
+    assert set(table.loc[table["is_best"], "fusion"]) == {"fluid"}
+    assert sorted(table["rank"]) == [1, 1, 2, 2]
+    pairs = pairwise(pd.DataFrame(rows))
+    assert len(pairs) == 2 and set(pairs["data_fingerprint"]) == {"old", "new"}
+    assert (pairs["config_id_a"].str.split("-").str[1] == pairs["config_id_b"].str.split("-").str[1]).all()

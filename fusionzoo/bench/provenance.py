@@ -14,6 +14,15 @@ datasets      JSON {dataset: {fingerprint, image_encoder, text_encoder}} (encode
               spec, weights, preprocessing, token selection)
 config        JSON of the experiment config (every preset table, defaults included)
 run_ids       JSON list of the run ids of the invocation's grid
+
+Every URL in the command line, the config and the environment (``--mlflow postgresql://user:pw@host``,
+``--storage``, ``--ray-address``) is stored with its password masked (:func:`mask_urls`, which applies
+:func:`fusionzoo.tune.storage.mask_url` to each), so neither the table nor the report leaks it.
+
+``machine`` records what makes CPU numbers reproducible or not: the CPU model (``/proc/cpuinfo``'s
+``model name``, else the platform's processor string), the instruction set torch's CPU kernels
+dispatch to (``torch.backends.cpu.get_cpu_capability()``, e.g. ``AVX2``, ``AVX512``), the cores,
+torch's intra-op threads and its BLAS/OpenMP build (``torch.__config__.parallel_info``'s backend line).
 """
 
 from __future__ import annotations
@@ -24,13 +33,14 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "collect_provenance", "git_state"]
+__all__ = ["PACKAGES", "collect_provenance", "cpu_model", "git_state", "mask_urls"]
 
 PACKAGES = (
     "torch",
@@ -89,14 +99,41 @@ def git_state(path: str | Path | None = None) -> tuple[str, bool]:
         return "", False
 
 
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with the password of every URL in it masked (``scheme://user:***@host``)."""
+    from fusionzoo.tune.storage import mask_url
+
+    return URL.sub(lambda m: mask_url(m.group(0)), text)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``/machine)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> dict[str, Any]:
     import torch
 
+    parallel = torch.__config__.parallel_info().splitlines()
     info: dict[str, Any] = {
         "hostname": platform.node(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "parallel_backend": next((line.strip() for line in parallel if line.startswith("ATen parallel")), ""),
+        "blas": next((line.strip() for line in parallel if "BLAS" in line or "Math Kernel" in line), ""),
     }
     if torch.cuda.is_available():
         info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -119,7 +156,7 @@ def collect_provenance(
     program = Path(argv[0]).name if argv else "fusionzoo"
     if argv and Path(argv[0]).parts[-2:] == ("fusionzoo", "cli.py"):
         program = "python -m fusionzoo.cli"
-    command = " ".join([program, *(shlex.quote(a) for a in argv[1:])])
+    command = mask_urls(" ".join([program, *(shlex.quote(a) for a in argv[1:])]))
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     commit, dirty = git_state()
     datasets = {
@@ -130,7 +167,7 @@ def collect_provenance(
         }
         for name, resolved in inputs.items()
     }
-    environment = {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)}
+    environment = {k: mask_urls(v) for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)}
     invocation = hashlib.sha256(f"{started} {os.getpid()} {command}".encode()).hexdigest()[:16]
     return {
         "invocation": invocation,
@@ -146,6 +183,6 @@ def collect_provenance(
         "packages": json.dumps({p: _version(p) for p in PACKAGES if _version(p)}),
         "environment": json.dumps(environment),
         "datasets": json.dumps(datasets, default=str),
-        "config": json.dumps(config.to_toml_dict(), default=str),
+        "config": mask_urls(json.dumps(config.to_toml_dict(), default=str)),
         "run_ids": json.dumps(run_ids),
     }

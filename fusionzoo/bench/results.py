@@ -80,6 +80,10 @@ CONFIG_PARTS = ("dataset", "data_fingerprint", "fusion", "head", "config_hash", 
 IDENTITY = (*CONFIG_PARTS, "seed", "config_id", "run_id")
 REQUIRED_COLUMNS = (*IDENTITY, "status", "error", "train_time", "params", "config")
 FINISHED = ("ok", "diverged")
+PREDICTIONS_FIX = (
+    "Move it away: the run still counts in every mean; only McNemar's test and the per-class and "
+    "confusion sections need its predictions."
+)
 
 
 class ResultsError(RuntimeError):
@@ -192,11 +196,24 @@ class ResultsStore:
         return set(frame.loc[frame["status"].isin(FINISHED), "run_id"].astype(str))
 
     def predictions(self, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """(test predictions, test labels) of a run, or ``None``."""
+        """(test predictions, test labels) of a run, or ``None``; a file that is not a ``(2, N)`` integer
+        array (corrupt, truncated, another format) is a :class:`ResultsSchemaError` naming it."""
         path = self.predictions_dir / f"{run_id}.npy"
         if not path.exists():
             return None
-        stacked = np.load(path, allow_pickle=False)
+        try:
+            stacked = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # numpy's message may advise allow_pickle: never
+            reason = "empty" if isinstance(exc, EOFError) else "truncated" if "EOF" in str(exc) else "corrupt"
+            raise ResultsSchemaError(
+                f"predictions file {path} is unreadable ({reason}: not a numpy array of test predictions "
+                f"and labels). {PREDICTIONS_FIX}"
+            ) from None
+        if stacked.ndim != 2 or stacked.shape[0] != 2 or stacked.dtype.kind not in "iu":
+            raise ResultsSchemaError(
+                f"predictions file {path} holds a {stacked.dtype} array of shape {stacked.shape}, not the "
+                f"(2, N) integer test predictions and labels fusionzoo writes. {PREDICTIONS_FIX}"
+            )
         return stacked[0], stacked[1]
 
     def checkpoint_dir(self, run_id: str) -> Path:

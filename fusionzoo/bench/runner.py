@@ -9,17 +9,16 @@ traceback summary, and the grid goes on. ``KeyboardInterrupt`` discards the curr
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.results import FINISHED, ResultsStore
+from fusionzoo.bench.results import ResultsStore
 from fusionzoo.launch.base import Launcher, RunRecord, RunTask, execute_run, result_row
 
-__all__ = ["GridOutcome", "estimate_seconds", "execute_run", "result_row", "run_grid"]
+__all__ = ["GridOutcome", "execute_run", "result_row", "run_grid"]
 
 DataProvider = Callable[[str], Any]
 
@@ -158,51 +157,3 @@ def run_grid(
         driver.discard_running()
         outcome.seconds = time.perf_counter() - started
     return outcome
-
-
-def estimate_seconds(
-    spec: Any, store: ResultsStore | None, shapes: dict[str, int] | None, flops_per_second: float | None
-) -> float:
-    """Expected train time of ``spec``: the mean of earlier runs of the same configuration in ``store``,
-    else FLOPs of a training step × steps ÷ ``flops_per_second`` (needs the data ``shapes``), else NaN.
-    """
-    if store is not None:
-        frame = store.load()
-        if len(frame):
-            same = frame[
-                (frame["dataset"] == spec.dataset)
-                & (frame["fusion"] == spec.fusion)
-                & (frame["head"] == spec.head)
-                & frame["status"].isin(FINISHED)
-            ]
-            exact = same[same["config_hash"] == spec.config_hash]
-            pick = exact if len(exact) else same
-            if len(pick):
-                return float(pick["train_time"].astype(float).mean())
-    if not shapes or not flops_per_second:
-        return float("nan")
-    from fusionzoo.bench.flops import synthetic_batch, train_step_flops
-    from fusionzoo.train.model import FusionModel
-
-    batch_size = min(spec.config.batch_size, shapes["n_train"])
-    model = FusionModel.from_config(
-        spec.config,
-        image_dim=shapes["image_dim"],
-        text_dim=shapes["text_dim"],
-        num_classes=shapes["num_classes"],
-        num_image_tokens=shapes["image_tokens"],
-    )
-    batch = synthetic_batch(
-        batch_size,
-        shapes["image_tokens"],
-        shapes["image_dim"],
-        shapes["text_tokens"],
-        shapes["text_dim"],
-        shapes["num_classes"],
-    )
-    flops = train_step_flops(model, batch)
-    steps = math.ceil(shapes["n_train"] / batch_size) * spec.config.epochs
-    eval_rows = shapes.get("n_val", 0) * spec.config.epochs + shapes.get("n_test", 0)
-    total = flops * steps + flops / 3 * eval_rows / batch_size
-    # small models run far below the matmul peak; 0.2 of peak is what the quick preset achieves on CPU
-    return float(total / (0.2 * flops_per_second))

@@ -26,7 +26,7 @@ from typing import Any
 
 from fusionzoo import registry
 from fusionzoo.bench.results import CLASSES_FILE, ResultsStore, read_table, reuse_report
-from fusionzoo.bench.runner import GridOutcome, estimate_seconds, run_grid
+from fusionzoo.bench.runner import GridOutcome, run_grid
 from fusionzoo.evaluation.inputs import record_inputs
 from fusionzoo.experiment import Experiment
 from fusionzoo.report.base import ResultsView
@@ -179,10 +179,13 @@ def eval_after_bench(experiment: Experiment, store: ResultsStore, console: Any, 
 
 
 def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
-    """The grid, the data and cache status, what is reused and a cost estimate; nothing is built."""
+    """The grid, the data and cache status, what is reused and a cost estimate; nothing is built.
+
+    The estimate of each run says its source (:mod:`fusionzoo.bench.estimate`): earlier runs of the
+    same configuration, else a few timed training steps per distinct configuration (seeds share it)."""
     from rich.table import Table
 
-    from fusionzoo.bench.flops import peak_matmul_flops
+    from fusionzoo.bench.estimate import Estimator
     from fusionzoo.prepare import cache_status
 
     config = experiment.config
@@ -198,18 +201,20 @@ def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
     specs = experiment.grid({d: s["fingerprint"] or "not-yet-known" for d, s in statuses.items()})
     print_reuse(console, specs, store)
     finished = store.finished_ids()
-    peak = peak_matmul_flops(512, seconds=0.3) if any(s["shapes"] for s in statuses.values()) else None
+    estimator = Estimator(store, threads=config.bench.threads or 1)
     table = Table(title="runs", title_justify="left")
-    for col in ("#", "dataset", "fusion", "head", "seed", "config", "state", "est. time"):
+    for col in ("#", "dataset", "fusion", "head", "seed", "config", "state", "est. time", "estimated from"):
         table.add_column(col)
-    total, unknown = 0.0, 0
+    total, unknown, sources = 0.0, 0, {}
     for i, spec in enumerate(specs, 1):
         done = spec.run_id in finished
-        seconds = 0.0 if done else estimate_seconds(spec, store, statuses[spec.dataset]["shapes"], peak)
-        if not done and math.isnan(seconds):
+        estimate = None if done else estimator(spec, statuses[spec.dataset]["shapes"])
+        if estimate is not None and math.isnan(estimate.seconds):
             unknown += 1
-        else:
-            total += seconds
+        elif estimate is not None:
+            total += estimate.seconds
+            kind = estimate.source.split(" (")[0]
+            sources[kind] = sources.get(kind, 0) + 1
         table.add_row(
             str(i),
             spec.dataset,
@@ -218,11 +223,16 @@ def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
             str(spec.seed),
             spec.config_hash,
             "finished (reused)" if done else "to run",
-            "-" if done else ("?" if math.isnan(seconds) else f"{seconds:.0f} s"),
+            "-" if estimate is None else "?" if math.isnan(estimate.seconds) else f"{estimate.seconds:.0f} s",
+            "-" if estimate is None else estimate.source or "no earlier run, features not cached yet",
         )
     console.print(table)
     todo = len([s for s in specs if s.run_id not in finished])
     estimate = f"about {total / 60:.1f} min of training for {todo - unknown} runs"
+    if sources:
+        estimate += " (" + ", ".join(f"{n} from {k}" for k, n in sources.items()) + ")"
+    if "timed steps" in sources:
+        estimate += "; timed steps leave out data batching and early stopping"
     if unknown:
         estimate += (
             f"; {unknown} runs without an estimate (no earlier run and the features are not cached yet)"

@@ -34,9 +34,20 @@ on the seeds both have (finite values):
   (its strata are the same rows). It decides when only one seed is shared, or when the t-test is
   undefined.
 
-The deciding p-values of one leaderboard are Holm-adjusted (family = all comparisons against the
-reference in that dataset; as ``statsmodels.stats.multitest.multipletests(method="holm")``) before
-comparing with α = 0.05, so adding configurations does not inflate false marks.
+The deciding p-values of one leaderboard are Holm-adjusted (family = the comparisons with the
+reference in that leaderboard, one per other configuration with a result; as
+``statsmodels.stats.multitest.multipletests(method="holm")``) before comparing with α = 0.05, so adding
+configurations does not inflate false marks. Both tests are two-sided; ``significant`` (the leaderboard's
+``*``, "significantly worse than the best") also checks the sign: the configuration's mean over the
+shared seeds is worse than the reference's in the metric's direction. A significant difference the
+other way (an incomplete configuration ranked below the reference with a better mean) is
+``better_significant`` instead, never a star. :func:`pairwise` is the other family: every pair of the
+leaderboard, Holm-adjusted over all of them (two-sided, "differs"); the report shows both, named.
+
+A leaderboard is one dataset at one **data version** (``data_fingerprint``): configurations of two
+versions of a dataset were tested on different test sets and are ranked and tested apart, never
+against each other. A configuration without a single finished run (every seed failed or diverged)
+has no rank (``rank`` NA) and is never the reference ("best").
 """
 
 from __future__ import annotations
@@ -48,9 +59,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["GROUP", "holm", "mcnemar", "paired_t_test", "pairwise", "summarize", "t_interval"]
+__all__ = ["BOARD", "GROUP", "holm", "mcnemar", "paired_t_test", "pairwise", "summarize", "t_interval"]
 
 GROUP = ("dataset", "fusion", "head", "config_id")  # config_id: the run identity without the seed
+BOARD = ("dataset", "data_fingerprint")  # one leaderboard: a dataset at one data version
 ALPHA = 0.05
 
 
@@ -149,8 +161,11 @@ def summarize(
     ``ci`` are over), ``runs`` (all rows), ``failed``, ``diverged``, ``nan_runs`` (ok runs whose metric
     is NaN), ``planned`` (number of planned seeds), ``complete`` (every planned seed has an ok, finite
     run), ``mean``, ``std``, ``ci`` (half-width), ``params``, ``train_time`` (mean s), ``rank``,
-    ``is_best``, ``p_ttest``, ``p_mcnemar`` (raw), ``p_adjusted`` (Holm, of the deciding test),
-    ``test`` (which test decided), ``significant`` (worse than the best at α = 0.05 after adjustment).
+    ``is_best``, ``p_ttest``, ``p_mcnemar`` (raw), ``p_adjusted`` (Holm over the comparisons with the
+    best, of the deciding test), ``test`` (which test decided), ``significant`` (worse than the best at
+    α = 0.05 after adjustment, sign checked), ``better_significant`` (differs at α = 0.05 but its mean
+    over the shared seeds is better than the best's: an incomplete configuration ranked below it),
+    ``data_fingerprint`` (the data version; each version of a dataset is its own leaderboard).
 
     ``predictions(run_id)`` returns a run's ``(test predictions, test labels)`` or ``None`` (for
     McNemar); without it only the t-test is used. ``seeds``: the planned seeds (default: every seed
@@ -158,6 +173,7 @@ def summarize(
     """
     columns = [
         *GROUP,
+        "data_fingerprint",
         "n",
         "runs",
         "failed",
@@ -177,6 +193,7 @@ def summarize(
         "p_adjusted",
         "test",
         "significant",
+        "better_significant",
     ]
     if direction not in ("max", "min"):
         raise ValueError(f"direction must be max or min, got {direction!r}")
@@ -187,27 +204,33 @@ def summarize(
         raise KeyError(f"metric '{metric}' is not in the results; available: {', '.join(available)}")
     table = _configs(runs, metric, seeds)
     out = []
-    for _, part in table.groupby("dataset", sort=False):
+    for _, part in table.groupby(list(BOARD), sort=False, dropna=False):
         part = _ranked(part, direction)
-        part["rank"] = np.arange(1, len(part) + 1)
-        part["is_best"] = part.index == 0
+        scored = part["n"] > 0  # a configuration whose every run failed has no rank and is never best
+        part["rank"] = pd.Series(np.cumsum(scored), index=part.index, dtype="Int64").where(scored)
+        part["is_best"] = (part.index == 0) & scored
         best = part.iloc[0]
-        p_t, p_m, deciding, tests = [], [], [], []
+        p_t, p_m, deciding, tests, worse = [], [], [], [], []
         for _, row in part.iterrows():
-            if row["is_best"] or row["n"] == 0:
+            if row["is_best"] or row["n"] == 0 or not best["is_best"]:
                 p_t.append(float("nan"))
                 p_m.append(float("nan"))
                 deciding.append(float("nan"))
                 tests.append("")
+                worse.append(False)
                 continue
-            pt, pm, p, test, _ = _compare(best, row, predictions)
+            pt, pm, p, test, shared = _compare(best, row, predictions)
             p_t.append(pt)
             p_m.append(pm)
             deciding.append(p)
             tests.append(test)
+            gap = np.mean([best["_seeds"][s] - row["_seeds"][s] for s in shared]) if shared else 0.0
+            worse.append(bool(gap > 0 if direction == "max" else gap < 0))
         part["p_ttest"], part["p_mcnemar"], part["test"] = p_t, p_m, tests
         part["p_adjusted"] = holm(deciding)
-        part["significant"] = [bool(p < ALPHA) if not math.isnan(p) else False for p in part["p_adjusted"]]
+        differs = [bool(p < ALPHA) if not math.isnan(p) else False for p in part["p_adjusted"]]
+        part["significant"] = [d and w for d, w in zip(differs, worse, strict=True)]
+        part["better_significant"] = [d and not w for d, w in zip(differs, worse, strict=True)]
         out.append(part)
     result = pd.concat(out, ignore_index=True).drop(columns=["_seeds", "_ids"])
     return result[columns]
@@ -216,9 +239,11 @@ def summarize(
 def _configs(runs: pd.DataFrame, metric: str, seeds: Sequence[int] | None) -> pd.DataFrame:
     """One row per configuration: counts, completeness, mean/std/CI of ``metric`` over the finite ok
     runs, ``_seeds``/``_ids`` (seed -> value / run id)."""
-    planned_by_dataset = {
-        dataset: {int(s) for s in (seeds if seeds is not None else part["seed"])}
-        for dataset, part in runs.groupby("dataset", sort=False, dropna=False)
+    if "data_fingerprint" not in runs.columns:
+        runs = runs.assign(data_fingerprint="")
+    planned_by_board = {
+        board: {int(s) for s in (seeds if seeds is not None else part["seed"])}
+        for board, part in runs.groupby(list(BOARD), sort=False, dropna=False)
     }
     rows = []
     for key, group in runs.groupby(list(GROUP), sort=False, dropna=False):
@@ -228,10 +253,12 @@ def _configs(runs: pd.DataFrame, metric: str, seeds: Sequence[int] | None) -> pd
         good = ok[finite]
         values = values[finite]
         mean, half = t_interval(values)
-        planned = planned_by_dataset[key[0]]
+        fingerprint = group["data_fingerprint"].iloc[0]  # one per config_id (part of its identity)
+        planned = planned_by_board[(key[0], fingerprint)]
         rows.append(
             {
                 **dict(zip(GROUP, key, strict=True)),
+                "data_fingerprint": fingerprint,
                 "n": len(values),
                 "runs": len(group),
                 "failed": int((group["status"] == "failed").sum()),
@@ -263,17 +290,17 @@ def _ranked(part: pd.DataFrame, direction: str) -> pd.DataFrame:
 
 def _compare(
     a: pd.Series, b: pd.Series, predictions: PredictionLoader | None
-) -> tuple[float, float, float, str, int]:
-    """(p paired t, p McNemar, p of the deciding test, its name, shared seeds) of configurations ``a``
-    vs ``b``: the paired t-test decides with >= 2 shared seeds when it is defined, else McNemar."""
+) -> tuple[float, float, float, str, list[int]]:
+    """(p paired t, p McNemar, p of the deciding test, its name, the shared seeds) of configurations
+    ``a`` vs ``b``: the paired t-test decides with >= 2 shared seeds when it is defined, else McNemar."""
     shared = sorted(set(a["_seeds"]) & set(b["_seeds"]))
     pt = paired_t_test([a["_seeds"][s] for s in shared], [b["_seeds"][s] for s in shared])
     pm = _pooled_mcnemar(shared, a["_ids"], b["_ids"], predictions)
     if len(shared) >= 2 and not math.isnan(pt):
-        return pt, pm, pt, "paired t", len(shared)
+        return pt, pm, pt, "paired t", shared
     if not math.isnan(pm):
-        return pt, pm, pm, "McNemar", len(shared)
-    return pt, pm, float("nan"), "", len(shared)
+        return pt, pm, pm, "McNemar", shared
+    return pt, pm, float("nan"), "", shared
 
 
 def pairwise(
@@ -289,12 +316,14 @@ def pairwise(
     complete first, then by mean): the :data:`GROUP` columns of both (``fusion_a``, ``config_id_b`` ...),
     ``mean_a``, ``mean_b``, ``shared`` (seeds both ran), ``p_ttest``, ``p_mcnemar``, ``test`` (which one
     decides, as in :func:`summarize`), ``p`` (its p-value), ``p_adjusted`` (Holm over *all* pairs of
-    the dataset) and ``significant`` (``p_adjusted < 0.05``). The family is larger than the
-    leaderboard's (comparisons with the reference only), so a pair with the reference marked here is
-    always marked there, not conversely.
+    the leaderboard: one dataset at one data version) and ``significant`` (``p_adjusted < 0.05``: the
+    two differ, two-sided). The family is larger than the leaderboard's (comparisons with the reference
+    only), so a pair with the reference marked here, the other one worse, is always marked there, not
+    conversely.
     """
     columns = [
         "dataset",
+        "data_fingerprint",
         *(f"{c}_{s}" for s in "ab" for c in GROUP[1:]),
         "mean_a",
         "mean_b",
@@ -309,7 +338,9 @@ def pairwise(
     if runs is None or len(runs) == 0:
         return pd.DataFrame(columns=columns)
     out = []
-    for dataset, part in _configs(runs, metric, seeds).groupby("dataset", sort=False):
+    for (dataset, fingerprint), part in _configs(runs, metric, seeds).groupby(
+        list(BOARD), sort=False, dropna=False
+    ):
         part = _ranked(part, direction)
         part = part[part["n"] > 0].reset_index(drop=True)
         rows = []
@@ -317,7 +348,8 @@ def pairwise(
             for j in range(i + 1, len(part)):
                 a, b = part.iloc[i], part.iloc[j]
                 pt, pm, p, test, shared = _compare(a, b, predictions)
-                row = {"dataset": dataset, "mean_a": a["mean"], "mean_b": b["mean"], "shared": shared}
+                row = {"dataset": dataset, "data_fingerprint": fingerprint, "mean_a": a["mean"]}
+                row.update({"mean_b": b["mean"], "shared": len(shared)})
                 row.update({f"{c}_a": a[c] for c in GROUP[1:]})
                 row.update({f"{c}_b": b[c] for c in GROUP[1:]})
                 row.update({"p_ttest": pt, "p_mcnemar": pm, "test": test, "p": p})

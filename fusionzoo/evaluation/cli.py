@@ -12,15 +12,22 @@ from typing import Any
 import click
 
 from fusionzoo.cli_common import plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options
+from fusionzoo.cli_options import config_from_flags, experiment_options, flag
 
 EVAL_FLAGS = ("protocols", "efficiency", "device", "threads", "jobs", "launcher", "ray_address", "data_dir",
               "data_options", "limit", "dataset")  # fmt: skip
+EVAL_TABLE = {
+    "threads": flag(
+        "threads", "bench.threads", type=click.IntRange(min=1),
+        help="CPU threads per evaluation job: the protocols' forward passes and the efficiency timings "
+        "(latency, throughput; recorded with each efficiency row) [default: 1].",
+    ),
+}  # fmt: skip
 
 
 @click.command("eval")
 @click.argument("runs_dir", type=click.Path(file_okay=False, exists=True))
-@experiment_options(*EVAL_FLAGS)
+@experiment_options(*EVAL_FLAGS, table=EVAL_TABLE)
 @plugin_option
 def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], **flags: Any) -> None:
     """Evaluate the finished runs in RUNS_DIR under robustness protocols and/or measure their efficiency.
@@ -44,7 +51,7 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
     from fusionzoo.prepare import PrepareError
     from fusionzoo.registry import RegistryError
 
-    config = config_from_flags(flags, config_path)
+    config = config_from_flags(flags, config_path, EVAL_TABLE)
     if not config.eval.protocols and not config.eval.efficiency:
         raise click.UsageError(
             "nothing to evaluate: give --protocols SPEC,... and/or --efficiency (or an [eval] table)"

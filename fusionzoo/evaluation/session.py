@@ -114,7 +114,10 @@ def _references(part: Any) -> str:
 
 
 def _fmt(value: float, digits: int = 3) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    """``value`` to ``digits`` decimals, ``-`` for none; never "-0.000" (a value that rounds to zero)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{round(float(value), digits) + 0.0:.{digits}f}"
 
 
 def print_summaries(
@@ -127,14 +130,19 @@ def print_summaries(
     """The robustness summary (relative/effective, raw and normalised) of the robustness metric of
     ``metric`` (``views.robustness_metric``) against ``reference`` (default: the recorded one), and the
     efficiency table."""
+    from rich.markup import escape
     from rich.table import Table
 
+    from fusionzoo.bench.versions import pick_versions, versions_note
     from fusionzoo.evaluation.tables import EvalTables
     from fusionzoo.evaluation.views import robustness_summary
 
     runs = store.load()
     if run_ids is not None and len(runs):
         runs = runs[runs["run_id"].astype(str).isin(run_ids)]
+    runs, shown, left_out = pick_versions(runs)  # one data version per dataset: never mixed in a summary
+    for line in versions_note(shown, left_out, f"fusionzoo report {store.dir}"):
+        console.print(f"[yellow]note[/yellow]: {escape(line)}")
     reference = reference or EvalTables(store).reference()
     summary = robustness_summary(store, runs, reference, metric)
     for (dataset, label), part in summary.groupby(["dataset", "label"], sort=False) if len(summary) else []:

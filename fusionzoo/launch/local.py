@@ -1,4 +1,7 @@
-"""``local``: every run in this process, one after the other (the default launcher)."""
+"""``local``: every run in this process, one after the other (the default launcher).
+
+``--launcher local`` with ``--jobs N > 1`` (or the default when the machine holds several runs at once)
+becomes the process pool (:mod:`fusionzoo.launch.pool`): this class is the one-job case."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ class LocalLauncher(Launcher):
     """
 
     name = "local"
-    description = "runs one after the other in this process"
+    description = "this machine: one run after the other in this process; with --jobs N, N at once (pool)"
 
     def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
         for task in tasks:

@@ -10,7 +10,9 @@ preemption, out of memory) is recorded ``failed`` with submitit's message, and a
 again; Ctrl-C cancels the jobs not finished yet (``scancel``) and records nothing of them. Without
 SLURM (``cluster=local``), submitit runs the jobs as local processes (the tests).
 
-Options (``submitit:key=value,...``): ``folder`` (logs and pickles, default ``<runs>/submitit``),
+Options (``submitit:key=value,...``): ``folder`` (logs and pickles, default ``<runs>/submitit``; for
+tasks that keep no checkpoint, so name no runs directory, a temporary folder removed afterwards —
+never a ``runs/`` folder in the current directory; on SLURM pass a folder on the shared file system),
 ``cluster`` (``slurm``/``local``/``debug``; default: what submitit detects), ``partition``,
 ``timeout_min`` (default 240), ``gpus`` (per job, default 0), ``mem_gb``, ``poll`` (seconds between
 status checks).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -101,9 +104,6 @@ class SubmititLauncher(Launcher):
         return executor
 
     def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
-        from fusionzoo.launch.pool import local_plugin_targets
-        from fusionzoo.launch.transport import data_handle
-
         if not tasks:
             return
         given = {t.spec.run_id: t.checkpoint_dir for t in tasks}  # jobs start elsewhere: absolute paths
@@ -111,9 +111,27 @@ class SubmititLauncher(Launcher):
             RunTask(t.spec, Path(t.checkpoint_dir).resolve() if t.checkpoint_dir else None) for t in tasks
         ]
         roots = {Path(t.checkpoint_dir).parent.parent for t in tasks if t.checkpoint_dir is not None}
+        scratch = None if self.folder or roots else tempfile.mkdtemp(prefix="fusionzoo-submitit-")
         folder = (
-            Path(self.folder) if self.folder else (next(iter(roots)) if roots else Path("runs")) / "submitit"
+            Path(self.folder) if self.folder else Path(scratch) if scratch else next(iter(roots)) / "submitit"
         )
+        try:
+            self._run(tasks, given, folder, data_for, driver)
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run(
+        self,
+        tasks: list[RunTask],
+        given: dict[str, Any],
+        folder: Path,
+        data_for: Callable[[str], Any],
+        driver: Driver,
+    ) -> None:
+        from fusionzoo.launch.pool import local_plugin_targets
+        from fusionzoo.launch.transport import data_handle
+
         executor = self._executor(folder.resolve())
         handles = {d: data_handle(data_for(d)) for d in dict.fromkeys(t.spec.dataset for t in tasks)}
         note = getattr(driver, "note", None) or (lambda message: None)

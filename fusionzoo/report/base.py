@@ -77,13 +77,33 @@ class ResultsView:
     runs: pd.DataFrame
     store: Any
     metric: str = "test_accuracy"
+    versions: list[Any] = field(default_factory=list)
+    other_versions: list[Any] = field(default_factory=list)
 
     @classmethod
-    def of(cls, store: Any, run_ids: set[str] | None = None, metric: str = "test_accuracy") -> ResultsView:
+    def of(
+        cls,
+        store: Any,
+        run_ids: set[str] | None = None,
+        metric: str = "test_accuracy",
+        data_version: str | None = None,
+    ) -> ResultsView:
+        """The runs of ``store`` (only ``run_ids`` when given), one data version per dataset: the latest,
+        or ``data_version`` (a fingerprint or its prefix) where a dataset has it
+        (:func:`fusionzoo.bench.versions.pick_versions`; ``other_versions`` are the ones left out)."""
+        from fusionzoo.bench.versions import pick_versions
+
         frame = store.load()
         if run_ids is not None:
             frame = frame[frame["run_id"].astype(str).isin(run_ids)]
-        return cls(frame, store, metric)
+        frame, shown, left_out = pick_versions(frame, data_version)
+        return cls(frame, store, metric, shown, left_out)
+
+    def versions_note(self) -> list[str]:
+        """Lines naming the data versions this view leaves out (none when every dataset has one)."""
+        from fusionzoo.bench.versions import versions_note
+
+        return versions_note(self.versions, self.other_versions, f"fusionzoo report {self.dir}")
 
     @property
     def dir(self) -> Path:

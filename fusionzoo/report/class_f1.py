@@ -154,7 +154,9 @@ def _figure(
     fig.update_xaxes(
         title_text="class (by training frequency)",
         tickvals=list(range(0, len(order), step)),
-        ticktext=[str(n)[:18] for n in names[::step]],
+        ticktext=[str(n) for n in names[::step]],  # whole names: the margin grows to fit them
+        tickangle=-90,  # straight down: a long name never reaches past the plot's sides
+        automargin=True,
     )
     fig.update_yaxes(title_text="F1 (%)")
     return fig

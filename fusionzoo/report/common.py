@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "apply_layout",
     "colour_of",
     "config_labels",
+    "display_spec",
     "fmt_num",
     "is_unimodal",
     "metric_label",
@@ -48,15 +50,33 @@ def is_unimodal(fusion: str) -> bool:
     return str(fusion).split(":")[0] in UNIMODAL
 
 
+FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def display_spec(spec: Any, digits: int = 4) -> str:
+    """A plugin spec for display: floats with more than ``digits`` significant digits shortened
+    (``film:dropout=0.44591234567891`` -> ``film:dropout=0.4459``). Display only: the run identity and
+    the results keep the exact spec."""
+
+    def short(match: re.Match[str]) -> str:
+        text = match.group(0)
+        mantissa = re.split("[eE]", text.lstrip("-"))[0]
+        if len(mantissa.replace(".", "").lstrip("0")) <= digits:
+            return text  # 2.0, 0.264: already short
+        return f"{float(text):.{digits}g}"
+
+    return FLOAT.sub(short, str(spec))
+
+
 def config_labels(frame: pd.DataFrame) -> dict[str, str]:
     """``config_id`` -> a short unique label, for every configuration in ``frame`` (runs or a summary)."""
     configs = frame.drop_duplicates("config_id")
     heads_per_fusion = configs.groupby("fusion")["head"].nunique()
     labels: dict[str, str] = {}
     for _, row in configs.iterrows():
-        label = str(row["fusion"])
+        label = display_spec(row["fusion"])
         if heads_per_fusion.get(row["fusion"], 1) > 1:
-            label += f" @ {row['head']}"
+            label += f" @ {display_spec(row['head'])}"
         labels[str(row["config_id"])] = label
     counts = pd.Series(list(labels.values())).value_counts()
     hashes = dict(

@@ -159,6 +159,7 @@ def _numeric(column: Any) -> bool:
 def _table_html(block: Table) -> str:
     frame = block.frame
     styler = frame.style.hide(axis="index").format(escape="html", na_rep="-")
+    styler = styler.format_index(escape="html", axis="columns")  # headers too (a plugin's column names)
     text_columns = [c for c in frame.columns if not _numeric(frame[c])]
     if text_columns:
         styler = styler.set_properties(subset=text_columns, **{"text-align": "left"})
@@ -200,6 +201,7 @@ def _header(view: ResultsView, title: str) -> str:
         f"{len(runs)} runs ({ok} ok) · datasets: {datasets} · ranked by {view.metric}",
         f"generated {now} by fusionzoo {__version__}{code} from the results tables only; "
         f"rebuild with: fusionzoo report {view.dir}",
+        *view.versions_note(),
     ]
     meta = "".join(f'<p class="meta">{html.escape(line)}</p>' for line in lines)
     return f"<header><h1>{html.escape(title)}</h1>{meta}</header>"

@@ -3,6 +3,10 @@
 GLAMI-1M labels come from two sources (``label_source``: human annotators or rules); the ``human``
 metric writes ``test_acc_human`` = accuracy on the human-labelled test rows. Per configuration: both
 accuracies (mean ± 95% t-interval over seeds) side by side, and their paired difference per seed.
+
+A dataset whose human-labelled rows are its whole test split (the embedded dataset: every row has
+the same ``label_source``) has ``test_acc_human == test_accuracy`` in every run: nothing to compare,
+so it is left out with that reason instead of a table of zeros.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, register_reporter
+from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, Text, register_reporter
 from fusionzoo.report.common import apply_layout, fmt_num, per_config
 
 __all__ = ["HumanSubset"]
@@ -44,7 +48,10 @@ class HumanSubset(Reporter):
             )
         summary, labels, _ = per_config(view)
         blocks: list[Any] = []
+        whole = whole_split_datasets(view.ok)
         for dataset, part in summary.groupby("dataset", sort=False):
+            if dataset in whole:
+                continue
             rows, bars = [], {"all test rows": ([], []), "human-labelled": ([], [])}
             names = []
             for cid in part["config_id"].astype(str):
@@ -92,6 +99,25 @@ class HumanSubset(Reporter):
                     pd.DataFrame(rows), caption=f"{dataset}: the difference is paired per seed (same model)"
                 )
             )
+        why = (
+            "every test row is human-labelled (test_acc_human equals test_accuracy in every run), so "
+            "there is no subset to compare"
+        )
         if not blocks:
+            if whole:
+                return Section.absent(self, f"{', '.join(sorted(whole))}: {why}")
             return Section.absent(self, "no finished run has test_acc_human")
+        if whole:
+            blocks.append(Text(f"Not shown for {', '.join(sorted(whole))}: {why}."))
         return Section.of(self, *blocks)
+
+
+def whole_split_datasets(ok: pd.DataFrame) -> set[str]:
+    """Datasets whose runs all have ``test_acc_human == test_accuracy`` (the human-labelled rows are
+    the whole test split, as on the embedded dataset)."""
+    out = set()
+    for dataset, part in ok[ok["test_acc_human"].notna()].groupby("dataset", sort=False):
+        gap = (part["test_acc_human"].astype(float) - part["test_accuracy"].astype(float)).abs()
+        if len(gap) and bool((gap < 1e-12).all()):
+            out.add(str(dataset))
+    return out

@@ -10,8 +10,10 @@ import pandas as pd
 
 from fusionzoo.config import UNIMODAL
 from fusionzoo.report.base import Reporter, ResultsView, register_reporter
+from fusionzoo.report.common import display_spec, fmt_num
+from fusionzoo.report.fit import Column, print_fitted
 
-__all__ = ["Leaderboard", "fmt_mean_ci", "fmt_p", "fmt_params"]
+__all__ = ["Leaderboard", "fmt_mean_ci", "fmt_p", "fmt_params", "legend", "versus_best"]
 
 
 def fmt_params(n: Any) -> str:
@@ -31,7 +33,29 @@ def fmt_p(p: float) -> str:
 def fmt_mean_ci(mean: float, ci: float, scale: float = 100.0) -> str:
     if math.isnan(mean):
         return "-"
-    return f"{mean * scale:.2f}" + (f" ± {ci * scale:.2f}" if not math.isnan(ci) else " (1 seed)")
+    return fmt_num(mean, 2, scale) + (f" ± {fmt_num(ci, 2, scale)}" if not math.isnan(ci) else " (1 seed)")
+
+
+def legend(tested: int) -> str:
+    """What ``*`` and ``↑`` in "vs best" mean, naming the Holm family (``tested`` comparisons)."""
+    return (
+        "* worse than the best at α = 0.05 (two-sided test, sign checked; Holm over the "
+        f"{tested} comparison{'s' if tested != 1 else ''} with the best, while the report's pairwise "
+        "section adjusts over all pairs; paired t over shared seeds, McNemar when one seed is shared). "
+        "↑ better than the best but ranked below it: not all its seeds finished. "
+        "Dim rows: baselines (unimodal fusions, the linear probe on pooled frozen features)."
+    )
+
+
+def versus_best(row: pd.Series, with_test: bool = False) -> str:
+    """The "vs best" cell of a summary row: ``best``, the Holm-adjusted p with ``*`` (significantly
+    worse) or ``↑`` (significantly better, ranked below the best because it is incomplete), ``-``."""
+    if row["is_best"]:
+        return "best"
+    if not row["test"]:
+        return "-"
+    mark = " *" if row["significant"] else " ↑" if row.get("better_significant", False) else ""
+    return fmt_p(row["p_adjusted"]) + (f" ({row['test']})" if with_test else "") + mark
 
 
 def _is_unimodal(fusion: str) -> bool:
@@ -89,32 +113,110 @@ def _extra_columns(frame: pd.DataFrame) -> pd.DataFrame | None:
     out = ok.groupby("config_id")[wanted].mean() if wanted else pd.DataFrame(index=ok["config_id"].unique())
     if "train_protocol" in frame.columns:
         out["train_protocol"] = frame.groupby("config_id")["train_protocol"].first()
-    out = out.rename(
-        columns={
-            c: f"rel. robust. ({c.removeprefix('rel_robust_')})"
-            for c in out.columns
-            if c.startswith("rel_robust_")
-        }
-    )
-    EXTRA_TITLES.update({c: c for c in out.columns if c.startswith("rel. robust.")})
     return out
+
+
+def _extra_title(column: str) -> str:
+    if column.startswith("rel_robust_"):
+        return f"rel. robust. ({column.removeprefix('rel_robust_')})"
+    return EXTRA_TITLES.get(column, column)
 
 
 def _fmt_value(mean: float, ci: float) -> str:
     """A non-percentage metric (GFLOPs, ms, samples/s, effective robustness) with 4 significant digits."""
     if math.isnan(mean):
         return "-"
-    return f"{mean:.4g}" + (f" ± {ci:.2g}" if not math.isnan(ci) and ci > 0 else "")
+    return _sig(mean, 4) + (f" ± {_sig(ci, 2)}" if not math.isnan(ci) and ci > 0 else "")
+
+
+def _sig(value: float, digits: int) -> str:
+    """``digits`` significant digits; a magnitude below 1e-12 (rounding noise of a difference that is 0,
+    e.g. the reference's own effective robustness) prints as 0, never "-0" or "-1e-17"."""
+    return "0" if abs(value) < 1e-12 else f"{value:.{digits}g}"
 
 
 def _fmt_extra(column: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if column.startswith("rel. robust."):
-        return f"{float(value) * 100:.2f}"
+    if column.startswith("rel_robust_"):
+        return fmt_num(value, 2, 100)
     if column == "gflops_forward":
-        return f"{float(value):.4g}"
-    return f"{float(value):.3f}"
+        return _sig(float(value), 4)
+    return fmt_num(value, 3)
+
+
+# priorities of the terminal leaderboard's columns (lower = kept longer when the terminal is narrow)
+PRIORITY = {"fusion": 0, "metric": 1, "vs best": 2, "#": 3, "head": 4, "seeds": 5, "macro F1": 6}
+EXTRA_PRIORITY, COST_PRIORITY = 20, 40  # robustness columns, then GFLOPs/latency, then params, train s
+
+
+def _columns(
+    part: pd.DataFrame, f1: pd.DataFrame | None, metric: str, extra: pd.DataFrame | None, scale: float
+) -> list[Column]:
+    """The terminal leaderboard's columns of one dataset's summary rows (see :mod:`.fit`)."""
+    f1_of = f1.set_index("config_id") if f1 is not None else None
+    values = [extra.loc[c] if extra is not None and c in extra.index else None for c in part["config_id"]]
+    fusions = []
+    for (_, row), value in zip(part.iterrows(), values, strict=True):
+        protocol = value.get("train_protocol") if value is not None else None
+        fusion = display_spec(row["fusion"])
+        fusions.append(f"{fusion} ⟨train {protocol}⟩" if protocol else fusion)
+    columns = [
+        Column("#", ["-" if pd.isna(r) else str(r) for r in part["rank"]], PRIORITY["#"]),
+        Column("fusion", fusions, PRIORITY["fusion"], numeric=False, justify="left"),
+        Column(
+            "head", [display_spec(h) for h in part["head"]], PRIORITY["head"], numeric=False, justify="left"
+        ),
+        Column(
+            "seeds",
+            [
+                f"{r['n']}"
+                + (f" ({r['failed']} failed)" if r["failed"] else "")
+                + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+                for _, r in part.iterrows()
+            ],
+            PRIORITY["seeds"],
+        ),
+        Column(
+            metric.removeprefix("test_"),
+            [
+                fmt_mean_ci(m, c, scale) if scale == 100.0 else _fmt_value(m, c)
+                for m, c in zip(part["mean"], part["ci"], strict=True)
+            ],
+            PRIORITY["metric"],
+        ),
+    ]
+    if f1_of is not None:
+        columns.append(
+            Column(
+                "macro F1",
+                [
+                    fmt_mean_ci(f1_of.loc[c, "mean"], f1_of.loc[c, "ci"]) if c in f1_of.index else "-"
+                    for c in part["config_id"]
+                ],
+                PRIORITY["macro F1"],
+            )
+        )
+    columns.append(Column("vs best", [versus_best(r) for _, r in part.iterrows()], PRIORITY["vs best"]))
+    columns.append(Column("params", [fmt_params(n) for n in part["params"]], COST_PRIORITY + 10))
+    columns.append(
+        Column(
+            "train s",
+            ["-" if math.isnan(t) else f"{t:.1f}" for t in part["train_time"]],
+            COST_PRIORITY + 11,
+        )
+    )
+    shown = [c for c in (extra.columns if extra is not None else []) if c != "train_protocol"]
+    for i, column in enumerate(shown):
+        cost = column in EXTRA_TITLES
+        columns.append(
+            Column(
+                _extra_title(column),
+                [_fmt_extra(column, v[column] if v is not None else float("nan")) for v in values],
+                (COST_PRIORITY if cost else EXTRA_PRIORITY) + i,
+            )
+        )
+    return columns
 
 
 @register_reporter
@@ -136,7 +238,9 @@ class Leaderboard(Reporter):
     formats = ("terminal",)
 
     def render(self, view: ResultsView, fmt: str = "terminal", console: Any = None, **_: Any) -> Any:
-        from fusionzoo.bench.stats import summarize
+        from rich.markup import escape
+
+        from fusionzoo.bench.stats import BOARD, summarize
 
         frame, metric = view.runs, view.metric
         if not len(frame):
@@ -166,8 +270,12 @@ class Leaderboard(Reporter):
             if "test_macro_f1" in frame.columns and metric != "test_macro_f1"
             else None
         )
-        for dataset, part in summary.groupby("dataset", sort=False):
-            self._table(console, dataset, part, f1, metric, extra, summary.attrs["scale"])
+        versions = summary.groupby("dataset")["data_fingerprint"].nunique()
+        for (dataset, fingerprint), part in summary.groupby(list(BOARD), sort=False, dropna=False):
+            version = str(fingerprint)[:12] if versions.get(dataset, 1) > 1 else ""
+            self._table(console, dataset, part, f1, metric, extra, summary.attrs["scale"], view.dir, version)
+        for line in view.versions_note():
+            console.print(f"[yellow]note[/yellow]: {escape(line)}")
         if frame.attrs.get("robustness_note") and any(c.startswith(("rel_", "eff_")) for c in frame.columns):
             console.print(f"[dim]{frame.attrs['robustness_note']}.[/dim]")
         return summary
@@ -181,65 +289,26 @@ class Leaderboard(Reporter):
         metric: str,
         extra: pd.DataFrame | None = None,
         scale: float = 100.0,
+        runs_dir: Any = None,
+        version: str = "",
     ) -> None:
-        from rich.table import Table
-
         from fusionzoo.metrics.base import column_direction
 
         unit = " (%)" if scale == 100.0 else ""
-        title = f"leaderboard · {dataset} · {metric}{unit} mean ± 95% CI over seeds"
+        where = f"{dataset} (data version {version})" if version else dataset
+        title = f"leaderboard · {where} · {metric}{unit} mean ± 95% CI over seeds"
         if column_direction(metric) == "min":
             title += " · lower is better"
-        table = Table(title=title, title_justify="left")
-        columns = ("#", "fusion", "head", "seeds", metric.removeprefix("test_"), "macro F1", "vs best")
-        shown = [c for c in (extra.columns if extra is not None else []) if c != "train_protocol"]
-        for col in (*columns, "params", "train s", *(EXTRA_TITLES.get(c, c) for c in shown)):
-            table.add_column(col, justify="right" if col not in ("fusion", "head") else "left")
-        for _, row in part.iterrows():
-            f1_text = "-"
-            if f1 is not None:
-                match = f1[f1["config_id"] == row["config_id"]]
-                if len(match):
-                    f1_text = fmt_mean_ci(float(match["mean"].iloc[0]), float(match["ci"].iloc[0]))
-            if row["is_best"]:
-                versus = "best"
-            elif row["test"]:
-                mark = " *" if row["significant"] else ""
-                versus = f"{fmt_p(row['p_adjusted'])}{mark}"
-            else:
-                versus = "-"
-            seeds = (
-                f"{row['n']}"
-                + (f" ({row['failed']} failed)" if row["failed"] else "")
-                + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
-            )
-            values = (
-                extra.loc[row["config_id"]] if extra is not None and row["config_id"] in extra.index else None
-            )
-            fusion = row["fusion"]
-            if values is not None and values.get("train_protocol"):
-                fusion = f"{fusion} ⟨train {values['train_protocol']}⟩"
-            table.add_row(
-                str(row["rank"]),
-                fusion,
-                row["head"],
-                seeds,
-                fmt_mean_ci(row["mean"], row["ci"], scale)
-                if scale == 100.0
-                else _fmt_value(row["mean"], row["ci"]),
-                f1_text,
-                versus,
-                fmt_params(row["params"]),
-                "-" if math.isnan(row["train_time"]) else f"{row['train_time']:.1f}",
-                *(_fmt_extra(c, values[c] if values is not None else float("nan")) for c in shown),
-                style="dim" if _is_baseline(row["fusion"]) else None,
-            )
-        console.print(table)
-        console.print(
-            "[dim]* significantly worse than the best (α = 0.05, Holm-adjusted; paired t-test over "
-            "shared seeds, McNemar on pooled test predictions when only one seed is shared). "
-            "Dim rows: baselines (unimodal fusions, the linear probe on pooled frozen features).[/dim]"
+        hint = (
+            f"the HTML report (fusionzoo report {runs_dir}) or --format md shows them, or a wider terminal"
+            if runs_dir is not None
+            else "a wider terminal shows them"
         )
+        columns = _columns(part, f1, metric, extra, scale)
+        styles = ["dim" if _is_baseline(f) else None for f in part["fusion"]]
+        print_fitted(console, columns, title, styles, hint)
+        tested = int(part["test"].astype(bool).sum())
+        console.print(f"[dim]{legend(tested)}[/dim]")
         unimodal = part["fusion"].map(_is_unimodal)
         probe = part["fusion"].map(_is_probe)
         uni, multi = part[unimodal], part[~unimodal & ~probe]

@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from fusionzoo.report.base import Reporter, ResultsView, Section, Table, Text, register_reporter
-from fusionzoo.report.common import efficiency_by_config, fmt_num, metric_label, per_config, protocol_names
+from fusionzoo.report.common import (
+    display_spec,
+    efficiency_by_config,
+    fmt_num,
+    metric_label,
+    per_config,
+    protocol_names,
+)
 
 __all__ = ["LeaderboardTable", "leaderboard_numbers"]
 
@@ -38,7 +45,18 @@ LATEX_SPECIALS = {
 }
 NOTE = (
     "mean ± 95% t-interval over seeds; bold: best; * significantly worse than the best (α = 0.05, "
-    "Holm-adjusted; paired t-test over shared seeds, McNemar on pooled test predictions with one seed)"
+    "two-sided test, sign checked, Holm-adjusted over the comparisons with the best; paired t-test over "
+    "shared seeds, McNemar on pooled test predictions with one seed)"
+)
+SECTION_NOTE = (
+    " ↑: significantly better than the best but ranked below it (not all its seeds finished). The "
+    "Pairwise significance section adjusts over every pair (a larger family) and can differ."
+)
+
+
+LATEX_PREAMBLE = (
+    "% fusionzoo leaderboard: needs \\usepackage{booktabs} in the preamble (\\toprule, \\midrule, "
+    "\\bottomrule)\n"
 )
 
 
@@ -116,12 +134,13 @@ def _display(
     numbers: pd.DataFrame, metric: str, pm: str = " ± ", paper: bool = False, direction: str = "max"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(strings, bold mask) of one dataset's rows (``direction``: how the ranking metric improves)."""
-    from fusionzoo.report.leaderboard import fmt_p
+    from fusionzoo.report.leaderboard import versus_best
 
     name = f"{metric_label(metric)} (%)"
-    cols: dict[str, list[str]] = {"#": [str(r) for r in numbers["rank"]]} if not paper else {}
-    cols["fusion"] = list(numbers["fusion"])
-    cols["head"] = list(numbers["head"])
+    ranks = ["-" if pd.isna(r) else str(r) for r in numbers["rank"]]
+    cols: dict[str, list[str]] = {"#": ranks} if not paper else {}
+    cols["fusion"] = [display_spec(f) for f in numbers["fusion"]]
+    cols["head"] = [display_spec(h) for h in numbers["head"]]
     if not paper:
         cols["seeds"] = [str(n) for n in numbers["n"]]
     cols[name] = [
@@ -135,16 +154,7 @@ def _display(
         ]
         bold_of["macro F1 (%)"] = numbers["macro_f1"]
     if not paper:
-        cols["vs best"] = [
-            "best" if best else (f"{fmt_p(p)} ({test})" + (" *" if sig else "") if test else "-")
-            for best, p, test, sig in zip(
-                numbers["is_best"],
-                numbers["p_adjusted"],
-                numbers["test"],
-                numbers["significant"],
-                strict=True,
-            )
-        ]
+        cols["vs best"] = [versus_best(row, with_test=True) for _, row in numbers.iterrows()]
     cols["params"] = [_params(p) for p in numbers["params"]]
     if numbers["gflops_forward"].notna().any():
         cols["GFLOPs"] = ["-" if math.isnan(v) else f"{v:.3g}" for v in numbers["gflops_forward"]]
@@ -207,7 +217,7 @@ class LeaderboardTable(Reporter):
                 parts.append(f"**{dataset}** — {_note(numbers)}\n\n{frame.to_markdown(index=False)}\n")
             else:
                 parts.append(self._latex(dataset, part, view.metric, view.direction(), _note(numbers)))
-        return "\n".join(parts)
+        return (LATEX_PREAMBLE if fmt == "latex" else "") + "\n".join(parts)
 
     @staticmethod
     def _latex(dataset: str, part: pd.DataFrame, metric: str, direction: str, note: str = NOTE) -> str:
@@ -235,7 +245,7 @@ class LeaderboardTable(Reporter):
         blocks: list[Any] = []
         for dataset, part in numbers.groupby("dataset", sort=False):
             frame, bold = _display(part.reset_index(drop=True), view.metric, direction=view.direction())
-            blocks.append(Table(frame, caption=f"{dataset}: {_note(numbers)}", bold=bold))
+            blocks.append(Table(frame, caption=f"{dataset}: {_note(numbers)}.{SECTION_NOTE}", bold=bold))
         failed = view.runs[view.runs["status"] != "ok"]
         if len(failed):
             blocks.append(
@@ -253,6 +263,7 @@ class LeaderboardTable(Reporter):
                     "non-finite loss); they are left out of every mean",
                 )
             )
+        blocks.extend(Text(line) for line in view.versions_note())
         blocks.append(
             Text(
                 "The same table for a paper: fusionzoo report RUNS_DIR --format latex (or md, csv). Costs "

@@ -3,8 +3,10 @@
 From ``provenance.parquet`` (one row per ``fusionzoo bench`` invocation, written before it trains:
 :mod:`fusionzoo.bench.provenance`), restricted to the invocations whose grid holds one of the shown
 runs: each command line with its time, fusionzoo version and git commit; the package versions, the
-machine and the behaviour-changing environment variables of the latest one (with the values that
-differ between invocations); each dataset's fingerprint and encoder identities. Without the table,
+machine (CPU model, the instruction set torch dispatches to, threads, BLAS) and the behaviour-changing
+environment variables of the latest one (with the values that differ between invocations); each
+dataset's fingerprint and encoder identities. URLs show with their password masked (also in rows
+written before provenance masked them). Without the table,
 the runs table's own columns (fusionzoo version, data fingerprints, training semantics) are shown.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from fusionzoo.bench.provenance import mask_urls
 from fusionzoo.report.base import Reporter, ResultsView, Section, Table, Text, register_reporter
 
 __all__ = ["Provenance"]
@@ -92,7 +95,7 @@ class Provenance(Reporter):
         commands = pd.DataFrame(
             {
                 "started (UTC)": table["started_at"],
-                "command": table["command"],
+                "command": table["command"].astype(str).map(mask_urls),  # rows written before masking
                 "fusionzoo": table["fusionzoo_version"],
                 "git commit": [
                     (c[:10] + (" + local changes" if d else "")) if c else "-"
@@ -114,7 +117,9 @@ class Provenance(Reporter):
         )
         machine = {**_json(latest["machine"]), "python": latest["python"], "platform": latest["platform"]}
         machine.update({f"env {k}": v for k, v in _json(latest["environment"]).items()})
-        machine_frame = pd.DataFrame({"key": list(machine), "value": [str(v) for v in machine.values()]})
+        machine_frame = pd.DataFrame(
+            {"key": list(machine), "value": [mask_urls(str(v)) for v in machine.values()]}
+        )
         datasets = []
         for _, row in table.iterrows():
             for name, info in (_json(row["datasets"]) or {}).items():

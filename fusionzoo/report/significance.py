@@ -3,9 +3,13 @@
 ``fusionzoo.bench.stats.pairwise`` runs, for each pair, the tests of the leaderboard (paired t-test over
 the shared seeds; McNemar on the pooled test predictions when one seed is shared) and Holm-adjusts the
 deciding p-values over all pairs of the dataset. Cell (row a, column b) is coloured by the mean
-difference a − b in points and shows the adjusted p, ``*`` when it is below 0.05. The marks are
-exactly the ``significant`` pairs of ``pairwise``; the family is every pair, so the matrix is more
-conservative than the leaderboard's "vs best" column (one family of comparisons with the best).
+difference a − b in points and shows the adjusted p, ``*`` when it is below 0.05 (the two differ;
+two-sided). The marks are exactly the ``significant`` pairs of ``pairwise``.
+
+Two families, both shown and named: this section adjusts over **every pair** (k·(k−1)/2 tests), the
+leaderboard's "vs best" column over the **comparisons with the best** (k−1 tests), so a pair with the
+best can be marked there and not here (a smaller family is less conservative). The table of pairs
+gives both adjusted p-values side by side for the pairs with the best.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pandas as pd
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, register_reporter
 from fusionzoo.report.common import apply_layout, fmt_num, metric_label, per_config
 
-__all__ = ["SignificanceMatrix", "significance_matrix"]
+__all__ = ["SignificanceMatrix", "pair_table", "significance_matrix"]
 
 
 def significance_matrix(pairs: pd.DataFrame, order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,22 +108,59 @@ class SignificanceMatrix(Reporter):
                 Figure(
                     fig,
                     caption=f"{dataset}: colour = mean difference row − column (points); text = Holm-adjusted p over "
-                    f"all {len(part)} pairs; * = significant at α = 0.05; test used: {', '.join(tests)}",
+                    f"all {len(part)} pairs; * = the two differ at α = 0.05 (two-sided); test used: "
+                    f"{', '.join(tests)}",
                 )
             )
-            table = pd.DataFrame(
-                {
-                    "better": part["config_id_a"].astype(str).map(labels),
-                    "worse": part["config_id_b"].astype(str).map(labels),
-                    "Δ (pts)": [
-                        fmt_num(a - b, 2, 100) for a, b in zip(part["mean_a"], part["mean_b"], strict=True)
-                    ],
-                    "shared seeds": part["shared"].astype(str),
-                    "test": part["test"].replace("", "-"),
-                    "p": part["p"].map(lambda v: fmt_num(v, 4)),
-                    "p (Holm)": part["p_adjusted"].map(lambda v: fmt_num(v, 4)),
-                    "significant": part["significant"].map({True: "yes *", False: "no"}),
-                }
-            ).reset_index(drop=True)
-            blocks.append(Table(table, caption=f"{dataset}: every pair, ordered by the leaderboard"))
+            table = pair_table(part, board, labels, view.direction())
+            blocks.append(
+                Table(
+                    table,
+                    caption=f"{dataset}: every pair, ordered by the leaderboard; first the better mean. Two "
+                    f"Holm families: all {len(part)} pairs (this section) and the {max(len(board) - 1, 0)} "
+                    "comparisons with the best (the leaderboard's vs best column, given for the pairs with "
+                    "the best); the smaller family is less conservative, so the two can disagree",
+                )
+            )
         return Section.of(self, *blocks)
+
+
+def pair_table(
+    part: pd.DataFrame, board: pd.DataFrame, labels: dict[str, str], direction: str
+) -> pd.DataFrame:
+    """The pairs of one leaderboard as rows: the better mean first, Δ ≥ 0, the test, p, p adjusted
+    over all pairs, and for pairs with the best also the leaderboard's p (adjusted over the
+    comparisons with the best) and whether it marks the pair."""
+    best = board[board["is_best"]]
+    best_id = str(best["config_id"].iloc[0]) if len(best) else None
+    vs_best = board.set_index(board["config_id"].astype(str))
+    rows = []
+    for _, pair in part.iterrows():
+        a, b = str(pair["config_id_a"]), str(pair["config_id_b"])
+        swap = (pair["mean_b"] > pair["mean_a"]) if direction == "max" else (pair["mean_b"] < pair["mean_a"])
+        (first, m1), (second, m2) = (
+            ((b, pair["mean_b"]), (a, pair["mean_a"])) if swap else ((a, pair["mean_a"]), (b, pair["mean_b"]))
+        )
+        other = b if a == best_id else a if b == best_id else None
+        leaderboard = vs_best.loc[other] if other is not None and other in vs_best.index else None
+        rows.append(
+            {
+                "better mean": labels.get(first, first),
+                "worse mean": labels.get(second, second),
+                "Δ (pts)": fmt_num(abs(m1 - m2), 2, 100),
+                "shared seeds": str(pair["shared"]),
+                "test": pair["test"] or "-",
+                "p": fmt_num(pair["p"], 4),
+                "p (Holm, all pairs)": fmt_num(pair["p_adjusted"], 4),
+                "differs (all pairs)": "yes *" if pair["significant"] else "no",
+                "p (Holm, vs best)": "-" if leaderboard is None else fmt_num(leaderboard["p_adjusted"], 4),
+                "leaderboard mark": "-"
+                if leaderboard is None
+                else "* worse"
+                if leaderboard["significant"]
+                else "↑ better"
+                if leaderboard["better_significant"]
+                else "none",
+            }
+        )
+    return pd.DataFrame(rows)
