@@ -67,7 +67,7 @@ def _str_list(value: Any) -> Any:
 
 class BenchSection(_Section):
     datasets: list[str] = Field(default_factory=lambda: ["synth"])
-    fusions: list[str] = Field(default_factory=lambda: ["fluid", "film", "concat_mlp"])
+    fusions: list[str] = Field(default_factory=lambda: ["fluid", "film", "concat_mlp", "late_fusion", "tfn"])
     heads: list[str] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     with_unimodal: bool | None = None  # None: the dataset backend decides (on for the embedded demo)

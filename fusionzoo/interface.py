@@ -27,12 +27,22 @@ class FusionOutput:
     mask: ``(B, Nf)`` bool, ``True`` = real token; ``None`` = all real.
     aux_losses: named scalar losses the trainer adds (e.g. ``"contrastive"``, ``"energy"``).
     extras: diagnostics (gate values, routing probabilities); never part of the loss.
+    decisions: ``None`` (default): the head reads all tokens at once, ``head(tokens, mask)``.
+        ``"logits"`` or ``"probs"``: decision-level fusion — the head classifies each real token on its
+        own (as a one-token sequence) and the model combines the per-token decisions ``ℓ_n`` with
+        weights ``w`` renormalised over the real tokens: ``Σ_n w_n ℓ_n`` (``"logits"``) or
+        ``log Σ_n w_n softmax(ℓ_n)`` (``"probs"``: the returned logits are log-probabilities, their
+        softmax is the mixture). See :func:`fusionzoo.layers.decisions.combine_decisions`.
+    decision_weights: ``(B, Nf)`` non-negative weights of the per-token decisions (``decisions`` only);
+        ``None`` = equal weights.
     """
 
     tokens: Tensor
     mask: Tensor | None = None
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
+    decisions: Literal["logits", "probs"] | None = None
+    decision_weights: Tensor | None = None
 
 
 @dataclass

@@ -304,7 +304,8 @@ def test_summarize_marks_significant_differences():
 def test_no_config_is_the_packaged_quick_preset():
     default = load_config()
     assert default.model_dump() == load_config("quick").model_dump()
-    assert default.bench.fusions == ["fluid", "film", "concat_mlp"] and default.train["dim"] == 64
+    assert default.bench.fusions == ["fluid", "film", "concat_mlp", "late_fusion", "tfn"]
+    assert default.train["dim"] == 64
     assert default.fusion_options == {"fluid": {"queries": 8, "layers": 1}}
     assert Experiment(default).with_unimodal("synth") and not Experiment(default).with_unimodal("glami1m")
 

@@ -13,7 +13,8 @@ from fusionzoo.cli import main
 
 BUILTIN_FUSIONS = {
     "concat_mlp", "gated", "film", "cross_attention", "shomr", "fluid", "modality_dropout", "transformer_concat",
-    "energy_aware_adaptive", "image_only", "text_only", "early_fusion", "embracenet",
+    "energy_aware_adaptive", "image_only", "text_only", "early_fusion", "embracenet", "late_fusion", "tfn",
+    "mult", "mbt",
 }  # fmt: skip
 
 
@@ -26,6 +27,8 @@ def test_list_fusions_shows_every_builtin_and_the_registry_plugin():
     assert "fusionzoo-lmf" in lmf_row and "vector" in lmf_row
     fluid_row = next(line for line in result.output.splitlines() if "│ fluid " in line)
     assert "token" in fluid_row and "│ 2 " in fluid_row  # two bottleneck tokens
+    late_row = next(line for line in result.output.splitlines() if "│ late_fusion " in line)
+    assert "token" in late_row and "│ 2 " in late_row  # one decision token per modality
 
 
 def test_list_heads_and_pattern():

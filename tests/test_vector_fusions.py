@@ -353,6 +353,7 @@ VECTOR_FUSIONS = [
     "image_only",
     "text_only",
     "embracenet",
+    "tfn",
 ]
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from fusionzoo.interface import Fusion, FusionOutput
-from fusionzoo.layers.attention import check_heads
+from fusionzoo.layers.attention import check_heads, padding_keys, transformer_encoder
 from fusionzoo.layers.modality import ModalityConcat
 from fusionzoo.registry import register_fusion
 
@@ -52,18 +52,7 @@ class EarlyFusion(Fusion):
         self.concat = ModalityConcat(dim)
         if output == "cls":
             self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            dim_feedforward=max(1, int(dim * ffn_mult)),
-            dropout=dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(
-            layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
-        )
+        self.encoder = transformer_encoder(dim, heads, layers, ffn_mult, dropout)
 
     def no_weight_decay(self) -> set[str]:
         """The [CLS] token: no weight decay (timm convention)."""
@@ -77,11 +66,10 @@ class EarlyFusion(Fusion):
             cls = self.cls_token.expand(tokens.shape[0], -1, -1)
             tokens = torch.cat([cls, tokens], dim=1)
             mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
-        has_any = mask.any(1, keepdim=True)
-        encoded = self.encoder(tokens, src_key_padding_mask=~(mask | ~has_any))
+        encoded = self.encoder(tokens, src_key_padding_mask=padding_keys(mask))
         if self.output == "cls":
             return FusionOutput(tokens=encoded[:, :1])
-        mask = mask & has_any
+        mask = mask & mask.any(1, keepdim=True)
         return FusionOutput(tokens=encoded.masked_fill(~mask.unsqueeze(-1), 0.0), mask=mask)
 
     @classmethod

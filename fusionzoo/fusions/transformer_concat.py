@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from fusionzoo.fusions._vector import VectorFusion
-from fusionzoo.layers.attention import check_heads
+from fusionzoo.layers.attention import check_heads, transformer_encoder
 from fusionzoo.registry import register_fusion
 
 
@@ -45,16 +45,7 @@ class TransformerConcatFusion(VectorFusion):
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers}")
         self.modality_embeddings = nn.Parameter(torch.randn(2, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            dim_feedforward=max(1, int(dim * ffn_mult)),
-            dropout=dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(dim, heads, layers, ffn_mult, dropout, final_norm=False)
         self.norm = nn.LayerNorm(dim)
 
     def fuse(self, v: Tensor, t: Tensor, has_image: Tensor, has_text: Tensor) -> Tensor:

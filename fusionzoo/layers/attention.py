@@ -34,6 +34,38 @@ def check_heads(dim: int, heads: int) -> None:
         raise ValueError(f"heads={heads} must be >= 1 and divide dim={dim}")
 
 
+def encoder_layer(dim: int, heads: int, ffn_mult: float, dropout: float) -> nn.TransformerEncoderLayer:
+    """One pre-LN self-attention layer (GELU FFN of ``ffn_mult``·D, batch first), as in ViT."""
+    check_heads(dim, heads)
+    return nn.TransformerEncoderLayer(
+        dim,
+        heads,
+        dim_feedforward=max(1, int(dim * ffn_mult)),
+        dropout=dropout,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
+
+
+def transformer_encoder(
+    dim: int, heads: int, layers: int, ffn_mult: float, dropout: float, final_norm: bool = True
+) -> nn.TransformerEncoder:
+    """``layers`` copies of :func:`encoder_layer` (identical initial weights, torch's cloning), ending
+    with a LayerNorm when ``final_norm`` (pre-LN stacks end normalised)."""
+    if layers < 1:
+        raise ValueError(f"layers must be >= 1, got {layers}")
+    layer = encoder_layer(dim, heads, ffn_mult, dropout)
+    norm = nn.LayerNorm(dim) if final_norm else None
+    return nn.TransformerEncoder(layer, layers, norm=norm, enable_nested_tensor=False)
+
+
+def padding_keys(mask: Tensor) -> Tensor:
+    """``key_padding_mask`` (``True`` = ignore) for a ``(B, N)`` real-token mask; a sample without any
+    real token attends over all of its tokens instead (softmax over nothing would be NaN)."""
+    return ~(mask | ~mask.any(1, keepdim=True))
+
+
 class QueryCrossAttentionBlock(nn.Module):
     """One post-LN block: [queries self-attend,] queries cross-attend to tokens, then an FFN."""
 

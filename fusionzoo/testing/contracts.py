@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from fusionzoo.interface import FusionOutput, HeadOutput
+from fusionzoo.layers.decisions import DECISION_MODES
 
 __all__ = [
     "ContractError",
@@ -84,6 +85,25 @@ def validate_fusion_output(out: Any, batch: int, dim: int, name: str) -> None:
     _check_aux(name, "aux_losses", out.aux_losses)
     if not isinstance(out.extras, dict):
         raise ContractError(name, "extras is a dict", f"got {type(out.extras).__name__}")
+    _check_decisions(out, name)
+
+
+def _check_decisions(out: FusionOutput, name: str) -> None:
+    """``decisions`` is None, "logits" or "probs"; ``decision_weights`` a positive finite (B, Nf) tensor."""
+    if out.decisions not in (None, *DECISION_MODES):
+        raise ContractError(name, "decisions is None, 'logits' or 'probs'", f"got {out.decisions!r}")
+    weights = out.decision_weights
+    if weights is None:
+        return
+    if out.decisions is None:
+        raise ContractError(name, "decision_weights come with decisions", "decisions is None")
+    if not isinstance(weights, Tensor) or tuple(weights.shape) != tuple(out.tokens.shape[:2]):
+        shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
+        raise ContractError(
+            name, "decision_weights are (B, Nf)", f"got {shape} for tokens {tuple(out.tokens.shape)}"
+        )
+    if not weights.is_floating_point() or not torch.isfinite(weights).all() or (weights <= 0).any():
+        raise ContractError(name, "decision_weights are positive and finite", f"got {weights}")
 
 
 def validate_head_output(out: Any, batch: int, num_classes: int, name: str) -> None:
@@ -207,7 +227,9 @@ def check_fusion(
             )
 
         def primary(out: FusionOutput) -> Tensor:
-            return out.tokens
+            if out.decision_weights is None:
+                return out.tokens
+            return torch.cat([out.tokens.flatten(1), out.decision_weights], dim=1)  # learned weights count
 
         image, text = (
             torch.randn(batch, n_img, dim, generator=gen),

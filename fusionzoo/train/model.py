@@ -5,6 +5,9 @@
     text  (B, Lt, Et) ─ Linear+LN → (B, Lt, D) [+ modality emb m_txt] [+ position emb] ┴→ fusion → head → logits
 
 The fusion and head are built from spec strings, so every run of the benchmark differs only in them.
+A fusion that returns ``FusionOutput.decisions`` (decision-level fusion, ``late_fusion``) has the head
+classify each of its real tokens alone; the per-token logits are combined as the fusion asks
+(:mod:`fusionzoo.layers.decisions`).
 In finetune mode the encoder is a submodule of the model: each run builds its own fresh copy, and the
 best-epoch snapshot, the checkpoint and the evaluation always use the whole model.
 A fusion that reads one modality (``Fusion.modalities``, e.g. ``image_only``) gets no projection for
@@ -21,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from fusionzoo import registry
-from fusionzoo.interface import MODALITIES
+from fusionzoo.interface import MODALITIES, FusionOutput, HeadOutput
+from fusionzoo.layers.decisions import combine_decisions, deciding_tokens
 from fusionzoo.testing import validate_fusion_output, validate_head_output
 
 __all__ = ["FusionModel", "ModelOutput", "count_parameters", "fusion_modalities"]
@@ -209,15 +213,33 @@ class FusionModel(nn.Module):
         fused = self.fusion(image_tokens, text_tokens, image_mask, text_mask)
         if check:
             validate_fusion_output(fused, image.shape[0], self.dim, f"fusion {self.fusion_name}")
-        out = self.head(fused.tokens, fused.mask)
-        if check:
-            validate_head_output(out, image.shape[0], self.num_classes, f"head {self.head_name}")
+        out = self._classify(fused, check)
         aux: dict[str, Tensor] = dict(fused.aux_losses)
         for name, value in out.aux_losses.items():  # same name from fusion and head: both count
             aux[name] = aux[name] + value if name in aux else value
         extras = {f"fusion.{k}": v for k, v in fused.extras.items()}
         extras.update({f"head.{k}": v for k, v in out.extras.items()})
         return ModelOutput(logits=out.logits, aux_losses=aux, extras=extras)
+
+    def _classify(self, fused: FusionOutput, check: bool) -> HeadOutput:
+        """The head on the fused tokens; with ``fused.decisions``, on each deciding token alone, the
+        per-token logits combined by :func:`~fusionzoo.layers.decisions.combine_decisions`."""
+        name = f"head {self.head_name}"
+        if fused.decisions is None:
+            out = self.head(fused.tokens, fused.mask)
+            if check:
+                validate_head_output(out, fused.tokens.shape[0], self.num_classes, name)
+            return out
+        batch, count, dim = fused.tokens.shape
+        deciding = deciding_tokens(fused.tokens, fused.mask)
+        flat = deciding.reshape(-1)
+        per_token = self.head(fused.tokens.reshape(batch * count, 1, dim)[flat])
+        if check:
+            validate_head_output(per_token, int(flat.sum()), self.num_classes, name)
+        logits = per_token.logits.new_zeros(batch * count, self.num_classes)
+        logits = logits.index_put((flat,), per_token.logits).view(batch, count, self.num_classes)
+        combined = combine_decisions(logits, fused.decisions, deciding, fused.decision_weights)
+        return HeadOutput(logits=combined, aux_losses=per_token.aux_losses, extras=per_token.extras)
 
 
 def fusion_modalities(fusion: str) -> tuple[str, ...]:
