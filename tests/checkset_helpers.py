@@ -30,6 +30,7 @@ def load_script(name: str):
 build = load_script("build")
 encoders = load_script("encoders")
 icon_select = importlib.import_module("icon_select")  # a sibling module build.py imports by name
+checkset_common = importlib.import_module("checkset_common")
 mdi_source = importlib.import_module("mdi_source")
 
 

@@ -25,6 +25,7 @@ from checkset_helpers import (
     TINY,
     TRIANGLE,
     build,
+    checkset_common,
     encoders,
     icon_select,
     mdi_entry,
@@ -52,11 +53,11 @@ def test_text_variants_are_humanised_unique_and_non_empty():
 
 def test_category_ids_are_stable_distinct_and_not_contiguous():
     labels = ["Weather", "Food / Drink", "Arrow", "Lock"]
-    ids = icon_select.category_ids(labels)
-    assert ids == icon_select.category_ids(reversed(labels))
+    ids = checkset_common.category_ids(labels)
+    assert ids == checkset_common.category_ids(reversed(labels))
     assert len(set(ids.values())) == 4 and all(1000 <= v <= 9999 for v in ids.values())
     assert sorted(ids.values()) != list(range(min(ids.values()), min(ids.values()) + 4))
-    assert icon_select.slugify("Transportation + Road") == "transportation-road"
+    assert checkset_common.slugify("Transportation + Road") == "transportation-road"
 
 
 def test_allocate_keeps_floors_caps_and_total():
@@ -76,7 +77,7 @@ def test_split_by_family_never_splits_a_family():
                         f"{label}{family}-{variant}", f"{label}{family}", [label], "a", ["t"], label=label
                     )
                 )
-    test = icon_select.split_by_family(icons, 0.2, seed=0)
+    test = checkset_common.split_by_family(icons, 0.2, seed=0)
     for family in {icon.family for icon in icons}:
         members = [icon.name in test for icon in icons if icon.family == family]
         assert all(members) or not any(members)

@@ -53,17 +53,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
-from checkset_common import BuildError, BuildParams, Icon, current_umask, sha256_file
+from checkset_common import (
+    BuildError,
+    BuildParams,
+    Icon,
+    render_style,
+    sha256_file,
+    split_by_family,
+)
 from glami_layout import (
     BUILD_INFO,
     DATASET_FOLDER,
@@ -72,14 +76,16 @@ from glami_layout import (
     IMAGES_SIDECAR,
     TEST_CSV,
     TRAIN_CSV,
-    existing_build,
     is_intact,
+    previous_build,
+    publish,
+    staging_folder,
     summarise,
     write_glami_csv,
     write_images_sidecar,
 )
-from icon_render import compose_svg, render_jpeg, render_style, versions
-from icon_select import choose_icons, eligible_icons, make_items, split_by_family
+from icon_render import compose_svg, render_jpeg, versions
+from icon_select import choose_icons, eligible_icons, make_items
 from mdi_source import (
     FETCH_MODES,
     KNOWN_INTEGRITY,
@@ -148,25 +154,9 @@ def build(
     integrity = verify_tarball(tarball, expected_integrity)
     fingerprint = params_fingerprint(params, integrity)
 
-    previous = existing_build(out)
-    if previous is not None and not force:
-        if previous.get("fingerprint") == fingerprint and is_intact(out, previous):
-            console.print(
-                f"[build] {out} is already built with these parameters ({fingerprint}); nothing to do"
-            )
-            return previous
-        if previous.get("fingerprint") != fingerprint:
-            raise BuildError(
-                f"{out} holds a check set built with other parameters (fingerprint "
-                f"{previous.get('fingerprint')}, now {fingerprint}); pass --force to replace it or choose "
-                "another --out"
-            )
-        console.print(f"[build] {out} is incomplete or modified; rebuilding it")
-    elif out.exists() and previous is None and any(out.iterdir()):
-        raise BuildError(
-            f"{out} exists, is not empty and has no {BUILD_INFO}: it is not a check set, and nothing is "
-            "deleted to make room; choose another --out"
-        )
+    previous = previous_build(out, fingerprint, force=force, console=console)
+    if previous is not None:
+        return previous
 
     meta, svgs, package_version = read_mdi(tarball)
     icons, dropped = eligible_icons(meta, svgs)
@@ -178,10 +168,7 @@ def build(
         f"{len(chosen):,} drawn in {len({i.label for i in chosen})} classes → {len(items):,} items"
     )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the data set is for everyone
-    try:
+    with staging_folder(out) as staging:
         dataset = staging / DATASET_FOLDER
         (dataset / IMAGES_FOLDER).mkdir(parents=True)
         columns = [
@@ -227,18 +214,7 @@ def build(
             },
         }
         info["build_seconds"] = round(time.perf_counter() - started, 2)
-        (staging / BUILD_INFO).write_text(
-            json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        publish(staging, out, info)
     counts = info["counts"]
     console.print(
         f"[build] wrote {out}: {counts['items']:,} items ({counts['items_train']:,} train / "
