@@ -8,13 +8,10 @@ test_checkset_real.py.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import http.server
 import io
 import json
 import socket
-import threading
 import zipfile
 
 import numpy as np
@@ -28,6 +25,7 @@ from checkset_helpers import (
     checkset_common,
     encoders,
     icon_select,
+    loopback_registry,
     mdi_entry,
     mdi_source,
     mdi_tarball,
@@ -221,33 +219,6 @@ def test_build_never_deletes_a_folder_that_is_not_a_check_set(tmp_path):
 
 
 # ------------------------------------------------------------------------------ fetch without npm
-@contextlib.contextmanager
-def loopback_registry(files: dict[str, bytes]):
-    """A local HTTP server answering GET <path> with ``files[path]`` (404 otherwise): an npm registry."""
-    requests: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the http.server API)
-            requests.append(self.path)
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _registry_files(tarball: bytes, version: str = "0.0.1", integrity: str | None = None) -> dict[str, bytes]:
     integrity = integrity or "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
     document = json.dumps({"name": "@mdi/svg", "version": version, "dist": {"integrity": integrity}})
