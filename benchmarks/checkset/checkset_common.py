@@ -51,17 +51,30 @@ class BuildParams:
             raise BuildError(f"--min-families must be >= 2, got {self.min_families}")
         if self.min_images_per_class < 2:
             raise BuildError(f"--min-images-per-class must be >= 2, got {self.min_images_per_class}")
-        if self.items_per_image < 1:
-            raise BuildError(f"--items-per-image must be >= 1, got {self.items_per_image}")
-        if not 0 < self.test_fraction < 1:
-            raise BuildError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
-        if min(self.image_width, self.image_height) < 16:
-            raise BuildError(
-                f"--image-size must be at least 16x16, got {self.image_width}x{self.image_height}"
-            )
+        check_shared(self)
         low, high = self.scale_range
         if not 0 < low <= high <= 1:
             raise BuildError(f"scale range must satisfy 0 < low <= high <= 1, got {self.scale_range}")
+
+
+def check_shared(params: Any) -> None:
+    """The checks of the parameters both builders have: items per image, test fraction, image size."""
+    if params.items_per_image < 1:
+        raise BuildError(f"--items-per-image must be >= 1, got {params.items_per_image}")
+    if not 0 < params.test_fraction < 1:
+        raise BuildError(f"--test-fraction must be in (0, 1), got {params.test_fraction}")
+    if min(params.image_width, params.image_height) < 16:
+        raise BuildError(
+            f"--image-size must be at least 16x16, got {params.image_width}x{params.image_height}"
+        )
+
+
+def with_item_ids(items: list[dict], rng: np.random.Generator) -> list[dict]:
+    """Distinct random 8-digit ``item_id`` s (GLAMI-like), then the items in a seeded random order."""
+    item_ids = rng.choice(np.arange(10_000_000, 100_000_000), size=len(items), replace=False)
+    for item, item_id in zip(items, item_ids.tolist(), strict=True):
+        item["item_id"] = str(item_id)
+    return [items[i] for i in rng.permutation(len(items)).tolist()]
 
 
 @dataclass

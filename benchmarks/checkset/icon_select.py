@@ -18,6 +18,7 @@ from checkset_common import (  # the shared rules, used here and by benchmarks/c
     Icon,
     category_ids,
     slugify,
+    with_item_ids,
 )
 
 EXCLUDED_TAGS = frozenset({"Emoji"})
@@ -213,8 +214,4 @@ def make_items(icons: list[Icon], test: set[str], params: BuildParams) -> tuple[
                         "icon": icon.name,
                     }
                 )
-    item_ids = rng.choice(np.arange(10_000_000, 100_000_000), size=len(items), replace=False)
-    for item, item_id in zip(items, item_ids.tolist(), strict=True):
-        item["item_id"] = str(item_id)
-    shuffled = rng.permutation(len(items)).tolist()
-    return images, [items[i] for i in shuffled]
+    return images, with_item_ids(items, rng)

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "checkset"))  # the
 
 import click  # noqa: E402
 import npm_source  # noqa: E402
+from builder_cli import run_build, shared_options  # noqa: E402
 from checkset_common import BuildError, render_style, sha256_file, split_by_family  # noqa: E402
 from glami_layout import (  # noqa: E402
     DATASET_FOLDER,
@@ -216,18 +217,7 @@ def _count(values: Any) -> dict[str, int]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder (gets GLAMI-1M-dataset/ and build-info.json), e.g. <data dir>/glami1m.",
-)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the npm tarballs are kept [default: <user cache>/fusionzoo/checkset].",
-)
+@shared_options(GlyphParams.test_fraction)
 @click.option(
     "--cldr-tarball",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -243,14 +233,6 @@ def _count(values: Any) -> dict[str, int]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="A local unicode-emoji-json tarball.",
 )
-@click.option(
-    "--fetch",
-    type=click.Choice(npm_source.FETCH_MODES),
-    default="auto",
-    show_default=True,
-    help="How missing tarballs are fetched: npm pack, or HTTPS from --npm-registry (auto: npm if installed).",
-)
-@click.option("--npm-registry", default=npm_source.NPM_REGISTRY, show_default=True)
 @click.option(
     "--expected-integrity",
     type=click.Choice(["pinned", "skip"]),
@@ -272,33 +254,23 @@ def _count(values: Any) -> dict[str, int]:
     type=float,
     help="Mean items (languages) per image: min(13, 1 + Poisson(mean - 1)).",
 )
-@click.option("--test-fraction", default=GlyphParams.test_fraction, show_default=True, type=float)
-@click.option("--image-size", default=224, show_default=True, type=int, help="Square image side in pixels.")
-@click.option("--force", is_flag=True, help="Rebuild even if a build with other parameters is there.")
-@click.option("--no-progress", is_flag=True)
-def main(out: Path, seed: int, cache_dir: Path | None, cldr_tarball: Path | None, fonts_tarball: Path | None,
-         emoji_tarball: Path | None, fetch: str, npm_registry: str, expected_integrity: str, min_chars: int,
-         items_per_image: float, test_fraction: float, image_size: int, force: bool, no_progress: bool) -> None:  # fmt: skip
+def main(out: Path, seed: int, fetch: str, npm_registry: str, cache_dir: Path | None, test_fraction: float,
+         image_size: tuple[int, int], force: bool, no_progress: bool, cldr_tarball: Path | None,
+         fonts_tarball: Path | None, emoji_tarball: Path | None, expected_integrity: str, min_chars: int,
+         items_per_image: float) -> None:  # fmt: skip
     """Build the second check set (Unicode symbols in 13 languages, GLAMI-1M layout); see the module docstring."""
     params = GlyphParams(
         seed=seed, min_chars=min_chars, items_per_image=items_per_image, test_fraction=test_fraction,
-        image_width=image_size, image_height=image_size,
+        image_width=image_size[0], image_height=image_size[1],
     )  # fmt: skip
-    try:
-        build(
+    run_build(
+        lambda: build(
             out, params, tarballs={"cldr": cldr_tarball, "fonts": fonts_tarball, "emoji": emoji_tarball},
             cache_dir=cache_dir, check_integrity=expected_integrity == "pinned", fetch=fetch,
             registry=npm_registry, force=force, progress=not no_progress,
-        )  # fmt: skip
-    except BuildError as exc:
-        raise click.ClickException(str(exc)) from None
-    resolved = Path(out).expanduser().resolve()
-    where = (
-        f"--data-dir {resolved.parent}"
-        if resolved.name == "glami1m"
-        else f"--data-option root={resolved} --data-dir DIR"
-    )
-    click.echo(f"fusionzoo encode --dataset glami1m {where} --image-encoder SPEC --text-encoder SPEC")
+        ),
+        out,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

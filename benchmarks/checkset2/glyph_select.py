@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from checkset_common import GEO_WEIGHTS, GEOS, BuildError, category_ids, slugify
+from checkset_common import GEO_WEIGHTS, GEOS, BuildError, category_ids, check_shared, slugify, with_item_ids
 from fontTools import unicodedata as unicode_data
 
 # words of a Unicode name that only say which way a symbol points: ← and → are one family
@@ -66,14 +66,7 @@ class GlyphParams:
     def check(self) -> None:
         if self.min_chars < 3:
             raise BuildError(f"--min-chars must be >= 3, got {self.min_chars}")
-        if self.items_per_image < 1:
-            raise BuildError(f"--items-per-image must be >= 1, got {self.items_per_image}")
-        if not 0 < self.test_fraction < 1:
-            raise BuildError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
-        if min(self.image_width, self.image_height) < 16:
-            raise BuildError(
-                f"--image-size must be at least 16x16, got {self.image_width}x{self.image_height}"
-            )
+        check_shared(self)
 
 
 @dataclass
@@ -192,7 +185,4 @@ def make_items(glyphs: list[Glyph], test: set[str], params: GlyphParams) -> tupl
                     "icon": glyph.name,
                 }
             )
-    item_ids = rng.choice(np.arange(10_000_000, 100_000_000), size=len(items), replace=False)
-    for item, item_id in zip(items, item_ids.tolist(), strict=True):
-        item["item_id"] = str(item_id)
-    return images, [items[i] for i in rng.permutation(len(items)).tolist()]
+    return images, with_item_ids(items, rng)

@@ -10,13 +10,14 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from fusionzoo.data.base import DataError
 from fusionzoo.data.checks import RAW_COLUMNS
 from fusionzoo.data.paths import labelmaps_dir, resolve_data_dir
+from fusionzoo.datasets.base import DatasetBackend
 
 NO_VAL = ("none", "", "carve")  # val_split values that carve the validation split out of train
 
@@ -90,6 +91,22 @@ def text_fields(value: str | Sequence[str], valid: Sequence[str], option: str) -
     return fields
 
 
-def missing_status(exc: DataError) -> str:
-    """The one-line status of a dataset that is not there."""
-    return "missing: " + str(exc).splitlines()[0]
+class ReleaseBackend(DatasetBackend):
+    """A published dataset read from its release folder: ``marker`` (a file of the release) locates the
+    folder (:func:`dataset_root`), ``how`` says where to get the data; :meth:`status` is "missing: ..."
+    with that advice until the folder is there."""
+
+    marker: ClassVar[str] = ""
+    how: ClassVar[str] = ""
+
+    def release_root(
+        self, root: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None
+    ) -> Path:
+        return dataset_root(self.name, root, data_dir, self.marker, url=self.url, how=self.how)
+
+    def status(self, **options: Any) -> str:
+        try:
+            self.release_root(options.get("root"), options.get("data_dir"))
+        except DataError as exc:
+            return "missing: " + str(exc).splitlines()[0]
+        return super().status(**options)

@@ -11,8 +11,8 @@ import pandas as pd
 from fusionzoo.data.base import DataError, DatasetSplits
 from fusionzoo.data.checks import note_replacements, resolve_image_paths
 from fusionzoo.data.loading import assemble_splits
-from fusionzoo.datasets._common import dataset_root, label_map_locations, missing_status, raw_frame
-from fusionzoo.datasets.base import DatasetBackend, register_dataset
+from fusionzoo.datasets._common import ReleaseBackend, label_map_locations, raw_frame
+from fusionzoo.datasets.base import register_dataset
 
 CSV_COLUMNS = ("image_name", "text", "label")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -78,7 +78,7 @@ def read_titles(root: Path, split: str, info: dict[str, Any]) -> pd.DataFrame:
 
 
 @register_dataset
-class Food101Dataset(DatasetBackend):
+class Food101Dataset(ReleaseBackend):
     """UPMC Food-101 (Wang et al. 2015): ``<root>/images/{train,test}/<class>/<image_name>`` and
     ``<root>/texts/{train,test}_titles.csv`` with rows ``image_name,text,label`` (no header; the text is
     the recipe page's title). Labels are the class folder names (``apple_pie`` ...); label ``i`` is the
@@ -89,6 +89,8 @@ class Food101Dataset(DatasetBackend):
     name = "food101"
     description = "UPMC Food-101: recipe photo + page title, 101 dishes"
     url = URL
+    marker = "texts/train_titles.csv"
+    how = HOW
 
     def load(
         self,
@@ -98,7 +100,7 @@ class Food101Dataset(DatasetBackend):
         check_images: bool = True,
         **common: Any,
     ) -> DatasetSplits:
-        base = dataset_root(self.name, root, data_dir, "texts/train_titles.csv", url=URL, how=HOW)
+        base = self.release_root(root, data_dir)
         info: dict[str, Any] = {"dataset_dir": str(base)}
         raw = {split: read_titles(base, split, info) for split in ("train", "test")}
         return assemble_splits(
@@ -119,17 +121,3 @@ class Food101Dataset(DatasetBackend):
         from fusionzoo.testing.published_files import write_food101
 
         return {"root": str(write_food101(Path(folder) / "food101")), "data_dir": str(folder)}
-
-    def status(self, **options: Any) -> str:
-        try:
-            dataset_root(
-                self.name,
-                options.get("root"),
-                options.get("data_dir"),
-                "texts/train_titles.csv",
-                url=URL,
-                how=HOW,
-            )
-        except DataError as exc:
-            return missing_status(exc)
-        return super().status(**options)

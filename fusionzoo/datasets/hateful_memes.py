@@ -12,8 +12,8 @@ import pandas as pd
 from fusionzoo.data.base import DataError, DatasetSplits
 from fusionzoo.data.checks import resolve_image_paths
 from fusionzoo.data.loading import assemble_splits
-from fusionzoo.datasets._common import NO_VAL, dataset_root, label_map_locations, missing_status, raw_frame
-from fusionzoo.datasets.base import DatasetBackend, register_dataset
+from fusionzoo.datasets._common import NO_VAL, ReleaseBackend, label_map_locations, raw_frame
+from fusionzoo.datasets.base import register_dataset
 
 SPLIT_FILES = ("train", "dev_seen", "dev_unseen", "test_seen", "test_unseen", "dev", "test")
 CLASS_NAMES = {"0": "not-hateful", "1": "hateful"}
@@ -71,7 +71,7 @@ def read_jsonl(path: Path, split: str) -> pd.DataFrame:
 
 
 @register_dataset
-class HatefulMemesDataset(DatasetBackend):
+class HatefulMemesDataset(ReleaseBackend):
     """Hateful Memes (Kiela et al. 2020): ``<root>/{train,dev_seen,dev_unseen,test_seen,test_unseen}.jsonl``
     (one JSON object per line: ``id``, ``img`` = ``img/<id>.png``, ``label`` 0/1, ``text`` = the
     meme's overlaid text) and ``<root>/img/*.png``. Classes: 0 ``not-hateful``, 1 ``hateful``.
@@ -85,6 +85,8 @@ class HatefulMemesDataset(DatasetBackend):
     name = "hateful_memes"
     description = "Hateful Memes: meme image + overlaid text, hateful or not (licence-gated)"
     url = URL
+    marker = "train.jsonl"
+    how = HOW
 
     def load(
         self,
@@ -102,7 +104,7 @@ class HatefulMemesDataset(DatasetBackend):
                 raise DataError(f"{option}={value!r}: expected one of {', '.join(SPLIT_FILES[1:])}")
         if val == test_split:
             raise DataError(f"val_split and test_split are both {val!r}; choose two different files")
-        base = dataset_root(self.name, root, data_dir, "train.jsonl", url=URL, how=HOW)
+        base = self.release_root(root, data_dir)
         files = {"train": base / "train.jsonl", "test": base / f"{test_split}.jsonl"}
         if val is not None:
             files["val"] = base / f"{val}.jsonl"
@@ -126,12 +128,3 @@ class HatefulMemesDataset(DatasetBackend):
         from fusionzoo.testing.published_files import write_hateful_memes
 
         return {"root": str(write_hateful_memes(Path(folder) / "hateful_memes")), "data_dir": str(folder)}
-
-    def status(self, **options: Any) -> str:
-        try:
-            dataset_root(
-                self.name, options.get("root"), options.get("data_dir"), "train.jsonl", url=URL, how=HOW
-            )
-        except DataError as exc:
-            return missing_status(exc)
-        return super().status(**options)

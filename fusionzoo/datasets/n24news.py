@@ -15,13 +15,12 @@ from fusionzoo.data.checks import join_text, resolve_image_paths
 from fusionzoo.data.loading import assemble_splits
 from fusionzoo.datasets._common import (
     NO_VAL,
-    dataset_root,
+    ReleaseBackend,
     label_map_locations,
-    missing_status,
     raw_frame,
     text_fields,
 )
-from fusionzoo.datasets.base import DatasetBackend, register_dataset
+from fusionzoo.datasets.base import register_dataset
 
 TEXT_FIELDS = {"headline": "headline", "abstract": "abstract", "caption": "caption", "body": "article"}
 URL = "https://github.com/billywzh717/N24News"
@@ -71,7 +70,7 @@ def read_news(root: Path, split: str, fields: Sequence[str], separator: str) -> 
 
 
 @register_dataset
-class N24NewsDataset(DatasetBackend):
+class N24NewsDataset(ReleaseBackend):
     """N24News (Wang et al., LREC 2022): ``<root>/news/nytimes_{train,dev,test}.json`` (JSON lists of
     articles: ``section`` = the label, one of 24; ``image_id``; ``headline``, ``abstract``, ``caption``,
     ``article`` = the body) and ``<root>/imgs/<image_id>.jpg``.
@@ -85,6 +84,8 @@ class N24NewsDataset(DatasetBackend):
     name = "n24news"
     description = "N24News: NYT article image + headline/abstract/caption/body, 24 sections"
     url = URL
+    marker = "news/nytimes_train.json"
+    how = HOW
 
     def load(
         self,
@@ -100,7 +101,7 @@ class N24NewsDataset(DatasetBackend):
         fields = text_fields(text_field, list(TEXT_FIELDS), "text_field")
         if str(val_split).lower() not in (*NO_VAL, "dev"):
             raise DataError(f"val_split={val_split!r}: expected dev or none (carve it out of train)")
-        base = dataset_root(self.name, root, data_dir, "news/nytimes_train.json", url=URL, how=HOW)
+        base = self.release_root(root, data_dir)
         splits = ("train", "test") if str(val_split).lower() in NO_VAL else ("train", "dev", "test")
         raw = {split: read_news(base, split, fields, text_separator) for split in splits}
         sources = {("val" if s == "dev" else s): news_file(base, s) for s in splits}
@@ -128,17 +129,3 @@ class N24NewsDataset(DatasetBackend):
         from fusionzoo.testing.published_files import write_n24news
 
         return {"root": str(write_n24news(Path(folder) / "n24news")), "data_dir": str(folder)}
-
-    def status(self, **options: Any) -> str:
-        try:
-            dataset_root(
-                self.name,
-                options.get("root"),
-                options.get("data_dir"),
-                "news/nytimes_train.json",
-                url=URL,
-                how=HOW,
-            )
-        except DataError as exc:
-            return missing_status(exc)
-        return super().status(**options)
