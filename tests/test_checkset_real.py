@@ -1,5 +1,6 @@
-"""The check set's real artifacts, when present (CI's optional stage prepares them, see .ci/run):
-``FUSIONZOO_CHECKSET`` (a built set), ``FUSIONZOO_CHECKSET_ENCODERS`` (the folder written by
+"""The check sets' real artifacts, when present (CI's optional stage prepares them, see .ci/run):
+``FUSIONZOO_CHECKSET`` (a built set), ``FUSIONZOO_CHECKSET2`` (a built second set,
+benchmarks/checkset2), ``FUSIONZOO_CHECKSET_ENCODERS`` (the folder written by
 benchmarks/checkset/encoders.py) and ``FUSIONZOO_CHECKSET_WHEELS`` (the downloaded wheels)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from checkset_helpers import build, encoders
 WHEELS = os.environ.get("FUSIONZOO_CHECKSET_WHEELS")
 ENCODERS = os.environ.get("FUSIONZOO_CHECKSET_ENCODERS")
 CHECKSET = os.environ.get("FUSIONZOO_CHECKSET")
+CHECKSET2 = os.environ.get("FUSIONZOO_CHECKSET2")
 
 
 @pytest.mark.skipif(
@@ -123,3 +125,29 @@ def test_bench_on_the_real_check_set_with_the_pretrained_encoders(tmp_path):
         payload = manifest["payload"]
         assert payload["image"]["spec"] == specs["image"] and payload["text"]["spec"] == specs["text"]
         assert manifest["image_shape"] == [49, 1280] and manifest["text_dim"] == 384
+
+
+@pytest.mark.skipif(
+    not CHECKSET2 or not (Path(CHECKSET2) / build.BUILD_INFO).is_file(),
+    reason="set FUSIONZOO_CHECKSET2 to a built second check set (benchmarks/checkset2/build.py --out DIR)",
+)
+def test_real_second_check_set_is_intact_multilingual_and_split_by_family():
+    """The second set, read like the first through ``--dataset glami1m``: the CSVs as built, every image,
+    texts in the 13 GLAMI languages, and no symbol family on both sides of the split."""
+    import pandas as pd
+
+    from fusionzoo.data import load_dataset
+
+    out = Path(CHECKSET2)
+    info = json.loads((out / build.BUILD_INFO).read_text())
+    assert build.is_intact(out, info) and info["source"]["cldr"]["integrity_checked"]
+    data = load_dataset("glami1m", root=out, data_dir=out.parent)
+    assert data.num_classes == info["counts"]["classes"] and len(data.test) == info["counts"]["items_test"]
+    assert set(data.train["geo"]) == set(info["counts"]["geos"]) and len(info["counts"]["geos"]) == 13
+    sidecar = pd.read_csv(out / build.IMAGES_SIDECAR, dtype=str)
+    family = dict(zip(sidecar["image_id"], sidecar["family"], strict=True))
+    families = {
+        split: {family[Path(p).stem] for p in data.split(split)["image_path"]} for split in ("train", "test")
+    }
+    assert not families["train"] & families["test"]
+    assert not data.info.get("warnings")

@@ -53,17 +53,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
-from checkset_common import BuildError, BuildParams, Icon, current_umask, sha256_file
+from builder_cli import run_build, shared_options
+from checkset_common import (
+    BuildError,
+    BuildParams,
+    Icon,
+    render_style,
+    sha256_file,
+    split_by_family,
+)
 from glami_layout import (
     BUILD_INFO,
     DATASET_FOLDER,
@@ -72,16 +76,17 @@ from glami_layout import (
     IMAGES_SIDECAR,
     TEST_CSV,
     TRAIN_CSV,
-    existing_build,
     is_intact,
+    previous_build,
+    publish,
+    staging_folder,
     summarise,
     write_glami_csv,
     write_images_sidecar,
 )
-from icon_render import compose_svg, render_jpeg, render_style, versions
-from icon_select import choose_icons, eligible_icons, make_items, split_by_family
+from icon_render import compose_svg, render_jpeg, versions
+from icon_select import choose_icons, eligible_icons, make_items
 from mdi_source import (
-    FETCH_MODES,
     KNOWN_INTEGRITY,
     MDI_PACKAGE,
     MDI_VERSION,
@@ -148,25 +153,9 @@ def build(
     integrity = verify_tarball(tarball, expected_integrity)
     fingerprint = params_fingerprint(params, integrity)
 
-    previous = existing_build(out)
-    if previous is not None and not force:
-        if previous.get("fingerprint") == fingerprint and is_intact(out, previous):
-            console.print(
-                f"[build] {out} is already built with these parameters ({fingerprint}); nothing to do"
-            )
-            return previous
-        if previous.get("fingerprint") != fingerprint:
-            raise BuildError(
-                f"{out} holds a check set built with other parameters (fingerprint "
-                f"{previous.get('fingerprint')}, now {fingerprint}); pass --force to replace it or choose "
-                "another --out"
-            )
-        console.print(f"[build] {out} is incomplete or modified; rebuilding it")
-    elif out.exists() and previous is None and any(out.iterdir()):
-        raise BuildError(
-            f"{out} exists, is not empty and has no {BUILD_INFO}: it is not a check set, and nothing is "
-            "deleted to make room; choose another --out"
-        )
+    previous = previous_build(out, fingerprint, force=force, console=console)
+    if previous is not None:
+        return previous
 
     meta, svgs, package_version = read_mdi(tarball)
     icons, dropped = eligible_icons(meta, svgs)
@@ -178,10 +167,7 @@ def build(
         f"{len(chosen):,} drawn in {len({i.label for i in chosen})} classes → {len(items):,} items"
     )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the data set is for everyone
-    try:
+    with staging_folder(out) as staging:
         dataset = staging / DATASET_FOLDER
         (dataset / IMAGES_FOLDER).mkdir(parents=True)
         columns = [
@@ -227,18 +213,7 @@ def build(
             },
         }
         info["build_seconds"] = round(time.perf_counter() - started, 2)
-        (staging / BUILD_INFO).write_text(
-            json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        publish(staging, out, info)
     counts = info["counts"]
     console.print(
         f"[build] wrote {out}: {counts['items']:,} items ({counts['items_train']:,} train / "
@@ -248,39 +223,12 @@ def build(
     return info
 
 
-def parse_size(value: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*", value)
-    if not match:
-        raise click.BadParameter(f"{value!r} is not WIDTH or WIDTHxHEIGHT, e.g. 224 or 228x298")
-    width = int(match.group(1))
-    return width, int(match.group(2) or width)
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder (gets GLAMI-1M-dataset/ and build-info.json), e.g. <data dir>/glami1m.",
-)
-@click.option("--seed", default=0, show_default=True, type=int)
+@shared_options(BuildParams.test_fraction)
 @click.option(
     "--mdi-tarball",
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"A local {MDI_PACKAGE} tarball (default: fetched into --cache-dir, see --fetch).",
-)
-@click.option(
-    "--fetch",
-    type=click.Choice(FETCH_MODES),
-    default="auto",
-    show_default=True,
-    help="How a missing tarball is fetched: npm pack, or HTTPS from --npm-registry (auto: npm if installed).",
-)
-@click.option(
-    "--npm-registry",
-    default=NPM_REGISTRY,
-    show_default=True,
-    help="Registry for --fetch https (the tarball is sha512-checked whatever the registry).",
 )
 @click.option("--mdi-version", default=MDI_VERSION, show_default=True)
 @click.option(
@@ -288,11 +236,6 @@ def parse_size(value: str) -> tuple[int, int]:
     default="pinned",
     show_default=True,
     help="sha512 SRI the tarball must have: 'pinned' (known for 7.4.47, else npm view), a value, or 'skip'.",
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the npm tarball is kept [default: <user cache>/fusionzoo/checkset].",
 )
 @click.option(
     "--min-icons",
@@ -323,33 +266,26 @@ def parse_size(value: str) -> tuple[int, int]:
     type=float,
     help="Mean items per image (1 + Poisson).",
 )
-@click.option("--test-fraction", default=BuildParams.test_fraction, show_default=True, type=float)
-@click.option(
-    "--image-size", default="224", show_default=True, help="WIDTH or WIDTHxHEIGHT (GLAMI: 228x298)."
-)
-@click.option("--force", is_flag=True, help="Rebuild even if a build with other parameters is there.")
-@click.option("--no-progress", is_flag=True)
 def main(
     out: Path,
     seed: int,
-    mdi_tarball: Path | None,
     fetch: str,
     npm_registry: str,
+    cache_dir: Path | None,
+    test_fraction: float,
+    image_size: tuple[int, int],
+    force: bool,
+    no_progress: bool,
+    mdi_tarball: Path | None,
     mdi_version: str,
     expected_integrity: str,
-    cache_dir: Path | None,
     min_icons: int,
     min_families: int,
     images: int,
     min_images_per_class: int,
     items_per_image: float,
-    test_fraction: float,
-    image_size: str,
-    force: bool,
-    no_progress: bool,
 ) -> None:
     """Build the check set (Material Design Icons in the GLAMI-1M layout); see the module docstring."""
-    width, height = parse_size(image_size)
     params = BuildParams(
         seed=seed,
         min_icons=min_icons,
@@ -358,11 +294,11 @@ def main(
         min_images_per_class=min_images_per_class,
         items_per_image=items_per_image,
         test_fraction=test_fraction,
-        image_width=width,
-        image_height=height,
+        image_width=image_size[0],
+        image_height=image_size[1],
     )
-    try:
-        build(
+    run_build(
+        lambda: build(
             out,
             params,
             tarball=mdi_tarball,
@@ -373,16 +309,9 @@ def main(
             registry=npm_registry,
             force=force,
             progress=not no_progress,
-        )
-    except BuildError as exc:
-        raise click.ClickException(str(exc)) from None
-    resolved = Path(out).expanduser().resolve()
-    where = (
-        f"--data-dir {resolved.parent}"  # <data dir>/glami1m: the cache goes to <data dir>/features too
-        if resolved.name == "glami1m"
-        else f"--data-option root={resolved} --data-dir DIR"
+        ),
+        out,
     )
-    click.echo(f"fusionzoo encode --dataset glami1m {where} --image-encoder SPEC --text-encoder SPEC")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""The GLAMI-1M layout on disk: the CSVs with exactly GLAMI-1M's columns, the per-image sidecar, the
-counts recorded in build-info.json, and the check of an existing build."""
+"""The GLAMI-1M layout on disk, shared by both check-set builders: the CSVs with exactly GLAMI-1M's
+columns, the per-image sidecar, the counts recorded in build-info.json, the check of an existing
+build, and the atomic publication of a new one (built in a hidden sibling folder, renamed into place)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import shutil
+import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from checkset_common import sha256_file
-from icon_select import slugify
+from checkset_common import BuildError, current_umask, sha256_file, slugify
 
 DATASET_FOLDER = "GLAMI-1M-dataset"
 TRAIN_CSV = "GLAMI-1M-train.csv"
@@ -132,3 +136,53 @@ def summarise(images: list[dict], items: list[dict], classes_available: dict[str
         "empty_description": sum(item["description"] == "" for item in items),
         "eligible_per_primary_tag": classes_available,
     }
+
+
+def previous_build(out: Path, fingerprint: str, *, force: bool, console: Any) -> dict[str, Any] | None:
+    """The build info of ``out`` when it already holds an intact build with ``fingerprint`` (nothing to
+    do); ``None`` when a build should run. Another build there needs ``force``; a non-empty folder
+    that is not a check set is never replaced."""
+    previous = existing_build(out)
+    if previous is not None and not force:
+        if previous.get("fingerprint") == fingerprint and is_intact(out, previous):
+            console.print(
+                f"[build] {out} is already built with these parameters ({fingerprint}); nothing to do"
+            )
+            return previous
+        if previous.get("fingerprint") != fingerprint:
+            raise BuildError(
+                f"{out} holds a check set built with other parameters (fingerprint "
+                f"{previous.get('fingerprint')}, now {fingerprint}); pass --force to replace it or choose "
+                "another --out"
+            )
+        console.print(f"[build] {out} is incomplete or modified; rebuilding it")
+    elif out.exists() and previous is None and any(out.iterdir()):
+        raise BuildError(
+            f"{out} exists, is not empty and has no {BUILD_INFO}: it is not a check set, and nothing is "
+            "deleted to make room; choose another --out"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def staging_folder(out: Path) -> Iterator[Path]:
+    """A hidden sibling folder of ``out`` to build in; removed afterwards unless :func:`publish` moved it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the data set is for everyone
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, out: Path, info: dict[str, Any]) -> None:
+    """Write ``build-info.json`` into ``staging`` and rename it to ``out`` (an old build moved aside first)."""
+    (staging / BUILD_INFO).write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)

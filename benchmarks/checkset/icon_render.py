@@ -9,34 +9,12 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-import numpy as np
-from checkset_common import BuildError, BuildParams
+from checkset_common import BuildError
 
 SVG_NS = "http://www.w3.org/2000/svg"
 
 
 # ------------------------------------------------------------------------------------------ render
-def render_style(seed: int, image_id: str, params: BuildParams) -> dict[str, Any]:
-    """Seeded colour (dark, saturated), scale and offset of one rendered icon."""
-    import colorsys
-
-    rng = np.random.default_rng([seed, 4, int(image_id)])
-    hue, sat, val = rng.uniform(0, 1), rng.uniform(0.5, 0.95), rng.uniform(0.25, 0.65)
-    red, green, blue = (int(round(255 * c)) for c in colorsys.hsv_to_rgb(hue, sat, val))
-    scale = float(rng.uniform(*params.scale_range))
-    side = min(params.image_width, params.image_height) * scale
-    slack_x = (params.image_width - side) / 2
-    slack_y = (params.image_height - side) / 2
-    offset_x = float(rng.uniform(-0.35, 0.35) * slack_x)
-    offset_y = float(rng.uniform(-0.35, 0.35) * slack_y)
-    return {
-        "fill": f"#{red:02x}{green:02x}{blue:02x}",
-        "side": side,
-        "x": slack_x + offset_x,
-        "y": slack_y + offset_y,
-    }
-
-
 def compose_svg(svg: bytes, width: int, height: int, style: dict[str, Any]) -> bytes:
     """The icon's drawing placed on a white ``width``×``height`` canvas with ``style``'s fill and box."""
     try:

@@ -4,19 +4,23 @@ are listed in build.py's docstring and explained in docs/checkset.md)."""
 
 from __future__ import annotations
 
-import hashlib
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from checkset_common import BuildError, BuildParams, Icon
+from checkset_common import (  # the shared rules, used here and by benchmarks/checkset2
+    GEO_WEIGHTS,
+    GEOS,
+    BuildError,
+    BuildParams,
+    Icon,
+    category_ids,
+    slugify,
+    with_item_ids,
+)
 
-# GLAMI-1M's 13 markets and rough listing shares (the proportions fusionzoo's synth dataset uses).
-GEOS = ("cz", "sk", "ro", "gr", "si", "hu", "hr", "es", "lt", "lv", "tr", "ee", "bg")
-GEO_WEIGHTS = (0.18, 0.10, 0.10, 0.08, 0.05, 0.10, 0.06, 0.08, 0.05, 0.04, 0.07, 0.03, 0.06)
 EXCLUDED_TAGS = frozenset({"Emoji"})
 # MDI's maintainers and the original Material Design icons: their tags count as curated ("admin").
 CORE_AUTHORS = frozenset({"Google", "Austin Andrews", "Michael Richins", "Michael Irigoyen"})
@@ -55,24 +59,6 @@ def text_variants(name: str, aliases: Sequence[str], banned: frozenset[str]) -> 
         if text and text not in out:
             out.append(text)
     return out
-
-
-def slugify(text: str) -> str:
-    """``"Transportation + Road"`` → ``"transportation-road"``."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def category_ids(labels: Iterable[str]) -> dict[str, int]:
-    """Stable, non-contiguous integer ids (1000..9999) from each label's sha256; collisions move up."""
-    ids: dict[str, int] = {}
-    used: set[int] = set()
-    for label in sorted(set(labels)):
-        value = int(hashlib.sha256(label.encode()).hexdigest(), 16) % 9000 + 1000
-        while value in used:
-            value = 1000 + (value - 999) % 9000
-        used.add(value)
-        ids[label] = value
-    return ids
 
 
 # ------------------------------------------------------------------------------------------ select
@@ -191,47 +177,6 @@ def choose_icons(icons: list[Icon], params: BuildParams) -> tuple[list[Icon], di
     return chosen, available
 
 
-def split_by_family(icons: list[Icon], test_fraction: float, seed: int) -> set[str]:
-    """Icon names that go to test: whole families (``baseIconId``), about ``test_fraction`` of each
-    class's icons; every class keeps at least two train icons and gets at least one test icon when
-    one of its families can move without emptying another class's train side."""
-    families: dict[str, list[Icon]] = {}
-    for icon in icons:
-        families.setdefault(icon.family, []).append(icon)
-    per_class = Counter(icon.label for icon in icons)
-    target = {label: max(1, int(math.floor(test_fraction * n + 0.5))) for label, n in per_class.items()}
-    rng = np.random.default_rng([seed, 2])
-    order = sorted(families)
-    order = [order[i] for i in rng.permutation(len(order))]
-    in_test: Counter[str] = Counter()
-    test: set[str] = set()
-
-    def keeps_train(counts: Counter[str]) -> bool:
-        return all(per_class[label] - in_test[label] - n >= 2 for label, n in counts.items())
-
-    def move(family: str, counts: Counter[str]) -> None:
-        in_test.update(counts)
-        test.update(icon.name for icon in families[family])
-
-    for family in order:
-        counts = Counter(icon.label for icon in families[family])
-        if all(in_test[label] + n <= target[label] for label, n in counts.items()) and keeps_train(counts):
-            move(family, counts)
-    for label in sorted(per_class):  # repair: a class the greedy pass left without test icons
-        if in_test[label] > 0:
-            continue
-        candidates = sorted(
-            (f for f in order if f not in {icon.family for icon in icons if icon.name in test}),
-            key=lambda f: len(families[f]),
-        )
-        for family in candidates:
-            counts = Counter(icon.label for icon in families[family])
-            if label in counts and keeps_train(counts):
-                move(family, counts)
-                break
-    return test
-
-
 # ------------------------------------------------------------------------------------------- items
 def make_items(icons: list[Icon], test: set[str], params: BuildParams) -> tuple[list[dict], list[dict]]:
     """``(images, items)``: one image per icon, several items per image (see the module docstring)."""
@@ -269,8 +214,4 @@ def make_items(icons: list[Icon], test: set[str], params: BuildParams) -> tuple[
                         "icon": icon.name,
                     }
                 )
-    item_ids = rng.choice(np.arange(10_000_000, 100_000_000), size=len(items), replace=False)
-    for item, item_id in zip(items, item_ids.tolist(), strict=True):
-        item["item_id"] = str(item_id)
-    shuffled = rng.permutation(len(items)).tolist()
-    return images, [items[i] for i in shuffled]
+    return images, with_item_ids(items, rng)

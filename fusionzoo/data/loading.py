@@ -243,8 +243,14 @@ def assemble_splits(
     check_images: bool = True,
     known_geos: Sequence[str] | None = None,
     extra_fingerprint: Callable[[], Any] | None = None,
+    raw_val: pd.DataFrame | None = None,
 ) -> DatasetSplits:
-    """Turn raw train/test frames into a :class:`DatasetSplits` (see the module docstring for the steps)."""
+    """Turn raw train/test frames into a :class:`DatasetSplits` (see the module docstring for the steps).
+
+    ``raw_val``: a dataset's own validation split (Hateful Memes' dev_seen, N24News' dev). It is read
+    like test (duplicates, ids also in test dropped from it, labels unseen in train excluded) and
+    replaces the carve-out from train (``val_fraction`` is then unused); ids also in it leave train.
+    """
     if label_source not in LABEL_SOURCES:
         raise DataError(f"label_source must be one of {', '.join(LABEL_SOURCES)}, got {label_source!r}")
     if on_bad_image not in BAD_IMAGE_POLICIES:
@@ -254,6 +260,14 @@ def assemble_splits(
 
     raw_train = dedupe(raw_train, "train", sources["train"], info)
     raw_test = dedupe(raw_test, "test", sources["test"], info)
+    if raw_val is not None:
+        raw_val = dedupe(raw_val, "val", sources["val"], info)
+        in_test = raw_val["item_id"].isin(set(raw_test["item_id"]))
+        if in_test.any():
+            info["val_test_overlap_dropped"] = int(in_test.sum())
+            warn(info, f"{int(in_test.sum())} val item_id(s) also occur in test; removed from val")
+            raw_val = raw_val.loc[~in_test]
+        raw_train = raw_train.loc[~raw_train["item_id"].isin(set(raw_val["item_id"]))]
     overlap = raw_train["item_id"].isin(set(raw_test["item_id"]))
     if overlap.any():
         ids = raw_train.loc[overlap, "item_id"].tolist()
@@ -281,9 +295,15 @@ def assemble_splits(
             + (" …" if len(counts) > 10 else ""),
         )
         raw_test = raw_test.loc[~unseen]
+    raws = {"train": raw_train, "test": raw_test}
+    if raw_val is not None:
+        raws["val"] = raw_val.loc[raw_val["raw_label"].isin(label_of.keys())]
+        if len(raws["val"]) < len(raw_val):
+            info["unseen_val_labels"] = int(len(raw_val) - len(raws["val"]))
+            warn(info, f"{info['unseen_val_labels']} val row(s) have a label never seen in train; excluded")
 
     frames = {}
-    for split, raw in (("train", raw_train), ("test", raw_test)):
+    for split, raw in raws.items():
         frame = pd.DataFrame(
             {
                 "item_id": raw["item_id"].astype(str).to_numpy(dtype=object),
@@ -320,10 +340,14 @@ def assemble_splits(
         )
 
     train = frames["train"].reset_index(drop=True)
-    # grouped by image file: items sharing an image never straddle train and validation
-    held_out = stratified_split(train["label"].to_numpy(), val_fraction, seed, train["image_path"].to_numpy())
-    val = train.loc[held_out]
-    train = train.loc[~held_out]
+    if "val" in frames:  # the dataset's own validation split
+        val = frames["val"]
+    else:  # grouped by image file: items sharing an image never straddle train and validation
+        held_out = stratified_split(
+            train["label"].to_numpy(), val_fraction, seed, train["image_path"].to_numpy()
+        )
+        val = train.loc[held_out]
+        train = train.loc[~held_out]
     test = frames["test"]
 
     before = len(train)
@@ -369,7 +393,7 @@ def assemble_splits(
             "label_source": label_source,
             "geos": sorted(g.lower() for g in geos) if geos else None,
             "val_fraction": val_fraction,
-            "val_grouping": "image",
+            "val_grouping": "image" if raw_val is None else "official split",
             "seed": seed,
             "on_bad_image": on_bad_image,
             "check_images": check_images,

@@ -115,10 +115,14 @@ class DatasetBackend:
         )
 
     def verify(self, *, deep: bool = False, **options: Any) -> dict[str, Any]:
-        """Load the dataset and check every image file (``deep``: decode them); a report dict."""
+        """Load the dataset and check every image file (``deep``: decode them); a report dict.
+
+        Rows whose image is missing are kept for the check (``check_images=False`` where the backend
+        has that option), so a missing file is reported rather than silently dropped."""
         from fusionzoo.data.images import check_image_files
 
-        splits = self.load(**{**options, "on_bad_image": "skip"})
+        keep = {"check_images": False} if "check_images" in self.option_names() else {}
+        splits = self.load(**{**options, "on_bad_image": "skip", **keep})
         import pandas as pd
 
         frames = [splits.split(s).assign(split=s) for s in ("train", "val", "test")]
