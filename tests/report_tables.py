@@ -44,6 +44,8 @@ def identity(fusion: str, head: str) -> dict:
         "config_hash": "h-" + fusion.split(":")[0],
         "semantics": "1",
         "plugins": "",
+        "code": "",
+        "regime": "",
     }
     return {**parts, "config_id": config_id_of(parts)}
 
