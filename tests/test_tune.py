@@ -513,3 +513,22 @@ def test_python_callers_tune_without_the_command():
     assert report.counts.complete == 2 and report.study is not None
     best = trial_config(best_trials(report.study)[0])
     assert best["fusion"].startswith("film:") and best["head"].startswith("mlp") and best["epochs"] == 1
+
+
+# --------------------------------------------------------------------------------- test metrics
+def test_summary_hides_test_metrics_unless_asked(tmp_path):
+    """The best trials are shown by their validation score; their test score only with --show-test."""
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = ["tune", "--fusion", "concat_mlp", "--head", "linear", "--trials", "2", "--storage", db,
+              "--study", "s", "--data-factory", DATA_FACTORY, "--out", str(tmp_path / "runs"), *TINY_FLAGS]  # fmt: skip
+    wide = {"COLUMNS": "200"}  # no header wraps
+    hidden = CliRunner().invoke(main, common, env=wide)
+    assert hidden.exit_code == 0, hidden.output
+    assert "val_macro_f1 (max)" in hidden.output and "test macro_f1" not in hidden.output
+    assert "--show-test" in hidden.output  # the way to see them is named
+    shown = CliRunner().invoke(main, [*common, "--show-test"], env=wide)
+    assert shown.exit_code == 0, shown.output
+    assert "test macro_f1" in shown.output and "selected on the validation split only" in shown.output
+    best = best_trials(_load(db, "s"))[0]
+    row = next(line for line in shown.output.splitlines() if line.startswith(f"│ {best.number} "))
+    assert f"{best.user_attrs['metrics']['test_macro_f1']:.4g}" in row

@@ -140,6 +140,11 @@ TUNE_FLAGS = {
 )
 @click.option("--plots", is_flag=True, help="Save optimization history and parameter importances (PNG).")
 @click.option(
+    "--show-test",
+    is_flag=True,
+    help="Also show the best trials' test metric (stored with every trial, never used to select one).",
+)
+@click.option(
     "--show-space",
     "show_space",
     type=PluginSpecList("fusion"),
@@ -322,7 +327,9 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
     after = budget_counts(study.get_trials(deepcopy=False))
     if quiet:
         return
-    print_summary(console, study, settings, storage, before, after, time.monotonic() - started)
+    print_summary(
+        console, study, settings, storage, before, after, time.monotonic() - started, options["show_test"]
+    )
     if options["export_path"]:
         _export(console, study, settings, config, options)
     if options["plots"]:
