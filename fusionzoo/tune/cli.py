@@ -240,6 +240,7 @@ def _settings(config: Any, options: dict[str, Any], plugins: tuple[str, ...]) ->
 def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> None:
     import optuna
 
+    from fusionzoo.launch.resources import torch_threads
     from fusionzoo.tune import TuneError
     from fusionzoo.tune.budget import budget_counts
     from fusionzoo.tune.display import TuneDisplay, print_summary
@@ -285,19 +286,20 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
             )
     if data is None and before.counted < settings.trials:
         data = load_training_data(settings, console=None if quiet else console)  # fills the cache once
+    threads = config.bench.threads or 1  # as bench: every trial trains at --threads (default 1)
     started = time.monotonic()
     try:
-        with TuneDisplay(console, settings, study, quiet) as display:
+        with TuneDisplay(console, settings, study, quiet) as display, torch_threads(threads):
             if on_ray or workers > 1:
                 if on_ray:
                     from fusionzoo.launch.ray_tune import launch_ray_workers
 
                     codes = launch_ray_workers(
-                        settings, workers, address=config.bench.ray_address, threads=config.bench.threads or 1,
+                        settings, workers, address=config.bench.ray_address, threads=threads,
                         poll=display.refresh,
                     )  # fmt: skip
                 else:
-                    codes = launch_workers(settings, workers, poll=display.refresh)
+                    codes = launch_workers(settings, workers, threads=threads, poll=display.refresh)
                 bad = [i for i, code in enumerate(codes) if code != 0]
                 if bad:
                     after = budget_counts(study.get_trials(deepcopy=False))
@@ -307,10 +309,6 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
                         f"of {settings.trials}. Rerun the same command to continue it."
                     )
             else:
-                if config.bench.threads:
-                    import torch
-
-                    torch.set_num_threads(config.bench.threads)
                 run_worker(
                     settings,
                     data=data,
