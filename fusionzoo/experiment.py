@@ -259,6 +259,7 @@ class Experiment:
                 resolve_objectives(config.tune.metric, [])
             except TuneError as exc:
                 raise ConfigError(f"--tune-trials tunes on [tune] metric: {exc}") from None
+            self._check_tune_seed()
             self._check_tune_space()
         heads = [canonical_spec("head", h) for h in config.bench.heads]
         try:
@@ -279,6 +280,19 @@ class Experiment:
                 if pair not in seen:
                     seen.add(pair)
                     build_once(run, pair)
+
+    def _check_tune_seed(self) -> None:
+        """``--tune-trials``: the trials' training seed is none of the evaluation seeds."""
+        from fusionzoo.tune.study import TUNING_SEED_OFFSET, tuning_seed
+
+        seed = tuning_seed(self.config.tune.seed)
+        if seed in self.config.bench.seeds:
+            raise ConfigError(
+                f"--tune-trials: the trials train with seed {seed} ({TUNING_SEED_OFFSET} + [tune] seed "
+                f"{self.config.tune.seed}), which is also an evaluation seed in --seeds / [bench] seeds "
+                f"{', '.join(map(str, self.config.bench.seeds))}; a reported seed must not repeat the "
+                "trial that won on its own luck: drop it from the seeds or choose another [tune] seed"
+            )
 
     def _check_tune_space(self) -> None:
         """``--tune-trials``: every ``[space]`` entry belongs to some cell of the grid."""

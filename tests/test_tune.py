@@ -20,6 +20,7 @@ from tune_helpers import (
     SYNCED_DATA_FACTORY,
     TINY_FLAGS,
     TINY_RUN,
+    record_training_threads,
     subprocess_env,
     tiny_data,
 )
@@ -515,7 +516,35 @@ def test_python_callers_tune_without_the_command():
     assert best["fusion"].startswith("film:") and best["head"].startswith("mlp") and best["epochs"] == 1
 
 
-# --------------------------------------------------------------------------------- test metrics
+# ------------------------------------------------------------------------- seeds, threads, test metrics
+@pytest.mark.parametrize(("flags", "threads"), [([], 1), (["--threads", "2"], 2)])
+def test_trials_train_at_the_bench_thread_count_and_a_tuning_seed(monkeypatch, tmp_path, flags, threads):
+    """``fusionzoo tune`` trains every trial at ``--threads`` (default 1, as bench): on every core a
+    small model trained 40-80x slower per epoch on a busy machine. Trials train with seed 10000 +
+    --seed, which is no evaluation seed."""
+    import torch
+
+    seen = record_training_threads(monkeypatch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # what the machine would give a process that sets nothing
+    try:
+        result = _tune("--fusion", "concat_mlp", "--head", "linear", "--trials", "2", "--storage", "memory",
+                       "--seed", "4", "--data-factory", DATA_FACTORY, "--out", str(tmp_path), *TINY_FLAGS,
+                       *flags)  # fmt: skip
+        assert torch.get_num_threads() == 3  # restored afterwards
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    assert seen == [(10_004, threads)] * 2
+
+
+def test_export_refuses_seeds_that_repeat_the_tuning_seed(tmp_path):
+    result = _tune("--fusion", "concat_mlp", "--storage", "memory", "--export", str(tmp_path / "b.toml"),
+                   "--export-seeds", "0,10000", "--data-factory", DATA_FACTORY)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "contain 10000, the seed every trial trains with" in result.output
+
+
 def test_summary_hides_test_metrics_unless_asked(tmp_path):
     """The best trials are shown by their validation score; their test score only with --show-test."""
     db = f"sqlite:///{tmp_path / 'optuna.db'}"

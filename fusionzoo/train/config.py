@@ -30,7 +30,8 @@ MODES = ("frozen", "finetune")
 # so results of older code are never reused or averaged with new ones.
 # 2: the standard weight-decay split, paper_loss's three terms, qformer self-attention, unimodal projections
 # 3: the schedule is transformers' get_cosine_schedule_with_warmup (warm-up starts at 0, not 1/W)
-# 4: macro-F1 over all C classes (labels=range(C))
+# 4: macro-F1 over all C classes (labels=range(C)); bench --tune-trials trains the best trial's fusion and
+#    head specs, its trials train with seed 10000 + [tune] seed and pick best epochs on the [train] metric
 TRAINING_SEMANTICS = 4
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 PAPER_LOSS_WEIGHT = 1.0 / 3.0  # FLUID: L = 1/3·CE + 1/3·L_contrastive + 1/3·L_MoE

@@ -99,7 +99,8 @@ TUNE_FLAGS = {
              "[default: sqlite in the runs dir]."),
         flag("study", "tune.study", help="Study name [default: <fusion>__<head>__<metric>]."),
         flag("seed", "tune.seed", type=click.IntRange(min=0),
-             help="Seed of the sampler and of every trial's training [default: 0]."),
+             help="Seed of the sampler; every trial trains with seed 10000 + this, never an evaluation "
+             "seed [default: 0]."),
         flag("metric", "tune.metric", callback=_metric,
              help="Validation metric to maximise [default: val_macro_f1]."),
         flag("objectives", "tune.objectives", callback=_objectives, metavar="M1,M2",
@@ -232,6 +233,16 @@ def _settings(config: Any, options: dict[str, Any], plugins: tuple[str, ...]) ->
         worker_index=options["worker_index"],
     )
     tune_config = config.tune
+    seed = settings.base_config["seed"]
+    if options["export_path"] and seed in tune_config.export_seeds:
+        from fusionzoo.config import ConfigError
+        from fusionzoo.tune.study import TUNING_SEED_OFFSET
+
+        raise ConfigError(
+            f"--export-seeds {','.join(map(str, tune_config.export_seeds))} contain {seed}, the seed every "
+            f"trial trains with ({TUNING_SEED_OFFSET} + --seed {tune_config.seed}): the exported benchmark's "
+            "seeds must not repeat the trial that won on its own luck"
+        )
     if len(tune_config.objectives) > 1 and tune_config.pruner != "none" and options.get("pruner"):
         click.echo(f"--pruner {tune_config.pruner} is ignored: Optuna cannot prune multi-objective studies")
     return settings
