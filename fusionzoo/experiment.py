@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusionzoo import registry
+from fusionzoo.bench.identity import run_code, training_regime
 from fusionzoo.bench.results import config_id_of, run_id_of
 from fusionzoo.config import UNIMODAL, ConfigError, ExperimentConfig
 from fusionzoo.evaluation.train_time import expand_train_protocols
 from fusionzoo.prepare import DataOptions, ResolvedInputs, materialise, resolve_inputs
 from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
 
-__all__ = ["Experiment", "RunSpec", "plugin_versions"]
+__all__ = ["Experiment", "RunSpec", "canonical_spec", "plugin_versions"]
 
 VALIDATION_CLASSES = 4  # heads are built once at this class count to validate their specs
 
@@ -50,7 +51,10 @@ def plugin_versions(fusion: str, head: str) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of the grid: a dataset (with its data fingerprint) and a complete RunConfig."""
+    """One run of the grid: a dataset (with its data fingerprint) and a complete RunConfig.
+
+    Its identity (:mod:`fusionzoo.bench.results`) also covers the code of the plugins it uses and its
+    training regime (``world`` DDP processes, the AMP precision): :mod:`fusionzoo.bench.identity`."""
 
     dataset: str
     config: RunConfig
@@ -58,9 +62,12 @@ class RunSpec:
     plugins: str = ""
     identity: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     kind: str = "train"  # "train": a fusion + head trained by the Trainer; "probe": the linear-probe floor
+    world: int = 1  # processes that train the run together (DDP)
 
     @classmethod
-    def create(cls, dataset: str, config: RunConfig, data_fingerprint: str, kind: str = "train") -> RunSpec:
+    def create(
+        cls, dataset: str, config: RunConfig, data_fingerprint: str, kind: str = "train", world: int = 1
+    ) -> RunSpec:
         head = config.head or config.resolved_head()
         plugins = plugin_versions(config.fusion, head) if kind == "train" else ""
         identity = {
@@ -71,10 +78,16 @@ class RunSpec:
             "config_hash": config.config_hash(),
             "semantics": TRAINING_SEMANTICS,
             "plugins": plugins,
+            "code": run_code(config, dataset, kind),
+            "regime": training_regime(config, world) if kind == "train" else "",
         }
         identity["config_id"] = config_id_of(identity)
         identity["run_id"] = run_id_of(identity["config_id"], config.seed)
-        return cls(dataset, config, data_fingerprint, plugins, identity, kind)
+        return cls(dataset, config, data_fingerprint, plugins, identity, kind, world)
+
+    def with_config(self, config: RunConfig) -> RunSpec:
+        """The same run (dataset, data, kind, world size) with another configuration."""
+        return RunSpec.create(self.dataset, config, self.data_fingerprint, self.kind, self.world)
 
     @property
     def fusion(self) -> str:
@@ -113,7 +126,8 @@ class RunSpec:
         return {**self.identity, "seed": int(self.seed)}
 
 
-def _canonical(kind: str, spec: str, defaults: dict[str, dict[str, Any]] | None = None) -> str:
+def canonical_spec(kind: str, spec: str, defaults: dict[str, dict[str, Any]] | None = None) -> str:
+    """The canonical spec string of ``spec`` (validated; ``defaults[name]`` fills unset options)."""
     name, kwargs = registry.parse_spec(spec)
     registry.get_entry(kind, name)  # unknown name -> RegistryError listing the valid ones
     kwargs = {**(defaults or {}).get(name, {}), **kwargs}  # the preset's options, unless the spec sets them
@@ -166,6 +180,13 @@ class Experiment:
             for features in FEATURES
         ]
 
+    def world(self) -> int:
+        """Processes that train each run together: torchrun's world size, else ``--ddp`` (1 without)."""
+        from fusionzoo.launch.select import distributed_world  # the launch package imports every launcher
+
+        running = distributed_world()
+        return running if running > 1 else int(self.config.bench.ddp or 1)
+
     def data_options(self, dataset: str) -> DataOptions:
         bench = self.config.bench
         return DataOptions(
@@ -189,14 +210,14 @@ class Experiment:
             fusion, _, pinned = item.partition("@")
             pairs.append(
                 (
-                    _canonical("fusion", fusion, config.fusion_options),
-                    _canonical("head", pinned) if pinned else None,
+                    canonical_spec("fusion", fusion, config.fusion_options),
+                    canonical_spec("head", pinned) if pinned else None,
                 )
             )
         if self.with_unimodal(dataset):
             present = {registry.parse_spec(f)[0] for f, _ in pairs}
             pairs += [
-                (_canonical("fusion", u, config.fusion_options), None)
+                (canonical_spec("fusion", u, config.fusion_options), None)
                 for u in UNIMODAL
                 if u not in present and u in registry.list_fusions()
             ]
@@ -238,8 +259,9 @@ class Experiment:
                 resolve_objectives(config.tune.metric, [])
             except TuneError as exc:
                 raise ConfigError(f"--tune-trials tunes on [tune] metric: {exc}") from None
+            self._check_tune_seed()
             self._check_tune_space()
-        heads = [_canonical("head", h) for h in config.bench.heads]
+        heads = [canonical_spec("head", h) for h in config.bench.heads]
         try:
             expand_train_protocols(config.bench.train_protocols)
         except registry.RegistryError as exc:
@@ -265,12 +287,25 @@ class Experiment:
                     seen.add(pair)
                     build_once(run, pair)
 
+    def _check_tune_seed(self) -> None:
+        """``--tune-trials``: the trials' training seed is none of the evaluation seeds."""
+        from fusionzoo.tune.study import TUNING_SEED_OFFSET, tuning_seed
+
+        seed = tuning_seed(self.config.tune.seed)
+        if seed in self.config.bench.seeds:
+            raise ConfigError(
+                f"--tune-trials: the trials train with seed {seed} ({TUNING_SEED_OFFSET} + [tune] seed "
+                f"{self.config.tune.seed}), which is also an evaluation seed in --seeds / [bench] seeds "
+                f"{', '.join(map(str, self.config.bench.seeds))}; a reported seed must not repeat the "
+                "trial that won on its own luck: drop it from the seeds or choose another [tune] seed"
+            )
+
     def _check_tune_space(self) -> None:
         """``--tune-trials``: every ``[space]`` entry belongs to some cell of the grid."""
         from fusionzoo.bench.tuned import cell_space_overrides
         from fusionzoo.tune.space import SearchSpaceError
 
-        heads = [_canonical("head", h) for h in self.config.bench.heads]
+        heads = [canonical_spec("head", h) for h in self.config.bench.heads]
         base = self.base_run_config()
         cells = [
             ("", fusion, base.replace(fusion=fusion, head=head).resolved_head(), "")
@@ -304,10 +339,11 @@ class Experiment:
         the dataset and builds its encoders)."""
         config = self.config
         base = self.base_run_config()
-        heads = [_canonical("head", h) for h in config.bench.heads]
+        heads = [canonical_spec("head", h) for h in config.bench.heads]
         train_protocols = expand_train_protocols(config.bench.train_protocols)
         specs: list[RunSpec] = []
         seen: set[str] = set()
+        world = self.world()
         for dataset in config.bench.datasets:
             fingerprint = (fingerprints or {}).get(dataset) or self.inputs(dataset).fingerprint
             if self.with_probe(dataset):  # first: cheap, and the floor every fusion is compared with
@@ -317,9 +353,9 @@ class Experiment:
                     for head in [pinned] if pinned else heads or [None]:
                         for train_protocol in train_protocols:  # the train-time protocol axis
                             run = base.replace(fusion=fusion, head=head, seed=int(seed))
-                            run = run.replace(head=_canonical("head", run.resolved_head()))
+                            run = run.replace(head=canonical_spec("head", run.resolved_head()))
                             run = run.replace(train_protocol=train_protocol or run.train_protocol)
-                            spec = RunSpec.create(dataset, run, fingerprint)
+                            spec = RunSpec.create(dataset, run, fingerprint, world=world)
                             if spec.run_id not in seen:
                                 seen.add(spec.run_id)
                                 specs.append(spec)

@@ -44,6 +44,8 @@ def identity(fusion: str, head: str) -> dict:
         "config_hash": "h-" + fusion.split(":")[0],
         "semantics": "1",
         "plugins": "",
+        "code": "",
+        "regime": "",
     }
     return {**parts, "config_id": config_id_of(parts)}
 
@@ -81,7 +83,7 @@ def build_runs_dir(root: Path, optional: bool = True, optuna_study: bool = True)
                 "params": 1000 * (len(fusion) + 1),
                 "config": json.dumps({"dim": 16, "batch_size": 32, "metric": "accuracy", "epochs": 4}),
                 "test_accuracy": float(correct.mean()),
-                "test_macro_f1": float(f1_score(truth, pred, average="macro")),
+                "test_macro_f1": float(f1_score(truth, pred, labels=range(NUM_CLASSES), average="macro")),
                 "test_acc_human": float(correct[is_human].mean()),
                 **{f"test_acc_geo_{g}": float(correct[geo == g].mean()) for g in GEOS},
                 "val_accuracy": float(correct.mean()) - 0.02,

@@ -289,3 +289,119 @@ def test_a_real_full_disk_mid_grid(data_dir, tmp_path):
         assert "disk full while writing" in result.output and "Traceback" not in result.output
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+# ------------------------------------------------------------------------------ code and regime identity
+EDITABLE_PLUGIN = """import torch
+from fusionzoo.fusions._vector import VectorFusion
+from fusionzoo.registry import register_fusion
+
+
+@register_fusion
+class Editable(VectorFusion):
+    name = "test_editable_fusion"
+
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.p = torch.nn.Linear(2 * dim, dim)
+
+    def fuse(self, v, t, has_image, has_text):
+        return self.p(torch.cat([v, t], dim=-1)){suffix}
+"""
+
+
+def test_an_edited_plugin_file_is_retrained_and_the_bench_says_why(data_dir, tmp_path):
+    """The source of a --plugin file is part of its runs' identity: unchanged, the run is reused; edited,
+    it is trained again and the bench names the plugin whose code changed."""
+    plugin = tmp_path / "editable.py"
+    plugin.write_text(EDITABLE_PLUGIN.format(suffix=""))
+    args = _args(data_dir, tmp_path / "r", "--fusions", "test_editable_fusion", "--seeds", "0",
+                 "--plugin", str(plugin), "--jobs", "1")  # fmt: skip
+    first = CliRunner().invoke(bench, args)
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(bench, args)
+    assert again.exit_code == 0 and "1 finished run(s) reused" in again.output, again.output
+    plugin.write_text(EDITABLE_PLUGIN.format(suffix=" * 2.0"))
+    edited = CliRunner().invoke(bench, args)
+    assert edited.exit_code == 0, edited.output
+    assert "0 finished run(s) reused" in edited.output
+    assert "not reused" in edited.output and "the code of test_editable_fusion changed" in edited.output
+    table = _table(tmp_path / "r")
+    assert len(table) == 2 and table["code"].nunique() == 2 and table["config_id"].nunique() == 2
+
+
+def test_a_plugin_hash_covers_the_modules_it_builds_on(tmp_path, monkeypatch):
+    """A plugin's code hash follows its imports into its own package (and fusionzoo's shared layers),
+    not into modules it does not import; a built-in's hash covers the layers it imports."""
+    import importlib
+    import sys
+
+    from fusionzoo.bench.identity import plugin_hash
+
+    package = tmp_path / "fz_codepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("SCALE = 1.0\n")
+    (package / "unrelated.py").write_text("X = 1\n")
+    (package / "fusion.py").write_text(
+        "from fz_codepkg.helpers import SCALE\nfrom fusionzoo.layers.mlp import MLP\n\nclass F:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("fz_codepkg.fusion")
+    try:
+        before = plugin_hash(module.F)
+        assert len(before) == 12 and plugin_hash(module.F) == before  # stable
+        (package / "unrelated.py").write_text("X = 2  # not imported by the plugin\n")
+        assert plugin_hash(module.F) == before
+        (package / "helpers.py").write_text("SCALE = 2.0  # a helper of the plugin changed\n")
+        assert plugin_hash(module.F) != before
+    finally:
+        for name in [n for n in sys.modules if n.startswith("fz_codepkg")]:
+            del sys.modules[name]
+
+    from fusionzoo import registry
+    from fusionzoo.bench import identity
+
+    film = registry.get_entry("fusion", "film").obj
+    assert plugin_hash(film) == plugin_hash(film)
+    files = {path.name for path, _ in identity._HASHES[film.__module__][1]}
+    assert {"film.py", "_vector.py", "pooling.py"} <= files  # its base class and the shared layers
+
+
+def test_the_world_size_and_the_precision_are_part_of_a_run(monkeypatch):
+    """DDP world size and the AMP dtype change training: they are in the identity, the bench names them
+    when a run is not reused, and a process that would train in another regime refuses the run."""
+    import torch
+
+    from fusionzoo.bench.results import reuse_report
+    from fusionzoo.experiment import RunSpec
+    from fusionzoo.launch.base import RunTask, execute_run
+    from fusionzoo.train.config import RunConfig
+
+    run = RunConfig(fusion="concat_mlp", head="linear", dim=8, epochs=1, device="auto", amp="auto")
+    one = RunSpec.create("synth", run, "fp")
+    two = RunSpec.create("synth", run, "fp", world=2)
+    assert one.identity["regime"] == "world=1,precision=fp32" and two.identity["regime"].startswith("world=2")
+    assert one.run_id != two.run_id and one.config_hash == two.config_hash
+    row = {**one.identity_columns(), "status": "ok"}
+    _, reasons = reuse_report([two], pd.DataFrame([row]))
+    assert list(reasons) == ["the training regime changed (world 1 → 2)"]
+
+    # on a CUDA machine with bf16, "auto" trains in bf16: another run than fp16 or fp32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    regimes = {amp: RunSpec.create("synth", run.replace(amp=amp), "fp").identity["regime"]
+               for amp in ("auto", "fp16", "off")}  # fmt: skip
+    assert regimes == {
+        "auto": "world=1,precision=bf16",
+        "fp16": "world=1,precision=fp16",
+        "off": "world=1,precision=fp32",
+    }
+    on_gpu = RunSpec.create("synth", run, "fp")
+    monkeypatch.undo()  # this process has no GPU: it would train the bf16 run in fp32
+    record = execute_run(RunTask(on_gpu, None), data=None)
+    assert record.status == "failed"
+    assert (
+        "world=1,precision=fp32" in record.row["error"]
+        and "says world=1,precision=bf16" in record.row["error"]
+    )

@@ -169,6 +169,22 @@ def test_metrics_on_hand_made_predictions():
     assert m["acc_human"] == pytest.approx(2 / 3)  # rows 0, 2, 3: right, wrong, right
 
 
+def test_macro_metrics_average_over_every_class_of_the_data():
+    """macro-F1/precision/recall average over all C classes (labels=range(C)), not over the classes that
+    occur in the labels or the predictions: a class never predicted (1), a class predicted but never
+    present (3) and a class neither present nor predicted (4) all count, with F1 = 0."""
+    labels = np.array([0, 0, 1, 2, 2])
+    preds = np.array([0, 0, 0, 2, 3])
+    m = classification_metrics(labels, np.eye(5)[preds], num_classes=5)
+    # class 0: P 2/3, R 1, F1 0.8; class 2: P 1, R 1/2, F1 2/3; classes 1, 3, 4: 0
+    assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 5)
+    assert m["macro_precision"] == pytest.approx((2 / 3 + 1) / 5)
+    assert m["macro_recall"] == pytest.approx((1 + 0.5) / 5)
+    # the denominator is the data's, so a run predicting an absent class is not scored on another scale
+    other = classification_metrics(labels, np.eye(5)[np.array([0, 0, 0, 2, 0])], num_classes=5)
+    assert other["macro_recall"] == pytest.approx(m["macro_recall"])
+
+
 def test_top5_and_buckets_rule():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 50)

@@ -20,6 +20,7 @@ from tune_helpers import (
     SYNCED_DATA_FACTORY,
     TINY_FLAGS,
     TINY_RUN,
+    record_training_threads,
     subprocess_env,
     tiny_data,
 )
@@ -513,3 +514,50 @@ def test_python_callers_tune_without_the_command():
     assert report.counts.complete == 2 and report.study is not None
     best = trial_config(best_trials(report.study)[0])
     assert best["fusion"].startswith("film:") and best["head"].startswith("mlp") and best["epochs"] == 1
+
+
+# ------------------------------------------------------------------------- seeds, threads, test metrics
+@pytest.mark.parametrize(("flags", "threads"), [([], 1), (["--threads", "2"], 2)])
+def test_trials_train_at_the_bench_thread_count_and_a_tuning_seed(monkeypatch, tmp_path, flags, threads):
+    """``fusionzoo tune`` trains every trial at ``--threads`` (default 1, as bench): on every core a
+    small model trained 40-80x slower per epoch on a busy machine. Trials train with seed 10000 +
+    --seed, which is no evaluation seed."""
+    import torch
+
+    seen = record_training_threads(monkeypatch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # what the machine would give a process that sets nothing
+    try:
+        result = _tune("--fusion", "concat_mlp", "--head", "linear", "--trials", "2", "--storage", "memory",
+                       "--seed", "4", "--data-factory", DATA_FACTORY, "--out", str(tmp_path), *TINY_FLAGS,
+                       *flags)  # fmt: skip
+        assert torch.get_num_threads() == 3  # restored afterwards
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    assert seen == [(10_004, threads)] * 2
+
+
+def test_export_refuses_seeds_that_repeat_the_tuning_seed(tmp_path):
+    result = _tune("--fusion", "concat_mlp", "--storage", "memory", "--export", str(tmp_path / "b.toml"),
+                   "--export-seeds", "0,10000", "--data-factory", DATA_FACTORY)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "contain 10000, the seed every trial trains with" in result.output
+
+
+def test_summary_hides_test_metrics_unless_asked(tmp_path):
+    """The best trials are shown by their validation score; their test score only with --show-test."""
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = ["tune", "--fusion", "concat_mlp", "--head", "linear", "--trials", "2", "--storage", db,
+              "--study", "s", "--data-factory", DATA_FACTORY, "--out", str(tmp_path / "runs"), *TINY_FLAGS]  # fmt: skip
+    wide = {"COLUMNS": "200"}  # no header wraps
+    hidden = CliRunner().invoke(main, common, env=wide)
+    assert hidden.exit_code == 0, hidden.output
+    assert "val_macro_f1 (max)" in hidden.output and "test macro_f1" not in hidden.output
+    assert "--show-test" in hidden.output  # the way to see them is named
+    shown = CliRunner().invoke(main, [*common, "--show-test"], env=wide)
+    assert shown.exit_code == 0, shown.output
+    assert "test macro_f1" in shown.output and "selected on the validation split only" in shown.output
+    best = best_trials(_load(db, "s"))[0]
+    row = next(line for line in shown.output.splitlines() if line.startswith(f"│ {best.number} "))
+    assert f"{best.user_attrs['metrics']['test_macro_f1']:.4g}" in row

@@ -62,3 +62,20 @@ def tiny_data_broken_in_workers():
 
 
 BROKEN_IN_WORKERS_FACTORY = "tune_helpers:tiny_data_broken_in_workers"
+
+
+def record_training_threads(monkeypatch) -> list[tuple[int, int]]:
+    """Patch the trainer so every training (trial or run) records (its seed, torch's thread count)."""
+    import torch
+
+    import fusionzoo.train.trainer as trainer
+
+    seen: list[tuple[int, int]] = []
+    real = trainer.train_run
+
+    def recording(config, data, **kwargs):
+        seen.append((config.seed, torch.get_num_threads()))
+        return real(config, data, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_run", recording)
+    return seen

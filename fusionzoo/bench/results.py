@@ -16,15 +16,19 @@
 
 **Run identity** = everything that changes what is trained and tested:
 
-    config_id = hash(dataset, data_fingerprint, fusion, head, config_hash, semantics, plugins)
+    config_id = hash(dataset, data_fingerprint, fusion, head, config_hash, semantics, plugins, code, regime)
     run_id    = hash(config_id, seed)
 
 ``data_fingerprint`` covers the dataset files (CSVs, image files by size and mtime), the loader options,
 limit and filters, and the encoders (weights identity, preprocessing, token selection); ``config_hash``
 every RunConfig field that changes training; ``semantics`` is
 :data:`fusionzoo.train.config.TRAINING_SEMANTICS`; ``plugins`` the distribution and version of a
-third-party fusion or head. Runs of one ``config_id`` differ only by seed and are the only runs ever
-aggregated together; a rerun reuses a finished run of the same ``run_id`` only.
+third-party fusion or head; ``code`` a content hash of the source of each plugin the run uses (fusion,
+head, train-time protocol, dataset backend; :mod:`fusionzoo.bench.identity`), so an edited plugin is a new
+run ("not reused: the code of film changed"); ``regime`` the DDP world size and the AMP precision the run
+trains in. Tables written before ``code``/``regime`` existed read them as ``""``. Runs of one
+``config_id`` differ only by seed and are the only runs ever aggregated together; a rerun reuses a
+finished run of the same ``run_id`` only.
 
 Other columns: ``status`` (``ok`` | ``diverged`` | ``failed``), ``error`` (one line) and ``traceback``
 for failed runs, ``test_<metric>`` / ``val_<metric>`` for every metric column, ``train_time`` (s),
@@ -52,6 +56,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionzoo import __version__
+from fusionzoo.bench.identity import changed_code, regime_changes
 from fusionzoo.io import atomic_write, check_writable, disk_errors, file_lock
 
 __all__ = [
@@ -76,9 +81,14 @@ DIAGNOSTICS_FILE = "diagnostics.parquet"
 CLASSES_FILE = "classes.parquet"
 PROVENANCE_FILE = "provenance.parquet"
 # the parts of a configuration's identity, in the order "why was it not reused" names them
-CONFIG_PARTS = ("dataset", "data_fingerprint", "fusion", "head", "config_hash", "semantics", "plugins")
+CONFIG_PARTS = (
+    "dataset", "data_fingerprint", "fusion", "head", "config_hash", "semantics", "plugins", "code", "regime",
+)  # fmt: skip
 IDENTITY = (*CONFIG_PARTS, "seed", "config_id", "run_id")
-REQUIRED_COLUMNS = (*IDENTITY, "status", "error", "train_time", "params", "config")
+ADDED_PARTS = ("code", "regime")  # identity parts tables written before them lack: read as "" (unknown)
+REQUIRED_COLUMNS = (
+    *(c for c in IDENTITY if c not in ADDED_PARTS), "status", "error", "train_time", "params", "config",
+)  # fmt: skip
 FINISHED = ("ok", "diverged")
 PREDICTIONS_FIX = (
     "Move it away: the run still counts in every mean; only McNemar's test and the per-class and "
@@ -183,8 +193,12 @@ class ResultsStore:
     def load(self) -> pd.DataFrame:
         """The runs table (empty frame with the identity columns when nothing ran yet)."""
         if not self.results_path.exists():
-            return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
-        return read_table(self.results_path, REQUIRED_COLUMNS)
+            return pd.DataFrame(columns=[*REQUIRED_COLUMNS, *ADDED_PARTS])
+        frame = read_table(self.results_path, REQUIRED_COLUMNS)
+        for column in ADDED_PARTS:
+            if column not in frame.columns:
+                frame[column] = ""
+        return frame
 
     def load_history(self) -> pd.DataFrame:
         if not self.history_path.exists():
@@ -320,12 +334,6 @@ def reuse_report(specs: list[Any], frame: pd.DataFrame) -> tuple[list[str], dict
     if not len(frame):
         return reused, reasons
     done = frame[frame["status"].isin(FINISHED)]
-    names = {
-        "data_fingerprint": "the data changed (dataset files, options, limit/filters or encoders)",
-        "config_hash": "the training configuration changed",
-        "semantics": "fusionzoo's training semantics changed",
-        "plugins": "a plugin's version changed",
-    }
     for spec in specs:
         if spec.run_id in finished:
             continue
@@ -336,8 +344,27 @@ def reuse_report(specs: list[Any], frame: pd.DataFrame) -> tuple[list[str], dict
             & (done["seed"].astype(int) == spec.seed)
         ]
         for _, old in same.iterrows():
-            changed = [names[p] for p in names if str(old[p]) != str(spec.identity[p])]
-            key = "; ".join(changed) or "its identity changed"
+            key = "; ".join(_changes(old, spec.identity)) or "its identity changed"
             reasons.setdefault(key, []).append(spec.label)
             break
     return reused, reasons
+
+
+_REASONS = {
+    "data_fingerprint": "the data changed (dataset files, options, limit/filters or encoders)",
+    "config_hash": "the training configuration changed",
+    "semantics": "fusionzoo's training semantics changed",
+    "plugins": "a plugin's version changed",
+}
+
+
+def _changes(old: Any, identity: dict[str, Any]) -> list[str]:
+    """Why a finished run (``old``, a results row) is not the run ``identity`` describes, in words."""
+    out = [text for part, text in _REASONS.items() if str(old[part]) != str(identity[part])]
+    code = changed_code(str(old.get("code", "")), str(identity.get("code", "")))
+    if code:
+        out.append(f"the code of {', '.join(code)} changed")
+    regime = regime_changes(str(old.get("regime", "")), str(identity.get("regime", "")))
+    if regime:
+        out.append(f"the training regime changed ({regime})")
+    return out

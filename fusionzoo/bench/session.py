@@ -62,7 +62,7 @@ def _run_bench(
 ) -> GridOutcome:
     import torch
 
-    from fusionzoo.progress import progress_bar
+    from fusionzoo.launch.resources import torch_threads
 
     config = experiment.config
     fingerprints = {}
@@ -73,39 +73,21 @@ def _run_bench(
             store.dir, experiment.data_options(dataset), fingerprints[dataset]
         )  # for fusionzoo eval
     specs = experiment.grid(fingerprints)
-    chosen = {}
+    machine_threads = torch.get_num_threads()
+
+    def prepare(dataset: str) -> Any:
+        """The dataset's features, encoded (once) on the machine's threads as ``fusionzoo encode`` does."""
+        with torch_threads(machine_threads):
+            return experiment.training_data(dataset, console=console)
+
     trials = config.bench.tune_trials
-    if trials:
-        from fusionzoo.bench.tuned import tune_grid, tuned_specs
-
-        chosen = tune_grid(experiment, specs, store.dir, trials, console, fingerprints)
-        specs = tuned_specs(specs, chosen)
-    record_provenance(store, config, {d: experiment.inputs(d) for d in fingerprints}, specs)
-    print_reuse(console, specs, store)
-    finished = store.finished_ids()
-    for dataset in dict.fromkeys(s.dataset for s in specs if s.run_id not in finished):
-        console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
-        record_classes(store, dataset, experiment.training_data(dataset, console=console))
-
-    progress = progress_bar(console, unit="runs")
-    from fusionzoo.launch.select import launcher_for
-
-    launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
-    default_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with progress:
-            outcome = run_grid(
-                specs,
-                store,
-                experiment.training_data,
-                launcher=launcher,
-                progress=progress,
-                console=progress.console,
-                on_record=tracker.log_record if tracker is not None else None,
-            )
-    finally:
-        torch.set_num_threads(default_threads)
+    if trials:  # encoded before the trials, so tuning and training alone run at --threads
+        for dataset in dict.fromkeys(s.dataset for s in specs if s.kind == "train"):
+            prepare(dataset)
+    with torch_threads(threads):  # tuning, training and the provenance's thread count: one setting
+        specs, outcome, chosen = _tune_and_train(
+            experiment, store, console, tracker, specs, fingerprints, prepare
+        )
     if config.eval.suites:
         eval_after_bench(experiment, store, console, {s.run_id for s in specs})
     view = ResultsView.of(store, {s.run_id for s in specs}, config.metric)
@@ -133,6 +115,47 @@ def _run_bench(
         tracker.log_reused(reused, view.history)
         tracker.finish(bool(outcome.failed), artifacts)
     return outcome
+
+
+def _tune_and_train(
+    experiment: Experiment,
+    store: ResultsStore,
+    console: Any,
+    tracker: Any,
+    specs: list[Any],
+    fingerprints: dict[str, str],
+    prepare: Any,
+) -> tuple[list[Any], GridOutcome, dict[Any, Any]]:
+    """Steps 2–4 (with ``--tune-trials``, the studies first); the caller has set the thread count."""
+    from fusionzoo.launch.select import launcher_for
+    from fusionzoo.progress import progress_bar
+
+    config = experiment.config
+    chosen = {}
+    if config.bench.tune_trials:
+        from fusionzoo.bench.tuned import tune_grid, tuned_specs
+
+        chosen = tune_grid(experiment, specs, store.dir, config.bench.tune_trials, console, fingerprints)
+        specs = tuned_specs(specs, chosen)
+    record_provenance(store, config, {d: experiment.inputs(d) for d in fingerprints}, specs)
+    print_reuse(console, specs, store)
+    finished = store.finished_ids()
+    for dataset in dict.fromkeys(s.dataset for s in specs if s.run_id not in finished):
+        console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
+        record_classes(store, dataset, prepare(dataset))
+    progress = progress_bar(console, unit="runs")
+    launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
+    with progress:
+        outcome = run_grid(
+            specs,
+            store,
+            experiment.training_data,
+            launcher=launcher,
+            progress=progress,
+            console=progress.console,
+            on_record=tracker.log_record if tracker is not None else None,
+        )
+    return specs, outcome, chosen
 
 
 def record_provenance(store: ResultsStore, config: Any, inputs: dict[str, Any], specs: list[Any]) -> None:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from fusionzoo.bench.identity import check_regime
 from fusionzoo.io import DISK_FULL_ERRNOS, disk_errors
 from fusionzoo.registry import REGISTRIES
 
@@ -145,6 +146,7 @@ def execute_run(
 
             result = probe_run(spec.config, data, checkpoint_dir=checkpoint)
         else:
+            check_regime(spec)  # another world size or precision would be another run: refuse it
             result = train_run(spec.config, data, progress=progress, checkpoint_dir=checkpoint)
     except KeyboardInterrupt:
         if checkpoint is not None:

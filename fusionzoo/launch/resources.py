@@ -15,10 +15,12 @@ A worker process of slot ``i`` sees only GPU ``i mod GPUs`` (``CUDA_VISIBLE_DEVI
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["JobPlan", "available_memory", "plan_jobs", "usable_cores", "visible_gpus"]
+__all__ = ["JobPlan", "available_memory", "plan_jobs", "torch_threads", "usable_cores", "visible_gpus"]
 
 PROCESS_OVERHEAD = 600 << 20  # torch + fusionzoo imported, a small model and its optimiser
 
@@ -28,6 +30,19 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count at ``threads`` (at least 1), then restore it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def visible_gpus() -> int:

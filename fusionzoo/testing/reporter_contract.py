@@ -43,6 +43,8 @@ def example_results(folder: str | Path, metric: str = "test_accuracy") -> Any:
             "config_hash": "example",
             "semantics": 1,
             "plugins": "",
+            "code": "",
+            "regime": "",
         }
         config_id = config_id_of(parts)
         for seed in (0, 1):

@@ -32,7 +32,9 @@ MODES = ("frozen", "finetune")
 # 3: the schedule is transformers' get_cosine_schedule_with_warmup (warm-up starts at 0, not 1/W)
 # 4: the linear probe scores with predict_proba (two-class data); label_noise runs take class buckets
 #    and class weights from the labels they trained on (the noisy ones)
-TRAINING_SEMANTICS = 4
+# 5: macro-F1 over all C classes (labels=range(C)); bench --tune-trials trains the best trial's fusion and
+#    head specs, its trials train with seed 10000 + [tune] seed and pick best epochs on the [train] metric
+TRAINING_SEMANTICS = 5
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 PAPER_LOSS_WEIGHT = 1.0 / 3.0  # FLUID: L = 1/3·CE + 1/3·L_contrastive + 1/3·L_MoE
 # the three terms of FLUID's loss (paper §4: λ1 = λ2 = λ3 = 1/3); L_MoE is the load-balancing loss

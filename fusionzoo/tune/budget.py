@@ -30,6 +30,7 @@ __all__ = [
     "claim_or_overflow",
     "claim_slot",
     "counts_toward_budget",
+    "epochs_trained",
     "hide_overflow_failures",
 ]
 
@@ -57,6 +58,16 @@ class BudgetCounts:
     waiting: int = 0
     stale: int = 0  # failed by the heartbeat mechanism (retried or given up)
     overflow: int = 0
+    epochs: int = 0  # epochs trained by the finished trials (complete, pruned, failed): the compute spent
+
+
+def epochs_trained(trial: FrozenTrial) -> int:
+    """Epochs one finished trial trained (``epochs_run``; a pruned trial's epoch; else its reports)."""
+    attrs = trial.user_attrs
+    for key in ("epochs_run", "pruned_at_epoch"):
+        if isinstance(attrs.get(key), int):
+            return int(attrs[key])
+    return len(trial.intermediate_values)
 
 
 def budget_counts(trials: Sequence[FrozenTrial]) -> BudgetCounts:
@@ -81,6 +92,12 @@ def budget_counts(trials: Sequence[FrozenTrial]) -> BudgetCounts:
             else:
                 out.stale += 1
     out.finished = out.complete + out.pruned + out.failed
+    out.epochs = sum(
+        epochs_trained(t)
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.user_attrs.get(STATUS_ATTR) in ("failed", "diverged"))
+    )
     return out
 
 

@@ -99,7 +99,8 @@ TUNE_FLAGS = {
              "[default: sqlite in the runs dir]."),
         flag("study", "tune.study", help="Study name [default: <fusion>__<head>__<metric>]."),
         flag("seed", "tune.seed", type=click.IntRange(min=0),
-             help="Seed of the sampler and of every trial's training [default: 0]."),
+             help="Seed of the sampler; every trial trains with seed 10000 + this, never an evaluation "
+             "seed [default: 0]."),
         flag("metric", "tune.metric", callback=_metric,
              help="Validation metric to maximise [default: val_macro_f1]."),
         flag("objectives", "tune.objectives", callback=_objectives, metavar="M1,M2",
@@ -139,6 +140,11 @@ TUNE_FLAGS = {
     help="Export this trial instead of the best one (e.g. a point of the Pareto front).",
 )
 @click.option("--plots", is_flag=True, help="Save optimization history and parameter importances (PNG).")
+@click.option(
+    "--show-test",
+    is_flag=True,
+    help="Also show the best trials' test metric (stored with every trial, never used to select one).",
+)
 @click.option(
     "--show-space",
     "show_space",
@@ -227,6 +233,16 @@ def _settings(config: Any, options: dict[str, Any], plugins: tuple[str, ...]) ->
         worker_index=options["worker_index"],
     )
     tune_config = config.tune
+    seed = settings.base_config["seed"]
+    if options["export_path"] and seed in tune_config.export_seeds:
+        from fusionzoo.config import ConfigError
+        from fusionzoo.tune.study import TUNING_SEED_OFFSET
+
+        raise ConfigError(
+            f"--export-seeds {','.join(map(str, tune_config.export_seeds))} contain {seed}, the seed every "
+            f"trial trains with ({TUNING_SEED_OFFSET} + --seed {tune_config.seed}): the exported benchmark's "
+            "seeds must not repeat the trial that won on its own luck"
+        )
     if len(tune_config.objectives) > 1 and tune_config.pruner != "none" and options.get("pruner"):
         click.echo(f"--pruner {tune_config.pruner} is ignored: Optuna cannot prune multi-objective studies")
     return settings
@@ -235,6 +251,7 @@ def _settings(config: Any, options: dict[str, Any], plugins: tuple[str, ...]) ->
 def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> None:
     import optuna
 
+    from fusionzoo.launch.resources import torch_threads
     from fusionzoo.tune import TuneError
     from fusionzoo.tune.budget import budget_counts
     from fusionzoo.tune.display import TuneDisplay, print_summary
@@ -280,19 +297,20 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
             )
     if data is None and before.counted < settings.trials:
         data = load_training_data(settings, console=None if quiet else console)  # fills the cache once
+    threads = config.bench.threads or 1  # as bench: every trial trains at --threads (default 1)
     started = time.monotonic()
     try:
-        with TuneDisplay(console, settings, study, quiet) as display:
+        with TuneDisplay(console, settings, study, quiet) as display, torch_threads(threads):
             if on_ray or workers > 1:
                 if on_ray:
                     from fusionzoo.launch.ray_tune import launch_ray_workers
 
                     codes = launch_ray_workers(
-                        settings, workers, address=config.bench.ray_address, threads=config.bench.threads or 1,
+                        settings, workers, address=config.bench.ray_address, threads=threads,
                         poll=display.refresh,
                     )  # fmt: skip
                 else:
-                    codes = launch_workers(settings, workers, poll=display.refresh)
+                    codes = launch_workers(settings, workers, threads=threads, poll=display.refresh)
                 bad = [i for i, code in enumerate(codes) if code != 0]
                 if bad:
                     after = budget_counts(study.get_trials(deepcopy=False))
@@ -302,10 +320,6 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
                         f"of {settings.trials}. Rerun the same command to continue it."
                     )
             else:
-                if config.bench.threads:
-                    import torch
-
-                    torch.set_num_threads(config.bench.threads)
                 run_worker(
                     settings,
                     data=data,
@@ -322,7 +336,9 @@ def _run(console: Any, settings: Any, config: Any, options: dict[str, Any]) -> N
     after = budget_counts(study.get_trials(deepcopy=False))
     if quiet:
         return
-    print_summary(console, study, settings, storage, before, after, time.monotonic() - started)
+    print_summary(
+        console, study, settings, storage, before, after, time.monotonic() - started, options["show_test"]
+    )
     if options["export_path"]:
         _export(console, study, settings, config, options)
     if options["plots"]:

@@ -84,8 +84,19 @@ class TuneDisplay:
 
 
 def print_summary(
-    console: Any, study: Any, settings: Any, storage: Any, before: Any, after: Any, seconds: float
+    console: Any,
+    study: Any,
+    settings: Any,
+    storage: Any,
+    before: Any,
+    after: Any,
+    seconds: float,
+    show_test: bool = False,
 ) -> None:
+    """The best trials (or the Pareto front) by their validation scores and the study's counts.
+
+    Test metrics are stored with every trial but shown only with ``show_test`` (``--show-test``): a
+    test score beside the validation score invites choosing a trial on the test split."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -100,8 +111,10 @@ def print_summary(
     table.add_column("#", justify="right")
     for o in objectives:
         table.add_column(f"{o.key} ({'max' if o.direction == 'maximize' else 'min'})", justify="right")
-    if not multi:
-        table.add_column("test " + objectives[0].key.removeprefix("val_"), justify="right")
+    test_key = "test_" + objectives[0].key.removeprefix("val_")
+    show_test = show_test and not multi
+    if show_test:
+        table.add_column(f"test {test_key[5:]}", justify="right")
     table.add_column("fusion")
     table.add_column("head")
     table.add_column("lr", justify="right")
@@ -110,8 +123,8 @@ def print_summary(
         config = trial.user_attrs.get("config", {})
         metrics = trial.user_attrs.get("metrics", {})
         row = [str(trial.number)] + [fmt_value(v) for v in trial.values]
-        if not multi:
-            row.append(fmt_value(metrics.get("test_" + objectives[0].key.removeprefix("val_"))))
+        if show_test:
+            row.append(fmt_value(metrics.get(test_key)))
         row += [
             str(config.get("fusion", "?")),
             str(config.get("head", "?")),
@@ -121,6 +134,12 @@ def print_summary(
         table.add_row(*(escape(cell) for cell in row))
     if shown:
         console.print(table)
+        if show_test:
+            console.print(
+                "[dim]test scores for reference: trials are selected on the validation split only[/dim]"
+            )
+        elif not multi:
+            console.print("[dim]each trial's test metrics are stored with it; --show-test shows them[/dim]")
     ran = after.finished - before.finished
     console.print(
         f"{ran} trial(s) this run in {seconds:.0f} s; study: {after.complete} complete, {after.pruned} pruned, "

@@ -123,7 +123,7 @@ class Objective:
         *,
         progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        from fusionzoo.train.config import RunConfig
+        from fusionzoo.tune.study import trial_base_config
 
         self.settings = settings
         self.space = space
@@ -134,14 +134,7 @@ class Objective:
         self.prune_key = (
             self.objectives[0].key if not self.multi and self.objectives[0].is_validation else None
         )
-        base = dict(settings.base_config)
-        base.setdefault("fusion", space.fusion)
-        base["fusion"], base["head"] = space.fusion, space.head
-        base.setdefault("seed", settings.seed)
-        primary = self.objectives[0].key[4:] if self.objectives[0].is_validation else ""
-        if primary in ("macro_f1", "accuracy"):  # best epoch = the epoch with the best tuned metric
-            base["metric"] = primary
-        self.base = RunConfig.from_dict(base)
+        self.base = trial_base_config(settings, space)
         self.progress = progress
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -161,7 +154,10 @@ class Objective:
         if suggestion.fixed:
             trial.set_user_attr("fixed_params", suggestion.fixed)
 
+        trained = {"epochs": 0}  # epochs this trial trained, whatever ends it (the compute it took)
+
         def on_epoch(epoch: int, val_metrics: dict[str, float]) -> None:
+            trained["epochs"] = epoch
             if self.prune_key is None:
                 return
             value = val_metrics.get(self.prune_key[4:])
@@ -171,6 +167,7 @@ class Objective:
             if epoch < config.epochs and trial.should_prune():  # a finished run is never pruned
                 trial.set_user_attr(STATUS_ATTR, "pruned")
                 trial.set_user_attr("pruned_at_epoch", epoch)
+                trial.set_user_attr("epochs_run", epoch)
                 trial.set_user_attr("metrics", {f"val_{k}": float(v) for k, v in val_metrics.items()})
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.prune_key}={value:.4f})")
 
@@ -186,6 +183,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
+            trial.set_user_attr("epochs_run", trained["epochs"])
             self._fail(trial, "failed", exc)
             raise
         metrics = self._metrics(result, config)

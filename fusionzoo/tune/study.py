@@ -24,6 +24,8 @@ from fusionzoo.tune.storage import ResolvedStorage, first_line
 
 __all__ = [
     "STUDY_ATTR",
+    "TUNING_SEED_OFFSET",
+    "StudyMismatchError",
     "TuneSettings",
     "best_trials",
     "build_settings_space",
@@ -34,10 +36,28 @@ __all__ = [
     "sampler_seed",
     "settings_from_config",
     "study_identity",
+    "trial_base_config",
     "trial_config",
+    "tuning_seed",
 ]
 
 STUDY_ATTR = "fusionzoo"
+# Trials train with seed TUNING_SEED_OFFSET + [tune] seed: never one of the evaluation seeds (a bench's
+# [bench] seeds, tune's export seeds), so no reported seed repeats the trial that won on its own luck.
+TUNING_SEED_OFFSET = 10_000
+
+
+def tuning_seed(seed: int) -> int:
+    """The training seed of every trial of a study whose ``[tune] seed`` is ``seed``."""
+    return TUNING_SEED_OFFSET + int(seed)
+
+
+class StudyMismatchError(TuneError):
+    """An existing study was created for other settings (:func:`open_study`); ``details`` names them."""
+
+    def __init__(self, message: str, name: str, storage: str, details: str) -> None:
+        super().__init__(message)
+        self.name, self.storage, self.details = name, storage, details
 
 
 # --------------------------------------------------------------------------------------------- settings
@@ -76,6 +96,9 @@ class TuneSettings:
     worker_index: int = 0
     aux_losses: list[str] | None = None  # None: probe the model
     data_fingerprint: str = ""  # of the data the trials train on (set before the study is opened)
+    # True (fusionzoo tune): a trial's best epoch is the one with the best objective (macro_f1/accuracy);
+    # False (bench --tune-trials): base_config's metric picks it, as it does for every run of the grid
+    select_on_objective: bool = True
 
     def objective_specs(self) -> list[ObjectiveSpec]:
         return resolve_objectives(self.metric, self.objectives)
@@ -134,7 +157,7 @@ def settings_from_config(
         pruner=tune_config.pruner,
         sampler=tune_config.sampler,
         runs_dir=runs_dir,
-        base_config=experiment.base_run_config(seed=tune_config.seed).to_dict(),
+        base_config=experiment.base_run_config(seed=tuning_seed(tune_config.seed)).to_dict(),
         data_options=dataclasses.asdict(experiment.data_options(dataset)),
         data_factory=data_factory,
         space_overrides=dict(config.space),
@@ -247,10 +270,13 @@ def open_study(
                 f"{key}: the study has {_short(recorded.get(key))}, this run {_short(identity[key])}"
                 for key in changed
             )
-            raise TuneError(
+            raise StudyMismatchError(
                 f"study '{name}' in {storage.display} was created for other settings ({details}). Its trials "
                 f"would not be comparable with new ones; use another --study name (e.g. --study {name}-2) "
-                "or the study's own settings"
+                "or the study's own settings",
+                name,
+                storage.display,
+                details,
             )
     return study
 
@@ -265,10 +291,10 @@ def study_identity(settings: TuneSettings, space: SearchSpace) -> dict[str, Any]
 
     Two trials of one study must be comparable, so resuming a study with any of these changed is
     refused (:func:`open_study`)."""
-    from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
+    from fusionzoo.train.config import TRAINING_SEMANTICS
     from fusionzoo.tune.space import TRAIN_FIELD_OF, describe_distribution
 
-    base = RunConfig.from_dict({**settings.base_config, "fusion": space.fusion, "head": space.head})
+    base = trial_base_config(settings, space)
     searched = {TRAIN_FIELD_OF.get(p.name, p.name) for p in space.searched() if p.component == "train"}
     fixed = {k: v for k, v in base.identity().items() if k not in searched and k not in ("fusion", "head")}
     return {
@@ -277,6 +303,7 @@ def study_identity(settings: TuneSettings, space: SearchSpace) -> dict[str, Any]
         "head": space.head,
         "data": settings.data_fingerprint,
         "epochs": base.epochs,
+        "train_seed": base.seed,
         "fixed": json_safe(fixed),
         "space": {
             p.name: (repr(p.fixed) if p.is_fixed else describe_distribution(p.distribution))
@@ -284,6 +311,21 @@ def study_identity(settings: TuneSettings, space: SearchSpace) -> dict[str, Any]
         },
         "semantics": TRAINING_SEMANTICS,
     }
+
+
+def trial_base_config(settings: TuneSettings, space: SearchSpace) -> Any:
+    """The ``RunConfig`` every trial starts from: ``base_config`` with the study's fusion and head, its
+    seed (default :func:`tuning_seed` of ``settings.seed``) and the metric that picks its best epoch."""
+    from fusionzoo.train.config import RunConfig
+
+    base = dict(settings.base_config)
+    base["fusion"], base["head"] = space.fusion, space.head
+    base.setdefault("seed", tuning_seed(settings.seed))
+    primary = settings.objective_specs()[0]
+    metric = primary.key[len("val_") :] if primary.is_validation else ""
+    if settings.select_on_objective and metric in ("macro_f1", "accuracy"):
+        base["metric"] = metric  # best epoch = the epoch with the best tuned metric
+    return RunConfig.from_dict(base)
 
 
 def json_safe(value: Any) -> Any:

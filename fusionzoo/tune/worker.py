@@ -248,20 +248,20 @@ def launch_workers(
     settings: TuneSettings,
     workers: int,
     *,
+    threads: int = 1,
     poll: Callable[[], None] | None = None,
     poll_interval: float = 1.0,
 ) -> list[int]:
     """Start ``workers`` spawned processes on one study; return their exit codes.
 
     ``poll()`` is called every ``poll_interval`` seconds while they run (progress display).
-    Each child gets ``worker_index`` 0..N-1 (so the seeded samplers differ) and an equal share of the
-    CPU threads. Ctrl-C terminates the children; their RUNNING trials are failed by the heartbeat
-    mechanism and retried on the next run.
+    Each child gets ``worker_index`` 0..N-1 (so the seeded samplers differ) and trains on ``threads``
+    CPU threads (``--threads``, as every bench run). Ctrl-C terminates the children; their RUNNING
+    trials are failed by the heartbeat mechanism and retried on the next run.
     """
     if workers < 1:
         raise TuneError(f"--workers must be >= 1, got {workers}")
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
     processes = [
         context.Process(
             target=_worker_entry,
