@@ -219,6 +219,9 @@ class Experiment:
             registry.validate_spec("launcher", config.bench.launcher)
         except registry.RegistryError as exc:
             raise ConfigError(f"--launcher / [bench] launcher: {exc}") from None
+        from fusionzoo.launch.select import check_cluster
+
+        check_cluster(config.bench)
         from fusionzoo.metrics.base import column_direction
 
         try:
