@@ -1,0 +1,123 @@
+"""Bad input found by the attack of issue 18: typed dataset options, loss weights no run uses, and
+error messages whose sentences ran together. Each is an exit 2 before any data is generated."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from fusionzoo import registry
+from fusionzoo.bench.cli import bench
+from fusionzoo.cli import main
+from fusionzoo.data.base import DataError
+from fusionzoo.datasets.base import load_dataset
+
+
+def _bench(tmp_path, *args: str):
+    data_dir = tmp_path / "data"
+    result = CliRunner().invoke(
+        bench, ["--data-dir", str(data_dir), "--out", str(tmp_path / "runs"), "--dry-run", *args]
+    )
+    return result, data_dir
+
+
+# ------------------------------------------------------------------------------------ dataset options
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("size=abc", "synth option size='abc': input should be a valid integer"),
+        (
+            "size=3.5",
+            "synth option size=3.5: input should be a valid integer, got a number with a fractional",
+        ),
+        ("zipf=steep", "synth option zipf='steep': input should be a valid number"),
+        ("limit=ten", "synth option limit='ten'"),
+        ("check_images=maybe", "synth option check_images='maybe': input should be a valid boolean"),
+    ],
+)
+def test_a_data_option_of_the_wrong_type_is_a_usage_error(tmp_path, option, message):
+    result, data_dir = _bench(tmp_path, "--fusions", "film", "--data-option", option)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and not data_dir.exists()
+
+
+def test_data_options_are_converted_to_their_declared_types(tmp_path):
+    backend = registry.create("dataset", "synth")
+    converted = backend.check_options({"size": "240", "text_fields": ["name"], "geos": "cz,sk", "zipf": 1})
+    assert converted == {"size": 240, "text_fields": ("name",), "geos": "cz,sk", "zipf": 1}
+    assert isinstance(converted["size"], int)
+    splits = load_dataset("synth", data_dir=str(tmp_path), size="240", image_size=16)  # a TOML string
+    assert len(splits.train) + len(splits.val) + len(splits.test) <= 240
+    with pytest.raises(DataError, match=r"csv option test_fraction='half'"):
+        registry.create("dataset", "csv").check_options({"test_fraction": "half"})
+
+
+# --------------------------------------------------------------------------------------- loss weights
+@pytest.mark.parametrize(
+    ("weights", "named"),
+    [
+        ("contrastve=0.9", "a loss named 'contrastve' (did you mean 'contrastive'?). Its losses: "),
+        ("bogus=1", "a loss named 'bogus'. Its losses: "),
+    ],
+)
+def test_a_loss_weight_no_run_uses_is_an_error_listing_the_losses(tmp_path, weights, named):
+    result, data_dir = _bench(tmp_path, "--fusions", "fluid,film", "--loss-weights", weights)
+    assert result.exit_code == 2 and named in result.output, result.output
+    assert "Its losses: ce, contrastive, load_balance, router_z (ce: the classification loss" in result.output
+    assert not data_dir.exists()
+
+
+def test_a_loss_weight_is_checked_against_the_whole_grid(tmp_path):
+    # film@linear has no aux loss, fluid (moe head) has contrastive: the weight is used by some run
+    ok, _ = _bench(
+        tmp_path, "--fusions", "fluid,film", "--heads", "linear", "--loss-weights", "contrastive=0.5"
+    )
+    assert ok.exit_code == 0, ok.output
+    # without fluid no run has it; fluid:contrastive=false returns no contrastive loss either
+    for fusions in ("film,concat_mlp", "fluid:contrastive=false"):
+        bad, _ = _bench(
+            tmp_path, "--fusions", fusions, "--heads", "linear", "--loss-weights", "contrastive=0.5"
+        )
+        assert bad.exit_code == 2 and "no run of this grid has a loss named 'contrastive'" in bad.output
+        assert "Its losses: ce (ce: the classification loss" in bad.output
+
+
+def test_tune_checks_its_loss_weights_before_loading_data(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        ["tune", "--fusion", "film", "--loss-weights", "load_balance=0.1", "--data-dir", str(tmp_path / "d"),
+         "--storage", "memory"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "a loss named 'load_balance'" in result.output, result.output
+    assert "Its losses: ce (ce: the classification loss" in result.output  # film + its natural head (mlp)
+    assert not (tmp_path / "d").exists()
+
+
+# ---------------------------------------------------------------------------------------- punctuation
+def test_an_unknown_plugin_name_reads_as_separate_sentences():
+    with pytest.raises(registry.RegistryError) as caught:
+        registry.get_entry("fusion", "flim")
+    names = ", ".join(registry.list_fusions())
+    assert str(caught.value) == (
+        f"fusion 'flim' is not registered (did you mean 'film', 'fluid' or 'lmf'?). Registered fusions: {names}"
+    )
+    with pytest.raises(registry.RegistryError) as caught:
+        registry.get_entry("fusion", "xyzzy")
+    assert str(caught.value) == f"fusion 'xyzzy' is not registered. Registered fusions: {names}"
+
+
+def test_the_command_line_shows_the_same_sentences(tmp_path):
+    result, _ = _bench(tmp_path, "--fusions", "flim,fluid@mooe")
+    assert result.exit_code == 2
+    assert (
+        "fusion 'flim' is not registered (did you mean 'film', 'fluid' or 'lmf'?). Registered fusions: "
+        in (result.output)
+    )
+    assert "\nhead 'mooe' is not registered (did you mean 'moe'?). Registered heads: linear, mlp, moe" in (
+        result.output
+    )
+    assert "?." not in result.output and "registered Registered" not in result.output
+    launcher = CliRunner().invoke(bench, ["--launcher", "raay", "--dry-run"])
+    assert (
+        "launcher 'raay' is not registered (did you mean 'ray'?). Registered launchers: " in launcher.output
+    )
