@@ -125,6 +125,46 @@ def resolve_image_paths(
     return pd.Series(out, index=relative.index, dtype=object)
 
 
+def class_labels(
+    labels: pd.Series, rows: pd.Series, source: Path, column: str, info: dict[str, Any]
+) -> pd.Series:
+    """A CSV's stripped label column as class labels, each class spelled one way.
+
+    A label with bytes that are not valid UTF-8 is refused (each such spelling would become a class
+    of its own); a whole number written with a decimal point (``3.0``, as spreadsheets and pandas
+    write an integer column with gaps) is read as the integer, with a warning, so ``3`` and ``3.0`` are
+    one class; two other spellings of one number (``03`` and ``3``) are refused naming both."""
+    undecodable = labels.str.contains(REPLACEMENT_CHAR, regex=False).to_numpy()
+    if undecodable.any():
+        first = int(np.flatnonzero(undecodable)[0])
+        raise DataError(
+            f"{source} line {rows.iat[first]}: the label {labels.iat[first]!r} in column {column!r} has bytes "
+            f"that are not valid UTF-8 (shown as U+FFFD; {int(undecodable.sum())} row(s)), so it would be a "
+            "class of its own: save the CSV as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        )
+    integral = labels.str.fullmatch(r"[+-]?\d+\.0+").to_numpy()
+    if integral.any():
+        written = labels[integral]
+        labels = labels.where(~integral, labels.str.replace(r"\.0+$", "", regex=True))
+        warn(
+            info,
+            f"{source}: {int(integral.sum())} label(s) in column {column!r} are whole numbers written with a "
+            f"decimal point ({examples(pd.unique(written))}); read as integers, so 3 and 3.0 are one class",
+        )
+    numbers = pd.to_numeric(labels, errors="coerce")
+    numeric = numbers.notna().to_numpy()
+    if numeric.any():
+        spellings = labels[numeric].groupby(numbers[numeric].to_numpy()).unique()
+        for value, spelt in spellings.items():
+            if len(spelt) > 1:
+                lines = [int(rows[labels == s].iat[0]) for s in spelt[:2]]
+                raise DataError(
+                    f"{source}: the labels {spelt[0]!r} (line {lines[0]}) and {spelt[1]!r} (line {lines[1]}) in "
+                    f"column {column!r} are the same number {value:g} written two ways; write each class one way"
+                )
+    return labels
+
+
 def normalise_label_source(values: pd.Series) -> pd.Series:
     return values.fillna("unknown").astype(str).str.strip().replace("", "unknown").astype(object)
 
