@@ -121,3 +121,27 @@ def test_the_command_line_shows_the_same_sentences(tmp_path):
     assert (
         "launcher 'raay' is not registered (did you mean 'ray'?). Registered launchers: " in launcher.output
     )
+
+
+# ------------------------------------------------------------------------------- --on-bad-image fail
+def test_bench_on_bad_image_fail_names_the_files_before_encoding(tmp_path, tiny_model_dirs):
+    import pandas as pd
+
+    from fusionzoo.testing.tiny_splits import write_tiny_glami
+
+    folder = tmp_path / "mine"
+    frame = pd.read_csv(write_tiny_glami(folder, n=40, bad=(2, 5)))
+    frame["image"] = "images/" + frame["image_path"].str.rsplit("/", n=1).str[-1]
+    frame[["image", "text", "label"]].to_csv(folder / "mine.csv", index=False)
+    result = CliRunner().invoke(
+        bench,
+        ["--dataset", "csv", "--data-option", f"csv={folder / 'mine.csv'}", "--data-dir", str(tmp_path / "data"),
+         "--image-encoder", f"timm:{tiny_model_dirs['image']}", "--text-encoder", f"hf:{tiny_model_dirs['text']}",
+         "--fusions", "concat_mlp", "--seeds", "0", "--epochs", "1", "--dim", "8", "--no-probe",
+         "--out", str(tmp_path / "runs"), "--on-bad-image", "fail"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "unreadable image(s) used by" in result.output and "nothing encoded" in result.output
+    for name in ("2.jpg", "5.jpg"):  # both fall in train, val or test: every split is checked at once
+        assert f"{folder.resolve() / 'images' / name} (not an image file PIL can read)" in result.output
+    assert not list((tmp_path / "data" / "features").glob("csv-*"))  # no entry, no partial: nothing encoded
