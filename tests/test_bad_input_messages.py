@@ -145,3 +145,47 @@ def test_bench_on_bad_image_fail_names_the_files_before_encoding(tmp_path, tiny_
     for name in ("2.jpg", "5.jpg"):  # both fall in train, val or test: every split is checked at once
         assert f"{folder.resolve() / 'images' / name} (not an image file PIL can read)" in result.output
     assert not list((tmp_path / "data" / "features").glob("csv-*"))  # no entry, no partial: nothing encoded
+
+
+# --------------------------------------------------------------------------------- runs-dir tables
+@pytest.mark.parametrize(
+    "name", ["history", "diagnostics", "classes", "provenance", "robustness", "efficiency"]
+)
+def test_every_damaged_table_of_the_runs_directory_is_named_when_it_is_opened(tmp_path, name):
+    import pandas as pd
+
+    from fusionzoo.bench.results import ResultsSchemaError, ResultsStore, write_table
+
+    path = write_table(tmp_path / f"{name}.parquet", pd.DataFrame({"run_id": ["r0"], "value": [0.5]}))
+    ResultsStore(tmp_path)  # readable: fine
+    path.write_bytes(path.read_bytes()[:-30])  # truncated (a full disk, a copy cut short)
+    with pytest.raises(ResultsSchemaError, match=rf"{name}.parquet is not a readable parquet table"):
+        ResultsStore(tmp_path)
+
+
+def test_a_truncated_history_stops_bench_before_training_not_after(tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    for option in ("size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"):
+        data += ["--data-option", option]
+    run = [
+        *data,
+        "--out",
+        str(tmp_path / "runs"),
+        "--epochs",
+        "1",
+        "--dim",
+        "8",
+        "--no-unimodal",
+        "--seeds",
+        "0",
+    ]
+    first = CliRunner().invoke(bench, [*run, "--fusions", "concat_mlp"])
+    assert first.exit_code == 0, first.output
+    history = tmp_path / "runs" / "history.parquet"
+    history.write_bytes(history.read_bytes()[: len(history.read_bytes()) // 2])
+    results = (tmp_path / "runs" / "results.parquet").read_bytes()
+    again = CliRunner().invoke(bench, [*run, "--fusions", "concat_mlp,film"])
+    assert again.exit_code == 1 and isinstance(again.exception, SystemExit), again.output
+    assert f"results file {history} is not a readable parquet table" in again.output
+    assert "loading" not in again.output  # nothing loaded or trained (was: film trained, then lost)
+    assert (tmp_path / "runs" / "results.parquet").read_bytes() == results

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from fusionzoo.bench.results import ResultsStore, _table_bytes, read_table
+from fusionzoo.bench.results import EFFICIENCY_FILE, ROBUSTNESS_FILE, ResultsStore, _table_bytes, read_table
 from fusionzoo.io import atomic_write, disk_errors, file_lock
 
 __all__ = [
@@ -34,8 +34,6 @@ __all__ = [
     "eval_fingerprint_of",
 ]
 
-ROBUSTNESS_FILE = "robustness.parquet"
-EFFICIENCY_FILE = "efficiency.parquet"
 # Version of what an evaluation row means (batching, seeding, metric set): part of every row's
 # fingerprint, so rows of older code are recomputed, never mixed with new ones.
 EVAL_SEMANTICS = 1
