@@ -165,3 +165,29 @@ def test_a_csv_in_a_missing_folder_is_named_not_the_image_root(tmp_path):
     train = make_csv(tmp_path, 12)
     with pytest.raises(DataError, match=r"test CSV: file .*test.csv not found: its folder"):
         load(tmp_path, csv=f"{train},{missing.with_name('test.csv')}")
+
+
+def test_a_symbolic_link_out_of_the_image_folder_is_refused(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(jpeg_bytes())
+    train = make_csv(data, 12)
+    (data / "img" / "1.jpg").unlink()
+    (data / "img" / "1.jpg").symlink_to(outside / "secret.jpg")
+    with pytest.raises(
+        DataError,
+        match=r"line 3 \(item_id train:3\): image 'img/1.jpg' is reached through a symbolic link and lies at "
+        r".*outside/secret.jpg, outside the image folder",
+    ):
+        load(tmp_path, csv=str(train))  # was: read, the containment check was lexical
+    (data / "img" / "1.jpg").unlink()
+    (data / "img" / "1.jpg").symlink_to(data / "img" / "2.jpg")  # a link that stays inside is fine
+    assert len(load(tmp_path, csv=str(train)).train) > 0
+    frame = pd.read_csv(train)  # a linked folder on the way out
+    (data / "elsewhere").symlink_to(outside, target_is_directory=True)
+    frame.loc[6, "photo"] = "elsewhere/secret.jpg"
+    frame.to_csv(train, index=False)
+    with pytest.raises(
+        DataError, match=r"line 8 \(item_id train:8\): image 'elsewhere/secret.jpg' is reached"
+    ):
+        load(tmp_path, csv=str(train))

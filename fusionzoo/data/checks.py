@@ -122,7 +122,44 @@ def resolve_image_paths(
                 "relative paths inside it"
             )
         out[position] = joined
+    escaping = _escaping_link(out, root)
+    if escaping is not None:
+        position, target = escaping
+        raise DataError(
+            f"{source} line {rows.iat[position]} (item_id {item_ids.iat[position]}): image "
+            f"{values.iat[position]!r} is reached through a symbolic link and lies at {target}, outside the "
+            f"image folder {root}; image references must stay inside it (links are followed before checking)"
+        )
     return pd.Series(out, index=relative.index, dtype=object)
+
+
+def _escaping_link(paths: np.ndarray, root: str) -> tuple[int, str] | None:
+    """``(position, real path)`` of the first of ``paths`` (inside ``root`` by name) that a symbolic
+    link (the file or a folder on the way) takes outside ``root``, else ``None``. One directory listing
+    per folder finds the linked files, so a folder of a million images costs one ``scandir``."""
+    real_root = os.path.realpath(root)
+
+    def inside(path: str) -> bool:
+        return path == real_root or path.startswith(real_root + os.sep)
+
+    folders: dict[str, tuple[str, set[str]]] = {}
+    found: list[tuple[int, str]] = []
+    unique, first = np.unique(paths.astype(str), return_index=True)
+    for path, position in zip(unique, first, strict=True):
+        folder, name = os.path.split(path)
+        if folder not in folders:
+            try:
+                with os.scandir(folder) as entries:
+                    links = {entry.name for entry in entries if entry.is_symlink()}
+            except OSError:  # a missing folder: its images are reported missing later
+                links = set()
+            folders[folder] = (os.path.realpath(folder), links)
+        real_folder, links = folders[folder]
+        if not inside(real_folder):
+            found.append((int(position), os.path.join(real_folder, name)))
+        elif name in links and not inside(target := os.path.realpath(path)):
+            found.append((int(position), target))
+    return min(found) if found else None  # the first row that escapes
 
 
 def class_labels(
