@@ -72,6 +72,20 @@ def test_a_loss_weight_is_checked_against_the_whole_grid(tmp_path):
         assert "Its losses: ce (ce: the classification loss" in bad.output
 
 
+def test_tune_checks_its_data_options_before_loading_data(tmp_path):
+    for option, message in (
+        ("size=abc", "synth option size='abc'"),
+        ("sise=3", "unknown synth option(s) sise"),
+    ):
+        result = CliRunner().invoke(
+            main,
+            ["tune", "--fusion", "film", "--data-option", option, "--data-dir", str(tmp_path / "d"),
+             "--storage", "memory"],
+        )  # fmt: skip
+        assert result.exit_code == 2 and message in result.output, result.output  # was a DataError traceback
+    assert not (tmp_path / "d").exists()
+
+
 def test_tune_checks_its_loss_weights_before_loading_data(tmp_path):
     result = CliRunner().invoke(
         main,

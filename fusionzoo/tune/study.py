@@ -121,7 +121,11 @@ def settings_from_config(
     aux_names = build_once(base, (base.fusion, base.resolved_head()))  # a bad spec or --dim fails now
     check_grid_loss_weights(base, [aux_names])
     if data_factory is None:
-        experiment.backend(dataset).check_options(dict(config.data))
+        backend = experiment.backend(dataset)
+        try:
+            backend.check_options(dict(config.data))
+        except ValueError as exc:  # a DataError: an unknown option or a value of the wrong type
+            raise ConfigError(str(exc)) from None
     return TuneSettings(
         fusion=fusion,
         head=head,
