@@ -58,6 +58,28 @@ def test_an_unreachable_cluster_is_named_at_once_before_any_data_work(command, t
     assert "Traceback" not in done.stderr and not (tmp_path / "data").exists()
 
 
+def test_eval_names_an_unreachable_cluster_before_any_data_work(tmp_path):
+    import pandas as pd
+
+    from fusionzoo.bench.results import REQUIRED_COLUMNS, write_table
+
+    (tmp_path / "runs").mkdir()
+    write_table(tmp_path / "runs" / "results.parquet", pd.DataFrame(columns=list(REQUIRED_COLUMNS)))
+    address = f"127.0.0.1:{_closed_port()}"
+    done, seconds = _fusionzoo(
+        "eval",
+        str(tmp_path / "runs"),
+        "--protocols",
+        "missing_image",
+        "--launcher",
+        "ray",
+        "--ray-address",
+        address,
+    )
+    assert done.returncode == 2 and seconds < 60, done.stderr
+    assert f"cannot reach the Ray cluster at {address} (--ray-address)" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("address", "env", "named"),
     [
