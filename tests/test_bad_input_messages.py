@@ -193,3 +193,11 @@ def test_a_truncated_history_stops_bench_before_training_not_after(tmp_path):
     assert f"results file {history} is not a readable parquet table" in again.output
     assert "loading" not in again.output  # nothing loaded or trained (was: film trained, then lost)
     assert (tmp_path / "runs" / "results.parquet").read_bytes() == results
+
+
+def test_a_misspelt_preset_gets_the_same_close_match():
+    result = CliRunner().invoke(bench, ["--config", "quik", "--dry-run"])
+    assert result.exit_code == 2
+    assert "config file quik not found (did you mean 'quick'?); give a TOML file or a packaged preset: " in (
+        result.output
+    )
