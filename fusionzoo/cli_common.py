@@ -103,14 +103,10 @@ class PluginSpecList(CommaList):
                 try:
                     name, _ = registry.parse_spec(part)
                     registry.get_entry(kind, name)
-                except registry.RegistryError as exc:
-                    problems.append(
-                        str(exc).split(" Registered")[0]
-                        + f". Valid {kind}s: "
-                        + ", ".join(registry.list_plugins(kind))
-                    )
+                except registry.RegistryError as exc:  # names the close matches and the registered ones
+                    problems.append(str(exc))
         if problems:
-            self.fail("; ".join(problems), param, ctx)
+            self.fail("\n".join(problems), param, ctx)
         return specs
 
 

@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fusionzoo.registry import did_you_mean
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -284,8 +286,9 @@ def resolve_preset(name_or_path: str | Path) -> tuple[str, str, str]:
     if "/" not in text and bare in preset_names():
         resource = resources.files(PRESETS_PACKAGE) / f"{bare}.toml"
         return resource.read_text(), f"preset '{bare}'", bare
+    hint = did_you_mean(bare, preset_names()) if "/" not in text else ""
     raise ConfigError(
-        f"config file {text} not found; give a TOML file or a packaged preset: {', '.join(preset_names())}"
+        f"config file {text} not found{hint}; give a TOML file or a packaged preset: {', '.join(preset_names())}"
     )
 
 

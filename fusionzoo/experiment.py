@@ -25,6 +25,7 @@ from fusionzoo.config import UNIMODAL, ConfigError, ExperimentConfig
 from fusionzoo.evaluation.train_time import expand_train_protocols
 from fusionzoo.prepare import DataOptions, ResolvedInputs, materialise, resolve_inputs
 from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
+from fusionzoo.train.losses import aux_loss_names, check_loss_weights
 
 __all__ = ["Experiment", "RunSpec", "canonical_spec", "plugin_versions"]
 
@@ -240,6 +241,9 @@ class Experiment:
             registry.validate_spec("launcher", config.bench.launcher)
         except registry.RegistryError as exc:
             raise ConfigError(f"--launcher / [bench] launcher: {exc}") from None
+        from fusionzoo.launch.select import check_cluster
+
+        check_cluster(config.bench)
         from fusionzoo.metrics.base import column_direction
 
         try:
@@ -279,13 +283,15 @@ class Experiment:
                 f"[eval] reference (the fusion effective robustness is measured against): {exc}"
             ) from None
         seen: set[tuple[str, str]] = set()
+        aux_names: list[tuple[str, ...] | None] = []
         for fusion, pinned in self.pairs(config.bench.datasets[0]):
             for head in [pinned] if pinned else heads or [None]:
                 run = base.replace(fusion=fusion, head=head)
                 pair = (fusion, run.resolved_head())
                 if pair not in seen:
                     seen.add(pair)
-                    build_once(run, pair)
+                    aux_names.append(build_once(run, pair))
+        check_grid_loss_weights(base, aux_names)
 
     def _check_tune_seed(self) -> None:
         """``--tune-trials``: the trials' training seed is none of the evaluation seeds."""
@@ -362,10 +368,26 @@ class Experiment:
         return specs
 
 
-def build_once(run: RunConfig, pair: tuple[str, str]) -> None:
-    """Build the fusion and head of ``run`` once at its width (tiny inputs, nothing trained)."""
+def build_once(run: RunConfig, pair: tuple[str, str]) -> tuple[str, ...] | None:
+    """Build the fusion and head of ``run`` once at its width (tiny inputs, nothing trained); returns
+    the names of the aux losses they return in training (``None`` when a forward pass on random tokens
+    fails: the trainer will say why)."""
     try:
-        registry.create_fusion(run.fusion, run.dim)
-        registry.create_head(pair[1], run.dim, VALIDATION_CLASSES)
+        fusion = registry.create_fusion(run.fusion, run.dim)
+        head = registry.create_head(pair[1], run.dim, VALIDATION_CLASSES)
     except registry.RegistryError as exc:
         raise ConfigError(f"{pair[0]} + {pair[1]} at dim={run.dim}: {exc}") from None
+    try:
+        return aux_loss_names(fusion, head, run.dim)
+    except Exception:  # noqa: BLE001 - a plugin that needs real inputs: its aux losses stay unknown
+        return None
+
+
+def check_grid_loss_weights(run: RunConfig, names: list[tuple[str, ...] | None]) -> None:
+    """``run.loss_weights`` name only losses of the grid (``names``: each pair's aux losses); a
+    ``ConfigError`` listing the valid ones. Not checked when a pair's aux losses are unknown."""
+    if run.loss_weights and all(n is not None for n in names):
+        try:
+            check_loss_weights(run.loss_weights, [name for pair in names for name in pair or ()])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None

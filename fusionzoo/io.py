@@ -54,6 +54,9 @@ def human_bytes(count: float) -> str:
 class DiskFullError(OSError):
     """The disk (or quota) is full; the message names the file, the free space and what to do."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
+        return self.strerror or super().__str__()
+
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so a rename inside it is durable (a no-op where directories cannot be opened)."""

@@ -17,8 +17,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,7 +230,7 @@ def encode_features(
 
     options = inputs.options
     enc = options.encoders
-    with disk_errors(options.cache_root(), "the feature cache"):
+    with disk_errors(options.cache_root(), "the feature cache"), _encoder_errors(options.dataset):
         return encode_splits(
             inputs.splits,
             inputs.image_encoder,
@@ -244,6 +246,19 @@ def encode_features(
             console=console,
             encode_entry=encode_entry,
         )
+
+
+@contextlib.contextmanager
+def _encoder_errors(dataset: str) -> Iterator[None]:
+    """An :class:`~fusionzoo.encoders.errors.EncoderError` while encoding (``--on-bad-image fail``
+    naming unreadable files, a damaged cache entry) as a :class:`PrepareError`: one message, no
+    traceback, in every command that prepares data."""
+    from fusionzoo.encoders.errors import EncoderError
+
+    try:
+        yield
+    except EncoderError as exc:
+        raise PrepareError(f"dataset '{dataset}': {exc}") from exc
 
 
 def prepare_data(options: DataOptions, console: Any = None, progress: bool = True) -> TrainingData:

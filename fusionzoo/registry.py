@@ -48,6 +48,7 @@ __all__ = [
     "create",
     "create_fusion",
     "create_head",
+    "did_you_mean",
     "format_spec",
     "get_entry",
     "get_fusion_class",
@@ -69,6 +70,18 @@ BUILTIN = "built-in"
 
 class RegistryError(ValueError):
     """A plugin name, spec string or hyperparameter is wrong; the message says what and how to fix it."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 1, cutoff: float = 0.6) -> str:
+    """``" (did you mean 'a', 'b' or 'c'?)"`` for the close matches of ``word`` (difflib), else ``""``.
+
+    A parenthetical placed before the sentence's own punctuation, so messages read
+    ``fusion 'flim' is not registered (did you mean 'film'?). Registered fusions: ...``."""
+    close = [repr(c) for c in difflib.get_close_matches(word, list(candidates), n=n, cutoff=cutoff)]
+    if not close:
+        return ""
+    listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f" (did you mean {listed}?)"
 
 
 @dataclass(frozen=True)
@@ -247,11 +260,9 @@ class Registry:
         """The entry for ``name``; an unknown name raises with close matches and the registered names."""
         names = self.names()
         if name not in self._entries:
-            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise RegistryError(
-                f"{self.kind} '{name}' is not registered{hint} Registered {self.plural}: "
-                f"{', '.join(names) or '(none)'}"
+                f"{self.kind} '{name}' is not registered{did_you_mean(name, names, n=3, cutoff=0.5)}. "
+                f"Registered {self.plural}: {', '.join(names) or '(none)'}"
             )
         return self._entries[name]
 
@@ -291,10 +302,8 @@ class Registry:
                 if accepts_any:
                     continue
                 valid = ", ".join(sorted(named)) or "(none)"
-                close = difflib.get_close_matches(key, list(named), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise RegistryError(
-                    f"{self.kind} '{name}' has no hyperparameter '{key}'{hint}; valid: {valid}"
+                    f"{self.kind} '{name}' has no hyperparameter '{key}'{did_you_mean(key, named)}; valid: {valid}"
                 )
             kwargs[key] = _coerce(self.kind, name, key, kwargs[key], named[key])
         return entry, kwargs

@@ -364,3 +364,31 @@ def test_two_processes_encoding_the_same_entry_serialise(tmp_path, tiny_model_di
     assert results[0][2:] == results[1][2:]
     entries = [p for p in (tmp_path / "c").iterdir() if p.is_dir()]
     assert len(entries) == 1 and not entries[0].name.endswith(".partial")
+
+
+def test_on_bad_image_fail_names_the_files_before_anything_is_encoded(tmp_path, tiny_model_dirs):
+    splits = splits_from_csv(write_tiny_glami(tmp_path / "data", n=20, bad=(2, 5)))
+    image, text = encoders(tiny_model_dirs)
+    calls = []
+    image.register_forward_pre_hook(lambda module, args: calls.append(1))
+    cache = tmp_path / "cache"
+    with pytest.raises(EncoderError) as caught:
+        run(splits, image, text, cache, split_names=["train", "test"], on_bad_image="fail")
+    message = str(caught.value)
+    frames = [splits.split(split) for split in ("train", "test")]
+    path_of = {i: p for f in frames for i, p in zip(f["item_id"], f["image_path"], strict=True)}
+    bad = [path_of[i] for i in ("item2", "item5") if i in path_of]
+    assert f"{len(bad)} unreadable image(s) used by {len(bad)} row(s) (" in message, message
+    assert "nothing encoded" in message and "--on-bad-image skip" in message
+    assert all(f"{path} (not an image file PIL can read)" in message for path in bad), message
+    assert calls == [] and not any(cache.glob("*train*"))  # no image was encoded (was: all of them first)
+
+
+def test_a_jpeg_truncated_after_its_header_is_named_when_it_is_decoded(tmp_path, tiny_model_dirs):
+    csv = write_tiny_glami(tmp_path / "data", n=20)
+    splits = splits_from_csv(csv)
+    path = Path(splits.train["image_path"].iloc[3])
+    path.write_bytes(path.read_bytes()[:-120])  # the header opens, the end of the scan data is cut
+    image, text = encoders(tiny_model_dirs)
+    with pytest.raises(EncoderError, match=rf"1 unreadable image\(s\) used by 1 row\(s\): {path} \(item_ids"):
+        run(splits, image, text, tmp_path / "cache", split_names=["train"], on_bad_image="fail")

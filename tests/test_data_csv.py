@@ -124,3 +124,70 @@ def test_byte_order_mark_is_tolerated(tmp_path):
     train.write_bytes(b"\xef\xbb\xbf" + train.read_bytes())
     splits = load(tmp_path, csv=str(train), item_id_col="id")
     assert splits.train["item_id"].str.startswith("x").all()
+
+
+def test_a_whole_number_written_with_a_decimal_point_is_one_class_with_a_warning(tmp_path):
+    train = make_csv(tmp_path, 40, labels=("3", "3.0", "4", "4.00"))
+    with pytest.warns(
+        DataWarning, match=r"20 label\(s\) in column 'y' are whole numbers written with a decimal"
+    ):
+        splits = load(tmp_path, csv=str(train))
+    assert splits.classes == ["3", "4"]  # was 4 classes: '3', '3.0', '4', '4.00'
+
+
+def test_one_number_spelt_two_other_ways_is_refused_naming_both(tmp_path):
+    train = make_csv(tmp_path, 40, labels=("3", "03", "4"))
+    with pytest.raises(
+        DataError,
+        match=r"train.csv: the labels '3' \(line 2\) and '03' \(line 3\) in column 'y' are the same number 3 "
+        r"written two ways",
+    ):
+        load(tmp_path, csv=str(train))
+
+
+def test_a_label_that_is_not_utf8_is_refused_naming_file_line_and_value(tmp_path):
+    train = make_csv(tmp_path, 40, labels=("café", "tea"))
+    train.write_bytes(train.read_bytes().replace("café".encode(), "café".encode("latin-1"), 3))
+    with pytest.raises(
+        DataError,
+        match="train.csv line 2: the label 'caf\ufffd' in column 'y' has bytes that are not valid UTF-8 "
+        r"\(shown as U\+FFFD; 3 row\(s\)\)",
+    ):
+        load(tmp_path, csv=str(train))  # was a class 'caf\ufffd' beside 'café'
+
+
+def test_a_csv_in_a_missing_folder_is_named_not_the_image_root(tmp_path):
+    missing = tmp_path / "nowhere" / "train.csv"
+    with pytest.raises(
+        DataError, match=r"train CSV: file .*train.csv not found: its folder .*nowhere does not"
+    ):
+        load(tmp_path, csv=str(missing))  # was "image root .../nowhere is not a folder"
+    train = make_csv(tmp_path, 12)
+    with pytest.raises(DataError, match=r"test CSV: file .*test.csv not found: its folder"):
+        load(tmp_path, csv=f"{train},{missing.with_name('test.csv')}")
+
+
+def test_a_symbolic_link_out_of_the_image_folder_is_refused(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(jpeg_bytes())
+    train = make_csv(data, 12)
+    (data / "img" / "1.jpg").unlink()
+    (data / "img" / "1.jpg").symlink_to(outside / "secret.jpg")
+    with pytest.raises(
+        DataError,
+        match=r"line 3 \(item_id train:3\): image 'img/1.jpg' is reached through a symbolic link and lies at "
+        r".*outside/secret.jpg, outside the image folder",
+    ):
+        load(tmp_path, csv=str(train))  # was: read, the containment check was lexical
+    (data / "img" / "1.jpg").unlink()
+    (data / "img" / "1.jpg").symlink_to(data / "img" / "2.jpg")  # a link that stays inside is fine
+    assert len(load(tmp_path, csv=str(train)).train) > 0
+    frame = pd.read_csv(train)  # a linked folder on the way out
+    (data / "elsewhere").symlink_to(outside, target_is_directory=True)
+    frame.loc[6, "photo"] = "elsewhere/secret.jpg"
+    frame.to_csv(train, index=False)
+    with pytest.raises(
+        DataError, match=r"line 8 \(item_id train:8\): image 'elsewhere/secret.jpg' is reached"
+    ):
+        load(tmp_path, csv=str(train))

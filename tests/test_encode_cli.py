@@ -106,6 +106,22 @@ def test_missing_weights_offline_is_a_clean_cli_error(synth_dir, tmp_path, monke
     assert "Traceback" not in result.output
 
 
+def test_a_full_disk_while_encoding_is_one_clean_message(synth_dir, tmp_path, monkeypatch):
+    import errno
+
+    import fusionzoo.encoders.cache as cache
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "append_chunk", full)
+    args = ["encode", "--dataset", "synth", "--data-dir", str(synth_dir), "--cache-dir", str(tmp_path / "c")]
+    result = CliRunner().invoke(main, [*args, "--data-option", "size=240"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "Error: disk full while writing the feature cache" in result.output
+    assert "rerun the same command" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

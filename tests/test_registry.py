@@ -61,7 +61,8 @@ def test_create_applies_spec_and_overrides_and_drops_none():
 
 def test_unknown_name_suggests_close_matches():
     with pytest.raises(
-        RegistryError, match=r"fusion 'concat_mpl' is not registered; did you mean 'concat_mlp'\?"
+        RegistryError,
+        match=r"fusion 'concat_mpl' is not registered \(did you mean 'concat_mlp'\?\)\. Registered",
     ):
         registry.create_fusion("concat_mpl", 8)
     with pytest.raises(RegistryError, match="head 'mop' is not registered"):

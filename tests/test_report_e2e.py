@@ -242,3 +242,45 @@ def test_bad_mlflow_uri_fails_before_any_data_work(tmp_path):
     )
     assert result.exit_code == 1 and "--mlflow bogus://nowhere" in result.output, result.output
     assert not (tmp_path / "data").exists() and not (out / "results.parquet").exists()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_mlflow_server_is_said_at_once_with_its_password_masked(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    url = f"http://me:secret@127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "fusionzoo", "bench", "--fusions", "concat_mlp", "--data-dir",
+         str(tmp_path / "data"), "--out", str(tmp_path / "runs"), "--mlflow", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and time.monotonic() - started < 60, done.stderr  # MLflow alone: ~250 s
+    assert f"--mlflow {url.replace('secret', '***')}: cannot reach" in done.stderr
+    assert "secret" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_reachable_mlflow_server_gets_short_http_limits(monkeypatch):
+    import socket
+
+    from fusionzoo.bench.tracking import HTTP_LIMITS, check_server
+
+    for name in HTTP_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")  # what the user set stays
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        check_server(f"http://127.0.0.1:{server.getsockname()[1]}")
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == HTTP_LIMITS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]

@@ -119,6 +119,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     from fusionzoo.bench.session import run_bench
     from fusionzoo.bench.tracking import TrackingError
     from fusionzoo.io import DiskFullError
+    from fusionzoo.launch.ray import RayConnectError
     from fusionzoo.launch.select import distributed_world
     from fusionzoo.prepare import PrepareError
     from fusionzoo.tune import TuneError
@@ -140,7 +141,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
             show_dry_run(experiment, store, console)
             return
         outcome = run_bench(experiment, store, console, experiment.config.bench.threads or 1)
-    except (PrepareError, DiskFullError, TrackingError, TuneError, SearchSpaceError) as exc:
+    except (PrepareError, DiskFullError, TrackingError, TuneError, SearchSpaceError, RayConnectError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         console.print(

@@ -64,6 +64,7 @@ __all__ = [
     "IDENTITY",
     "RESULTS_FILE",
     "SCHEMA_VERSION",
+    "TABLE_FILES",
     "ResultsError",
     "ResultsSchemaError",
     "ResultsStore",
@@ -80,6 +81,11 @@ HISTORY_FILE = "history.parquet"
 DIAGNOSTICS_FILE = "diagnostics.parquet"
 CLASSES_FILE = "classes.parquet"
 PROVENANCE_FILE = "provenance.parquet"
+ROBUSTNESS_FILE = "robustness.parquet"  # fusionzoo.evaluation.tables writes these two
+EFFICIENCY_FILE = "efficiency.parquet"
+TABLE_FILES = (
+    RESULTS_FILE, HISTORY_FILE, DIAGNOSTICS_FILE, CLASSES_FILE, PROVENANCE_FILE, ROBUSTNESS_FILE, EFFICIENCY_FILE
+)  # fmt: skip
 # the parts of a configuration's identity, in the order "why was it not reused" names them
 CONFIG_PARTS = (
     "dataset", "data_fingerprint", "fusion", "head", "config_hash", "semantics", "plugins", "code", "regime",
@@ -187,7 +193,16 @@ class ResultsStore:
         self.history_path = self.dir / HISTORY_FILE
         self.predictions_dir = self.dir / "predictions"
         self.checkpoints_dir = self.dir / "checkpoints"
-        self.load()  # fail early on an incompatible file
+        self.check_tables()  # fail early on an incompatible or damaged file
+
+    def check_tables(self) -> None:
+        """Read every table of the runs directory (:data:`TABLE_FILES`) once: an unreadable (truncated,
+        damaged) or incompatible one is a :class:`ResultsSchemaError` naming it now, before any work,
+        not when the first run that finishes is recorded beside it (and lost)."""
+        for name in TABLE_FILES:
+            path = self.dir / name
+            if path.exists():
+                read_table(path, REQUIRED_COLUMNS if name == RESULTS_FILE else ())
 
     # --------------------------------------------------------------------------------------- reading
     def load(self) -> pd.DataFrame:

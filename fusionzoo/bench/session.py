@@ -182,9 +182,10 @@ def open_tracker(config: Any, store: ResultsStore, console: Any) -> Any:
     if not config.bench.mlflow:
         return None
     from fusionzoo.bench.tracking import MlflowTracker
+    from fusionzoo.tune.storage import mask_url
 
     tracker = MlflowTracker(config.bench.mlflow, store.dir, config, console)
-    console.print(f"[bold]mlflow[/bold]: logging runs to {config.bench.mlflow}")
+    console.print(f"[bold]mlflow[/bold]: logging runs to {mask_url(config.bench.mlflow)}")
     return tracker
 
 

@@ -18,19 +18,50 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["MlflowTracker", "TrackingError"]
+from fusionzoo.endpoints import unreachable
+from fusionzoo.tune.storage import mask_url
+
+__all__ = ["MlflowTracker", "TrackingError", "check_server"]
 
 EXPERIMENT_PREFIX = "fusionzoo"
+# MLflow's HTTP settings for a bench: a tracking server that stops answering costs seconds, not minutes
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
 IDENTITY_PARAMS = ("dataset", "fusion", "head", "seed", "config_id", "run_id", "data_fingerprint", "mode")
 
 
 class TrackingError(RuntimeError):
     """MLflow is not installed or the tracking URI cannot be opened."""
+
+
+def check_server(uri: str) -> None:
+    """An ``http(s)://`` tracking server must accept a connection within seconds (``TrackingError``
+    naming the URL, password masked); every request then gets :data:`HTTP_LIMITS` unless the
+    environment sets them (MLflow's own defaults: 7 retries with backoff, 120 s each: minutes of
+    silence for a server that is down)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a port that is not a number
+        raise TrackingError(f"--mlflow {mask_url(uri)} is not a valid URL ({exc})") from None
+    if not host:
+        raise TrackingError(f"--mlflow {mask_url(uri)} is not a valid URL (no host)")
+    reason = unreachable(host, port)
+    if reason:
+        raise TrackingError(
+            f"--mlflow {mask_url(uri)}: cannot reach the MLflow tracking server at {host}:{port} ({reason}); "
+            "is `mlflow server` running there?"
+        )
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
 
 
 def _finite(value: Any) -> bool:
@@ -44,16 +75,17 @@ class MlflowTracker:
     """A parent MLflow run for one bench invocation; :meth:`log_run` adds a child per run."""
 
     def __init__(self, uri: str, runs_dir: str | Path, config: Any, console: Any = None) -> None:
+        self.console = console
+        self.runs_dir = Path(runs_dir)
+        self.uri = uri if "://" in uri or uri.startswith("file:") else f"sqlite:///{Path(uri).resolve()}"
+        self.enabled = True
+        check_server(self.uri)  # before importing MLflow (seconds): a server that is down is said at once
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
             raise TrackingError(
                 "--mlflow needs MLflow: pip install 'fusionzoo[mlflow]' (or mlflow-skinny)"
             ) from exc
-        self.console = console
-        self.runs_dir = Path(runs_dir)
-        self.uri = uri if "://" in uri or uri.startswith("file:") else f"sqlite:///{Path(uri).resolve()}"
-        self.enabled = True
         try:
             self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             self.experiment_id = self._experiment(f"{EXPERIMENT_PREFIX}:{self.runs_dir.resolve().name}")
@@ -63,7 +95,9 @@ class MlflowTracker:
                 tags={"fusionzoo.runs_dir": str(self.runs_dir.resolve())},
             )
         except Exception as exc:  # noqa: BLE001 - any backend error: say which URI
-            raise TrackingError(f"--mlflow {uri}: cannot open the tracking backend ({exc})") from exc
+            shown = mask_url(uri)
+            reason = str(exc).replace(uri, shown).replace(self.uri, mask_url(self.uri))
+            raise TrackingError(f"--mlflow {shown}: cannot open the tracking backend ({reason})") from exc
         self.parent_id = parent.info.run_id
         bench = config.bench
         self._batch(

@@ -122,7 +122,84 @@ def resolve_image_paths(
                 "relative paths inside it"
             )
         out[position] = joined
+    escaping = _escaping_link(out, root)
+    if escaping is not None:
+        position, target = escaping
+        raise DataError(
+            f"{source} line {rows.iat[position]} (item_id {item_ids.iat[position]}): image "
+            f"{values.iat[position]!r} is reached through a symbolic link and lies at {target}, outside the "
+            f"image folder {root}; image references must stay inside it (links are followed before checking)"
+        )
     return pd.Series(out, index=relative.index, dtype=object)
+
+
+def _escaping_link(paths: np.ndarray, root: str) -> tuple[int, str] | None:
+    """``(position, real path)`` of the first of ``paths`` (inside ``root`` by name) that a symbolic
+    link (the file or a folder on the way) takes outside ``root``, else ``None``. One directory listing
+    per folder finds the linked files, so a folder of a million images costs one ``scandir``."""
+    real_root = os.path.realpath(root)
+
+    def inside(path: str) -> bool:
+        return path == real_root or path.startswith(real_root + os.sep)
+
+    folders: dict[str, tuple[str, set[str]]] = {}
+    found: list[tuple[int, str]] = []
+    unique, first = np.unique(paths.astype(str), return_index=True)
+    for path, position in zip(unique, first, strict=True):
+        folder, name = os.path.split(path)
+        if folder not in folders:
+            try:
+                with os.scandir(folder) as entries:
+                    links = {entry.name for entry in entries if entry.is_symlink()}
+            except OSError:  # a missing folder: its images are reported missing later
+                links = set()
+            folders[folder] = (os.path.realpath(folder), links)
+        real_folder, links = folders[folder]
+        if not inside(real_folder):
+            found.append((int(position), os.path.join(real_folder, name)))
+        elif name in links and not inside(target := os.path.realpath(path)):
+            found.append((int(position), target))
+    return min(found) if found else None  # the first row that escapes
+
+
+def class_labels(
+    labels: pd.Series, rows: pd.Series, source: Path, column: str, info: dict[str, Any]
+) -> pd.Series:
+    """A CSV's stripped label column as class labels, each class spelled one way.
+
+    A label with bytes that are not valid UTF-8 is refused (each such spelling would become a class
+    of its own); a whole number written with a decimal point (``3.0``, as spreadsheets and pandas
+    write an integer column with gaps) is read as the integer, with a warning, so ``3`` and ``3.0`` are
+    one class; two other spellings of one number (``03`` and ``3``) are refused naming both."""
+    undecodable = labels.str.contains(REPLACEMENT_CHAR, regex=False).to_numpy()
+    if undecodable.any():
+        first = int(np.flatnonzero(undecodable)[0])
+        raise DataError(
+            f"{source} line {rows.iat[first]}: the label {labels.iat[first]!r} in column {column!r} has bytes "
+            f"that are not valid UTF-8 (shown as U+FFFD; {int(undecodable.sum())} row(s)), so it would be a "
+            "class of its own: save the CSV as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        )
+    integral = labels.str.fullmatch(r"[+-]?\d+\.0+").to_numpy()
+    if integral.any():
+        written = labels[integral]
+        labels = labels.where(~integral, labels.str.replace(r"\.0+$", "", regex=True))
+        warn(
+            info,
+            f"{source}: {int(integral.sum())} label(s) in column {column!r} are whole numbers written with a "
+            f"decimal point ({examples(pd.unique(written))}); read as integers, so 3 and 3.0 are one class",
+        )
+    numbers = pd.to_numeric(labels, errors="coerce")
+    numeric = numbers.notna().to_numpy()
+    if numeric.any():
+        spellings = labels[numeric].groupby(numbers[numeric].to_numpy()).unique()
+        for value, spelt in spellings.items():
+            if len(spelt) > 1:
+                lines = [int(rows[labels == s].iat[0]) for s in spelt[:2]]
+                raise DataError(
+                    f"{source}: the labels {spelt[0]!r} (line {lines[0]}) and {spelt[1]!r} (line {lines[1]}) in "
+                    f"column {column!r} are the same number {value:g} written two ways; write each class one way"
+                )
+    return labels
 
 
 def normalise_label_source(values: pd.Series) -> pd.Series:

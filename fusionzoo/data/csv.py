@@ -7,7 +7,10 @@
   paths and paths leaving ``image_root`` are rejected naming the row.
 - ``text_cols``: one or more columns joined with ``text_separator`` (NaN → "").
 - ``label_col``: any values; label ``i`` is the i-th label in ascending order (numeric when every label
-  is an integer, else text), computed from train and stored in ``<data dir>/labelmaps/``.
+  is an integer, else text), computed from train and stored in ``<data dir>/labelmaps/``. A whole
+  number written ``3.0`` is read as ``3`` (warned); a label that is not valid UTF-8, or one number
+  spelt two ways (``03`` and ``3``), is an error naming the file, line and value
+  (:func:`~fusionzoo.data.checks.class_labels`).
 - Optional ``item_id_col`` (default: ``train:<line>`` / ``test:<line>``), ``geo_col``,
   ``label_source_col`` (default ``unknown``: not human-labelled).
 - Without a test CSV a stratified, seeded ``test_fraction`` of the rows becomes the test split.
@@ -25,6 +28,7 @@ import pandas as pd
 
 from fusionzoo.data.base import DataError, DatasetSplits
 from fusionzoo.data.checks import (
+    class_labels,
     join_text,
     normalise_label_source,
     note_replacements,
@@ -46,6 +50,13 @@ def parse_csv_list(csv: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return [Path(item).expanduser() for item in items]
 
 
+def required_columns(
+    image_col: str, text_cols: Sequence[str], label_col: str, *optional: str | None
+) -> list[str]:
+    """The columns a CSV must have: image, text(s), label and each optional column that is named."""
+    return list(dict.fromkeys([image_col, *text_cols, label_col, *(c for c in optional if c)]))
+
+
 def read_split(
     path: Path,
     split: str,
@@ -61,13 +72,14 @@ def read_split(
     info: dict[str, Any],
 ) -> pd.DataFrame:
     """One user CSV as a raw frame (see :data:`fusionzoo.data.checks.RAW_COLUMNS`)."""
-    required = [image_col, *text_cols, label_col, *(c for c in (item_id_col, geo_col, label_source_col) if c)]
-    frame, replaced = read_csv_checked(path, list(dict.fromkeys(required)), what=f"{split} CSV")
+    required = required_columns(image_col, text_cols, label_col, item_id_col, geo_col, label_source_col)
+    frame, replaced = read_csv_checked(path, required, what=f"{split} CSV")
     labels = frame[label_col].fillna("").astype(str).str.strip()
     empty = labels == ""
     if empty.any():
         first = frame.loc[empty].iloc[0]
         raise DataError(f"{path} line {first['__row']}: empty label in column {label_col!r}")
+    labels = class_labels(labels, frame["__row"], path, label_col, info)
     if item_id_col:
         item_ids = frame[item_id_col].fillna("").astype(str).str.strip()
         if (item_ids == "").any():
@@ -124,6 +136,13 @@ def load_csv(
     paths = parse_csv_list(csv)
     if isinstance(text_cols, str):
         text_cols = [c.strip() for c in text_cols.split(",") if c.strip()]
+    required = required_columns(image_col, text_cols, label_col, item_id_col, geo_col, label_source_col)
+    for path, split in zip(paths, ("train", "test"), strict=False):  # before the image root (its folder)
+        if not path.is_file():
+            folder = "" if path.parent.is_dir() else f": its folder {path.parent} does not exist"
+            raise DataError(
+                f"{split} CSV: file {path} not found{folder} (expected a CSV with columns {', '.join(required)})"
+            )
     root = Path(image_root).expanduser() if image_root is not None else paths[0].resolve().parent
     if not root.is_dir():
         raise DataError(f"image root {root} is not a folder (the option image_root)")

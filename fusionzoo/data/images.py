@@ -189,6 +189,24 @@ def collate_items(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def unreadable_images(paths: Iterable[str]) -> dict[str, str]:
+    """``{path: why}`` for each file PIL cannot open as an image: missing, empty, not an image, a broken
+    header (and, for a PNG, a bad chunk checksum). Only headers are read; nothing is decoded, so a JPEG
+    truncated after its header is found when it is decoded."""
+    out: dict[str, str] = {}
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except FileNotFoundError:
+            out[path] = "file not found"
+        except UnidentifiedImageError:
+            out[path] = "not an image file PIL can read"
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            out[path] = f"{type(exc).__name__}: {str(exc).replace(repr(str(path)), 'it')}"
+    return out
+
+
 def check_image_files(frame: pd.DataFrame, *, deep: bool = False) -> pd.DataFrame:
     """Problems with the image files of ``frame``: columns item_id, image_path, problem.
 

@@ -236,7 +236,7 @@ def assemble_splits(
     limit: int | None = None,
     per_class_cap: int | None = None,
     label_source: str = "all",
-    geos: Sequence[str] | None = None,
+    geos: Sequence[str] | str | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
     on_bad_image: str = "skip",

@@ -22,10 +22,14 @@ it owns:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from fusionzoo.data.base import DataError, DatasetSplits
 from fusionzoo.registry import REGISTRIES
@@ -78,8 +82,23 @@ class DatasetBackend:
             if n != "self" and n not in COMMON_OPTIONS and p.kind is not inspect.Parameter.VAR_KEYWORD
         )
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        """Raise :class:`DataError` naming unknown options and the valid ones."""
+    @classmethod
+    def option_types(cls) -> dict[str, Any]:
+        """The annotation of each option: the keyword parameters of ``load`` and, for the common
+        options, of :func:`~fusionzoo.data.loading.assemble_splits`, where they end up."""
+        from fusionzoo.data.loading import assemble_splits
+
+        types: dict[str, Any] = {}
+        for func, names in ((assemble_splits, COMMON_OPTIONS), (cls.load, [*cls.option_names(), "data_dir"])):
+            with contextlib.suppress(Exception):  # an annotation that does not resolve is not checked
+                hints = typing.get_type_hints(func)
+                types.update({n: hints[n] for n in names if n in hints})
+        return types
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Raise :class:`DataError` naming unknown options and the valid ones, or an option whose value
+        does not fit its type; returns the options with values converted where their type asks
+        (``size="4000"`` → 4000, a list for a tuple), others as given."""
         valid = self.option_names()
         unknown = sorted(set(options) - set(valid) - set(COMMON_OPTIONS))
         if unknown:
@@ -87,6 +106,8 @@ class DatasetBackend:
                 f"unknown {self.name} option(s) {', '.join(unknown)} for dataset '{self.name}'; valid: "
                 f"{', '.join(valid) or '(none)'} (and the common options {', '.join(COMMON_OPTIONS[1:])})"
             )
+        types = self.option_types()
+        return {k: _typed(self.name, k, v, types.get(k)) for k, v in options.items()}
 
     # ----------------------------------------------------------------------------------------- encoders
     def default_encoders(
@@ -136,6 +157,30 @@ class DatasetBackend:
         }
 
 
+def _typed(dataset: str, name: str, value: Any, annotation: Any) -> Any:
+    """``value`` if it is of type ``annotation``, else converted to it (pydantic's lax mode, numbers
+    accepted as strings); a :class:`DataError` naming the option when neither works."""
+    if annotation is None:
+        return value
+    try:
+        adapter = TypeAdapter(annotation, config=ConfigDict(coerce_numbers_to_str=True))
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check (a custom class): not checked
+        return value
+    try:
+        adapter.validate_python(value, strict=True)
+        return value
+    except ValidationError:
+        pass
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        expected = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        reason = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+        raise DataError(
+            f"{dataset} option {name}={value!r}: {reason[0].lower() + reason[1:]} (expected {expected})"
+        ) from None
+
+
 def load_dataset(name: str = "synth", **options: Any) -> DatasetSplits:
     """Load dataset ``name`` (any registered backend) with ``options``; see each backend's ``load``."""
     from fusionzoo.registry import RegistryError
@@ -144,5 +189,4 @@ def load_dataset(name: str = "synth", **options: Any) -> DatasetSplits:
         backend = REGISTRIES["dataset"].create(name)
     except RegistryError as exc:
         raise DataError(str(exc)) from None
-    backend.check_options(options)
-    return backend.load(**options)
+    return backend.load(**backend.check_options(options))

@@ -60,6 +60,15 @@ class SynthDataset(DatasetBackend):
         names = {f for f in SynthConfig.__dataclass_fields__ if f != "seed"}
         return sorted(set(super().option_names()) | names)
 
+    @classmethod
+    def option_types(cls) -> dict[str, Any]:
+        import typing
+
+        from fusionzoo.data.synth import SynthConfig
+
+        hints = typing.get_type_hints(SynthConfig)
+        return {**super().option_types(), **{n: t for n, t in hints.items() if n != "seed"}}
+
     @staticmethod
     def _split_options(options: dict[str, Any], synth_seed: int | None) -> tuple[Any, dict[str, Any]]:
         from fusionzoo.data.synth import SynthConfig

@@ -80,6 +80,30 @@ class _CollateImages:
         }
 
 
+def refuse_unreadable(frames: dict[str, pd.DataFrame]) -> None:
+    """``--on-bad-image fail``: an :class:`EncoderError` naming every image file of the ``frames`` (by
+    split) that does not open (:func:`~fusionzoo.data.images.unreadable_images`), before anything is
+    encoded."""
+    from fusionzoo.data.images import unreadable_images
+
+    paths = {split: frame["image_path"].astype(str) for split, frame in frames.items()}
+    bad = unreadable_images(pd.unique(pd.concat(list(paths.values()), ignore_index=True)))
+    if not bad:
+        return
+    users = {
+        split: frames[split].loc[p.isin(set(bad)), "item_id"].astype(str).tolist()
+        for split, p in paths.items()
+    }
+    ids = [i for split_ids in users.values() for i in split_ids]
+    per_split = ", ".join(f"{split} {len(u)}" for split, u in users.items() if u)
+    files = [f"{path} ({why})" for path, why in list(bad.items())[:5]]
+    raise EncoderError(
+        f"{len(bad)} unreadable image(s) used by {len(ids)} row(s) ({per_split}), nothing encoded: "
+        f"{'; '.join(files)}{' …' if len(bad) > 5 else ''} (item_ids {', '.join(ids[:5])}); fix or remove "
+        "those files, or use --on-bad-image skip"
+    )
+
+
 def _to_f16(tensor: torch.Tensor) -> np.ndarray:
     limit = float(np.finfo(np.float16).max)
     return tensor.float().clamp(-limit, limit).to(torch.float16).cpu().numpy()
@@ -117,12 +141,14 @@ class _EntryEncoder:
         self.images(frame, first_images)
         bad = {int(i) for c in self.journal["chunks"] if c["phase"] == "image" for i in c.get("bad", [])}
         kept = kept_after_images(image_of_row, bad)
-        if bad and self.on_bad_image == "fail":
+        if bad and self.on_bad_image == "fail":  # a file that opened but does not decode (truncated)
             bad_ids = frame["item_id"].astype(str).drop(frame.index[kept]).tolist()
+            files = frame["image_path"].astype(str).iloc[first_images[sorted(bad)]].tolist()
             shutil.rmtree(partial, ignore_errors=True)
             raise EncoderError(
-                f"{label}: {len(bad)} unreadable image(s) used by {len(bad_ids)} row(s), first item_ids: "
-                f"{', '.join(bad_ids[:5])}; fix or remove those files, or use --on-bad-image skip"
+                f"{label}: {len(bad)} unreadable image(s) used by {len(bad_ids)} row(s): "
+                f"{', '.join(files[:5])}{' …' if len(files) > 5 else ''} (item_ids {', '.join(bad_ids[:5])}); "
+                "fix or remove those files, or use --on-bad-image skip"
             )
         first_texts, _ = distinct_texts(frame["text"].iloc[kept])
         texts = frame["text"].astype(str).iloc[kept].iloc[first_texts].tolist()
@@ -376,6 +402,8 @@ def encode_splits(
             f"{human_bytes(features.info['bytes'])}) from {final}"
         )
         results[split] = features
+    if todo and on_bad_image == "fail":  # every image file opens before anything is encoded
+        refuse_unreadable({split: frames[split] for split, *_ in todo})
     if todo:
         estimates = {split: estimate_bytes(frames[split], image_encoder, text_encoder) for split, *_ in todo}
         check_space(root, estimates, image_encoder, text_encoder, console)

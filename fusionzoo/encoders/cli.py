@@ -122,7 +122,12 @@ def encode(
     """
     from rich.console import Console
 
+    from fusionzoo.data.base import DataError
+    from fusionzoo.encoders.errors import EncoderError
     from fusionzoo.experiment import Experiment
+    from fusionzoo.io import DiskFullError
+    from fusionzoo.launch.ray import RayConnectError
+    from fusionzoo.launch.select import check_cluster
     from fusionzoo.prepare import PrepareError, encode_features, resolve_inputs
 
     config = config_from_flags(flags, config_path, table=ENCODE_FLAGS)
@@ -137,6 +142,10 @@ def encode(
     launcher = parse_spec(config.bench.launcher)[0]
     if launcher not in ("local", "ray"):
         raise click.UsageError(f"--launcher {config.bench.launcher}: encode runs on local or ray")
+    try:
+        check_cluster(config.bench)
+    except ValueError as exc:  # ConfigError: a malformed or unreachable --ray-address
+        raise click.UsageError(str(exc)) from None
     console = Console(stderr=True, soft_wrap=True)
     for dataset in config.bench.datasets:
         options = experiment.data_options(dataset)
@@ -159,11 +168,7 @@ def encode(
                 features = encode_features(
                     inputs, split_names, verify=verify_cache, console=console, encode_entry=encode_entry
                 )
-        except PrepareError as exc:
-            raise click.ClickException(str(exc)) from None
-        except (RuntimeError, ValueError) as exc:  # EncoderError, DataError while encoding
-            if type(exc).__name__ not in ("EncoderError", "WeightsUnavailableError", "DataError"):
-                raise
+        except (PrepareError, EncoderError, DataError, DiskFullError, RayConnectError) as exc:
             raise click.ClickException(str(exc)) from None
         _report(features, split_names, probe)
 

@@ -48,6 +48,8 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
     from fusionzoo.config import ConfigError
     from fusionzoo.evaluation.session import run_eval
     from fusionzoo.io import DiskFullError
+    from fusionzoo.launch.ray import RayConnectError
+    from fusionzoo.launch.select import check_cluster
     from fusionzoo.prepare import PrepareError
     from fusionzoo.registry import RegistryError
 
@@ -66,12 +68,16 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
         raise click.BadParameter(
             f"{runs_dir} has no {store.results_path.name}: run fusionzoo bench first", param_hint="RUNS_DIR"
         )
+    try:
+        check_cluster(config.bench)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     console = console_for_output()
     try:
         outcome = run_eval(config, store, console)
     except (RegistryError, ConfigError) as exc:
         raise click.UsageError(str(exc)) from None
-    except (PrepareError, DiskFullError) as exc:
+    except (PrepareError, DiskFullError, RayConnectError) as exc:
         raise click.ClickException(str(exc)) from None
     if outcome.problems:
         raise click.ClickException(

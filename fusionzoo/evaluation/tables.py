@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from fusionzoo.bench.results import ResultsStore, _table_bytes, read_table
+from fusionzoo.bench.results import EFFICIENCY_FILE, ROBUSTNESS_FILE, ResultsStore, _table_bytes, read_table
 from fusionzoo.io import atomic_write, disk_errors, file_lock
 
 __all__ = [
@@ -39,8 +39,6 @@ __all__ = [
     "eval_fingerprint_of",
 ]
 
-ROBUSTNESS_FILE = "robustness.parquet"
-EFFICIENCY_FILE = "efficiency.parquet"
 SETTINGS_FILE = "eval.json"
 # Version of what an evaluation row means (batching, seeding, metric set): part of every row's
 # fingerprint, so rows of older code are recomputed, never mixed with new ones.

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,7 @@ from fusionzoo.launch.base import (
     result_row,
 )
 
-__all__ = ["RayLauncher", "connect", "probe_nodes", "require_ray"]
+__all__ = ["RayConnectError", "RayLauncher", "check_address", "connect", "probe_nodes", "require_ray"]
 
 EVENT_INTERVAL = 1.0  # seconds between forwarded step events of one run (epoch events always go)
 
@@ -61,21 +64,122 @@ def require_ray() -> Any:
     return ray
 
 
+class RayConnectError(RuntimeError):
+    """The Ray cluster address is malformed, or no Ray cluster answers there."""
+
+
+GCS_ATTEMPTS = "1"  # Ray's tries to reach the GCS (about 35 s each; its default, 20, waits 12 minutes)
+
+
+def cluster_address(address: str | None) -> tuple[str | None, str]:
+    """(the address to join: ``address``, else ``$RAY_ADDRESS``, else None; where it came from)."""
+    if address:
+        return address, "--ray-address"
+    return os.environ.get("RAY_ADDRESS") or None, "$RAY_ADDRESS"
+
+
+def check_address(address: str | None, probe: bool = True) -> str | None:
+    """The cluster address to join (see :func:`cluster_address`), checked before any work.
+
+    ``auto``/``local`` (Ray finds or starts the cluster) pass as they are; ``HOST:PORT`` or
+    ``ray://HOST:PORT`` must be well formed and, with ``probe``, accept a TCP connection within
+    :data:`~fusionzoo.endpoints.PROBE_TIMEOUT`. Raises :class:`RayConnectError` naming the address.
+    """
+    from fusionzoo.endpoints import host_port, unreachable
+
+    address, source = cluster_address(address)
+    if address is None or address in ("auto", "local"):
+        return address
+    try:
+        host, port = host_port(address.removeprefix("ray://"))
+    except ValueError as exc:
+        raise RayConnectError(
+            f"{source} {address!r} is not a Ray cluster address ({exc}); expected HOST:PORT, e.g. "
+            "10.0.0.1:6379, ray://head:10001 or auto"
+        ) from None
+    reason = unreachable(host, port) if probe else None
+    if reason:
+        raise RayConnectError(
+            f"cannot reach the Ray cluster at {address} ({source}): {reason}. Is `ray start --head` running "
+            "there, and is that its port?"
+        )
+    return address
+
+
+@contextlib.contextmanager
+def _signals_end_connect(address: str) -> Iterator[None]:
+    """While ``ray.init`` blocks in Ray's C++ client, Python signal handlers cannot run (a SIGTERM or
+    Ctrl-C waited for the end of the connect attempt). A watchdog thread reads the signal numbers
+    Python's C handler writes to the wakeup fd and ends the process at once (exit 128 + signal):
+    nothing has started yet that needs cleaning up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # not the main interpreter
+        reader.close()
+        writer.close()
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if not select.select([reader], [], [], 0.1)[0]:
+                continue
+            for signum in reader.recv(64):
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    name = signal.Signals(signum).name
+                    os.write(
+                        2, f"\nstopped by {name} while connecting to the Ray cluster at {address}\n".encode()
+                    )
+                    os._exit(128 + signum)
+
+    thread = threading.Thread(target=watch, name="fusionzoo-ray-connect", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+
+
 def connect(address: str | None = None) -> bool:
     """Join the cluster at ``address`` (else ``$RAY_ADDRESS``, else start Ray on this machine).
 
+    A malformed or unreachable address is a :class:`RayConnectError` at once (:func:`check_address`);
+    Ray then gets one attempt to reach the cluster's GCS (``$RAY_gcs_server_port_wait_time_s``
+    overrides), and SIGTERM or Ctrl-C end the process while it connects.
     Returns True when this call connected (the caller disconnects with ``ray.shutdown()``)."""
     ray = require_ray()
     if ray.is_initialized():
         return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = check_address(address)
     options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
-    if address:
-        ray.init(address=address, **options)
-    else:
+    if address is None:
         from fusionzoo.launch.resources import usable_cores
 
         ray.init(num_cpus=usable_cores(), include_dashboard=False, **options)
+        return True
+    attempts = "RAY_gcs_server_port_wait_time_s"
+    bounded = attempts not in os.environ
+    if bounded:
+        os.environ[attempts] = GCS_ATTEMPTS
+    try:
+        with _signals_end_connect(address):
+            ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RayConnectError(f"cannot join the Ray cluster at {address}: {first}") from None
+    finally:
+        if bounded:
+            os.environ.pop(attempts, None)
     return True
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from fusionzoo import registry
 
-__all__ = ["distributed_world", "launcher_for"]
+__all__ = ["check_cluster", "distributed_world", "launcher_for"]
 
 
 def distributed_world() -> int:
@@ -54,3 +54,18 @@ def launcher_for(bench: Any, runs: int) -> Any:
     accepted = inspect.signature(entry.obj).parameters
     extra = {k: v for k, v in settings.items() if v is not None and k in accepted and k not in kwargs}
     return registry.create("launcher", registry.format_spec(name, kwargs), **extra)
+
+
+def check_cluster(bench: Any) -> None:
+    """``--launcher ray``: the cluster address (the spec's ``address``, ``--ray-address``, else
+    ``$RAY_ADDRESS``) is well formed and answers: a ``ConfigError`` naming it, before any data work."""
+    name, kwargs = registry.parse_spec(bench.launcher)
+    if name != "ray":
+        return
+    from fusionzoo.config import ConfigError
+    from fusionzoo.launch.ray import RayConnectError, check_address
+
+    try:
+        check_address(kwargs.get("address") or bench.ray_address)
+    except RayConnectError as exc:
+        raise ConfigError(str(exc)) from None

@@ -10,14 +10,14 @@ and inverse-frequency class weights (for GLAMI's long tail).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LossComposer", "class_weights_from_labels"]
+__all__ = ["LossComposer", "aux_loss_names", "check_loss_weights", "class_weights_from_labels"]
 
 
 def class_weights_from_labels(labels: np.ndarray, num_classes: int) -> Tensor:
@@ -85,3 +85,33 @@ class LossComposer:
                 total = total + weight * value
             parts[name] = value.detach()
         return total, parts
+
+
+def aux_loss_names(fusion: torch.nn.Module, head: torch.nn.Module, dim: int) -> tuple[str, ...]:
+    """The names of the aux losses ``fusion`` + ``head`` return in training (the fusion's first), found
+    with one forward pass on random tokens (4 rows, 3 image and 5 text tokens of width ``dim``)."""
+    fusion.train()
+    head.train()
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(4, 3, dim, generator=generator)
+    text = torch.randn(4, 5, dim, generator=generator)
+    with torch.no_grad():
+        fused = fusion(image, text)
+        out = head(fused.tokens, fused.mask)
+    return tuple(dict.fromkeys([*fused.aux_losses, *out.aux_losses]))
+
+
+def check_loss_weights(weights: Mapping[str, float], aux_names: Iterable[str]) -> None:
+    """``ValueError`` naming every λ of ``weights`` that no loss of ``aux_names`` (or ``ce``) takes,
+    with the close match and the valid names (a misspelt ``contrastve=0.9`` would weigh nothing)."""
+    from fusionzoo.registry import did_you_mean
+
+    valid = ["ce", *sorted(set(aux_names) - {"ce"})]
+    unknown = [name for name in weights if name not in valid]
+    if unknown:
+        named = ", ".join(f"'{name}'{did_you_mean(name, valid)}" for name in unknown)
+        raise ValueError(
+            f"--loss-weights / [train] loss_weights: no run of this grid has a loss named {named}. "
+            f"Its losses: {', '.join(valid)} (ce: the classification loss; the others come from the "
+            "fusions and heads of the grid)"
+        )

@@ -183,6 +183,8 @@ def tune(config_path: str | None, plugins: tuple[str, ...], **options: Any) -> N
 
     from fusionzoo.config import ConfigError
     from fusionzoo.io import DiskFullError
+    from fusionzoo.launch.ray import RayConnectError
+    from fusionzoo.launch.select import check_cluster
     from fusionzoo.prepare import PrepareError
     from fusionzoo.registry import RegistryError
     from fusionzoo.tune import TuneError
@@ -195,11 +197,12 @@ def tune(config_path: str | None, plugins: tuple[str, ...], **options: Any) -> N
             _show_space(console, config, options["show_space"])
             return
         settings = _settings(config, options, plugins)
+        check_cluster(config.bench)
     except (ConfigError, RegistryError, SearchSpaceError, TuneError) as exc:
         raise click.UsageError(str(exc)) from None
     try:
         _run(console, settings, config, options)
-    except (TuneError, SearchSpaceError, PrepareError, DiskFullError) as exc:
+    except (TuneError, SearchSpaceError, PrepareError, DiskFullError, RayConnectError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -310,20 +310,12 @@ def training_space(mode: str = "frozen", aux_losses: Sequence[str] = ()) -> list
 
 def discover_aux_losses(fusion: str, head: str, dim: int = 64, num_classes: int = 3) -> tuple[str, ...]:
     """Names of the aux losses the fusion and head return, found with one tiny forward pass."""
-    import torch
+    from fusionzoo.train.losses import aux_loss_names  # torch: only when a space is built
 
     try:
         fusion_module = registry.create_fusion(fusion, dim)
         head_module = registry.create_head(head, dim, num_classes)
-        fusion_module.train()
-        head_module.train()
-        generator = torch.Generator().manual_seed(0)
-        image = torch.randn(4, 3, dim, generator=generator)
-        text = torch.randn(4, 5, dim, generator=generator)
-        with torch.no_grad():
-            fused = fusion_module(image, text)
-            head_out = head_module(fused.tokens, fused.mask)
-        names = list(fused.aux_losses) + [n for n in head_out.aux_losses if n not in fused.aux_losses]
+        names = aux_loss_names(fusion_module, head_module, dim)
     except registry.RegistryError:
         raise
     except Exception as exc:  # a plugin that cannot run on random input: no aux weights to tune

@@ -125,7 +125,7 @@ def settings_from_config(
     under one config. A bad spec, width or data option is a ``ConfigError`` now, before any data.
     """
     from fusionzoo.config import ConfigError
-    from fusionzoo.experiment import Experiment, build_once
+    from fusionzoo.experiment import Experiment, build_once, check_grid_loss_weights
 
     tune_config = config.tune
     if fusion is None:
@@ -141,9 +141,14 @@ def settings_from_config(
         dataset = config.bench.datasets[0]
     experiment = Experiment(config)
     base = experiment.base_run_config().replace(fusion=fusion, head=head)
-    build_once(base, (base.fusion, base.resolved_head()))  # a bad spec or --dim fails now
+    aux_names = build_once(base, (base.fusion, base.resolved_head()))  # a bad spec or --dim fails now
+    check_grid_loss_weights(base, [aux_names])
     if data_factory is None:
-        experiment.backend(dataset).check_options(dict(config.data))
+        backend = experiment.backend(dataset)
+        try:
+            backend.check_options(dict(config.data))
+        except ValueError as exc:  # a DataError: an unknown option or a value of the wrong type
+            raise ConfigError(str(exc)) from None
     return TuneSettings(
         fusion=fusion,
         head=head,

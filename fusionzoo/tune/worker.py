@@ -198,28 +198,33 @@ def run_worker(
 def _reclaim_dead_trials(study: optuna.Study, storage: ResolvedStorage, max_retry: int | None) -> None:
     """Fail and re-queue the RUNNING trials of dead workers.
 
-    Heartbeat storages: ``fail_stale_trials`` (heartbeat older than the grace period). Storages
-    without heartbeats (journal): RUNNING trials whose ``worker`` attr names this host and a process
-    that no longer exists (the journal file is local, so its workers are on this host).
+    Every shared storage: RUNNING trials whose ``worker`` attr names this host and a process that no
+    longer exists, at once (a killed ``fusionzoo tune`` on SQLite is retried by the rerun, not two
+    minutes later). Heartbeat storages also: ``fail_stale_trials`` (heartbeat older than the grace
+    period), which covers workers on other hosts.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if storage.heartbeat:
-            optuna.storages.fail_stale_trials(study)
-            return
         if storage.kind == "memory":
             return
-        host = socket.gethostname()
-        retry = retry_callback(max_retry)
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-            if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
-                continue
-            try:
-                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                    retry(study, copy.deepcopy(study._storage.get_trial(trial._trial_id)))
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # another worker got there first
+        _reclaim_dead_local_trials(study, max_retry)
+        if storage.heartbeat:
+            optuna.storages.fail_stale_trials(study)
+
+
+def _reclaim_dead_local_trials(study: optuna.Study, max_retry: int | None) -> None:
+    """Fail and re-queue the RUNNING trials of processes on this host that no longer exist."""
+    host = socket.gethostname()
+    retry = retry_callback(max_retry)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                retry(study, copy.deepcopy(study._storage.get_trial(trial._trial_id)))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
 
 
 def _pid_alive(pid: int) -> bool:
