@@ -394,7 +394,12 @@ class SeedStackTrainer:
                     member.result.stopped_early = True
                     self._freeze(member)
             self._emit_epoch(epoch, [m for m in live if m.index in metrics])
-        return [self._finish(member) for member in self.members]
+        results = [self._finish(member) for member in self.members]
+        share = (time.perf_counter() - self.started) / len(self.members)
+        for result in results:
+            if isinstance(result, RunResult):
+                result.train_time = share
+        return results
 
     def _emit_epoch(self, epoch: int, members: list[_Member]) -> None:
         if self.emit is None or not members:
@@ -431,7 +436,6 @@ class SeedStackTrainer:
             result.test_labels = member.data.labels("test")
         for callback in member.callbacks:
             callback.on_fit_end(member, result)  # type: ignore[arg-type]
-        result.train_time = (time.perf_counter() - self.started) / len(self.members)
         return result
 
 
