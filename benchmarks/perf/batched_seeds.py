@@ -57,7 +57,8 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="fz-batched-"))
     common = ["--fusions", args.fusions, "--jobs", "1"]
-    common += ["--data-dir", args.data_dir or str(root / "data")]
+    if args.data_dir:  # else the default data folder and feature cache
+        common += ["--data-dir", args.data_dir]
     if args.epochs:
         common += ["--epochs", str(args.epochs)]
     run_bench([*common, "--seeds", "0", "--epochs", "1", "--out", str(root / "warmup")])  # fills the cache
