@@ -179,7 +179,8 @@ FLAGS: dict[str, Flag] = {
              help="Train the seeds of one configuration together as one stacked model (torch.func.vmap): "
              "each seed keeps its init, data order and dropout draws, results equal one-at-a-time training "
              "up to float rounding; a fusion or head that cannot be stacked trains alone (the row says "
-             "why) [default: on; local and pool launchers]."),
+             "why) [default: on when the runs train on CUDA, off on CPU, where it measured no faster; local and "
+             "pool launchers; docs/scale.md]."),
         flag("ray_address", "bench.ray_address", metavar="ADDR",
              help="--launcher ray: the cluster to join, e.g. 10.0.0.1:6379 or auto [default: $RAY_ADDRESS, "
              "else a Ray instance on this machine]."),

@@ -20,7 +20,7 @@ from torch import nn
 
 from fusionzoo import registry
 from fusionzoo.bench.cli import bench
-from fusionzoo.bench.seed_groups import SeedGroupTask, execute_seed_group, group_seed_tasks
+from fusionzoo.bench.seed_groups import SeedGroupTask, execute_seed_group, group_seed_tasks, stacks_by_default
 from fusionzoo.experiment import RunSpec
 from fusionzoo.interface import Fusion, FusionOutput
 from fusionzoo.launch.base import RunTask
@@ -170,6 +170,15 @@ def _spec_of(config: RunConfig, dataset: str = "synth") -> RunSpec:
     return RunSpec.create(dataset, config, "fp")
 
 
+def test_stacking_is_on_by_default_only_on_cuda(monkeypatch):
+    specs = [_spec_of(RunConfig(fusion="film", seed=s, **{**TINY, "device": "auto"})) for s in (0, 1)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not stacks_by_default(specs)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert stacks_by_default(specs)
+    assert not stacks_by_default([_spec_of(RunConfig(fusion="film", seed=0, **TINY))])  # device cpu
+
+
 def test_grouping_merges_the_seeds_of_one_configuration_only():
     film = [_spec_of(RunConfig(fusion="film", seed=s, **TINY)) for s in (0, 1, 2)]
     concat = [_spec_of(RunConfig(fusion="concat_mlp", seed=s, **TINY)) for s in (0, 1)]
@@ -236,15 +245,15 @@ def _bench(data_dir: Path, out: Path, *extra: str) -> pd.DataFrame:
 
 def test_cli_batched_equals_one_at_a_time_and_resumes_per_seed(data_dir, tmp_path):
     out = tmp_path / "batched"
-    first = _bench(data_dir, out, "--seeds", "0")
+    first = _bench(data_dir, out, "--seeds", "0", "--batch-seeds")
     assert set(first["execution"]) == {"single"}  # one seed per configuration: a plain run
-    grown = _bench(data_dir, out, "--seeds", "0,1,2")
+    grown = _bench(data_dir, out, "--seeds", "0,1,2", "--batch-seeds")
     assert len(grown) == 6
     assert (grown.loc[first.index, "finished_at"] == first["finished_at"]).all()  # seed 0 not retrained
     new = grown.drop(index=first.index)
     assert set(new["execution"]) == {"stacked"} and set(new["seed_batch"]) == {2}  # the missing seeds only
 
-    alone = _bench(data_dir, tmp_path / "alone", "--seeds", "0,1,2", "--no-batch-seeds")
+    alone = _bench(data_dir, tmp_path / "alone", "--seeds", "0,1,2")  # default on CPU: one at a time
     assert set(alone["execution"]) == {"single"} and set(alone["seed_batch"]) == {1}
     assert sorted(alone.index) == sorted(grown.index)  # the execution mode is not part of the identity
     for column in ("test_accuracy", "test_macro_f1", "val_accuracy", "best_epoch", "epochs_run"):

@@ -16,7 +16,7 @@ from typing import Any
 
 from fusionzoo import registry
 from fusionzoo.bench.results import ResultsStore
-from fusionzoo.bench.seed_groups import group_seed_tasks
+from fusionzoo.bench.seed_groups import group_seed_tasks, stacks_by_default
 from fusionzoo.launch.base import Launcher, RunRecord, RunTask, execute_run, result_row
 
 __all__ = ["GridOutcome", "execute_run", "result_row", "run_grid"]
@@ -143,12 +143,12 @@ def run_grid(
     console: Any = None,
     keep_checkpoints: bool = True,
     on_record: Callable[[RunRecord], None] | None = None,
-    batch_seeds: bool = True,
+    batch_seeds: bool | None = None,
 ) -> GridOutcome:
     """Run every spec not yet finished in ``store``; see the module docstring. ``on_record(record)``
     is called for each run right after it is recorded. ``batch_seeds``: the unfinished seeds of one
     configuration train as one stacked model where the launcher takes such groups
-    (:mod:`fusionzoo.bench.seed_groups`)."""
+    (:mod:`fusionzoo.bench.seed_groups`); ``None``: when they train on CUDA."""
     started = time.perf_counter()
     outcome = GridOutcome(specs=specs)
     finished = store.finished_ids()
@@ -160,6 +160,8 @@ def run_grid(
         driver.grid_task = progress.add_task("grid", total=len(todo))
     tasks = [RunTask(s, store.checkpoint_dir(s.run_id) if keep_checkpoints else None) for s in todo]
     launcher = launcher or registry.create("launcher", "local")
+    if batch_seeds is None:
+        batch_seeds = stacks_by_default(todo)
     if batch_seeds and getattr(launcher, "batches_seeds", False):
         tasks = group_seed_tasks(tasks)
     try:

@@ -28,7 +28,19 @@ from typing import Any
 
 from fusionzoo.launch.base import RunRecord, RunTask, execute_run, result_row, traceback_summary
 
-__all__ = ["SeedGroupTask", "execute_seed_group", "group_seed_tasks"]
+__all__ = ["SeedGroupTask", "execute_seed_group", "group_seed_tasks", "stacks_by_default"]
+
+
+def stacks_by_default(specs: list[Any]) -> bool:
+    """The default of ``--batch-seeds``: on when the runs train on CUDA, where a small model's step is
+    bound by kernel launches; off on CPU, where the stacked step measured no faster (docs/scale.md)."""
+    from fusionzoo.train.trainer import resolve_device
+
+    devices = {s.config.device for s in specs if getattr(s, "kind", "train") == "train"}
+    try:
+        return bool(devices) and all(resolve_device(d).type == "cuda" for d in devices)
+    except ValueError:  # CUDA named but absent: the runs will say so
+        return False
 
 
 @dataclass
