@@ -5,7 +5,8 @@ task (:class:`SeedGroupTask`) that trains them as one stacked model (:mod:`fusio
 fusion, head, training config, code and regime; DDP runs never), so resume works per seed: a finished
 seed is not in the task list, a partly finished group trains only its missing seeds (one missing seed
 is a plain run). Launchers that run tasks on this machine (``local``, ``pool``) take groups
-(``Launcher.batches_seeds``); cluster launchers get one task per run.
+(``Launcher.batches_seeds``); cluster launchers get one task per run. ``--batch-seeds`` turns it on,
+``--no-batch-seeds`` off; unset, it is on when the runs train on CUDA (:func:`stacks_by_default`).
 
 :func:`execute_seed_group` returns the first member's record with the others' in ``record.group``;
 the driver records each as if it had run alone. When the seeds cannot be stacked (finetune mode, a
