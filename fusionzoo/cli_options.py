@@ -175,6 +175,12 @@ FLAGS: dict[str, Flag] = {
         flag("jobs", "bench.jobs", type=click.IntRange(min=1),
              help="Runs at once, each on --threads threads (or one GPU) [default: as many as the machine "
              "holds: usable cores ÷ threads, one per GPU; results equal --jobs 1's]."),
+        flag("batch_seeds", "bench.batch_seeds", "--batch-seeds/--no-batch-seeds",
+             help="Train the seeds of one configuration together as one stacked model (torch.func.vmap): "
+             "each seed keeps its init, data order and dropout draws, results equal one-at-a-time training "
+             "up to float rounding; a fusion or head that cannot be stacked trains alone (the row says "
+             "why) [default: on when the runs train on CUDA, off on CPU, where it measured no faster; local and "
+             "pool launchers; docs/scale.md]."),
         flag("ray_address", "bench.ray_address", metavar="ADDR",
              help="--launcher ray: the cluster to join, e.g. 10.0.0.1:6379 or auto [default: $RAY_ADDRESS, "
              "else a Ray instance on this machine]."),

@@ -88,6 +88,8 @@ class BenchSection(_Section):
     train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
     tune_trials: int = Field(default=0, ge=0)  # > 0: every cell tuned with this Optuna budget first
     jobs: int | None = Field(default=None, ge=1)  # runs at once; None: as many as the machine holds
+    # the seeds of one configuration train as one stacked model (local, pool); None: on CUDA only
+    batch_seeds: bool | None = None
     ray_address: str | None = None  # --launcher ray: the cluster to join (None: RAY_ADDRESS or a local one)
     ddp: int | None = Field(default=None, ge=1)  # finetune: processes per run (DistributedDataParallel)
 

@@ -53,6 +53,7 @@ BENCH_FLAGS = (
     "protocols",
     "efficiency",
     "jobs",
+    "batch_seeds",
     "ray_address",
     "ddp",
 )

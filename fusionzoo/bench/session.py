@@ -154,6 +154,7 @@ def _tune_and_train(
             progress=progress,
             console=progress.console,
             on_record=tracker.log_record if tracker is not None else None,
+            batch_seeds=config.bench.batch_seeds,
         )
     return specs, outcome, chosen
 

@@ -63,6 +63,7 @@ class RunRecord:
     seconds: float = 0.0
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # summaries of the model's extras
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # rows of other tables (eval)
+    group: list[RunRecord] = field(default_factory=list)  # the other seeds trained with it (batched seeds)
 
     @property
     def status(self) -> str:
@@ -82,6 +83,7 @@ class Launcher:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    batches_seeds: ClassVar[bool] = False  # takes seed groups (fusionzoo.bench.seed_groups) as one task
 
     def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement run()")  # pragma: no cover
@@ -114,6 +116,8 @@ def result_row(
         "stopped_early": False if result is None else bool(result.stopped_early),
         "steps": 0 if result is None else int(result.steps),
         "checkpoint": "" if result is None else result.checkpoint,
+        "seed_batch": 1,  # runs trained together as one stacked model (fusionzoo.bench.seed_groups)
+        "execution": "single",
     }
     if result is not None:
         row.update({f"test_{k}": float(v) for k, v in result.metrics.items()})
@@ -131,6 +135,10 @@ def execute_run(
     """
     from fusionzoo.train.trainer import train_run
 
+    if getattr(task, "members", None):  # seeds of one configuration: one stacked model
+        from fusionzoo.bench.seed_groups import execute_seed_group
+
+        return execute_seed_group(task, data, progress)
     spec, checkpoint = task.spec, task.checkpoint_dir
     if checkpoint is not None:
         shutil.rmtree(checkpoint, ignore_errors=True)

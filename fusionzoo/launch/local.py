@@ -21,6 +21,7 @@ class LocalLauncher(Launcher):
 
     name = "local"
     description = "this machine: one run after the other in this process; with --jobs N, N at once (pool)"
+    batches_seeds = True
 
     def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
         for task in tasks:

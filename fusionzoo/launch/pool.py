@@ -179,6 +179,7 @@ class PoolLauncher(Launcher):
 
     name = "pool"
     description = "N runs at once in worker processes on this machine (--jobs N)"
+    batches_seeds = True
     test_config = {"jobs": 2}
 
     def __init__(
