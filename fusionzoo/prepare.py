@@ -84,7 +84,7 @@ class ResolvedInputs:
 
 def load_splits(options: DataOptions) -> Any:
     """The :class:`~fusionzoo.data.base.DatasetSplits` of ``options`` (generated on first use for synth)."""
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
 
     # the backend's options win over the defaults (a data option seed=3 or limit=500 is not a clash)
     merged = {"seed": options.seed, **options.data}

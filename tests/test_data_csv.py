@@ -9,7 +9,7 @@ import pytest
 
 from fusionzoo.data import DataError, DataWarning, load_dataset
 from fusionzoo.data.base import COLUMNS
-from fusionzoo.testing.glami_files import jpeg_bytes
+from fusionzoo.data.glami_files import jpeg_bytes
 
 
 def make_csv(folder, n=40, *, name="train.csv", labels=("cat", "dog", "bird", "dog"), start=0, images=True):

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fusionzoo.endpoints import unreachable
-from fusionzoo.tune.storage import mask_url
+from fusionzoo.endpoints import mask_url, unreachable
 
 __all__ = ["MlflowTracker", "TrackingError", "check_server"]
 

@@ -45,8 +45,8 @@ class Glami1mDataset(DatasetBackend):
         )
 
     def example(self, folder: Path) -> dict[str, Any]:
-        """24 train + 8 test rows of 3 classes in the official layout (``fusionzoo.testing.glami_files``)."""
-        from fusionzoo.testing.glami_files import glami_rows, write_glami
+        """24 train + 8 test rows of 3 classes in the official layout (``fusionzoo.data.glami_files``)."""
+        from fusionzoo.data.glami_files import glami_rows, write_glami
 
         root = Path(folder) / "glami"
         write_glami(root, glami_rows(24), glami_rows(8, split="test", start=100))

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli_common import plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options, flag
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.options import config_from_flags, experiment_options, flag
 
 EVAL_FLAGS = ("protocols", "efficiency", "device", "threads", "jobs", "launcher", "ray_address", "data_dir",
               "data_options", "limit", "dataset")  # fmt: skip
@@ -43,8 +43,7 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
     The data of each run is rebuilt from what the bench recorded in RUNS_DIR/inputs/ (the --config,
     --data-dir and --data-option flags are used only for runs of older fusionzoo versions that lack it).
     """
-    from fusionzoo.bench.cli import console_for_output
-    from fusionzoo.bench.results import ResultsError, ResultsSchemaError, ResultsStore
+    from fusionzoo.cli.bench import console_for_output
     from fusionzoo.config import ConfigError
     from fusionzoo.evaluation.session import run_eval
     from fusionzoo.io import DiskFullError
@@ -52,6 +51,7 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
     from fusionzoo.launch.select import check_cluster
     from fusionzoo.prepare import PrepareError
     from fusionzoo.registry import RegistryError
+    from fusionzoo.results.store import ResultsError, ResultsSchemaError, ResultsStore
 
     config = config_from_flags(flags, config_path, EVAL_TABLE)
     if not config.eval.protocols and not config.eval.efficiency:

@@ -17,7 +17,7 @@ run_ids       JSON list of the run ids of the invocation's grid
 
 Every URL in the command line, the config and the environment (``--mlflow postgresql://user:pw@host``,
 ``--storage``, ``--ray-address``) is stored with its password masked (:func:`mask_urls`, which applies
-:func:`fusionzoo.tune.storage.mask_url` to each), so neither the table nor the report leaks it.
+:func:`fusionzoo.endpoints.mask_url` to each), so neither the table nor the report leaks it.
 
 ``machine`` records what makes CPU numbers reproducible or not: the CPU model (``/proc/cpuinfo``'s
 ``model name``, else the platform's processor string), the instruction set torch's CPU kernels
@@ -104,7 +104,7 @@ URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
 
 def mask_urls(text: str) -> str:
     """``text`` with the password of every URL in it masked (``scheme://user:***@host``)."""
-    from fusionzoo.tune.storage import mask_url
+    from fusionzoo.endpoints import mask_url
 
     return URL.sub(lambda m: mask_url(m.group(0)), text)
 

@@ -1,7 +1,7 @@
 """``fusionzoo tune``: an Optuna study over one fusion + head on the benchmark's data.
 
 The dataset/encoder/budget flags are the experiment flags ``fusionzoo bench`` takes (declared once in
-:mod:`fusionzoo.cli_options`), so both commands train on identical data the same way; the tuning flags
+:mod:`fusionzoo.cli.options`), so both commands train on identical data the same way; the tuning flags
 set the ``[tune]`` table of the same config. ``--config`` takes any preset (a bench preset works as is)
 plus ``[tune]``, ``[space]`` (overrides/fixes, see ``fusionzoo.tune.space``) and ``[pruner]``.
 
@@ -19,8 +19,8 @@ from typing import Any
 import click
 
 from fusionzoo import registry
-from fusionzoo.cli_common import IntList, PluginSpecList, plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options, flag
+from fusionzoo.cli.common import IntList, PluginSpecList, plugin_option
+from fusionzoo.cli.options import config_from_flags, experiment_options, flag
 
 DEFAULT_RUNS_DIR = "runs/tune"
 EXPERIMENT_FLAGS = (

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fusionzoo import registry
-from fusionzoo.cli_common import plugin_option
+from fusionzoo.cli.common import plugin_option
 
 LIST_DIM = 256
 LIST_CLASSES = 191  # GLAMI-1M

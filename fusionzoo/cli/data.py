@@ -19,8 +19,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from fusionzoo.cli_common import plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.options import config_from_flags, experiment_options
 from fusionzoo.data.base import DataError, DatasetSplits
 
 

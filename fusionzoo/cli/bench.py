@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli_common import plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.options import config_from_flags, experiment_options
 
 BENCH_FLAGS = (
     "fusions",
@@ -74,6 +74,7 @@ def console_for_output() -> Any:
 
 def validated_experiment(flags: dict[str, Any], config_path: str | None) -> Any:
     """The experiment of the flags, validated before any data is touched (exit 2 on a bad input)."""
+    from fusionzoo.bench.checks import validate_bench
     from fusionzoo.config import ConfigError
     from fusionzoo.experiment import Experiment
     from fusionzoo.registry import RegistryError
@@ -81,7 +82,7 @@ def validated_experiment(flags: dict[str, Any], config_path: str | None) -> Any:
     config = config_from_flags(flags, config_path)
     experiment = Experiment(config)
     try:
-        experiment.validate()
+        validate_bench(experiment)
     except (ConfigError, RegistryError) as exc:
         raise click.UsageError(str(exc)) from None
     except ValueError as exc:  # a dataset option or a DataError raised by a backend
@@ -90,7 +91,7 @@ def validated_experiment(flags: dict[str, Any], config_path: str | None) -> Any:
 
 
 def open_store(experiment: Any) -> Any:
-    from fusionzoo.bench.results import ResultsError, ResultsSchemaError, ResultsStore
+    from fusionzoo.results.store import ResultsError, ResultsSchemaError, ResultsStore
 
     try:
         return ResultsStore(experiment.config.runs_dir())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from fusionzoo.cli_common import plugin_option
+from fusionzoo.cli.common import plugin_option
 
 FORMAT_CHOICES = ("html", "md", "latex", "csv")
 
@@ -71,11 +71,11 @@ def report(
       fusionzoo report runs/quick --format latex      # the leaderboard as a LaTeX table (needs booktabs)
       fusionzoo report runs/quick --plugin my_section.py
     """
-    from fusionzoo.bench.results import ResultsSchemaError, ResultsStore
-    from fusionzoo.bench.versions import VersionError
     from fusionzoo.report.base import ResultsView, section_reporters
     from fusionzoo.report.optuna_studies import find_storages
     from fusionzoo.report.output import SUFFIXES, write_report
+    from fusionzoo.results.store import ResultsSchemaError, ResultsStore
+    from fusionzoo.results.versions import VersionError
 
     if not runs_dir.is_dir():
         raise click.BadParameter(

@@ -11,13 +11,13 @@ from fusionzoo import __version__
 
 # subcommand name -> "module:attribute"; heavy modules (torch, timm) load only for the command run
 LAZY_COMMANDS = {
-    "list": "fusionzoo.cli_list:list_cmd",
-    "data": "fusionzoo.data.cli:data",
-    "encode": "fusionzoo.encoders.cli:encode",
-    "bench": "fusionzoo.bench.cli:bench",
-    "tune": "fusionzoo.tune.cli:tune",
-    "report": "fusionzoo.cli_report:report",
-    "eval": "fusionzoo.evaluation.cli:eval_cmd",
+    "list": "fusionzoo.cli.list:list_cmd",
+    "data": "fusionzoo.cli.data:data",
+    "encode": "fusionzoo.cli.encode:encode",
+    "bench": "fusionzoo.cli.bench:bench",
+    "tune": "fusionzoo.cli.tune:tune",
+    "report": "fusionzoo.cli.report:report",
+    "eval": "fusionzoo.cli.eval:eval_cmd",
 }
 
 
