@@ -25,6 +25,8 @@ from typing import Any, BinaryIO
 
 import filelock
 
+from fusionzoo.errors import FusionzooError
+
 __all__ = [
     "DiskFullError",
     "atomic_directory",
@@ -51,7 +53,7 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TB"  # pragma: no cover
 
 
-class DiskFullError(OSError):
+class DiskFullError(FusionzooError, OSError):
     """The disk (or quota) is full; the message names the file, the free space and what to do."""
 
     def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fusionzoo.errors import FusionzooError
 from fusionzoo.train.inputs import FeatureData, TrainingData
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 MIN_TRAIN_ROWS = 2
 
 
-class PrepareError(RuntimeError):
+class PrepareError(FusionzooError, RuntimeError):
     """The dataset or its features cannot be prepared; the message says why and what to do."""
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusionzoo.data import DataError, load_dataset
+from fusionzoo.data import DataError
 from fusionzoo.data.base import COLUMNS
 from fusionzoo.data.glami import GLAMI_COLUMNS, GLAMI_GEOS, load_glami
 from fusionzoo.data.images import ImageTextDataset
 from fusionzoo.data.synth import PARAMS_FILE, SynthConfig, ensure_synth
+from fusionzoo.datasets import load_dataset
 
 SMALL = SynthConfig(size=240, image_size=32)
 

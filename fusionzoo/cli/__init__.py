@@ -8,6 +8,7 @@ import os
 import click
 
 from fusionzoo import __version__
+from fusionzoo.cli.errors import Group
 
 # subcommand name -> "module:attribute"; heavy modules (torch, timm) load only for the command run
 LAZY_COMMANDS = {
@@ -21,8 +22,8 @@ LAZY_COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group that imports each subcommand's module on first use."""
+class LazyGroup(Group):
+    """A group that imports each subcommand's module on first use (errors: :mod:`fusionzoo.cli.errors`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | {n for n in LAZY_COMMANDS if self._available(n)})

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.errors import Command
 from fusionzoo.cli.options import config_from_flags, experiment_options, flag
 
 ENCODE_FLAGS = {
@@ -79,7 +80,7 @@ def _splits(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
     return names
 
 
-@click.command("encode")
+@click.command("encode", cls=Command)
 @experiment_options(*EXPERIMENT_FLAGS, table=ENCODE_FLAGS)
 @click.option(
     "--splits",

@@ -56,6 +56,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionzoo import __version__
+from fusionzoo.errors import InputError
 from fusionzoo.io import atomic_write, check_writable, disk_errors, file_lock
 from fusionzoo.results.identity import changed_code, regime_changes
 
@@ -102,12 +103,15 @@ PREDICTIONS_FIX = (
 )
 
 
-class ResultsError(RuntimeError):
+class ResultsError(InputError, RuntimeError):
     """The runs directory cannot be used (e.g. it is a file); the message says what to do."""
 
 
 class ResultsSchemaError(ResultsError):
-    """The results file was written by an incompatible version of fusionzoo."""
+    """The results file was written by an incompatible version of fusionzoo (or is damaged): the runs
+    directory itself was the right one, so this is not a usage error (exit code 1)."""
+
+    exit_code = 1
 
 
 def _hash(payload: Any) -> str:
