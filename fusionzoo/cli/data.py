@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from fusionzoo import registry
 from fusionzoo.cli.common import plugin_option
 from fusionzoo.cli.errors import Group, checking_input
 from fusionzoo.cli.options import config_from_flags, experiment_options
@@ -110,8 +111,6 @@ def glami1m_cmd(
         )
     location = root or glami_dir(data_dir)
     if verify:
-        from fusionzoo import registry
-
         report = registry.create("dataset", "glami1m").verify(deep=deep, data_dir=data_dir, root=root)
         _print_verify(out, "glami1m", report)
         return
@@ -208,7 +207,7 @@ def synth_cmd(
     plugins: tuple[str, ...],
 ) -> None:
     """Write the embedded GLAMI-format synthetic dataset (cached by its parameters)."""
-    from fusionzoo.data.synth import SynthConfig, default_out, ensure_synth, is_current, read_params
+    from fusionzoo.data.synth_files import SynthConfig, default_out, ensure_synth, is_current, read_params
 
     config = SynthConfig.from_options(size=size, seed=seed, image_size=image_size, zipf=zipf)
     target = out.expanduser().resolve() if out is not None else default_out(config, data_dir)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from fusionzoo.data.base import DataError, DatasetSplits
-from fusionzoo.registry import REGISTRIES
+from fusionzoo.registry import REGISTRIES, RegistryError
 
 __all__ = ["COMMON_OPTIONS", "DatasetBackend", "load_dataset", "loader_option_names", "register_dataset"]
 
@@ -192,8 +192,6 @@ def load_dataset(name: str = "synth", **options: Any) -> DatasetSplits:
     ``None`` keeps its default. The data dir is ``data_dir``, else ``$FUSIONZOO_DATA``, else the user
     cache dir.
     """
-    from fusionzoo.registry import RegistryError
-
     try:
         backend = REGISTRIES["dataset"].create(name)
     except RegistryError as exc:

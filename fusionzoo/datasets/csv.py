@@ -38,7 +38,7 @@ class CsvDataset(DatasetBackend):
         check_images: bool = True,
         **common: Any,
     ) -> DatasetSplits:
-        from fusionzoo.data.csv import load_csv
+        from fusionzoo.data.csv_files import load_csv
 
         return load_csv(
             csv,

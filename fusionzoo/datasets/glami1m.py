@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fusionzoo.data.base import DatasetSplits
+from fusionzoo.data.base import DataError, DatasetSplits
 from fusionzoo.datasets.base import DatasetBackend, register_dataset
 
 
@@ -53,7 +53,6 @@ class Glami1mDataset(DatasetBackend):
         return {"root": str(root), "data_dir": str(folder)}
 
     def status(self, **options: Any) -> str:
-        from fusionzoo.data.base import DataError
         from fusionzoo.data.glami import find_dataset_dir
         from fusionzoo.data.paths import glami_dir, resolve_data_dir
 

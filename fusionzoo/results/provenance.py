@@ -40,6 +40,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fusionzoo import __version__
+
 __all__ = ["PACKAGES", "collect_provenance", "cpu_model", "git_state", "mask_urls"]
 
 PACKAGES = (
@@ -150,8 +152,6 @@ def collect_provenance(
 ) -> dict[str, Any]:
     """The provenance row of one bench invocation (see the module docstring); ``inputs`` maps each
     dataset to its :class:`~fusionzoo.prepare.ResolvedInputs`."""
-    from fusionzoo import __version__
-
     argv = list(sys.argv if argv is None else argv)
     program = Path(argv[0]).name if argv else "fusionzoo"
     if argv and Path(argv[0]).parts[-2:] == ("fusionzoo", "cli.py"):

@@ -25,7 +25,7 @@ from fusionzoo.tune.objective import (  # the trials' seed and base config: re-e
     trial_base_config,
     tuning_seed,
 )
-from fusionzoo.tune.space import SearchSpace, build_space
+from fusionzoo.tune.space import TRAIN_FIELD_OF, SearchSpace, build_space, describe_distribution
 from fusionzoo.tune.storage import ResolvedStorage, first_line
 
 __all__ = [
@@ -295,7 +295,6 @@ def study_identity(settings: TuneSettings, space: SearchSpace) -> dict[str, Any]
     Two trials of one study must be comparable, so resuming a study with any of these changed is
     refused (:func:`open_study`)."""
     from fusionzoo.train.config import TRAINING_SEMANTICS
-    from fusionzoo.tune.space import TRAIN_FIELD_OF, describe_distribution
 
     base = trial_base_config(settings, space)
     searched = {TRAIN_FIELD_OF.get(p.name, p.name) for p in space.searched() if p.component == "train"}
