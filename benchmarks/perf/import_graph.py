@@ -30,6 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "fusionzoo"
+# modules of older revisions that no longer exist, counted in the layer of their successor (--rev main)
+LEGACY = {f"fusionzoo.cli_{name}": "fusionzoo.cli" for name in ("common", "options", "list", "report")}
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Graph:
 
     def layer_of(self, module: str) -> int | None:
         """The index (0 = lowest) of the layer holding ``module``: its longest matching prefix."""
+        module = LEGACY.get(module, module)
         best, best_len = None, -1
         for index, layer in enumerate(self.layers):
             for prefix in layer:
