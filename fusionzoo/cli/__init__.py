@@ -48,6 +48,3 @@ def main() -> None:
     """Benchmark interchangeable multimodal (image + text) fusion modules and heads."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
