@@ -144,7 +144,17 @@ def test_every_command_maps_errors():
 def test_a_data_error_exits_before_any_work_in_a_real_process(tmp_path):
     """An unknown dataset option: exit 2 naming it and the valid ones, no traceback (real subprocess)."""
     result = subprocess.run(
-        [sys.executable, "-m", "fusionzoo.cli", "data", "status", "--dataset", "synth", "--data-option", "rot=1"],
+        [
+            sys.executable,
+            "-m",
+            "fusionzoo.cli",
+            "data",
+            "status",
+            "--dataset",
+            "synth",
+            "--data-option",
+            "rot=1",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

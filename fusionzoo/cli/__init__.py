@@ -47,4 +47,3 @@ class LazyGroup(Group):
 def main() -> None:
     """Benchmark interchangeable multimodal (image + text) fusion modules and heads."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
