@@ -360,7 +360,7 @@ def test_a_plugin_hash_covers_the_modules_it_builds_on(tmp_path, monkeypatch):
             del sys.modules[name]
 
     from fusionzoo import registry
-    from fusionzoo.bench import identity
+    from fusionzoo.results import identity
 
     film = registry.get_entry("fusion", "film").obj
     assert plugin_hash(film) == plugin_hash(film)
