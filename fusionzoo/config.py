@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fusionzoo.errors import InputError
 from fusionzoo.registry import did_you_mean
 
 if sys.version_info >= (3, 11):
@@ -55,7 +56,7 @@ DEFAULT_PRESET = "quick"
 UNIMODAL = ("image_only", "text_only")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A preset file, a table, a key or a flag is wrong; the message names it and lists valid values."""
 
 

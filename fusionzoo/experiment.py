@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.identity import run_code, training_regime
-from fusionzoo.bench.results import config_id_of, run_id_of
 from fusionzoo.config import UNIMODAL, ConfigError, ExperimentConfig
-from fusionzoo.evaluation.train_time import expand_train_protocols
 from fusionzoo.prepare import DataOptions, ResolvedInputs, materialise, resolve_inputs
+from fusionzoo.protocols._train_time import expand_train_protocols
+from fusionzoo.results.identity import run_code, training_regime
+from fusionzoo.results.store import config_id_of, run_id_of
 from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
 from fusionzoo.train.losses import aux_loss_names, check_loss_weights
 
@@ -54,8 +54,8 @@ def plugin_versions(fusion: str, head: str) -> str:
 class RunSpec:
     """One run of the grid: a dataset (with its data fingerprint) and a complete RunConfig.
 
-    Its identity (:mod:`fusionzoo.bench.results`) also covers the code of the plugins it uses and its
-    training regime (``world`` DDP processes, the AMP precision): :mod:`fusionzoo.bench.identity`."""
+    Its identity (:mod:`fusionzoo.results.store`) also covers the code of the plugins it uses and its
+    training regime (``world`` DDP processes, the AMP precision): :mod:`fusionzoo.results.identity`."""
 
     dataset: str
     config: RunConfig
@@ -225,7 +225,10 @@ class Experiment:
         return pairs
 
     def validate(self) -> None:
-        """Raise ``ConfigError``/``RegistryError`` for anything wrong, before any data is touched."""
+        """Raise ``ConfigError``/``RegistryError`` for anything wrong, before any data is touched.
+
+        What the bench session adds on top (``--tune-trials``, the ``[eval]`` protocols and reference)
+        is checked by :func:`fusionzoo.bench.checks.validate_bench`, which calls this first."""
         config = self.config
         base = self.base_run_config()
         for dataset in config.bench.datasets:
@@ -250,38 +253,11 @@ class Experiment:
             column_direction(config.metric)
         except registry.RegistryError as exc:
             raise ConfigError(f"--metric / [bench] metric: {exc}") from None
-        if config.bench.tune_trials:
-            from fusionzoo.tune import TuneError
-            from fusionzoo.tune.objective import resolve_objectives
-
-            if len(config.tune.objectives) > 1:
-                raise ConfigError(
-                    "--tune-trials picks one best configuration per cell: give one [tune] metric, not "
-                    f"objectives {', '.join(config.tune.objectives)}"
-                )
-            try:
-                resolve_objectives(config.tune.metric, [])
-            except TuneError as exc:
-                raise ConfigError(f"--tune-trials tunes on [tune] metric: {exc}") from None
-            self._check_tune_seed()
-            self._check_tune_space()
         heads = [canonical_spec("head", h) for h in config.bench.heads]
         try:
             expand_train_protocols(config.bench.train_protocols)
         except registry.RegistryError as exc:
             raise ConfigError(f"--train-protocols / [bench] train_protocols: {exc}") from None
-        from fusionzoo.evaluation.session import build_protocols, check_reference
-
-        try:
-            build_protocols(config.eval.protocols)
-        except registry.RegistryError as exc:
-            raise ConfigError(f"--protocols / [eval] protocols: {exc}") from None
-        try:
-            check_reference(config.eval.reference)
-        except registry.RegistryError as exc:
-            raise ConfigError(
-                f"[eval] reference (the fusion effective robustness is measured against): {exc}"
-            ) from None
         seen: set[tuple[str, str]] = set()
         aux_names: list[tuple[str, ...] | None] = []
         for fusion, pinned in self.pairs(config.bench.datasets[0]):
@@ -292,36 +268,6 @@ class Experiment:
                     seen.add(pair)
                     aux_names.append(build_once(run, pair))
         check_grid_loss_weights(base, aux_names)
-
-    def _check_tune_seed(self) -> None:
-        """``--tune-trials``: the trials' training seed is none of the evaluation seeds."""
-        from fusionzoo.tune.study import TUNING_SEED_OFFSET, tuning_seed
-
-        seed = tuning_seed(self.config.tune.seed)
-        if seed in self.config.bench.seeds:
-            raise ConfigError(
-                f"--tune-trials: the trials train with seed {seed} ({TUNING_SEED_OFFSET} + [tune] seed "
-                f"{self.config.tune.seed}), which is also an evaluation seed in --seeds / [bench] seeds "
-                f"{', '.join(map(str, self.config.bench.seeds))}; a reported seed must not repeat the "
-                "trial that won on its own luck: drop it from the seeds or choose another [tune] seed"
-            )
-
-    def _check_tune_space(self) -> None:
-        """``--tune-trials``: every ``[space]`` entry belongs to some cell of the grid."""
-        from fusionzoo.bench.tuned import cell_space_overrides
-        from fusionzoo.tune.space import SearchSpaceError
-
-        heads = [canonical_spec("head", h) for h in self.config.bench.heads]
-        base = self.base_run_config()
-        cells = [
-            ("", fusion, base.replace(fusion=fusion, head=head).resolved_head(), "")
-            for fusion, pinned in self.pairs(self.config.bench.datasets[0])
-            for head in ([pinned] if pinned else heads or [None])
-        ]
-        try:
-            cell_space_overrides(self.config, cells)
-        except SearchSpaceError as exc:
-            raise ConfigError(f"--tune-trials: {exc}") from None
 
     # ------------------------------------------------------------------------------------------ data
     def inputs(self, dataset: str) -> ResolvedInputs:

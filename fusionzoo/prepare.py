@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fusionzoo.encoders.features import prefix_tokens
+from fusionzoo.errors import FusionzooError
 from fusionzoo.train.inputs import FeatureData, TrainingData
 
 __all__ = [
@@ -42,7 +44,7 @@ __all__ = [
 MIN_TRAIN_ROWS = 2
 
 
-class PrepareError(RuntimeError):
+class PrepareError(FusionzooError, RuntimeError):
     """The dataset or its features cannot be prepared; the message says why and what to do."""
 
 
@@ -84,7 +86,7 @@ class ResolvedInputs:
 
 def load_splits(options: DataOptions) -> Any:
     """The :class:`~fusionzoo.data.base.DatasetSplits` of ``options`` (generated on first use for synth)."""
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
 
     # the backend's options win over the defaults (a data option seed=3 or limit=500 is not a clash)
     merged = {"seed": options.seed, **options.data}
@@ -93,8 +95,9 @@ def load_splits(options: DataOptions) -> Any:
     return load_dataset(options.dataset, data_dir=options.data_dir, **merged)
 
 
-def build_encoders(options: DataOptions, splits: Any) -> tuple[Any, Any]:
-    """The image and text encoders: named in ``options.encoders`` or the dataset's defaults."""
+def encoders_for(options: DataOptions, splits: Any) -> tuple[Any, Any]:
+    """The image and text encoders of ``options``: :func:`fusionzoo.encoders.defaults.build_encoders` (the
+    one factory) with the specs named in ``options.encoders``, else the dataset's defaults."""
     from fusionzoo.encoders.defaults import build_encoders as build
 
     enc = options.encoders
@@ -142,7 +145,7 @@ def resolve_inputs(options: DataOptions) -> ResolvedInputs:
     try:
         splits = load_splits(options)
         check_split_sizes(splits)
-        image_encoder, text_encoder = build_encoders(options, splits)
+        image_encoder, text_encoder = encoders_for(options, splits)
     except PrepareError:
         raise
     except (OSError, ValueError, RuntimeError) as exc:
@@ -165,40 +168,23 @@ def resolve_inputs(options: DataOptions) -> ResolvedInputs:
     return ResolvedInputs(options, splits, image_encoder, text_encoder, _fingerprint(identity), identity)
 
 
-def prefix_tokens(image_encoder: Any, text_encoder: Any) -> tuple[int, int]:
-    """Leading summary tokens of the (image, text) sequences the encoders produce: a ViT's / BERT's
-    [CLS] with all tokens kept, 1 for a single cls/mean token, 0 for CNN maps and pooled patches."""
-    image_selection = getattr(image_encoder, "token_selection", "all")
-    if image_selection == "all":
-        image = int(getattr(image_encoder, "num_prefix_tokens", 0) or 0)
-    else:
-        image = 1 if image_selection in ("cls", "mean") else 0
-    tokenizer = getattr(text_encoder, "tokenizer", None)
-    text_selection = getattr(text_encoder, "token_selection", "all")
-    text = 1 if text_selection != "all" or getattr(tokenizer, "cls_token", None) is not None else 0
-    return image, text
-
-
 def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = True) -> TrainingData:
     """The training data of resolved inputs: cached features (frozen) or live encoders (finetune)."""
     options = inputs.options
     if options.mode == "finetune":
         from fusionzoo.encoders.live import LiveData
 
-        data: Any = LiveData(
+        return LiveData(
             inputs.splits,
             inputs.image_encoder,
             inputs.text_encoder,
             freeze_layers=options.freeze_layers,
             name=options.dataset,
+            fingerprint=inputs.fingerprint,
         )
-        data.fingerprint = inputs.fingerprint
-        data.image_prefix_tokens, data.text_prefix_tokens = prefix_tokens(
-            inputs.image_encoder, inputs.text_encoder
-        )
-        return data
     features = encode_features(inputs, console=console, progress=progress)
-    data = FeatureData(
+    image_prefix, text_prefix = prefix_tokens(inputs.image_encoder, inputs.text_encoder)
+    return FeatureData(
         features["train"],
         features["val"],
         features["test"],
@@ -206,11 +192,9 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
         classes=list(inputs.splits.classes),
         name=options.dataset,
         fingerprint=inputs.fingerprint,
+        image_prefix_tokens=image_prefix,
+        text_prefix_tokens=text_prefix,
     )
-    data.image_prefix_tokens, data.text_prefix_tokens = prefix_tokens(
-        inputs.image_encoder, inputs.text_encoder
-    )
-    return data
 
 
 def encode_features(

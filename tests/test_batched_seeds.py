@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from torch import nn
 
 from fusionzoo import registry
-from fusionzoo.bench.cli import bench
 from fusionzoo.bench.seed_groups import SeedGroupTask, execute_seed_group, group_seed_tasks, stacks_by_default
+from fusionzoo.cli.bench import bench
 from fusionzoo.experiment import RunSpec
 from fusionzoo.interface import Fusion, FusionOutput
 from fusionzoo.launch.base import RunTask

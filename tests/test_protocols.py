@@ -12,8 +12,8 @@ from PIL import Image
 
 from fusionzoo import registry
 from fusionzoo.evaluation.runner import protocol_curve
-from fusionzoo.evaluation.summaries import relative_robustness
 from fusionzoo.protocols.base import generator_for
+from fusionzoo.robustness import relative_robustness
 from fusionzoo.testing.token_features import synthetic_features
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.trainer import Trainer
@@ -313,7 +313,7 @@ def test_training_with_dropped_images_degrades_less_under_missing_image(trained)
 
 
 def test_train_time_label_noise_flips_train_and_val_once_and_never_test():
-    from fusionzoo.evaluation.train_time import expand_train_protocols, with_train_protocol
+    from fusionzoo.protocols._train_time import expand_train_protocols, with_train_protocol
 
     data = synthetic_features(300, 100, 100, seed=1)
     config = RunConfig(train_protocol="label_noise:mode=uniform@0.5", device="cpu")
@@ -340,7 +340,7 @@ def test_train_time_label_noise_flips_train_and_val_once_and_never_test():
 
 
 def test_train_time_token_protocol_perturbs_training_batches_only():
-    from fusionzoo.evaluation.train_time import with_train_protocol
+    from fusionzoo.protocols._train_time import with_train_protocol
 
     data = synthetic_features(64, 32, 32, seed=2)
     wrapped = with_train_protocol(RunConfig(train_protocol="missing_image@1", device="cpu"), data)
@@ -360,8 +360,8 @@ def test_label_noise_runs_take_buckets_and_class_weights_from_the_labels_they_tr
     """The trainer's head/medium/tail buckets and class weights come from the noisy training labels, as
     ``fusionzoo eval`` takes them, so the run's test metrics and its level-0 evaluation agree."""
     from fusionzoo.evaluation.tasks import test_metrics
-    from fusionzoo.evaluation.train_time import with_train_protocol
     from fusionzoo.metrics.class_buckets import class_buckets
+    from fusionzoo.protocols._train_time import with_train_protocol
     from fusionzoo.train.losses import class_weights_from_labels
 
     data = synthetic_features(240, 60, 90, seed=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fusionzoo.cli_options import config_from_flags, default_preset
+from fusionzoo.cli.options import config_from_flags, default_preset
 from fusionzoo.config import load_config
 from fusionzoo.datasets.base import DatasetBackend, register_dataset
 from fusionzoo.registry import REGISTRIES

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fusionzoo.errors import FusionzooError
+
 __all__ = [
     "NORMALISATIONS",
     "REQUIRED",
@@ -55,7 +57,7 @@ REQUIRED = ("dataset", "method", "seed", "score")
 NORMALISATIONS = ("chance", "baseline", "zscore", "none")
 
 
-class CrossDatasetError(ValueError):
+class CrossDatasetError(FusionzooError, ValueError):
     """A table that cannot be compared across datasets; the message names what is wrong and the fix."""
 
 

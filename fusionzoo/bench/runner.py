@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.results import ResultsStore
 from fusionzoo.bench.seed_groups import group_seed_tasks, stacks_by_default
 from fusionzoo.launch.base import Launcher, RunRecord, RunTask, execute_run, result_row
+from fusionzoo.results.store import ResultsStore
 
 __all__ = ["GridOutcome", "execute_run", "result_row", "run_grid"]
 

@@ -99,7 +99,7 @@ def _single(task: SeedGroupTask, data: Any, progress: Callable | None, reason: s
 
 def execute_seed_group(task: SeedGroupTask, data: Any, progress: Callable | None = None) -> RunRecord:
     """Train the group's members as one stack; see the module docstring."""
-    from fusionzoo.bench.identity import check_regime
+    from fusionzoo.results.identity import check_regime
     from fusionzoo.train.batched import SeedStackTrainer, Unbatchable
 
     members = task.members

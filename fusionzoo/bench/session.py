@@ -25,11 +25,11 @@ import time
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.results import CLASSES_FILE, ResultsStore, read_table, reuse_report
 from fusionzoo.bench.runner import GridOutcome, run_grid
 from fusionzoo.evaluation.inputs import record_inputs
 from fusionzoo.experiment import Experiment
 from fusionzoo.report.base import ResultsView
+from fusionzoo.results.store import CLASSES_FILE, ResultsStore, read_table, reuse_report
 
 __all__ = ["dry_run", "eval_after_bench", "print_reuse", "run_bench"]
 
@@ -160,8 +160,8 @@ def _tune_and_train(
 
 
 def record_provenance(store: ResultsStore, config: Any, inputs: dict[str, Any], specs: list[Any]) -> None:
-    """Write this invocation's provenance row (:mod:`fusionzoo.bench.provenance`)."""
-    from fusionzoo.bench.provenance import collect_provenance
+    """Write this invocation's provenance row (:mod:`fusionzoo.results.provenance`)."""
+    from fusionzoo.results.provenance import collect_provenance
 
     store.record_provenance(collect_provenance(config, inputs, [s.run_id for s in specs]))
 
@@ -183,7 +183,7 @@ def open_tracker(config: Any, store: ResultsStore, console: Any) -> Any:
     if not config.bench.mlflow:
         return None
     from fusionzoo.bench.tracking import MlflowTracker
-    from fusionzoo.tune.storage import mask_url
+    from fusionzoo.endpoints import mask_url
 
     tracker = MlflowTracker(config.bench.mlflow, store.dir, config, console)
     console.print(f"[bold]mlflow[/bold]: logging runs to {mask_url(config.bench.mlflow)}")

@@ -133,9 +133,9 @@ def print_summaries(
     from rich.markup import escape
     from rich.table import Table
 
-    from fusionzoo.bench.versions import pick_versions, versions_note
     from fusionzoo.evaluation.tables import EvalTables
     from fusionzoo.evaluation.views import robustness_summary
+    from fusionzoo.results.versions import pick_versions, versions_note
 
     runs = store.load()
     if run_ids is not None and len(runs):

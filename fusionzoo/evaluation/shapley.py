@@ -36,6 +36,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from fusionzoo.errors import FusionzooError
 from fusionzoo.metrics.base import column_direction
 
 __all__ = ["ShapleyError", "modality_shapley", "shapley_summary"]
@@ -44,7 +45,7 @@ IDENTITY = ("run_id", "config_id", "dataset", "fusion", "head", "seed", "train_p
 GROUP = ("dataset", "fusion", "head", "config_id", "train_protocol")
 
 
-class ShapleyError(ValueError):
+class ShapleyError(FusionzooError, ValueError):
     """Rows that cannot give modality contributions; the message names what is missing."""
 
 

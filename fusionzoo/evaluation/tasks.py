@@ -186,9 +186,9 @@ def execute_eval(spec: EvalSpec, data: Any, progress: Callable[[dict[str, Any]],
     The token protocols are fitted on ``data``'s training split (a raw variant's train split is the
     clean one). Exceptions propagate: :func:`fusionzoo.launch.base.execute_run` records them.
     """
-    from fusionzoo.evaluation.train_time import with_train_protocol
     from fusionzoo.launch.base import RunRecord
     from fusionzoo.metrics.class_buckets import class_buckets
+    from fusionzoo.protocols._train_time import with_train_protocol
 
     started = time.perf_counter()
     device = torch.device(spec.device)

@@ -18,7 +18,7 @@ the table-normalised scores; :func:`pareto_table` marks the accuracy-vs-cost Par
 
 Every summary — ``fusionzoo eval``'s printout, the terminal leaderboard, the HTML report — gets its
 per-run R and ER from :func:`run_curves`, computed over the **whole runs directory** (each run against
-its own reference configuration, :mod:`fusionzoo.evaluation.summaries`) with the reference the last
+its own reference configuration, :mod:`fusionzoo.robustness`) with the reference the last
 ``fusionzoo eval`` recorded (:meth:`~fusionzoo.evaluation.tables.EvalTables.reference`), so a run's
 numbers do not depend on which other runs a view shows.
 """
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusionzoo.evaluation.summaries import curve_table, maxmin_normalise, pareto_front, settings_key
 from fusionzoo.evaluation.tables import EvalTables, efficiency_key_of
+from fusionzoo.robustness import curve_table, maxmin_normalise, pareto_front, settings_key
 
 __all__ = [
     "EFFICIENCY_COLUMNS",
@@ -103,7 +103,7 @@ def _identity(config: dict[str, Any]) -> str:
 
 
 def reference_settings(store: Any, runs: pd.DataFrame) -> dict[str, str]:
-    """``{run_id: settings key}`` of ``runs`` (:func:`~fusionzoo.evaluation.summaries.settings_key`): what
+    """``{run_id: settings key}`` of ``runs`` (:func:`~fusionzoo.robustness.settings_key`): what
     a run's ER reference must share with it; a run ``bench --tune-trials`` trained is marked tuned."""
     from fusionzoo.train.config import RunConfig
 

@@ -22,9 +22,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from fusionzoo.bench.identity import check_regime
 from fusionzoo.io import DISK_FULL_ERRNOS, disk_errors
 from fusionzoo.registry import REGISTRIES
+from fusionzoo.results.identity import check_regime
 
 __all__ = [
     "Driver",

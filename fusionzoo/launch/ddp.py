@@ -67,10 +67,10 @@ def _rank_entry(config: dict[str, Any], name: str, plugins: list[str]) -> dict[s
     from rich.console import Console
 
     from fusionzoo import registry
-    from fusionzoo.bench.results import ResultsStore
     from fusionzoo.bench.session import run_bench
     from fusionzoo.config import ExperimentConfig
     from fusionzoo.experiment import Experiment
+    from fusionzoo.results.store import ResultsStore
     from fusionzoo.train import distributed
 
     for target in plugins:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fusionzoo.errors import FusionzooError
 from fusionzoo.launch.base import (
     Driver,
     Launcher,
@@ -64,7 +65,7 @@ def require_ray() -> Any:
     return ray
 
 
-class RayConnectError(RuntimeError):
+class RayConnectError(FusionzooError, RuntimeError):
     """The Ray cluster address is malformed, or no Ray cluster answers there."""
 
 

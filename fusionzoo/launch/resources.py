@@ -20,6 +20,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from fusionzoo.io import available_memory
+
 __all__ = ["JobPlan", "available_memory", "plan_jobs", "torch_threads", "usable_cores", "visible_gpus"]
 
 PROCESS_OVERHEAD = 600 << 20  # torch + fusionzoo imported, a small model and its optimiser
@@ -53,23 +55,6 @@ def visible_gpus() -> int:
         return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
     except Exception:  # a broken driver counts as no GPU
         return 0
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to new processes (``MemAvailable``), or ``None`` when unknown."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:
-        return None
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ import pandas as pd
 
 from fusionzoo.config import UNIMODAL
 from fusionzoo.report.base import Reporter, ResultsView, register_reporter
-from fusionzoo.report.common import display_spec, fmt_num
+from fusionzoo.report.common import display_spec, fmt_num, metric_label
 from fusionzoo.report.fit import Column, print_fitted
 
-__all__ = ["Leaderboard", "fmt_mean_ci", "fmt_p", "fmt_params", "legend", "versus_best"]
+__all__ = ["Leaderboard", "fmt_mean_ci", "fmt_p", "fmt_params", "legend", "robustness_note", "versus_best"]
 
 
 def fmt_params(n: Any) -> str:
@@ -45,6 +45,16 @@ def legend(tested: int) -> str:
         "↑ better than the best but ranked below it: not all its seeds finished. "
         "Dim rows: baselines (unimodal fusions, the linear probe on pooled frozen features)."
     )
+
+
+def robustness_note(metric: str, reference: str) -> str:
+    """What the R/ER columns are: of which metric, against which reference."""
+    against = (
+        f"ER against the clean-trained {reference} runs of the same data and settings"
+        if reference
+        else "ER not computed (no reference run with these settings)"
+    )
+    return f"R / ER: relative / effective robustness of test {metric_label(metric)} ({against})"
 
 
 def versus_best(row: pd.Series, with_test: bool = False) -> str:
@@ -86,8 +96,6 @@ def with_evaluation_columns(store: Any, frame: pd.DataFrame, metric: str = "test
         return frame
     out = pd.concat([frame, extras.drop(columns=[c for c in extras.columns if c in frame.columns])], axis=1)
     if "robustness_metric" in extras.attrs:
-        from fusionzoo.report.leaderboard_table import robustness_note
-
         note = robustness_note(extras.attrs["robustness_metric"], extras.attrs["reference"])
         out.attrs["robustness_note"] = note.replace("R / ER:", "rel. robust. / eff_robust_*:", 1)
     return out
@@ -224,7 +232,7 @@ class Leaderboard(Reporter):
     """One table per dataset, ranked by the view's metric (a ``test_``/``val_`` column): mean ± 95%
     t-interval over seeds, macro-F1, the test against the best (paired t over shared seeds, McNemar
     when one seed is shared; Holm-adjusted, ``*`` = significantly worse), seeds with failed/diverged
-    counts, parameters and train time. Returns the summary table (``fusionzoo.bench.stats.summarize``).
+    counts, parameters and train time. Returns the summary table (``fusionzoo.results.stats.summarize``).
 
     When the runs directory has evaluation tables (``fusionzoo eval``), the per-run columns of
     :func:`fusionzoo.evaluation.views.run_extras` join the runs: the table gains ``rel. robust. (P)``
@@ -240,7 +248,7 @@ class Leaderboard(Reporter):
     def render(self, view: ResultsView, fmt: str = "terminal", console: Any = None, **_: Any) -> Any:
         from rich.markup import escape
 
-        from fusionzoo.bench.stats import BOARD, summarize
+        from fusionzoo.results.stats import BOARD, summarize
 
         frame, metric = view.runs, view.metric
         if not len(frame):

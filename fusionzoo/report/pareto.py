@@ -5,7 +5,7 @@ measurement per efficiency key, matched to the runs by :func:`fusionzoo.report.c
 efficiency_by_config`): forward GFLOPs per sample and p50 latency at batch 1, against the mean
 leaderboard metric (± 95% CI). A configuration is on the Pareto front when no other one is at least
 as good on both axes and strictly better on one (lower cost, higher metric;
-:func:`fusionzoo.evaluation.summaries.pareto_front`); the front is the line.
+:func:`fusionzoo.robustness.pareto_front`); the front is the line.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusionzoo.evaluation.summaries import pareto_front
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, register_reporter
 from fusionzoo.report.common import apply_layout, efficiency_by_config, fmt_num, metric_label, per_config
+from fusionzoo.robustness import pareto_front
 
 __all__ = ["ParetoPlots"]
 

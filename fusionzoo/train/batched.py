@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fusionzoo.evaluation.train_time import with_train_protocol
 from fusionzoo.metrics.base import column_direction
 from fusionzoo.metrics.class_buckets import class_buckets
+from fusionzoo.protocols._train_time import with_train_protocol
 from fusionzoo.train import distributed
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping
 from fusionzoo.train.config import RunConfig

@@ -64,7 +64,7 @@ class RunConfig:
         ``freeze_layers``).
     amp: ``auto`` = bf16 on CUDA when supported, else fp16 on CUDA, never on CPU.
     train_protocol: a train-time protocol ``SPEC@LEVEL`` (``missing_image@0.3``, ``label_noise@0.2``;
-        :mod:`fusionzoo.evaluation.train_time`), canonicalised; ``""`` = clean training (and then not
+        :mod:`fusionzoo.protocols._train_time`), canonicalised; ``""`` = clean training (and then not
         part of the hash, so clean runs keep their identity).
     """
 
@@ -134,7 +134,7 @@ class RunConfig:
             problems.append(f"metric (early stopping on validation): {exc}")
         if self.train_protocol:
             try:
-                from fusionzoo.evaluation.train_time import canonical_train_protocol
+                from fusionzoo.protocols._train_time import canonical_train_protocol
 
                 self.train_protocol = canonical_train_protocol(self.train_protocol)
             except ValueError as exc:  # RegistryError

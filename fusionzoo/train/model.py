@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from fusionzoo import registry
 from fusionzoo.interface import MODALITIES, FusionOutput, HeadOutput
 from fusionzoo.layers.decisions import combine_decisions, deciding_tokens
-from fusionzoo.testing import validate_fusion_output, validate_head_output
+from fusionzoo.output_checks import validate_fusion_output, validate_head_output
 
 __all__ = ["FusionModel", "ModelOutput", "count_parameters", "fusion_modalities"]
 
@@ -77,7 +77,7 @@ class FusionModel(nn.Module):
 
     ``forward(image, text, image_mask=None, text_mask=None, check=False) -> ModelOutput``. With
     ``check=True`` the fusion's and the head's outputs are validated against the ``(B,·,D)`` contract
-    and a violation raises :class:`fusionzoo.testing.ContractError` naming the plugin and the rule.
+    and a violation raises :class:`fusionzoo.output_checks.ContractError` naming the plugin and the rule.
     """
 
     def __init__(

@@ -17,6 +17,8 @@ Python callers (e.g. a tuned benchmark) use the same pieces as ``fusionzoo tune`
     best = trial_config(best_trials(report.study)[0])
 """
 
+from fusionzoo.errors import FusionzooError
 
-class TuneError(ValueError):
+
+class TuneError(FusionzooError, ValueError):
     """A tuning input is wrong (storage, metric, study...); the message names it and the fix."""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COST_OBJECTIVES",
+    "TUNING_SEED_OFFSET",
     "Objective",
     "ObjectiveSpec",
     "TrialDiverged",
@@ -39,6 +40,8 @@ __all__ = [
     "objective_choices",
     "resolve_objective",
     "resolve_objectives",
+    "trial_base_config",
+    "tuning_seed",
 ]
 
 # objectives that are not validation metrics (multi-objective mode), all minimised
@@ -123,8 +126,6 @@ class Objective:
         *,
         progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        from fusionzoo.tune.study import trial_base_config
-
         self.settings = settings
         self.space = space
         self.data = data
@@ -248,3 +249,28 @@ def measure_latency(config: Any, data: Any, batch_size: int = 64, repeats: int =
                 timings.append(time.perf_counter() - start)
     timings.sort()
     return 1000.0 * timings[len(timings) // 2] / max(1, n)
+
+
+# Trials train with seed TUNING_SEED_OFFSET + [tune] seed: never one of the evaluation seeds (a bench's
+# [bench] seeds, tune's export seeds), so no reported seed repeats the trial that won on its own luck.
+TUNING_SEED_OFFSET = 10_000
+
+
+def tuning_seed(seed: int) -> int:
+    """The training seed of every trial of a study whose ``[tune] seed`` is ``seed``."""
+    return TUNING_SEED_OFFSET + int(seed)
+
+
+def trial_base_config(settings: TuneSettings, space: SearchSpace) -> Any:
+    """The ``RunConfig`` every trial starts from: ``base_config`` with the study's fusion and head, its
+    seed (default :func:`tuning_seed` of ``settings.seed``) and the metric that picks its best epoch."""
+    from fusionzoo.train.config import RunConfig
+
+    base = dict(settings.base_config)
+    base["fusion"], base["head"] = space.fusion, space.head
+    base.setdefault("seed", tuning_seed(settings.seed))
+    primary = settings.objective_specs()[0]
+    metric = primary.key[len("val_") :] if primary.is_validation else ""
+    if settings.select_on_objective and metric in ("macro_f1", "accuracy"):
+        base["metric"] = metric  # best epoch = the epoch with the best tuned metric
+    return RunConfig.from_dict(base)

@@ -24,7 +24,7 @@ limit and filters, and the encoders (weights identity, preprocessing, token sele
 every RunConfig field that changes training; ``semantics`` is
 :data:`fusionzoo.train.config.TRAINING_SEMANTICS`; ``plugins`` the distribution and version of a
 third-party fusion or head; ``code`` a content hash of the source of each plugin the run uses (fusion,
-head, train-time protocol, dataset backend; :mod:`fusionzoo.bench.identity`), so an edited plugin is a new
+head, train-time protocol, dataset backend; :mod:`fusionzoo.results.identity`), so an edited plugin is a new
 run ("not reused: the code of film changed"); ``regime`` the DDP world size and the AMP precision the run
 trains in. Tables written before ``code``/``regime`` existed read them as ``""``. Runs of one
 ``config_id`` differ only by seed and are the only runs ever aggregated together; a rerun reuses a
@@ -56,8 +56,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionzoo import __version__
-from fusionzoo.bench.identity import changed_code, regime_changes
+from fusionzoo.errors import InputError
 from fusionzoo.io import atomic_write, check_writable, disk_errors, file_lock
+from fusionzoo.results.identity import changed_code, regime_changes
 
 __all__ = [
     "FINISHED",
@@ -102,12 +103,15 @@ PREDICTIONS_FIX = (
 )
 
 
-class ResultsError(RuntimeError):
+class ResultsError(InputError, RuntimeError):
     """The runs directory cannot be used (e.g. it is a file); the message says what to do."""
 
 
 class ResultsSchemaError(ResultsError):
-    """The results file was written by an incompatible version of fusionzoo."""
+    """The results file was written by an incompatible version of fusionzoo (or is damaged): the runs
+    directory itself was the right one, so this is not a usage error (exit code 1)."""
+
+    exit_code = 1
 
 
 def _hash(payload: Any) -> str:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
-from fusionzoo.cli_common import plugin_option
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.errors import Command, about
 
 FORMAT_CHOICES = ("html", "md", "latex", "csv")
 
 
-@click.command("report")
+@click.command("report", cls=Command)
 @click.argument("runs_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -71,11 +72,11 @@ def report(
       fusionzoo report runs/quick --format latex      # the leaderboard as a LaTeX table (needs booktabs)
       fusionzoo report runs/quick --plugin my_section.py
     """
-    from fusionzoo.bench.results import ResultsSchemaError, ResultsStore
-    from fusionzoo.bench.versions import VersionError
     from fusionzoo.report.base import ResultsView, section_reporters
     from fusionzoo.report.optuna_studies import find_storages
     from fusionzoo.report.output import SUFFIXES, write_report
+    from fusionzoo.results.store import ResultsStore
+    from fusionzoo.results.versions import VersionError
 
     if not runs_dir.is_dir():
         raise click.BadParameter(
@@ -93,14 +94,10 @@ def report(
             f"--sections chooses sections of the HTML report; --format {fmt} writes the leaderboard table",
             param_hint="--sections",
         )
-    try:
-        store = ResultsStore(runs_dir)
-        metric = metric if metric.startswith(("test_", "val_")) else f"test_{metric}"
+    store = ResultsStore(runs_dir)
+    metric = metric if metric.startswith(("test_", "val_")) else f"test_{metric}"
+    with about("--data-version", VersionError):  # a version the runs directory does not have
         view = ResultsView.of(store, None, metric, data_version)
-    except ResultsSchemaError as exc:
-        raise click.ClickException(str(exc)) from None
-    except VersionError as exc:
-        raise click.BadParameter(str(exc), param_hint="--data-version") from None
     if len(view.runs) and metric not in view.runs.columns:
         available = ", ".join(sorted(c for c in view.runs.columns if c.startswith(("test_", "val_"))))
         raise click.BadParameter(
@@ -113,11 +110,8 @@ def report(
             f"{runs_dir} has no runs in {store.results_path.name}{what}: nothing to report. Pass the --out "
             "directory of a bench or tune run"
         )
-    try:
-        for run_id in view.ok["run_id"].astype(str):  # a corrupt file: one clear error before any work
-            store.predictions(run_id)
-    except ResultsSchemaError as exc:
-        raise click.ClickException(str(exc)) from None
+    for run_id in view.ok["run_id"].astype(str):  # a corrupt file: one clear error before any work
+        store.predictions(run_id)
     for line in view.versions_note():
         click.echo(f"note: {line}")
     started = time.perf_counter()

@@ -8,21 +8,22 @@ import os
 import click
 
 from fusionzoo import __version__
+from fusionzoo.cli.errors import Group
 
 # subcommand name -> "module:attribute"; heavy modules (torch, timm) load only for the command run
 LAZY_COMMANDS = {
-    "list": "fusionzoo.cli_list:list_cmd",
-    "data": "fusionzoo.data.cli:data",
-    "encode": "fusionzoo.encoders.cli:encode",
-    "bench": "fusionzoo.bench.cli:bench",
-    "tune": "fusionzoo.tune.cli:tune",
-    "report": "fusionzoo.cli_report:report",
-    "eval": "fusionzoo.evaluation.cli:eval_cmd",
+    "list": "fusionzoo.cli.list:list_cmd",
+    "data": "fusionzoo.cli.data:data",
+    "encode": "fusionzoo.cli.encode:encode",
+    "bench": "fusionzoo.cli.bench:bench",
+    "tune": "fusionzoo.cli.tune:tune",
+    "report": "fusionzoo.cli.report:report",
+    "eval": "fusionzoo.cli.eval:eval_cmd",
 }
 
 
-class LazyGroup(click.Group):
-    """A group that imports each subcommand's module on first use."""
+class LazyGroup(Group):
+    """A group that imports each subcommand's module on first use (errors: :mod:`fusionzoo.cli.errors`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | {n for n in LAZY_COMMANDS if self._available(n)})
@@ -46,7 +47,3 @@ class LazyGroup(click.Group):
 def main() -> None:
     """Benchmark interchangeable multimodal (image + text) fusion modules and heads."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -17,7 +17,7 @@ run_ids       JSON list of the run ids of the invocation's grid
 
 Every URL in the command line, the config and the environment (``--mlflow postgresql://user:pw@host``,
 ``--storage``, ``--ray-address``) is stored with its password masked (:func:`mask_urls`, which applies
-:func:`fusionzoo.tune.storage.mask_url` to each), so neither the table nor the report leaks it.
+:func:`fusionzoo.endpoints.mask_url` to each), so neither the table nor the report leaks it.
 
 ``machine`` records what makes CPU numbers reproducible or not: the CPU model (``/proc/cpuinfo``'s
 ``model name``, else the platform's processor string), the instruction set torch's CPU kernels
@@ -39,6 +39,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from fusionzoo import __version__
 
 __all__ = ["PACKAGES", "collect_provenance", "cpu_model", "git_state", "mask_urls"]
 
@@ -104,7 +106,7 @@ URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
 
 def mask_urls(text: str) -> str:
     """``text`` with the password of every URL in it masked (``scheme://user:***@host``)."""
-    from fusionzoo.tune.storage import mask_url
+    from fusionzoo.endpoints import mask_url
 
     return URL.sub(lambda m: mask_url(m.group(0)), text)
 
@@ -150,8 +152,6 @@ def collect_provenance(
 ) -> dict[str, Any]:
     """The provenance row of one bench invocation (see the module docstring); ``inputs`` maps each
     dataset to its :class:`~fusionzoo.prepare.ResolvedInputs`."""
-    from fusionzoo import __version__
-
     argv = list(sys.argv if argv is None else argv)
     program = Path(argv[0]).name if argv else "fusionzoo"
     if argv and Path(argv[0]).parts[-2:] == ("fusionzoo", "cli.py"):

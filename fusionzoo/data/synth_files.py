@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from fusionzoo.data.base import DataError, fingerprint_of
-from fusionzoo.data.glami import DATASET_FOLDER, GLAMI_COLUMNS, IMAGES_FOLDER, TEST_CSV, TRAIN_CSV
+from fusionzoo.data.glami import DATASET_FOLDER, GLAMI_COLUMNS, IMAGES_FOLDER, TEST_CSV, TRAIN_CSV, load_glami
 from fusionzoo.data.paths import synth_base_dir
 from fusionzoo.data.synth_render import (
     COLOURS,
@@ -393,8 +393,6 @@ def load_synth(
     **load_options: Any,
 ):
     """Generate-or-reuse the synthetic dataset and load it with the GLAMI loader."""
-    from fusionzoo.data.glami import load_glami
-
     config = config or SynthConfig()
     root = ensure_synth(config, out, data_dir=data_dir)
     splits = load_glami(root, data_dir=data_dir, name="synth", **load_options)

@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli_common import plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options, flag
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.errors import Command, about
+from fusionzoo.cli.options import config_from_flags, experiment_options, flag
 
 EVAL_FLAGS = ("protocols", "efficiency", "device", "threads", "jobs", "launcher", "ray_address", "data_dir",
               "data_options", "limit", "dataset")  # fmt: skip
@@ -25,7 +26,7 @@ EVAL_TABLE = {
 }  # fmt: skip
 
 
-@click.command("eval")
+@click.command("eval", cls=Command)
 @click.argument("runs_dir", type=click.Path(file_okay=False, exists=True))
 @experiment_options(*EVAL_FLAGS, table=EVAL_TABLE)
 @plugin_option
@@ -43,42 +44,25 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
     The data of each run is rebuilt from what the bench recorded in RUNS_DIR/inputs/ (the --config,
     --data-dir and --data-option flags are used only for runs of older fusionzoo versions that lack it).
     """
-    from fusionzoo.bench.cli import console_for_output
-    from fusionzoo.bench.results import ResultsError, ResultsSchemaError, ResultsStore
-    from fusionzoo.config import ConfigError
+    from fusionzoo.cli.bench import console_for_output
     from fusionzoo.evaluation.session import run_eval
-    from fusionzoo.io import DiskFullError
-    from fusionzoo.launch.ray import RayConnectError
     from fusionzoo.launch.select import check_cluster
-    from fusionzoo.prepare import PrepareError
-    from fusionzoo.registry import RegistryError
+    from fusionzoo.results.store import ResultsStore
 
     config = config_from_flags(flags, config_path, EVAL_TABLE)
     if not config.eval.protocols and not config.eval.efficiency:
         raise click.UsageError(
             "nothing to evaluate: give --protocols SPEC,... and/or --efficiency (or an [eval] table)"
         )
-    try:
+    with about("RUNS_DIR"):
         store = ResultsStore(Path(runs_dir))
-    except ResultsSchemaError as exc:
-        raise click.ClickException(str(exc)) from None
-    except ResultsError as exc:
-        raise click.BadParameter(str(exc), param_hint="RUNS_DIR") from None
     if not store.results_path.exists():
         raise click.BadParameter(
             f"{runs_dir} has no {store.results_path.name}: run fusionzoo bench first", param_hint="RUNS_DIR"
         )
-    try:
-        check_cluster(config.bench)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    check_cluster(config.bench)
     console = console_for_output()
-    try:
-        outcome = run_eval(config, store, console)
-    except (RegistryError, ConfigError) as exc:
-        raise click.UsageError(str(exc)) from None
-    except (PrepareError, DiskFullError, RayConnectError) as exc:
-        raise click.ClickException(str(exc)) from None
+    outcome = run_eval(config, store, console)
     if outcome.problems:
         raise click.ClickException(
             f"{len(outcome.problems)} group(s) of runs could not be evaluated (listed above)"

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli_common import CommaList, IntList, PluginSpecList, TrainProtocolList
+from fusionzoo.cli.common import CommaList, IntList, PluginSpecList, TrainProtocolList
 
 __all__ = ["FLAGS", "Flag", "config_from_flags", "experiment_options", "flag", "parse_key_values"]
 

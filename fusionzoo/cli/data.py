@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from fusionzoo.cli_common import plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options
+from fusionzoo import registry
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.errors import Group, checking_input
+from fusionzoo.cli.options import config_from_flags, experiment_options
 from fusionzoo.data.base import DataError, DatasetSplits
 
 
@@ -41,11 +42,9 @@ def _datasets(flags: dict[str, Any], config_path: str | None) -> list[tuple[Any,
     experiment = Experiment(config)
     out = []
     for dataset in config.bench.datasets:
-        try:
+        with checking_input():
             backend = experiment.backend(dataset)
             backend.check_options(dict(config.data))
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
         out.append((backend, experiment.data_options(dataset)))
     return out
 
@@ -54,24 +53,10 @@ def load_from_flags(flags: dict[str, Any], config_path: str | None) -> list[Data
     """The datasets the experiment flags name, loaded as bench loads them (a DataError exits 1)."""
     from fusionzoo.prepare import load_splits
 
-    try:
-        return [load_splits(options) for _, options in _datasets(flags, config_path)]
-    except DataError as exc:
-        raise click.ClickException(str(exc)) from None
+    return [load_splits(options) for _, options in _datasets(flags, config_path)]
 
 
-def _data_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DataError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
-@click.group("data")
+@click.group("data", cls=Group)
 def data() -> None:
     """Datasets: status, verify and info of any registered dataset; GLAMI-1M download; the embedded one."""
 
@@ -97,7 +82,6 @@ def data() -> None:
 @click.option("--keep-zip", is_flag=True, help="Keep the zip after extraction.")
 @click.option("--force", is_flag=True, help="Download and extract again even if already present.")
 @plugin_option
-@_data_errors
 def glami1m_cmd(
     download: bool,
     test_only: bool,
@@ -127,8 +111,6 @@ def glami1m_cmd(
         )
     location = root or glami_dir(data_dir)
     if verify:
-        from fusionzoo import registry
-
         report = registry.create("dataset", "glami1m").verify(deep=deep, data_dir=data_dir, root=root)
         _print_verify(out, "glami1m", report)
         return
@@ -180,7 +162,6 @@ def status_cmd(config_path: str | None, plugins: tuple[str, ...], **flags: Any) 
 @experiment_options("dataset", "data_dir", "data_options")
 @click.option("--deep", is_flag=True, help="Decode every image (slow) instead of header checks.")
 @plugin_option
-@_data_errors
 def verify_cmd(config_path: str | None, deep: bool, plugins: tuple[str, ...], **flags: Any) -> None:
     """Check a dataset's files and every image (the backend's own checks); exit 1 on problems."""
     out = Console()
@@ -215,7 +196,6 @@ def verify_cmd(config_path: str | None, deep: bool, plugins: tuple[str, ...], **
 @data_dir_option
 @click.option("--force", is_flag=True, help="Regenerate even if an identical dataset exists.")
 @plugin_option
-@_data_errors
 def synth_cmd(
     size: int | None,
     out: Path | None,
@@ -227,7 +207,7 @@ def synth_cmd(
     plugins: tuple[str, ...],
 ) -> None:
     """Write the embedded GLAMI-format synthetic dataset (cached by its parameters)."""
-    from fusionzoo.data.synth import SynthConfig, default_out, ensure_synth, is_current, read_params
+    from fusionzoo.data.synth_files import SynthConfig, default_out, ensure_synth, is_current, read_params
 
     config = SynthConfig.from_options(size=size, seed=seed, image_size=image_size, zipf=zipf)
     target = out.expanduser().resolve() if out is not None else default_out(config, data_dir)

@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli_common import plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.errors import Command, about, checking_input
+from fusionzoo.cli.options import config_from_flags, experiment_options
 
 BENCH_FLAGS = (
     "fusions",
@@ -75,33 +76,24 @@ def console_for_output() -> Any:
 
 def validated_experiment(flags: dict[str, Any], config_path: str | None) -> Any:
     """The experiment of the flags, validated before any data is touched (exit 2 on a bad input)."""
-    from fusionzoo.config import ConfigError
+    from fusionzoo.bench.checks import validate_bench
     from fusionzoo.experiment import Experiment
-    from fusionzoo.registry import RegistryError
 
     config = config_from_flags(flags, config_path)
     experiment = Experiment(config)
-    try:
-        experiment.validate()
-    except (ConfigError, RegistryError) as exc:
-        raise click.UsageError(str(exc)) from None
-    except ValueError as exc:  # a dataset option or a DataError raised by a backend
-        raise click.UsageError(str(exc)) from None
+    with checking_input():  # a dataset option, a plugin refusing its hyperparameters, ...
+        validate_bench(experiment)
     return experiment
 
 
 def open_store(experiment: Any) -> Any:
-    from fusionzoo.bench.results import ResultsError, ResultsSchemaError, ResultsStore
+    from fusionzoo.results.store import ResultsStore
 
-    try:
+    with about("--out"):
         return ResultsStore(experiment.config.runs_dir())
-    except ResultsSchemaError as exc:
-        raise click.ClickException(str(exc)) from None
-    except ResultsError as exc:
-        raise click.BadParameter(str(exc), param_hint="--out") from None
 
 
-@click.command("bench")
+@click.command("bench", cls=Command)
 @experiment_options(*BENCH_FLAGS)
 @click.option(
     "--dry-run", is_flag=True, help="Print the grid, the cache status and a cost estimate; train nothing."
@@ -118,13 +110,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     """
     from fusionzoo.bench.session import dry_run as show_dry_run
     from fusionzoo.bench.session import run_bench
-    from fusionzoo.bench.tracking import TrackingError
-    from fusionzoo.io import DiskFullError
-    from fusionzoo.launch.ray import RayConnectError
     from fusionzoo.launch.select import distributed_world
-    from fusionzoo.prepare import PrepareError
-    from fusionzoo.tune import TuneError
-    from fusionzoo.tune.space import SearchSpaceError
 
     experiment = validated_experiment(flags, config_path)
     store = open_store(experiment)
@@ -142,8 +128,6 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
             show_dry_run(experiment, store, console)
             return
         outcome = run_bench(experiment, store, console, experiment.config.bench.threads or 1)
-    except (PrepareError, DiskFullError, TrackingError, TuneError, SearchSpaceError, RayConnectError) as exc:
-        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         console.print(
             "[yellow]interrupted: the current run was discarded (nothing of it is recorded); finished "

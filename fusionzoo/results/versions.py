@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from fusionzoo.errors import InputError
+
 __all__ = ["DataVersion", "VersionError", "data_versions", "pick_versions", "versions_note"]
 
 SHORT = 12  # characters of a fingerprint shown (enough to tell versions apart, and to pass back)
 
 
-class VersionError(ValueError):
+class VersionError(InputError, ValueError):
     """A requested data version is not in the runs table."""
 
 

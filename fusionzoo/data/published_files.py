@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from fusionzoo.testing.glami_files import jpeg_bytes
+from fusionzoo.data.glami_files import jpeg_bytes
 
 COLOURS = ((200, 30, 30), (30, 60, 200), (30, 160, 60), (220, 200, 40))
 

@@ -1,7 +1,7 @@
 """``fusionzoo tune``: an Optuna study over one fusion + head on the benchmark's data.
 
 The dataset/encoder/budget flags are the experiment flags ``fusionzoo bench`` takes (declared once in
-:mod:`fusionzoo.cli_options`), so both commands train on identical data the same way; the tuning flags
+:mod:`fusionzoo.cli.options`), so both commands train on identical data the same way; the tuning flags
 set the ``[tune]`` table of the same config. ``--config`` takes any preset (a bench preset works as is)
 plus ``[tune]``, ``[space]`` (overrides/fixes, see ``fusionzoo.tune.space``) and ``[pruner]``.
 
@@ -19,8 +19,9 @@ from typing import Any
 import click
 
 from fusionzoo import registry
-from fusionzoo.cli_common import IntList, PluginSpecList, plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options, flag
+from fusionzoo.cli.common import IntList, PluginSpecList, plugin_option
+from fusionzoo.cli.errors import Command, checking_input
+from fusionzoo.cli.options import config_from_flags, experiment_options, flag
 
 DEFAULT_RUNS_DIR = "runs/tune"
 EXPERIMENT_FLAGS = (
@@ -52,27 +53,21 @@ EXPERIMENT_FLAGS = (
 
 
 def _objectives(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    from fusionzoo.tune import TuneError
     from fusionzoo.tune.objective import resolve_objectives
 
     if value is None:
         return None
-    try:
+    with checking_input(param.get_error_hint(ctx)):
         return [o.key for o in resolve_objectives(None, value)]
-    except TuneError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 def _metric(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from fusionzoo.tune import TuneError
     from fusionzoo.tune.objective import resolve_objective
 
     if value is None:
         return None
-    try:
+    with checking_input(param.get_error_hint(ctx)):
         return resolve_objective(value).key
-    except TuneError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 def _one_spec(ctx: click.Context, param: click.Parameter, value: list[str] | None) -> str | None:
@@ -124,7 +119,7 @@ TUNE_FLAGS = {
 }  # fmt: skip
 
 
-@click.command("tune")
+@click.command("tune", cls=Command)
 @experiment_options(*TUNE_FLAGS, *EXPERIMENT_FLAGS, table=TUNE_FLAGS)
 @click.option(
     "--export",
@@ -181,29 +176,17 @@ def tune(config_path: str | None, plugins: tuple[str, ...], **options: Any) -> N
     """
     from rich.console import Console
 
-    from fusionzoo.config import ConfigError
-    from fusionzoo.io import DiskFullError
-    from fusionzoo.launch.ray import RayConnectError
     from fusionzoo.launch.select import check_cluster
-    from fusionzoo.prepare import PrepareError
-    from fusionzoo.registry import RegistryError
-    from fusionzoo.tune import TuneError
-    from fusionzoo.tune.space import SearchSpaceError
 
     console = Console(highlight=False, stderr=False)
     config = config_from_flags(options, config_path, TUNE_FLAGS)
-    try:
+    with checking_input():
         if options["show_space"] is not None:
             _show_space(console, config, options["show_space"])
             return
         settings = _settings(config, options, plugins)
         check_cluster(config.bench)
-    except (ConfigError, RegistryError, SearchSpaceError, TuneError) as exc:
-        raise click.UsageError(str(exc)) from None
-    try:
-        _run(console, settings, config, options)
-    except (TuneError, SearchSpaceError, PrepareError, DiskFullError, RayConnectError) as exc:
-        raise click.ClickException(str(exc)) from None
+    _run(console, settings, config, options)
 
 
 def _show_space(console: Any, config: Any, fusion: str) -> None:

@@ -1,7 +1,7 @@
 """``fusionzoo encode``: run the encoders once per split and fill the feature cache bench and tune read.
 
 The dataset and encoder flags are the experiment flags of ``fusionzoo bench`` (declared once in
-:mod:`fusionzoo.cli_options`: ``--dataset``, ``--data-dir``, ``--data-option``, ``--limit``,
+:mod:`fusionzoo.cli.options`: ``--dataset``, ``--data-dir``, ``--data-option``, ``--limit``,
 ``--image-encoder``, ``--text-encoder``, ``--pretrained/--no-pretrained``, ``--cache-dir``,
 ``--image-tokens``, ...), and ``--config`` takes the same presets, so ``fusionzoo encode`` with the
 flags of a later ``fusionzoo bench`` writes exactly the cache entries that bench reuses. The data goes
@@ -18,8 +18,9 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli_common import plugin_option
-from fusionzoo.cli_options import config_from_flags, experiment_options, flag
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.errors import Command
+from fusionzoo.cli.options import config_from_flags, experiment_options, flag
 
 ENCODE_FLAGS = {
     f.name: f
@@ -79,7 +80,7 @@ def _splits(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
     return names
 
 
-@click.command("encode")
+@click.command("encode", cls=Command)
 @experiment_options(*EXPERIMENT_FLAGS, table=ENCODE_FLAGS)
 @click.option(
     "--splits",

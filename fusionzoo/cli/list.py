@@ -18,7 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fusionzoo import registry
-from fusionzoo.cli_common import plugin_option
+from fusionzoo.cli.common import plugin_option
+from fusionzoo.cli.errors import Command
 
 LIST_DIM = 256
 LIST_CLASSES = 191  # GLAMI-1M
@@ -169,7 +170,7 @@ def listing_table(what: str, pattern: str = "*") -> Table:
     return table
 
 
-@click.command("list")
+@click.command("list", cls=Command)
 @click.argument("what", type=click.Choice([*LISTINGS, "all"]), default="all")
 @click.argument("pattern", default="*")
 @plugin_option

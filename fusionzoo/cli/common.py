@@ -118,7 +118,7 @@ class TrainProtocolList(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
         if isinstance(value, list | tuple):
             return list(value)
-        from fusionzoo.evaluation.train_time import expand_train_protocols
+        from fusionzoo.protocols._train_time import expand_train_protocols
 
         items = split_specs(str(value))
         try:

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fusionzoo.train.model import FusionModel
+if TYPE_CHECKING:  # annotations only: the metrics sit below the training layer
+    from fusionzoo.train.model import FusionModel
 
 __all__ = [
     "forward_flops",
