@@ -22,7 +22,7 @@ from fusionzoo import registry
 from fusionzoo.bench.identity import run_code, training_regime
 from fusionzoo.bench.results import config_id_of, run_id_of
 from fusionzoo.config import UNIMODAL, ConfigError, ExperimentConfig
-from fusionzoo.evaluation.train_time import expand_train_protocols
+from fusionzoo.evaluation.train_time import check_train_protocol_fusion, expand_train_protocols
 from fusionzoo.prepare import DataOptions, ResolvedInputs, materialise, resolve_inputs
 from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
 from fusionzoo.train.losses import aux_loss_names, check_loss_weights
@@ -224,6 +224,25 @@ class Experiment:
             ]
         return pairs
 
+    def requested_fusions(self) -> list[str]:
+        """The canonical fusion specs named in ``--fusions`` (without the unimodal baselines added)."""
+        options = self.config.fusion_options
+        return [
+            canonical_spec("fusion", item.partition("@")[0], options) for item in self.config.bench.fusions
+        ]
+
+    def run_train_protocol(self, fusion: str, train_protocol: str) -> str:
+        """The train protocol a run of ``fusion`` gets: ``train_protocol``, except that an automatically
+        added unimodal baseline trains clean (``""``) under a training protocol it cannot take (OGM-GE
+        and G-Blend balance two modalities; the explicitly requested fusions were checked up front)."""
+        if not train_protocol or fusion in self.requested_fusions():
+            return train_protocol
+        try:
+            check_train_protocol_fusion(train_protocol, fusion)
+        except registry.RegistryError:
+            return ""
+        return train_protocol
+
     def validate(self) -> None:
         """Raise ``ConfigError``/``RegistryError`` for anything wrong, before any data is touched."""
         config = self.config
@@ -267,7 +286,10 @@ class Experiment:
             self._check_tune_space()
         heads = [canonical_spec("head", h) for h in config.bench.heads]
         try:
-            expand_train_protocols(config.bench.train_protocols)
+            train_protocols = expand_train_protocols(config.bench.train_protocols)
+            for fusion in self.requested_fusions():  # a training protocol refuses a fusion without branches
+                for train_protocol in train_protocols:
+                    check_train_protocol_fusion(train_protocol, fusion)
         except registry.RegistryError as exc:
             raise ConfigError(f"--train-protocols / [bench] train_protocols: {exc}") from None
         from fusionzoo.evaluation.session import build_protocols, check_reference
@@ -360,7 +382,8 @@ class Experiment:
                         for train_protocol in train_protocols:  # the train-time protocol axis
                             run = base.replace(fusion=fusion, head=head, seed=int(seed))
                             run = run.replace(head=canonical_spec("head", run.resolved_head()))
-                            run = run.replace(train_protocol=train_protocol or run.train_protocol)
+                            protocol = self.run_train_protocol(fusion, train_protocol)
+                            run = run.replace(train_protocol=protocol or run.train_protocol)
                             spec = RunSpec.create(dataset, run, fingerprint, world=world)
                             if spec.run_id not in seen:
                                 seen.add(spec.run_id)

@@ -9,7 +9,9 @@ is part of the run's identity (its config hash). :func:`with_train_protocol` wra
   and test batches stay clean;
 - a label protocol (``label_noise``) flips the training labels once (seeded by the protocol's own
   ``seed``: the same noisy labels for every fusion and run seed), and the validation labels too when
-  its ``val`` option is on; the test labels are never changed.
+  its ``val`` option is on; the test labels are never changed;
+- a training protocol (``target = "training"``: ``ogm_ge``, ``gblend``) leaves the data alone and
+  plugs a hook into the trainer instead (:func:`training_hook`, :mod:`fusionzoo.protocols._training`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from fusionzoo.protocols.base import Protocol, generator_for
 __all__ = [
     "TrainProtocolData",
     "canonical_train_protocol",
+    "check_train_protocol_fusion",
     "expand_train_protocols",
     "parse_train_protocol",
+    "training_hook",
     "with_train_protocol",
 ]
 
@@ -125,7 +129,7 @@ def with_train_protocol(config: Any, data: Any) -> Any:
     if not text:
         return data
     protocol, level = parse_train_protocol(text)
-    if level == 0:
+    if level == 0 or protocol.target == "training":
         return data
     make_encoder = getattr(data, "make_encoder", None)
     if protocol.target == "tokens" and make_encoder is not None and make_encoder() is not None:
@@ -134,3 +138,26 @@ def with_train_protocol(config: Any, data: Any) -> Any:
             "--mode frozen (label_noise works in both modes)"
         )
     return TrainProtocolData(data, protocol, level, int(config.seed))
+
+
+def training_hook(config: Any, trainer: Any) -> Any:
+    """The :class:`~fusionzoo.protocols._training.TrainingHook` of ``config.train_protocol`` for
+    ``trainer`` (built after its model and loss), or ``None`` when the run has no training protocol."""
+    text = getattr(config, "train_protocol", "")
+    if not text:
+        return None
+    protocol, level = parse_train_protocol(text)
+    if level == 0 or protocol.target != "training":
+        return None
+    return protocol.hook(level, trainer)
+
+
+def check_train_protocol_fusion(train_protocol: str, fusion: str) -> None:
+    """``RegistryError`` when ``train_protocol`` cannot train ``fusion`` (a training protocol that needs
+    per-modality branches and a fusion without them); nothing for data protocols."""
+    if not train_protocol:
+        return
+    protocol, _ = parse_train_protocol(train_protocol)
+    check = getattr(protocol, "check_fusion", None)
+    if check is not None:
+        check(fusion)
