@@ -224,6 +224,54 @@ class Experiment:
             ]
         return pairs
 
+    def teacher(self) -> Any:
+        """``--distill-from``'s :class:`~fusionzoo.bench.distill.Teacher` (``None`` without), resolved once."""
+        if not self.config.bench.distill_from:
+            return None
+        if "_teacher" not in self.__dict__:
+            from fusionzoo.bench.distill import TeacherError, resolve_teacher
+
+            try:
+                self.__dict__["_teacher"] = resolve_teacher(self.config.bench.distill_from)
+            except TeacherError as exc:
+                raise ConfigError(f"--distill-from / [bench] distill_from: {exc}") from None
+        return self.__dict__["_teacher"]
+
+    def _check_distill(self) -> None:
+        teacher = self.teacher()
+        if teacher is None:
+            return
+        bench = self.config.bench
+        if bench.mode != "frozen":
+            raise ConfigError(
+                "--distill-from: distillation reads the teacher's logits over cached tokens: --mode frozen"
+            )
+        if bench.tune_trials:
+            raise ConfigError("--distill-from with --tune-trials: the tuning trials would not distill; tune first, "
+                              "then distill the chosen configuration")  # fmt: skip
+        wrong = [d for d in bench.datasets if d != teacher.dataset]
+        if wrong:
+            raise ConfigError(
+                f"--distill-from: teacher {teacher.label} in {teacher.runs_dir} was trained on {teacher.dataset}, "
+                f"not {', '.join(wrong)}: a teacher's logits exist only on its own dataset"
+            )
+
+    def distill_teacher(self, dataset: str, fusion: str, fingerprint: str) -> str:
+        """The teacher identity a run of ``fusion`` on ``dataset`` records (``""``: not a student), after
+        checking that the teacher's data is the students' (known fingerprints only: a dry run may not
+        know it yet)."""
+        teacher = self.teacher()
+        if teacher is None or fusion not in self.requested_fusions():
+            return ""
+        if fingerprint != "not-yet-known":
+            from fusionzoo.bench.distill import TeacherError, check_teacher_data
+
+            try:
+                check_teacher_data(teacher, dataset, fingerprint)
+            except TeacherError as exc:
+                raise ConfigError(f"--distill-from / [bench] distill_from: {exc}") from None
+        return teacher.identity
+
     def requested_fusions(self) -> list[str]:
         """The canonical fusion specs named in ``--fusions`` (without the unimodal baselines added)."""
         options = self.config.fusion_options
@@ -284,6 +332,7 @@ class Experiment:
                 raise ConfigError(f"--tune-trials tunes on [tune] metric: {exc}") from None
             self._check_tune_seed()
             self._check_tune_space()
+        self._check_distill()
         heads = [canonical_spec("head", h) for h in config.bench.heads]
         try:
             train_protocols = expand_train_protocols(config.bench.train_protocols)
@@ -384,6 +433,8 @@ class Experiment:
                             run = run.replace(head=canonical_spec("head", run.resolved_head()))
                             protocol = self.run_train_protocol(fusion, train_protocol)
                             run = run.replace(train_protocol=protocol or run.train_protocol)
+                            teacher = self.distill_teacher(dataset, fusion, fingerprint)
+                            run = run.replace(distill_teacher=teacher) if teacher else run
                             spec = RunSpec.create(dataset, run, fingerprint, world=world)
                             if spec.run_id not in seen:
                                 seen.add(spec.run_id)

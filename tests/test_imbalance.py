@@ -102,18 +102,18 @@ def test_ogm_ge_damps_the_gradient_of_the_dominant_modality():
     data = _dominant_image_data()
     trainer = Trainer(_config("ogm_ge:noise=false@1"), data)
     trainer.fit()
-    result_k = trainer.hook.coefficients  # of the last training batch
+    result_k = trainer.hooks[0].coefficients  # of the last training batch
     assert result_k["text"] == 1.0 and result_k["image"] < 0.5, result_k
     # one step by hand: the image branch's gradient after the hook is k_image × the raw gradient
     batch = data.batch("train", torch.arange(32))
     out = trainer.model.forward_batch(batch)
     loss, parts = trainer.loss_fn(out.logits, batch["label"], out.aux_losses)
-    loss, parts = trainer.hook.loss(batch, out, loss, parts)
+    loss, parts = trainer.hooks[0].loss(batch, out, loss, parts)
     trainer.optimizer.zero_grad()
     loss.backward()
     raw = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
-    trainer.hook.after_backward()
-    k = trainer.hook.coefficients
+    trainer.hooks[0].after_backward()
+    k = trainer.hooks[0].coefficients
     assert k["image"] < 0.5 and k["text"] == 1.0 and float(parts["ogm_k_image"]) == pytest.approx(k["image"])
     for name, param in trainer.model.named_parameters():
         if name not in raw:
@@ -129,7 +129,7 @@ def test_ogm_ge_history_shows_the_damping_and_the_plain_run_is_unchanged():
     assert (history["train_ogm_k_text"] == 1.0).all()
     assert history["train_ogm_k_image"].iloc[-1] < 0.6
     assert RunConfig(train_protocol="ogm_ge@0").train_protocol == ""  # α = 0: the plain run
-    assert Trainer(_config("ogm_ge@0"), data).hook is None
+    assert Trainer(_config("ogm_ge@0"), data).hooks == []
 
 
 def _overfitting_text_data(seed=0) -> FeatureData:
@@ -158,7 +158,7 @@ def test_gblend_weights_favour_the_modality_that_does_not_overfit():
 def test_gblend_heads_train_with_the_model_but_are_not_part_of_it():
     data = synthetic_features(64, 32, 32)
     trainer = Trainer(_config("gblend@0.5", epochs=1), data)
-    heads = list(trainer.hook.module.parameters())
+    heads = list(trainer.hooks[0].module.parameters())
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in optimised for p in heads)
     before = [p.detach().clone() for p in heads]

@@ -55,6 +55,9 @@ BENCH_FLAGS = (
     "jobs",
     "ray_address",
     "ddp",
+    "distill_from",
+    "distill_t",
+    "distill_alpha",
 )
 
 
@@ -118,6 +121,7 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
     from fusionzoo.bench.session import dry_run as show_dry_run
     from fusionzoo.bench.session import run_bench
     from fusionzoo.bench.tracking import TrackingError
+    from fusionzoo.config import ConfigError
     from fusionzoo.io import DiskFullError
     from fusionzoo.launch.ray import RayConnectError
     from fusionzoo.launch.select import distributed_world
@@ -143,6 +147,8 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
         outcome = run_bench(experiment, store, console, experiment.config.bench.threads or 1)
     except (PrepareError, DiskFullError, TrackingError, TuneError, SearchSpaceError, RayConnectError) as exc:
         raise click.ClickException(str(exc)) from None
+    except ConfigError as exc:  # found once the data is resolved (e.g. --distill-from's teacher data)
+        raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
         console.print(
             "[yellow]interrupted: the current run was discarded (nothing of it is recorded); finished "

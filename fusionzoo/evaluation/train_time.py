@@ -30,7 +30,7 @@ __all__ = [
     "check_train_protocol_fusion",
     "expand_train_protocols",
     "parse_train_protocol",
-    "training_hook",
+    "training_hooks",
     "with_train_protocol",
 ]
 
@@ -140,16 +140,21 @@ def with_train_protocol(config: Any, data: Any) -> Any:
     return TrainProtocolData(data, protocol, level, int(config.seed))
 
 
-def training_hook(config: Any, trainer: Any) -> Any:
-    """The :class:`~fusionzoo.protocols._training.TrainingHook` of ``config.train_protocol`` for
-    ``trainer`` (built after its model and loss), or ``None`` when the run has no training protocol."""
+def training_hooks(config: Any, trainer: Any) -> list[Any]:
+    """The hooks ``trainer`` (built up to its model and loss) plugs into its loop: the
+    :class:`~fusionzoo.protocols._training.TrainingHook` of a training protocol (``ogm_ge``, ``gblend``)
+    and distillation's (:class:`~fusionzoo.train.distill.DistillHook`); ``[]`` for a plain run."""
+    hooks = []
     text = getattr(config, "train_protocol", "")
-    if not text:
-        return None
-    protocol, level = parse_train_protocol(text)
-    if level == 0 or protocol.target != "training":
-        return None
-    return protocol.hook(level, trainer)
+    if text:
+        protocol, level = parse_train_protocol(text)
+        if level != 0 and protocol.target == "training":
+            hooks.append(protocol.hook(level, trainer))
+    if getattr(config, "distill_teacher", ""):
+        from fusionzoo.train.distill import DistillHook
+
+        hooks.append(DistillHook(trainer))
+    return hooks
 
 
 def check_train_protocol_fusion(train_protocol: str, fusion: str) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fusionzoo.evaluation.train_time import training_hook, with_train_protocol
+from fusionzoo.evaluation.train_time import training_hooks, with_train_protocol
 from fusionzoo.metrics.base import column_direction
 from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.train import distributed
@@ -161,11 +161,14 @@ class Trainer:
             **getattr(self.model.head, "aux_loss_weights", {}),
         }
         self.loss_fn = LossComposer.from_config(config, class_weights, aux_defaults).to(self.device)
-        self.hook = training_hook(config, self)  # a training protocol's hook (ogm_ge, gblend), else None
+        self.hooks = training_hooks(config, self)  # a training protocol's (ogm_ge, gblend), distillation's
 
         self.n_train = data.size("train")
         self.steps_per_epoch = len(self._batches(0, None))
-        self.optimizer = make_optimizer(self.model, config, extra=getattr(self.hook, "module", None))
+        extra = [hook.module for hook in self.hooks if hook.module is not None]  # e.g. G-Blend's heads
+        self.optimizer = make_optimizer(
+            self.model, config, extra=torch.nn.ModuleList(extra) if extra else None
+        )
         self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch * config.epochs)
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.all_params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -173,8 +176,7 @@ class Trainer:
 
         self.best = BestWeights(config.metric, column_direction(config.metric))
         self.callbacks: list[Callback] = [self.best, *(callbacks or [])]
-        if self.hook is not None:
-            self.callbacks.insert(1, self.hook)
+        self.callbacks[1:1] = self.hooks
         self.callbacks.append(EarlyStopping(self.best, config.patience))
         self.stop = False
         self.epochs_run = 0
@@ -225,8 +227,8 @@ class Trainer:
                     out = self.step_model(batch, not checked)
             checked = True
             loss, parts = self.loss_fn(out.logits, batch["label"], out.aux_losses)
-            if self.hook is not None:
-                loss, parts = self.hook.loss(batch, out, loss, parts)
+            for hook in self.hooks:
+                loss, parts = hook.loss(batch, out, loss, parts)
             finite = (
                 bool(torch.isfinite(loss)) if self.group is None else distributed.all_finite(loss, self.group)
             )
@@ -255,8 +257,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        if self.hook is not None:
-            self.hook.after_backward()
+        for hook in self.hooks:
+            hook.after_backward()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.all_params, self.config.grad_clip, foreach=True)
         if self.scaler is not None:
