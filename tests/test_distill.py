@@ -190,3 +190,38 @@ def test_teacher_identity_names_its_configuration_and_seeds(tmp_path):
     assert (
         Teacher(tmp_path, "cfg123", "synth", "fp", "film", "mlp", ("r0",), (0,)).identity != teacher.identity
     )
+
+
+# ------------------------------------------------------------------------------------------------ report
+def test_the_pareto_plot_marks_teacher_and_student_and_joins_them(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import report_tables as rt
+
+    from fusionzoo import registry
+    from fusionzoo.bench.results import write_table
+    from fusionzoo.report.base import Figure, ResultsView
+
+    store = rt.build_runs_dir(tmp_path, optuna_study=False)
+    table = pd.read_parquet(store.results_path)
+    configs = table.drop_duplicates("config_id").set_index("fusion")["config_id"]
+    student, teacher = str(configs.iloc[0]), str(configs.iloc[1])
+    rows = table["config_id"] == student
+    with_teacher = json.loads(table.loc[rows, "config"].iloc[0]) | {"distill_teacher": f"{teacher}:seeds=0+1"}
+    table.loc[rows, "config"] = json.dumps(with_teacher)
+    write_table(store.results_path, table)
+    section = registry.create("reporter", "pareto").render(ResultsView.of(store), "section")
+    figure = next(b for b in section.blocks if isinstance(b, Figure))
+    traces = [t for t in figure.plotly.data if t.xaxis in (None, "x")]
+    points = {t.name: t for t in traces if t.mode == "markers"}
+    (student_name,) = [n for n in points if "· student of " in n]
+    (teacher_name,) = [n for n in points if n.endswith("· teacher")]
+    assert student_name.endswith(f"student of {teacher_name.removesuffix(' · teacher')}")
+    assert (
+        points[student_name].marker.symbol == "triangle-up" and points[teacher_name].marker.symbol == "star"
+    )
+    (line,) = [t for t in traces if t.mode == "lines" and t.line.dash == "dot"]
+    assert sorted(line.x) == sorted([points[student_name].x[0], points[teacher_name].x[0]])
+    assert "stars: distillation teachers" in figure.caption
