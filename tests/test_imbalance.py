@@ -185,11 +185,15 @@ def test_fusions_without_branches_are_refused_naming_the_fusion(fusion, why):
     assert "concat_mlp" in str(err.value)  # the fusions it does take
 
 
-def test_training_protocols_leave_the_data_alone():
-    from fusionzoo.evaluation.train_time import with_train_protocol
+def test_training_protocols_leave_the_data_alone_and_are_flagged_as_changing_training():
+    from fusionzoo.evaluation.train_time import changes_training, with_train_protocol
 
     data = synthetic_features(32, 16, 16)
     assert with_train_protocol(RunConfig(train_protocol="gblend@1"), data) is data
+    assert changes_training(RunConfig(train_protocol="ogm_ge@0.5"))
+    assert changes_training(RunConfig(distill_teacher="abc:seeds=0"))
+    assert not changes_training(RunConfig(train_protocol="missing_image@0.5"))
+    assert not changes_training(RunConfig())
 
 
 # ------------------------------------------------------------------------------------------------ the CLI

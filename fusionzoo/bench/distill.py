@@ -79,6 +79,8 @@ def resolve_teacher(text: str) -> Teacher:
         )
     frame = ResultsStore(runs_dir).load()
     frame = frame[frame["status"].astype(str) == "ok"]
+    if "kind" in frame.columns:  # the linear-probe floor is a reference, not a teacher
+        frame = frame[frame["kind"].fillna("train").astype(str) != "probe"]
     if which:
         name = which.partition(":")[0]  # a fusion name, or a spec's name
         matches = (

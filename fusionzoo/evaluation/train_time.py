@@ -27,6 +27,7 @@ from fusionzoo.protocols.base import Protocol, generator_for
 __all__ = [
     "TrainProtocolData",
     "canonical_train_protocol",
+    "changes_training",
     "check_train_protocol_fusion",
     "expand_train_protocols",
     "parse_train_protocol",
@@ -140,6 +141,18 @@ def with_train_protocol(config: Any, data: Any) -> Any:
     return TrainProtocolData(data, protocol, level, int(config.seed))
 
 
+def changes_training(config: Any) -> bool:
+    """Does ``config`` plug hooks into the training loop (a training protocol at a level above 0, or a
+    distillation teacher)? Such runs need the plain per-run trainer (e.g. they cannot be stacked with
+    other seeds into one batched model: their hooks read one model's gradients and outputs)."""
+    text = getattr(config, "train_protocol", "")
+    if text:
+        protocol, level = parse_train_protocol(text)
+        if level != 0 and protocol.target == "training":
+            return True
+    return bool(getattr(config, "distill_teacher", ""))
+
+
 def training_hooks(config: Any, trainer: Any) -> list[Any]:
     """The hooks ``trainer`` (built up to its model and loss) plugs into its loop: the
     :class:`~fusionzoo.protocols._training.TrainingHook` of a training protocol (``ogm_ge``, ``gblend``)
@@ -154,6 +167,11 @@ def training_hooks(config: Any, trainer: Any) -> list[Any]:
         from fusionzoo.train.distill import DistillHook
 
         hooks.append(DistillHook(trainer))
+    if hooks and getattr(trainer, "group", None) is not None:
+        raise registry.RegistryError(
+            f"{config.train_protocol or 'distillation'} under DDP: its hook reads one process's batch and "
+            "gradients (each rank would modulate or weigh differently): train it in one process"
+        )
     return hooks
 
 

@@ -64,9 +64,7 @@ class OGMGE(TrainingProtocol):
     """
 
     name = "ogm_ge"
-    description = (
-        "OGM-GE (Peng et al. 2022): damp the dominant modality's gradients, k = 1 − tanh(α·relu(ρ−1)) + noise"
-    )
+    description = "OGM-GE (Peng et al. 2022): damp the dominant modality's gradients, plus GE noise"
     level_option = "alphas"
     level_bounds = (0.0, 10.0)
     test_config = {"alphas": [0.0, 0.5]}
