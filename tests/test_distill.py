@@ -225,3 +225,9 @@ def test_the_pareto_plot_marks_teacher_and_student_and_joins_them(tmp_path):
     (line,) = [t for t in traces if t.mode == "lines" and t.line.dash == "dot"]
     assert sorted(line.x) == sorted([points[student_name].x[0], points[teacher_name].x[0]])
     assert "stars: distillation teachers" in figure.caption
+    from rich.console import Console
+
+    console = Console(record=True, width=400)
+    registry.create("reporter", "leaderboard").render(ResultsView.of(store), "terminal", console=console)
+    teacher_fusion = teacher_name.removesuffix(" · teacher").split(" ")[0]
+    assert f"⟨student of {teacher_fusion}⟩" in console.export_text()
