@@ -237,3 +237,16 @@ def test_bench_trains_concat_mlp_with_ogm_ge_and_gblend_end_to_end(data_env):
     # the automatic unimodal baselines (embedded data) train clean: they have no modality to balance
     assert set(protocols.loc[["image_only", "text_only"]]) == {""}
     assert set(frame["status"]) == {"ok"} and frame["run_id"].is_unique
+
+
+def test_the_installed_command_refuses_a_fusion_without_branches(data_env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("fusionzoo")
+    args = ["--fusions", "mbt", "--train-protocols", "ogm_ge@0.5", "--out", str(data_env / "runs"), *TINY]
+    done = subprocess.run([str(script), "bench", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "fusion 'mbt' has none" in " ".join((done.stdout + done.stderr).split())
+    assert not (data_env / "data").exists()
