@@ -57,8 +57,8 @@ def test_the_student_loss_is_alpha_ce_plus_one_minus_alpha_soft(tmp_path):
         F.log_softmax(out.logits / 2.0, -1), F.softmax(torch.from_numpy(logits[indices.numpy()]) / 2.0, -1),
         reduction="batchmean",
     )  # fmt: skip
-    assert float(total.detach()) == pytest.approx(float(0.3 * ce + 0.7 * soft), rel=1e-5)
-    assert float(parts["distill_kl"]) == pytest.approx(float(soft), rel=1e-5)
+    assert float(total.detach()) == pytest.approx(float((0.3 * ce + 0.7 * soft).detach()), rel=1e-5)
+    assert float(parts["distill_kl"]) == pytest.approx(float(soft.detach()), rel=1e-5)
     assert trainer.fit().status == "ok"
 
 
@@ -122,6 +122,7 @@ def test_teacher_to_student_end_to_end(teacher_dir, tmp_path):
     teacher = resolve_teacher(f"{teacher_dir}:film")
     assert teacher.seeds == (0, 1) and teacher.fusion.startswith("film")
     assert f"teacher {teacher.label}" in result.output
+    assert "concat_mlp ⟨student of film" in result.output  # the leaderboard names the teacher
     row = ResultsStore(out).load().iloc[0]
     config = json.loads(row["config"])
     assert config["distill_teacher"] == teacher.identity and config["distill_alpha"] == 0.25
@@ -186,7 +187,7 @@ def test_a_teacher_with_other_classes_is_refused(teacher_dir, tmp_path):
 
 def test_teacher_identity_names_its_configuration_and_seeds(tmp_path):
     teacher = Teacher(tmp_path, "cfg123", "synth", "fp", "film", "mlp", ("r0", "r1"), (0, 1))
-    assert teacher.identity == "cfg123:seeds=0+1"
+    assert teacher.identity == "cfg123:seeds=0+1:film"
     assert (
         Teacher(tmp_path, "cfg123", "synth", "fp", "film", "mlp", ("r0",), (0,)).identity != teacher.identity
     )

@@ -3,7 +3,7 @@
 1. :func:`resolve_teacher` (before any data is touched) reads the teacher's runs directory: the
    finished (``ok``) runs of one configuration — the one named by ``:FUSION`` (a fusion name, spec or
    config-id prefix), or the only one there — each with its checkpoint, in frozen mode. The teacher
-   is the mean of its seeds' logits; its identity ``<config_id>:seeds=0+1+2`` becomes the students'
+   is the mean of its seeds' logits; its identity ``<config_id>:seeds=0+1+2:<fusion>`` becomes the students'
    ``RunConfig.distill_teacher``, so another teacher (another configuration or other seeds) makes
    other student runs.
 2. :func:`check_teacher_data` (when the grid is expanded, still before encoding): the teacher was
@@ -47,8 +47,9 @@ class Teacher:
 
     @property
     def identity(self) -> str:
-        """What a student's run identity records of its teacher: configuration and seeds averaged."""
-        return f"{self.config_id}:seeds={'+'.join(str(s) for s in self.seeds)}"
+        """What a student's run identity records of its teacher: configuration, seeds averaged and (for
+        the reader) its fusion spec: ``<config_id>:seeds=0+1+2:<fusion>``."""
+        return f"{self.config_id}:seeds={'+'.join(str(s) for s in self.seeds)}:{self.fusion}"
 
     @property
     def label(self) -> str:

@@ -164,9 +164,10 @@ def _columns(
         fusion = display_spec(row["fusion"])
         fusion = f"{fusion} ⟨train {protocol}⟩" if protocol else fusion
         teacher = str(value.get("distill_teacher") or "") if value is not None else ""
-        if teacher:  # a distilled student: its teacher's fusion when in the table, else its config id
-            cid = teacher.partition(":")[0]
-            fusion += f" ⟨student of {display_spec(fusion_of[cid]) if cid in fusion_of else cid[:10]}⟩"
+        if teacher:  # a distilled student: its teacher's fusion (config_id:seeds=…:fusion)
+            parts = teacher.split(":", 2)
+            name = fusion_of.get(parts[0]) or (parts[2] if len(parts) > 2 else parts[0][:10])
+            fusion += f" ⟨student of {display_spec(name)}⟩"
         fusions.append(fusion)
     columns = [
         Column("#", ["-" if pd.isna(r) else str(r) for r in part["rank"]], PRIORITY["#"]),
