@@ -11,7 +11,7 @@ is part of the run's identity (its config hash). :func:`with_train_protocol` wra
   ``seed``: the same noisy labels for every fusion and run seed), and the validation labels too when
   its ``val`` option is on; the test labels are never changed;
 - a training protocol (``target = "training"``: ``ogm_ge``, ``gblend``) leaves the data alone and
-  plugs a hook into the trainer instead (:func:`training_hook`, :mod:`fusionzoo.protocols._training`).
+  plugs a hook into the trainer instead (:func:`training_hooks`, :mod:`fusionzoo.protocols._training`).
 """
 
 from __future__ import annotations
@@ -141,16 +141,20 @@ def with_train_protocol(config: Any, data: Any) -> Any:
     return TrainProtocolData(data, protocol, level, int(config.seed))
 
 
+def _training_protocol(config: Any) -> tuple[Protocol, float] | None:
+    """``(protocol, level)`` of ``config``'s training protocol above level 0 (``ogm_ge``, ``gblend``)."""
+    text = getattr(config, "train_protocol", "")
+    if not text:
+        return None
+    protocol, level = parse_train_protocol(text)
+    return (protocol, level) if level != 0 and protocol.target == "training" else None
+
+
 def changes_training(config: Any) -> bool:
     """Does ``config`` plug hooks into the training loop (a training protocol at a level above 0, or a
     distillation teacher)? Such runs need the plain per-run trainer (e.g. they cannot be stacked with
     other seeds into one batched model: their hooks read one model's gradients and outputs)."""
-    text = getattr(config, "train_protocol", "")
-    if text:
-        protocol, level = parse_train_protocol(text)
-        if level != 0 and protocol.target == "training":
-            return True
-    return bool(getattr(config, "distill_teacher", ""))
+    return _training_protocol(config) is not None or bool(getattr(config, "distill_teacher", ""))
 
 
 def training_hooks(config: Any, trainer: Any) -> list[Any]:
@@ -158,11 +162,10 @@ def training_hooks(config: Any, trainer: Any) -> list[Any]:
     :class:`~fusionzoo.protocols._training.TrainingHook` of a training protocol (``ogm_ge``, ``gblend``)
     and distillation's (:class:`~fusionzoo.train.distill.DistillHook`); ``[]`` for a plain run."""
     hooks = []
-    text = getattr(config, "train_protocol", "")
-    if text:
-        protocol, level = parse_train_protocol(text)
-        if level != 0 and protocol.target == "training":
-            hooks.append(protocol.hook(level, trainer))
+    found = _training_protocol(config)
+    if found is not None:
+        protocol, level = found
+        hooks.append(protocol.hook(level, trainer))
     if getattr(config, "distill_teacher", ""):
         from fusionzoo.train.distill import DistillHook
 
