@@ -93,6 +93,7 @@ class BenchSection(_Section):
     batch_seeds: bool | None = None
     ray_address: str | None = None  # --launcher ray: the cluster to join (None: RAY_ADDRESS or a local one)
     ddp: int | None = Field(default=None, ge=1)  # finetune: processes per run (DistributedDataParallel)
+    distill_from: str | None = None  # RUNS_DIR[:FUSION]: train the grid's fusions as students of that teacher
 
     @model_validator(mode="before")
     @classmethod

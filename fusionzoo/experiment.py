@@ -21,7 +21,7 @@ from typing import Any
 from fusionzoo import registry
 from fusionzoo.config import UNIMODAL, ConfigError, ExperimentConfig
 from fusionzoo.prepare import DataOptions, ResolvedInputs, materialise, resolve_inputs
-from fusionzoo.protocols._train_time import expand_train_protocols
+from fusionzoo.protocols._train_time import check_train_protocol_fusion, expand_train_protocols
 from fusionzoo.results.identity import run_code, training_regime
 from fusionzoo.results.store import config_id_of, run_id_of
 from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
@@ -224,6 +224,73 @@ class Experiment:
             ]
         return pairs
 
+    def teacher(self) -> Any:
+        """``--distill-from``'s :class:`~fusionzoo.bench.distill.Teacher` (``None`` without), resolved once."""
+        if not self.config.bench.distill_from:
+            return None
+        if "_teacher" not in self.__dict__:
+            from fusionzoo.bench.distill import TeacherError, resolve_teacher
+
+            try:
+                self.__dict__["_teacher"] = resolve_teacher(self.config.bench.distill_from)
+            except TeacherError as exc:
+                raise ConfigError(f"--distill-from / [bench] distill_from: {exc}") from None
+        return self.__dict__["_teacher"]
+
+    def _check_distill(self) -> None:
+        teacher = self.teacher()
+        if teacher is None:
+            return
+        bench = self.config.bench
+        if bench.mode != "frozen":
+            raise ConfigError(
+                "--distill-from: distillation reads the teacher's logits over cached tokens: --mode frozen"
+            )
+        if bench.tune_trials:
+            raise ConfigError("--distill-from with --tune-trials: the tuning trials would not distill; tune first, "
+                              "then distill the chosen configuration")  # fmt: skip
+        wrong = [d for d in bench.datasets if d != teacher.dataset]
+        if wrong:
+            raise ConfigError(
+                f"--distill-from: teacher {teacher.label} in {teacher.runs_dir} was trained on {teacher.dataset}, "
+                f"not {', '.join(wrong)}: a teacher's logits exist only on its own dataset"
+            )
+
+    def distill_teacher(self, dataset: str, fusion: str, fingerprint: str) -> str:
+        """The teacher identity a run of ``fusion`` on ``dataset`` records (``""``: not a student), after
+        checking that the teacher's data is the students' (known fingerprints only: a dry run may not
+        know it yet)."""
+        teacher = self.teacher()
+        if teacher is None or fusion not in self.requested_fusions():
+            return ""
+        if fingerprint != "not-yet-known":
+            from fusionzoo.bench.distill import TeacherError, check_teacher_data
+
+            try:
+                check_teacher_data(teacher, dataset, fingerprint)
+            except TeacherError as exc:
+                raise ConfigError(f"--distill-from / [bench] distill_from: {exc}") from None
+        return teacher.identity
+
+    def requested_fusions(self) -> list[str]:
+        """The canonical fusion specs named in ``--fusions`` (without the unimodal baselines added)."""
+        options = self.config.fusion_options
+        return [
+            canonical_spec("fusion", item.partition("@")[0], options) for item in self.config.bench.fusions
+        ]
+
+    def run_train_protocol(self, fusion: str, train_protocol: str) -> str:
+        """The train protocol a run of ``fusion`` gets: ``train_protocol``, except that an automatically
+        added unimodal baseline trains clean (``""``) under a training protocol it cannot take (OGM-GE
+        and G-Blend balance two modalities; the explicitly requested fusions were checked up front)."""
+        if not train_protocol or fusion in self.requested_fusions():
+            return train_protocol
+        try:
+            check_train_protocol_fusion(train_protocol, fusion)
+        except registry.RegistryError:
+            return ""
+        return train_protocol
+
     def validate(self) -> None:
         """Raise ``ConfigError``/``RegistryError`` for anything wrong, before any data is touched.
 
@@ -255,7 +322,10 @@ class Experiment:
             raise ConfigError(f"--metric / [bench] metric: {exc}") from None
         heads = [canonical_spec("head", h) for h in config.bench.heads]
         try:
-            expand_train_protocols(config.bench.train_protocols)
+            train_protocols = expand_train_protocols(config.bench.train_protocols)
+            for fusion in self.requested_fusions():  # a training protocol refuses a fusion without branches
+                for train_protocol in train_protocols:
+                    check_train_protocol_fusion(train_protocol, fusion)
         except registry.RegistryError as exc:
             raise ConfigError(f"--train-protocols / [bench] train_protocols: {exc}") from None
         seen: set[tuple[str, str]] = set()
@@ -306,7 +376,10 @@ class Experiment:
                         for train_protocol in train_protocols:  # the train-time protocol axis
                             run = base.replace(fusion=fusion, head=head, seed=int(seed))
                             run = run.replace(head=canonical_spec("head", run.resolved_head()))
-                            run = run.replace(train_protocol=train_protocol or run.train_protocol)
+                            protocol = self.run_train_protocol(fusion, train_protocol)
+                            run = run.replace(train_protocol=protocol or run.train_protocol)
+                            teacher = self.distill_teacher(dataset, fusion, fingerprint)
+                            run = run.replace(distill_teacher=teacher) if teacher else run
                             spec = RunSpec.create(dataset, run, fingerprint, world=world)
                             if spec.run_id not in seen:
                                 seen.add(spec.run_id)

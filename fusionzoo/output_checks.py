@@ -68,6 +68,20 @@ def validate_fusion_output(out: Any, batch: int, dim: int, name: str) -> None:
     if not isinstance(out.extras, dict):
         raise ContractError(name, "extras is a dict", f"got {type(out.extras).__name__}")
     _check_decisions(out, name)
+    _check_modality_features(out, batch, dim, name)
+
+
+def _check_modality_features(out: FusionOutput, batch: int, dim: int, name: str) -> None:
+    """``modality_features`` is ``{}`` or one finite ``(B, D)`` tensor per modality."""
+    features = out.modality_features
+    if not isinstance(features, dict):
+        raise ContractError(name, "modality_features is a dict", f"got {type(features).__name__}")
+    for modality, value in features.items():
+        if not isinstance(value, Tensor) or tuple(value.shape) != (batch, dim):
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ContractError(name, f"modality_features[{modality!r}] is (B, D)", f"got {shape}")
+        if not torch.isfinite(value).all():
+            raise ContractError(name, f"modality_features[{modality!r}] is finite", "NaN or inf")
 
 
 def _check_decisions(out: FusionOutput, name: str) -> None:

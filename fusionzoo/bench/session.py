@@ -143,6 +143,7 @@ def _tune_and_train(
     for dataset in dict.fromkeys(s.dataset for s in specs if s.run_id not in finished):
         console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
         record_classes(store, dataset, prepare(dataset))
+    specs = with_teacher_logits(experiment, store, console, specs, prepare)
     progress = progress_bar(console, unit="runs")
     launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
     with progress:
@@ -157,6 +158,34 @@ def _tune_and_train(
             batch_seeds=config.bench.batch_seeds,
         )
     return specs, outcome, chosen
+
+
+def with_teacher_logits(
+    experiment: Experiment, store: ResultsStore, console: Any, specs: list[Any], prepare: Any
+) -> list[Any]:
+    """``--distill-from``: the students' specs pointed at their teacher's logits over the prepared
+    training tokens, computed once and cached in ``<runs dir>/teachers/`` (:mod:`fusionzoo.bench.distill`)."""
+    teacher = experiment.teacher()
+    finished = store.finished_ids()
+    todo = [s for s in specs if s.config.distill_teacher and s.run_id not in finished]
+    if teacher is None or not todo:
+        return specs
+    from fusionzoo.bench.distill import TeacherError, teacher_logits
+    from fusionzoo.config import ConfigError
+
+    device = "cuda" if experiment.config.bench.device.startswith("cuda") else "cpu"
+    paths = {}
+    for dataset in dict.fromkeys(s.dataset for s in todo):
+        try:
+            paths[dataset] = str(teacher_logits(teacher, prepare(dataset), store.dir, device).resolve())
+        except TeacherError as exc:
+            raise ConfigError(f"--distill-from / [bench] distill_from: {exc}") from None
+        console.print(
+            f"[bold]teacher[/bold] {teacher.label} from {teacher.runs_dir}: logits {paths[dataset]}"
+        )
+    return [
+        s.with_config(s.config.replace(distill_logits=paths[s.dataset])) if s in todo else s for s in specs
+    ]
 
 
 def record_provenance(store: ResultsStore, config: Any, inputs: dict[str, Any], specs: list[Any]) -> None:

@@ -57,6 +57,9 @@ BENCH_FLAGS = (
     "batch_seeds",
     "ray_address",
     "ddp",
+    "distill_from",
+    "distill_t",
+    "distill_alpha",
 )
 
 

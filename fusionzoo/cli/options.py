@@ -187,6 +187,15 @@ FLAGS: dict[str, Flag] = {
         flag("ddp", "bench.ddp", type=click.IntRange(min=1), metavar="N",
              help="Finetune mode: train each run on N processes with DistributedDataParallel (one GPU each, "
              "else CPU with gloo); same as running the command under torchrun --nproc-per-node N."),
+        flag("distill_from", "bench.distill_from", metavar="RUNS_DIR[:FUSION]",
+             help="Knowledge distillation: train the --fusions as students of a finished teacher (the mean of "
+             "its seeds' logits) from another runs directory, with α·CE + (1−α)·T²·KL (Hinton et al. 2015); "
+             ":FUSION picks the teacher when RUNS_DIR holds several configurations."),
+        flag("distill_t", "train.distill_t", type=click.FloatRange(min=0, min_open=True), metavar="T",
+             help="--distill-from: the temperature T [default: 4]."),
+        flag("distill_alpha", "train.distill_alpha", type=click.FloatRange(0, 1), metavar="α",
+             help="--distill-from: the weight α of the hard-label CE (1 − α on the teacher's soft targets) "
+             "[default: 0.5]."),
     )
 }  # fmt: skip
 

@@ -3,6 +3,8 @@
 :func:`run_extras` returns, for the rows of a runs table, the columns a reporter can show or rank by:
 
 - ``train_protocol`` (from the run's config; ``""`` for clean training);
+- ``distill_teacher`` (from the run's config: the teacher's ``<config_id>:seeds=…``; ``""`` when the run
+  was not distilled);
 - ``rel_robust_<label>`` / ``eff_robust_<label>`` per protocol (the registered ``relative_robustness``
   and ``effective_robustness`` metrics of the run's curve of the *robustness metric*
   (:func:`robustness_metric`: the ranking metric when it is a test prediction column, else
@@ -78,6 +80,10 @@ def _config(config_json: Any) -> dict[str, Any]:
 
 def _train_protocol(config_json: Any) -> str:
     return str(_config(config_json).get("train_protocol", "") or "")
+
+
+def _distill_teacher(config_json: Any) -> str:
+    return str(_config(config_json).get("distill_teacher", "") or "")
 
 
 def robustness_metric(metric: str, columns: Any) -> str:
@@ -157,6 +163,7 @@ def run_extras(
     if not len(runs):
         return extras
     extras["train_protocol"] = runs["config"].map(_train_protocol) if "config" in runs else ""
+    extras["distill_teacher"] = runs["config"].map(_distill_teacher) if "config" in runs else ""
     curves = _curves(store, runs, reference, metric)
     if len(curves):
         extras.attrs.update(

@@ -9,7 +9,9 @@ is part of the run's identity (its config hash). :func:`with_train_protocol` wra
   and test batches stay clean;
 - a label protocol (``label_noise``) flips the training labels once (seeded by the protocol's own
   ``seed``: the same noisy labels for every fusion and run seed), and the validation labels too when
-  its ``val`` option is on; the test labels are never changed.
+  its ``val`` option is on; the test labels are never changed;
+- a training protocol (``target = "training"``: ``ogm_ge``, ``gblend``) leaves the data alone and
+  plugs a hook into the trainer instead (:func:`fusionzoo.train.hooks.training_hooks`, :mod:`fusionzoo.protocols._training`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from fusionzoo.protocols.base import Protocol, generator_for
 __all__ = [
     "TrainProtocolData",
     "canonical_train_protocol",
+    "changes_training",
+    "check_train_protocol_fusion",
     "expand_train_protocols",
     "parse_train_protocol",
     "with_train_protocol",
@@ -125,7 +129,7 @@ def with_train_protocol(config: Any, data: Any) -> Any:
     if not text:
         return data
     protocol, level = parse_train_protocol(text)
-    if level == 0:
+    if level == 0 or protocol.target == "training":
         return data
     make_encoder = getattr(data, "make_encoder", None)
     if protocol.target == "tokens" and make_encoder is not None and make_encoder() is not None:
@@ -134,3 +138,30 @@ def with_train_protocol(config: Any, data: Any) -> Any:
             "--mode frozen (label_noise works in both modes)"
         )
     return TrainProtocolData(data, protocol, level, int(config.seed))
+
+
+def training_protocol_of(config: Any) -> tuple[Protocol, float] | None:
+    """``(protocol, level)`` of ``config``'s training protocol above level 0 (``ogm_ge``, ``gblend``)."""
+    text = getattr(config, "train_protocol", "")
+    if not text:
+        return None
+    protocol, level = parse_train_protocol(text)
+    return (protocol, level) if level != 0 and protocol.target == "training" else None
+
+
+def changes_training(config: Any) -> bool:
+    """Does ``config`` plug hooks into the training loop (a training protocol at a level above 0, or a
+    distillation teacher)? Such runs need the plain per-run trainer (e.g. they cannot be stacked with
+    other seeds into one batched model: their hooks read one model's gradients and outputs)."""
+    return training_protocol_of(config) is not None or bool(getattr(config, "distill_teacher", ""))
+
+
+def check_train_protocol_fusion(train_protocol: str, fusion: str) -> None:
+    """``RegistryError`` when ``train_protocol`` cannot train ``fusion`` (a training protocol that needs
+    per-modality branches and a fusion without them); nothing for data protocols."""
+    if not train_protocol:
+        return
+    protocol, _ = parse_train_protocol(train_protocol)
+    check = getattr(protocol, "check_fusion", None)
+    if check is not None:
+        check(fusion)

@@ -119,8 +119,9 @@ def _extra_columns(frame: pd.DataFrame) -> pd.DataFrame | None:
         return None
     ok = frame[frame["status"] == "ok"]
     out = ok.groupby("config_id")[wanted].mean() if wanted else pd.DataFrame(index=ok["config_id"].unique())
-    if "train_protocol" in frame.columns:
-        out["train_protocol"] = frame.groupby("config_id")["train_protocol"].first()
+    for column in ("train_protocol", "distill_teacher"):
+        if column in frame.columns:
+            out[column] = frame.groupby("config_id")[column].first()
     return out
 
 
@@ -165,10 +166,17 @@ def _columns(
     f1_of = f1.set_index("config_id") if f1 is not None else None
     values = [extra.loc[c] if extra is not None and c in extra.index else None for c in part["config_id"]]
     fusions = []
+    fusion_of = dict(zip(part["config_id"].astype(str), part["fusion"], strict=True))
     for (_, row), value in zip(part.iterrows(), values, strict=True):
         protocol = value.get("train_protocol") if value is not None else None
         fusion = display_spec(row["fusion"])
-        fusions.append(f"{fusion} ⟨train {protocol}⟩" if protocol else fusion)
+        fusion = f"{fusion} ⟨train {protocol}⟩" if protocol else fusion
+        teacher = str(value.get("distill_teacher") or "") if value is not None else ""
+        if teacher:  # a distilled student: its teacher's fusion (config_id:seeds=…:fusion)
+            parts = teacher.split(":", 2)
+            name = fusion_of.get(parts[0]) or (parts[2] if len(parts) > 2 else parts[0][:10])
+            fusion += f" ⟨student of {display_spec(name)}⟩"
+        fusions.append(fusion)
     columns = [
         Column("#", ["-" if pd.isna(r) else str(r) for r in part["rank"]], PRIORITY["#"]),
         Column("fusion", fusions, PRIORITY["fusion"], numeric=False, justify="left"),
@@ -214,7 +222,11 @@ def _columns(
             COST_PRIORITY + 11,
         )
     )
-    shown = [c for c in (extra.columns if extra is not None else []) if c != "train_protocol"]
+    shown = [
+        c
+        for c in (extra.columns if extra is not None else [])
+        if c not in ("train_protocol", "distill_teacher")
+    ]
     for i, column in enumerate(shown):
         cost = column in EXTRA_TITLES
         columns.append(

@@ -156,6 +156,16 @@ def check_fusion(
             with torch.no_grad():
                 validate_fusion_output(module(image, text), batch, dim, name)
                 validate_fusion_output(module(image, text, image_mask, text_mask), batch, dim, name)
+        if getattr(module, "modality_branches", False):  # declared branches: one feature per modality read
+            with torch.no_grad():
+                features = module(image, text, image_mask, text_mask).modality_features
+            wanted = set(getattr(module, "modalities", ("image", "text")))
+            if not wanted <= set(features):
+                raise ContractError(
+                    name,
+                    "a fusion with modality_branches returns modality_features for each modality it reads",
+                    f"got {sorted(features)}, expected {sorted(wanted)}",
+                )
         # a whole modality missing for some samples (robustness evaluation relies on it)
         missing_image, missing_text = image_mask.clone(), text_mask.clone()
         missing_image[0] = False

@@ -33,11 +33,13 @@ __all__ = ["FusionModel", "ModelOutput", "count_parameters", "fusion_modalities"
 
 @dataclass
 class ModelOutput:
-    """Logits ``(B, C)``, every aux loss (fusion's and head's, by name) and diagnostics."""
+    """Logits ``(B, C)``, every aux loss (fusion's and head's, by name), diagnostics and the fusion's
+    per-modality features (``FusionOutput.modality_features``: ``{}`` for a fusion without branches)."""
 
     logits: Tensor
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
+    modality_features: dict[str, Tensor] = field(default_factory=dict)
 
 
 class ModalityProjection(nn.Module):
@@ -219,7 +221,9 @@ class FusionModel(nn.Module):
             aux[name] = aux[name] + value if name in aux else value
         extras = {f"fusion.{k}": v for k, v in fused.extras.items()}
         extras.update({f"head.{k}": v for k, v in out.extras.items()})
-        return ModelOutput(logits=out.logits, aux_losses=aux, extras=extras)
+        return ModelOutput(
+            logits=out.logits, aux_losses=aux, extras=extras, modality_features=fused.modality_features
+        )
 
     def _classify(self, fused: FusionOutput, check: bool) -> HeadOutput:
         """The head on the fused tokens; with ``fused.decisions``, on each deciding token alone, the
