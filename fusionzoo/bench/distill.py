@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from fusionzoo.errors import InputError
+
 __all__ = ["Teacher", "TeacherError", "check_teacher_data", "resolve_teacher", "teacher_logits"]
 
 
-class TeacherError(ValueError):
+class TeacherError(InputError, ValueError):
     """A teacher that cannot be used (missing, ambiguous, unfinished, other data)."""
 
 
