@@ -261,7 +261,7 @@ class Experiment:
             raise ConfigError(f"--launcher / [bench] launcher: {exc}") from None
         from fusionzoo.launch.select import check_cluster
 
-        check_cluster(config.bench)
+        check_cluster(config)
         from fusionzoo.metrics.base import column_direction
 
         try:

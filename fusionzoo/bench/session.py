@@ -144,7 +144,7 @@ def _tune_and_train(
         console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
         record_classes(store, dataset, prepare(dataset))
     progress = progress_bar(console, unit="runs")
-    launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
+    launcher = launcher_for(config, len([s for s in specs if s.run_id not in finished]))
     with progress:
         outcome = run_grid(
             specs,

@@ -69,7 +69,7 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
             f"{runs_dir} has no {store.results_path.name}: run fusionzoo bench first", param_hint="RUNS_DIR"
         )
     try:
-        check_cluster(config.bench)
+        check_cluster(config)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     console = console_for_output()
