@@ -116,8 +116,8 @@ class ShardTask:
     def label(self) -> str:
         return f"encode {self.job.label} {self.job.phase}s {self.job.start}-{self.job.stop}"
 
-    def input_files(self) -> list[str]:
-        """A few of the shard's images: every node must read them at the same path."""
+    def required_files(self) -> list[str]:
+        """A few of the shard's images: every node must read them at the same path (they do not travel)."""
         frame = self.job.frame
         return (
             [str(p) for p in frame["image_path"].head(3)]

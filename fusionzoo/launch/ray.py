@@ -335,6 +335,20 @@ class RayLauncher(Launcher):
             return 0.0
         return 1.0 if task.whole_gpu else self.gpu_fraction
 
+    def _check_required(self, tasks: list[Any]) -> None:
+        """Files a task reads by path and that cannot travel (an encode shard's images) must be
+        readable on every node: else a ``RuntimeError`` naming them and the blind nodes."""
+        required = list(dict.fromkeys(f for t in tasks for f in getattr(t, "required_files", list)()))
+        if not required:
+            return
+        sample = required[:: max(1, len(required) // 8)][:8]
+        blind = sorted({a["host"] for a in probe_nodes(sample) if None in a["files"].values()})
+        if blind:
+            raise RuntimeError(
+                f"the tasks' input files (e.g. {sample[0]}) are not readable on node(s) {', '.join(blind)}: "
+                "put them on storage every node mounts at the same path"
+            )
+
     def _choose_transport(self, datas: dict[str, Any], tasks: list[Any]) -> tuple[bool, str]:
         """(shared storage?, the line that says how features and checkpoints travel)."""
         from fusionzoo.launch.transport import data_handle
@@ -347,6 +361,7 @@ class RayLauncher(Launcher):
             files += [str(p / "manifest.json") for p in getattr(handle, "paths", lambda: [])()]
         for task in tasks:  # inputs a task reads (an evaluation task's checkpoint, a shard's images)
             files += list(getattr(task, "input_files", list)())
+        self._check_required(tasks)
         roots = {Path(t.checkpoint_dir).parent for t in tasks if t.checkpoint_dir is not None}
         tokens = []
         for root in roots:
