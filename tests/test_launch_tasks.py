@@ -189,3 +189,32 @@ def test_own_jiffies_include_the_children():
     finally:
         child.kill()
         child.wait()
+
+
+# ----------------------------------------------------------------------------------- --jobs on the CLI
+@pytest.mark.parametrize("command", ["bench", "encode", "tune"])
+@pytest.mark.parametrize("value", ["0", "many", "-2"])
+def test_a_bad_jobs_value_is_a_usage_error_naming_the_flag(command, value):
+    from click.testing import CliRunner
+
+    from fusionzoo.cli import main
+
+    extra = ["--fusion", "film"] if command == "tune" else []
+    result = CliRunner().invoke(main, [command, *extra, "--jobs", value])
+    assert result.exit_code == 2, result.output
+    assert "--jobs" in result.output and "expected a whole number >= 1 or 'auto'" in result.output
+
+
+def test_jobs_auto_reaches_the_run_settings(tmp_path):
+    from click.testing import CliRunner
+
+    from fusionzoo.bench.cli import bench
+
+    result = CliRunner().invoke(
+        bench, ["--out", str(tmp_path / "runs"), "--dry-run", "--jobs", "auto", "--fusions", "film"]
+    )
+    assert result.exit_code == 0, result.output
+    preset = tmp_path / "p.toml"
+    preset.write_text('[bench]\njobs = "auto"\nfusions = ["film"]\n')
+    result = CliRunner().invoke(bench, ["--config", str(preset), "--out", str(tmp_path / "r2"), "--dry-run"])
+    assert result.exit_code == 0, result.output
