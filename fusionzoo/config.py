@@ -88,9 +88,17 @@ class BenchSection(_Section):
     mlflow: str | None = None  # MLflow tracking URI: log every run (fusionzoo.bench.tracking)
     train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
     tune_trials: int = Field(default=0, ge=0)  # > 0: every cell tuned with this Optuna budget first
-    jobs: int | None = Field(default=None, ge=1)  # runs at once; None: as many as the machine holds
+    jobs: int | Literal["auto"] | None = None  # tasks at once ([run] jobs); None/auto: the free CPU's
     # the seeds of one configuration train as one stacked model (local, pool); None: on CUDA only
     batch_seeds: bool | None = None
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _jobs(cls, value: Any) -> Any:
+        from fusionzoo.run_settings import parse_jobs
+
+        return None if value is None else parse_jobs(value)
+
     ray_address: str | None = None  # --launcher ray: the cluster to join (None: RAY_ADDRESS or a local one)
     ddp: int | None = Field(default=None, ge=1)  # finetune: processes per run (DistributedDataParallel)
     distill_from: str | None = None  # RUNS_DIR[:FUSION]: train the grid's fusions as students of that teacher

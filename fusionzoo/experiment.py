@@ -126,6 +126,24 @@ class RunSpec:
         """The identity columns of this run's results row."""
         return {**self.identity, "seed": int(self.seed)}
 
+    def execute(self, data: Any, checkpoint_dir: Any, progress: Any = None) -> Any:
+        """Train this run (a probe: fit the linear probe) on ``data``; its results-table record.
+
+        What a launcher runs for this spec's task (:class:`fusionzoo.launch.base.RunTask`); an
+        exception propagates (the task records it as a failed run)."""
+        from fusionzoo.launch.base import run_record
+        from fusionzoo.results.identity import check_regime
+
+        if self.kind == "probe":
+            from fusionzoo.baselines.linear_probe import probe_run
+
+            return run_record(self, probe_run(self.config, data, checkpoint_dir=checkpoint_dir))
+        from fusionzoo.train.trainer import train_run
+
+        check_regime(self)  # another world size or precision would be another run: refuse it
+        result = train_run(self.config, data, progress=progress, checkpoint_dir=checkpoint_dir)
+        return run_record(self, result)
+
 
 def canonical_spec(kind: str, spec: str, defaults: dict[str, dict[str, Any]] | None = None) -> str:
     """The canonical spec string of ``spec`` (validated; ``defaults[name]`` fills unset options)."""
@@ -313,7 +331,7 @@ class Experiment:
             raise ConfigError(f"--launcher / [bench] launcher: {exc}") from None
         from fusionzoo.launch.select import check_cluster
 
-        check_cluster(config.bench)
+        check_cluster(config)
         from fusionzoo.metrics.base import column_direction
 
         try:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from fusionzoo.launch.base import RunRecord, RunTask, execute_run, result_row, traceback_summary
+from fusionzoo.launch.base import RunRecord, RunTask, TaskContext, execute_run, result_row, traceback_summary
 
 __all__ = ["SeedGroupTask", "execute_seed_group", "group_seed_tasks", "stacks_by_default"]
 
@@ -57,6 +58,28 @@ class SeedGroupTask(RunTask):
         return f"{first.fusion} + {first.head} · seeds {seeds}" + (
             f" · {first.dataset}" if first.dataset != "synth" else ""
         )
+
+    def execute(self, context: TaskContext) -> RunRecord:
+        """Train the members as one stack (:func:`execute_seed_group`): the first record carries the
+        others in ``group``."""
+        return execute_seed_group(self, context.data, context.progress)
+
+    def failed(self, error: str) -> RunRecord:
+        """Every member fails with ``error`` (its worker died): one record carrying the others."""
+        first, *rest = [member.failed(error) for member in self.members]
+        first.group = rest
+        return first
+
+    def discard(self) -> None:
+        for member in self.members:
+            member.discard()
+
+    def absolute(self) -> SeedGroupTask:
+        members = [member.absolute() for member in self.members]
+        return replace(self, members=members, checkpoint_dir=members[0].checkpoint_dir)
+
+    def with_checkpoint(self, folder: Path | None) -> SeedGroupTask:
+        raise NotImplementedError("a seed group runs on the local and pool launchers only (shared storage)")
 
 
 def group_seed_tasks(tasks: list[RunTask]) -> list[RunTask]:

@@ -145,7 +145,7 @@ def _tune_and_train(
         record_classes(store, dataset, prepare(dataset))
     specs = with_teacher_logits(experiment, store, console, specs, prepare)
     progress = progress_bar(console, unit="runs")
-    launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
+    launcher = launcher_for(config, len([s for s in specs if s.run_id not in finished]))
     with progress:
         outcome = run_grid(
             specs,

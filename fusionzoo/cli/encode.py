@@ -6,8 +6,9 @@ The dataset and encoder flags are the experiment flags of ``fusionzoo bench`` (d
 ``--image-tokens``, ...), and ``--config`` takes the same presets, so ``fusionzoo encode`` with the
 flags of a later ``fusionzoo bench`` writes exactly the cache entries that bench reuses. The data goes
 through the same steps as bench (:func:`fusionzoo.prepare.resolve_inputs`, then
-:func:`fusionzoo.prepare.encode_features`). ``--launcher ray`` encodes chunk-range shards as Ray tasks
-(:mod:`fusionzoo.launch.ray_encode`, :mod:`fusionzoo.encoders.sharded`); this process commits.
+:func:`fusionzoo.prepare.encode_features`). With ``--jobs N`` (N > 1) or ``--launcher ray`` each split
+is cut into chunk-range shards, each a task of the ``[run]`` launcher (the warm process pool, Ray; see
+:mod:`fusionzoo.encoders.sharded`); this process commits.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import click
 
 from fusionzoo.cli.common import plugin_option
 from fusionzoo.cli.errors import Command
-from fusionzoo.cli.options import config_from_flags, experiment_options, flag
+from fusionzoo.cli.options import JOBS, config_from_flags, experiment_options, flag
 
 ENCODE_FLAGS = {
     f.name: f
@@ -28,13 +29,13 @@ ENCODE_FLAGS = {
         flag("encode_batch_size", "encoders.batch_size", "--batch-size", type=click.IntRange(min=1),
              help="Items per encoder forward pass [default: 64, or the preset's [encoders] batch_size]."),
         flag("launcher", "bench.launcher", metavar="local|ray",
-             help="local: encode here; ray: shards of each split as Ray tasks (one GPU each when present), "
-             "committed here [default: local]."),
-        flag("jobs", "bench.jobs", type=click.IntRange(min=1),
-             help="--launcher ray: shards per split [default: one per GPU of the cluster, else per --threads "
-             "CPUs]."),
+             help="local: encode here (--jobs N > 1: N shards at once in worker processes); ray: shards of "
+             "each split as Ray tasks (one GPU each when present), committed here [default: local]."),
+        flag("jobs", "bench.jobs", type=JOBS, metavar="N|auto",
+             help="Shards encoded at once, each on --threads threads [default: auto = local: one encode in "
+             "this process on every core; ray: one shard per GPU of the cluster, else per --threads CPUs]."),
         flag("threads", "bench.threads", type=click.IntRange(min=1),
-             help="--launcher ray: CPUs per shard [default: 1]."),
+             help="CPUs per shard with --jobs N or --launcher ray [default: 1]."),
     )
 }  # fmt: skip
 EXPERIMENT_FLAGS = (
@@ -139,12 +140,14 @@ def encode(
         except ValueError as exc:  # an unknown dataset or option: before anything is loaded
             raise click.UsageError(str(exc)) from None
     from fusionzoo.registry import parse_spec
+    from fusionzoo.run_settings import run_settings
 
-    launcher = parse_spec(config.bench.launcher)[0]
-    if launcher not in ("local", "ray"):
-        raise click.UsageError(f"--launcher {config.bench.launcher}: encode runs on local or ray")
+    run = run_settings(config)
+    launcher = parse_spec(run.launcher)[0]
+    if launcher not in ("local", "pool", "ray"):
+        raise click.UsageError(f"--launcher {run.launcher}: encode runs on local, pool or ray")
     try:
-        check_cluster(config.bench)
+        check_cluster(run)
     except ValueError as exc:  # ConfigError: a malformed or unreachable --ray-address
         raise click.UsageError(str(exc)) from None
     console = Console(stderr=True, soft_wrap=True)
@@ -163,8 +166,8 @@ def encode(
             )
             with contextlib.ExitStack() as stack:
                 encode_entry = None
-                if launcher == "ray":
-                    encode_entry = stack.enter_context(_ray_shards(config, inputs, console))
+                if launcher != "local" or (run.fixed_jobs or 1) > 1:
+                    encode_entry = stack.enter_context(_shards(run, inputs, console))
                     inputs.options.device = "cpu"  # this process only commits: the shards encode
                 features = encode_features(
                     inputs, split_names, verify=verify_cache, console=console, encode_entry=encode_entry
@@ -175,18 +178,37 @@ def encode(
 
 
 @contextlib.contextmanager
-def _ray_shards(config: Any, inputs: Any, console: Any) -> Iterator[Any]:
-    """The ``encode_entry`` of ``--launcher ray``: shards as Ray tasks on the cluster of ``--ray-address``."""
-    from fusionzoo.encoders.sharded import ShardedEncoder
-    from fusionzoo.launch.ray_encode import RayShards
+def _shards(run: Any, inputs: Any, console: Any) -> Iterator[Any]:
+    """The ``encode_entry`` of ``--jobs N`` / ``--launcher ray``: each split's shards as tasks of the
+    ``[run]`` launcher; the encoders travel once per worker process."""
+    from fusionzoo.encoders.sharded import LauncherShards, ShardedEncoder
+    from fusionzoo.launch.select import launcher_for
+    from fusionzoo.registry import parse_spec
 
-    threads = config.bench.threads or 1
-    with RayShards(
-        inputs.image_encoder, inputs.text_encoder, address=config.bench.ray_address, threads=threads,
-        device=config.bench.device, console=console,
-    ) as shards:  # fmt: skip
-        sharded = ShardedEncoder(shards, config.bench.jobs or shards.shards())
-        console.print(f"ray: {sharded.shards} shard(s) per split and phase, {threads} CPU(s) each")
+    threads = run.task_threads
+    with contextlib.ExitStack() as stack:
+        shards = run.fixed_jobs
+        if parse_spec(run.launcher)[0] == "ray":  # one connection for every split and phase
+            import ray
+
+            from fusionzoo.launch.ray import cluster_slots, connect
+
+            if connect(run.ray_address):
+                stack.callback(ray.shutdown)
+            shards = shards or cluster_slots(threads)
+        shards = shards or 1
+        launcher = launcher_for(run.model_copy(update={"jobs": shards}), shards)
+        said: set[str] = set()
+
+        def say(message: str) -> None:
+            if message not in said:
+                said.add(message)
+                console.print(message)
+
+        runner = LauncherShards(launcher, inputs.image_encoder, inputs.text_encoder, say=say)
+        sharded = ShardedEncoder(runner, shards)
+        name = parse_spec(run.launcher)[0]
+        console.print(f"{name}: {sharded.shards} shard(s) per split and phase, {threads} CPU(s) each")
         yield sharded
 
 

@@ -60,7 +60,7 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
         raise click.BadParameter(
             f"{runs_dir} has no {store.results_path.name}: run fusionzoo bench first", param_hint="RUNS_DIR"
         )
-    check_cluster(config.bench)
+    check_cluster(config)
     console = console_for_output()
     outcome = run_eval(config, store, console)
     if outcome.problems:

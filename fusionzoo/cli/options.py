@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from fusionzoo.cli.common import CommaList, IntList, PluginSpecList, TrainProtocolList
+from fusionzoo.run_settings import JOBS_HELP, parse_jobs
 
 __all__ = ["FLAGS", "Flag", "config_from_flags", "experiment_options", "flag", "parse_key_values"]
 
@@ -79,6 +80,21 @@ def preset_default(field: str) -> str:
     )
     other = "" if real == quick else f"; {real} with --dataset NAME"
     return f"{quick}, {DEFAULT_PRESET} preset{other}"  # click shows it as [default: (...)]
+
+
+class JobsParam(click.ParamType):
+    """``--jobs N|auto`` (:func:`fusionzoo.run_settings.parse_jobs`)."""
+
+    name = "jobs"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return parse_jobs(value)
+        except ValueError as exc:
+            self.fail(str(exc).removeprefix("--jobs "), param, ctx)
+
+
+JOBS = JobsParam()
 
 
 def flag(name: str, path: str, *decls: str, **kwargs: Any) -> Flag:
@@ -172,9 +188,7 @@ FLAGS: dict[str, Flag] = {
         flag("eval", "eval.suites", type=CommaList(what="suite"), metavar="robustness,efficiency",
               help="After training, evaluate the finished runs: robustness ([eval] protocols, or the default "
               "suite) and/or efficiency (fusionzoo eval on this runs directory)."),
-        flag("jobs", "bench.jobs", type=click.IntRange(min=1),
-             help="Runs at once, each on --threads threads (or one GPU) [default: as many as the machine "
-             "holds: usable cores ÷ threads, one per GPU; results equal --jobs 1's]."),
+        flag("jobs", "bench.jobs", type=JOBS, metavar="N|auto", help=JOBS_HELP),
         flag("batch_seeds", "bench.batch_seeds", "--batch-seeds/--no-batch-seeds",
              help="Train the seeds of one configuration together as one stacked model (torch.func.vmap): "
              "each seed keeps its init, data order and dropout draws, results equal one-at-a-time training "

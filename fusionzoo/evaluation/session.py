@@ -75,7 +75,7 @@ def run_eval(
 
         if distributed_world() > 1:  # bench --eval under torchrun: each rank in-process, as before
             return registry.create("launcher", "local")
-        return launcher_for(config.bench, tasks)
+        return launcher_for(config, tasks)
 
     outcome = evaluate_runs(
         store,

@@ -299,8 +299,12 @@ def study_identity(settings: TuneSettings, space: SearchSpace) -> dict[str, Any]
     base = trial_base_config(settings, space)
     searched = {TRAIN_FIELD_OF.get(p.name, p.name) for p in space.searched() if p.component == "train"}
     fixed = {k: v for k, v in base.identity().items() if k not in searched and k not in ("fusion", "head")}
+    from fusionzoo.tune.objective import LATENCY_SEMANTICS
+
+    keys = [o.key for o in settings.objective_specs()]
     return {
-        "objectives": [o.key for o in settings.objective_specs()],
+        "objectives": keys,
+        **({"latency": LATENCY_SEMANTICS} if "latency" in keys else {}),  # what the objective measures
         "fusion": space.fusion,
         "head": space.head,
         "data": settings.data_fingerprint,
