@@ -32,7 +32,7 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("module", ["base", "local", "pool", "ray", "submitit", "select", "settings"])
+@pytest.mark.parametrize("module", ["base", "local", "pool", "ray", "submitit", "select"])
 def test_launchers_import_no_task_kind(module):
     """A launcher knows no task kind: it never imports training, evaluation, baselines, tune or encode."""
     imported = _imported_modules(LAUNCH / f"{module}.py")
