@@ -216,16 +216,16 @@ class ExperimentConfig(_Section):
         """``[suite] datasets`` (+ the ``when_available`` ones whose variables are set) become
         ``[bench] datasets``, once: flags given later override them like any other preset value."""
         suite = data.get("suite") if isinstance(data, dict) else None
-        if not isinstance(suite, dict) or not (suite.get("datasets") or suite.get("when_available")):
-            return data
+        if not isinstance(suite, dict) or not suite.get("datasets"):
+            return data  # when_available alone adds nothing: it completes a suite's datasets
         from fusionzoo.bench.suite import available_datasets
 
         bench = dict(data.get("bench") or {})
         if "datasets" in bench or "dataset" in bench:
             raise ValueError("give the datasets in [suite] datasets or in [bench] datasets, not both")
         suite = dict(suite)
-        bench["datasets"] = _str_list(suite.pop("datasets", [])) + available_datasets(
-            _str_list(suite.pop("when_available", []))
+        bench["datasets"] = _str_list(suite.pop("datasets")) + available_datasets(
+            _str_list(suite.get("when_available", []))
         )
         return {**data, "bench": bench, "suite": suite}
 

@@ -340,7 +340,9 @@ class Experiment:
         """``--tune-trials``: the trials' training seed is none of the evaluation seeds."""
         from fusionzoo.tune.study import TUNING_SEED_OFFSET, tuning_seed
 
-        seed = tuning_seed(self.config.tune.seed)
+        splits = self.config.bench.split_seeds or [0]  # with --split-seeds: [tune] seed + split seed
+        clash = [tuning_seed(self.config.tune.seed + s) for s in splits]
+        seed = next((s for s in clash if s in self.config.bench.seeds), clash[0])
         if seed in self.config.bench.seeds:
             raise ConfigError(
                 f"--tune-trials: the trials train with seed {seed} ({TUNING_SEED_OFFSET} + [tune] seed "
