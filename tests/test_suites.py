@@ -277,3 +277,23 @@ def test_a_suite_dry_run_in_a_real_process(tmp_path):
     )
     with pytest.raises(ConfigError, match="given twice"):
         Experiment(load_config(None).with_overrides({"bench.datasets": ["synth", "synth"]})).data_keys()
+
+
+@pytest.mark.slow
+def test_the_suite_report_page_holds_every_new_section(suite_runs):
+    """The page as written (no browser needed): the cross-dataset section with its CD diagram and
+    P(A > B) table, calibration, learning curves and contributions, each with content."""
+    import re
+
+    out, _ = suite_runs
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    page = (out / "report.html").read_text()
+    bodies = {
+        name: re.search(rf'<section id="sec-{name}".*?</section>', page, re.S).group(0)
+        for name in ("suite", "calibration", "learning_curves", "contributions")
+    }
+    assert "data:image/png;base64" in bodies["suite"] and "P(row &gt; column)" in bodies["suite"]
+    assert "P(equivalent)" in bodies["suite"] and "seed × split_seed" in bodies["suite"]
+    assert bodies["calibration"].count("reliability diagram") >= 2 and "temperature" in bodies["calibration"]
+    assert bodies["learning_curves"].count("learning curves") >= 2
+    assert "uses both" in bodies["contributions"]
