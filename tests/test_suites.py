@@ -193,7 +193,7 @@ def suite_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("suite")
     out = root / "runs"
     args = [
-        "--datasets", SUITE, "--fusions", "concat_mlp,late_fusion", "--seeds", "0", "--split-seeds", "0,1",
+        "--datasets", SUITE, "--fusions", "concat_mlp,late_fusion,film", "--seeds", "0", "--split-seeds", "0,1",
         "--train-fractions", "0.5,1", "--epochs", "1", "--dim", "16", "--batch-size", "32", "--no-unimodal",
         "--data-dir", str(root / "data"), "--out", str(out), "--eval", "robustness",
         "--protocols", "missing_image:rates=0;1,missing_text:rates=0;1",
@@ -207,7 +207,7 @@ def suite_runs(tmp_path_factory):
 def test_a_suite_bench_records_every_variant_and_prints_the_cross_dataset_summary(suite_runs):
     out, output = suite_runs
     runs = pd.read_parquet(out / "results.parquet")
-    assert len(runs) == 2 * 2 * 2 * 2 and set(runs["status"]) == {"ok"}
+    assert len(runs) == 2 * 2 * 2 * 3 and set(runs["status"]) == {"ok"}
     assert set(runs["dataset"]) == {
         canonical_dataset(f"synth:{TINY}"),
         canonical_dataset(f"synth:{TINY},synth_seed=1"),
@@ -231,8 +231,8 @@ def test_report_formats_show_the_suite(suite_runs, tmp_path):
     assert "across 2 datasets" in (tmp_path / "r.md").read_text()
     assert "tab:fusionzoo-suite" in (tmp_path / "r.tex").read_text()
     summary = pd.read_csv(tmp_path / "r.suite.csv")
-    assert set(summary["method"]) == {"concat_mlp", "late_fusion"} and summary["runs"].eq(4).all()
-    assert len(pd.read_csv(tmp_path / "r.csv")) == 4  # the per-dataset leaderboard rows, full size only
+    assert set(summary["method"]) == {"concat_mlp", "late_fusion", "film"} and summary["runs"].eq(4).all()
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 6  # the per-dataset leaderboard rows, full size only
 
 
 @pytest.mark.slow
@@ -297,3 +297,19 @@ def test_the_suite_report_page_holds_every_new_section(suite_runs):
     assert bodies["calibration"].count("reliability diagram") >= 2 and "temperature" in bodies["calibration"]
     assert bodies["learning_curves"].count("learning curves") >= 2
     assert "uses both" in bodies["contributions"]
+
+
+def test_the_new_sections_say_why_they_are_absent_on_a_one_dataset_runs_directory(tmp_path):
+    """On the report tests' synthetic runs directory (one dataset, one training size, results without
+    the calibration columns, no robustness rows): each new section is absent with its reason."""
+    import report_tables as rt
+
+    from fusionzoo import registry
+    from fusionzoo.report.base import ResultsView
+
+    view = ResultsView.of(rt.build_runs_dir(tmp_path, optional=False))
+    missing = {n: registry.create("reporter", n).render(view, "section").missing for n in
+               ("suite", "calibration", "learning_curves", "contributions")}  # fmt: skip
+    assert "fewer than two datasets" in missing["suite"] and "test_ece" in missing["calibration"]
+    assert "--train-fractions" in missing["learning_curves"] and "fusionzoo eval" in missing["contributions"]
+    assert registry.create("reporter", "suite").render(view, "md") == ""
