@@ -69,21 +69,29 @@ class RunSpec:
     def create(
         cls, dataset: str, config: RunConfig, data_fingerprint: str, kind: str = "train", world: int = 1
     ) -> RunSpec:
+        """``dataset``: a data key (:class:`~fusionzoo.datasets.specs.DataKey`: the dataset spec and its
+        variant); ``data_fingerprint``: the data version (the dataset without the variant)."""
+        from fusionzoo.datasets.specs import DataKey
+
+        key = DataKey.parse(dataset)
         head = config.head or config.resolved_head()
         plugins = plugin_versions(config.fusion, head) if kind == "train" else ""
         identity = {
-            "dataset": dataset,
+            "dataset": key.spec,
             "data_fingerprint": data_fingerprint,
             "fusion": config.fusion,
             "head": head,
             "config_hash": config.config_hash(),
             "semantics": TRAINING_SEMANTICS,
             "plugins": plugins,
-            "code": run_code(config, dataset, kind),
+            "code": run_code(config, key.name, kind),
             "regime": training_regime(config, world) if kind == "train" else "",
+            "variant": key.variant,
         }
         identity["config_id"] = config_id_of(identity)
-        identity["run_id"] = run_id_of(identity["config_id"], config.seed)
+        identity["run_id"] = run_id_of(identity["config_id"], config.seed, key.split_seed)
+        identity["split_seed"] = -1 if key.split_seed is None else int(key.split_seed)
+        identity["train_fraction"] = float(key.train_fraction)
         return cls(dataset, config, data_fingerprint, plugins, identity, kind, world)
 
     def with_config(self, config: RunConfig) -> RunSpec:
@@ -116,10 +124,14 @@ class RunSpec:
 
     @property
     def label(self) -> str:
+        split = int(self.identity.get("split_seed", -1))
+        fraction = float(self.identity.get("train_fraction", 1.0))
         return (
             f"{self.fusion} + {self.head} · seed {self.seed}"
+            + (f" · split {split}" if split >= 0 else "")
+            + (f" · train fraction {fraction:g}" if fraction < 1 else "")
             + (f" · train {self.config.train_protocol}" if self.config.train_protocol else "")
-            + (f" · {self.dataset}" if self.dataset != "synth" else "")
+            + (f" · {self.identity['dataset']}" if self.identity.get("dataset", "synth") != "synth" else "")
         )
 
     def identity_columns(self) -> dict[str, Any]:
@@ -166,7 +178,32 @@ class Experiment:
         return self.config.run_config(**overrides)
 
     def backend(self, dataset: str) -> Any:
-        return registry.create("dataset", dataset)
+        """The backend of a dataset spec or data key (``synth:size=800|split_seed=1`` → synth)."""
+        from fusionzoo.datasets.specs import DataKey
+
+        return registry.create("dataset", DataKey.parse(dataset).name)
+
+    def datasets(self) -> list[str]:
+        """The canonical dataset specs of ``[bench] datasets`` (a ``ConfigError`` naming a bad one)."""
+        from fusionzoo.datasets.specs import canonical_dataset
+
+        out = []
+        for spec in self.config.bench.datasets:
+            try:
+                out.append(canonical_dataset(spec))
+            except (registry.RegistryError, ValueError) as exc:
+                raise ConfigError(f"--datasets / [bench] datasets: {spec}: {exc}") from None
+        if len(set(out)) != len(out):
+            twice = sorted({d for d in out if out.count(d) > 1})
+            raise ConfigError(f"--datasets / [bench] datasets: {', '.join(twice)} given twice")
+        return out
+
+    def data_keys(self) -> list[str]:
+        """The data keys of the grid: every dataset × split seed × training fraction."""
+        from fusionzoo.datasets.specs import data_keys
+
+        bench = self.config.bench
+        return [str(k) for k in data_keys(self.datasets(), bench.split_seeds, bench.train_fractions)]
 
     def with_unimodal(self, dataset: str) -> bool:
         flag = self.config.bench.with_unimodal
@@ -207,17 +244,23 @@ class Experiment:
         return running if running > 1 else int(self.config.bench.ddp or 1)
 
     def data_options(self, dataset: str) -> DataOptions:
-        bench = self.config.bench
+        """The DataOptions of a dataset spec or data key: the spec's options over ``[data]``, its
+        encoder keys over ``[encoders]``, the key's split seed and training fraction."""
+        from fusionzoo.datasets.specs import DataKey
+
+        bench, key = self.config.bench, DataKey.parse(dataset)
         return DataOptions(
-            dataset=dataset,
+            dataset=key.name,
             data_dir=bench.data_dir,
             limit=bench.limit,
             mode=bench.mode,
-            data=dict(self.config.data),
-            encoders=self.config.encoders.model_dump(exclude_none=True),
+            data={**self.config.data, **key.backend_options()},
+            encoders={**self.config.encoders.model_dump(exclude_none=True), **key.encoder_options()},
             cache_dir=bench.cache_dir,
             device="cuda" if bench.device.startswith("cuda") else "cpu",
             freeze_layers=int(self.config.train.get("freeze_layers", 0)),
+            split_seed=key.split_seed,
+            train_fraction=key.train_fraction,
         )
 
     # ----------------------------------------------------------------------------------- validation
@@ -316,9 +359,9 @@ class Experiment:
         is checked by :func:`fusionzoo.bench.checks.validate_bench`, which calls this first."""
         config = self.config
         base = self.base_run_config()
-        for dataset in config.bench.datasets:
-            backend = self.backend(dataset)
-            backend.check_options(dict(config.data))
+        for dataset in self.datasets():
+            self.data_options(dataset)  # the spec's options parse
+            self.backend(dataset).check_options({**config.data, **self.data_options(dataset).data})
         for name, options in config.fusion_options.items():
             try:
                 registry.get_entry("fusion", name)
@@ -348,7 +391,7 @@ class Experiment:
             raise ConfigError(f"--train-protocols / [bench] train_protocols: {exc}") from None
         seen: set[tuple[str, str]] = set()
         aux_names: list[tuple[str, ...] | None] = []
-        for fusion, pinned in self.pairs(config.bench.datasets[0]):
+        for fusion, pinned in self.pairs(self.datasets()[0]):
             for head in [pinned] if pinned else heads or [None]:
                 run = base.replace(fusion=fusion, head=head)
                 pair = (fusion, run.resolved_head())
@@ -372,11 +415,12 @@ class Experiment:
 
     # ------------------------------------------------------------------------------------------ grid
     def grid(self, fingerprints: dict[str, str] | None = None) -> list[RunSpec]:
-        """Datasets × seeds × (fusion, head) runs, seed-major (every configuration's seed 0 first, so an
+        """Data keys × seeds × (fusion, head) runs, seed-major (every configuration's seed 0 first, so an
         interrupted grid already has a comparable leaderboard), without duplicates.
 
-        ``fingerprints`` maps each dataset to its data fingerprint (default: resolved now, which loads
-        the dataset and builds its encoders)."""
+        ``fingerprints`` maps each data key (:meth:`data_keys`) to its data version (the fingerprint of the
+        dataset without its variant; default: resolved now, which loads the dataset and builds its
+        encoders)."""
         config = self.config
         base = self.base_run_config()
         heads = [canonical_spec("head", h) for h in config.bench.heads]
@@ -384,8 +428,8 @@ class Experiment:
         specs: list[RunSpec] = []
         seen: set[str] = set()
         world = self.world()
-        for dataset in config.bench.datasets:
-            fingerprint = (fingerprints or {}).get(dataset) or self.inputs(dataset).fingerprint
+        for dataset in self.data_keys():
+            fingerprint = (fingerprints or {}).get(dataset) or self.inputs(dataset).version
             if self.with_probe(dataset):  # first: cheap, and the floor every fusion is compared with
                 specs += self.probe_specs(dataset, fingerprint)
             for seed in config.bench.seeds:

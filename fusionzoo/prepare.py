@@ -62,6 +62,8 @@ class DataOptions:
     cache_dir: str | None = None
     device: str = "cpu"
     freeze_layers: int = 0
+    split_seed: int | None = None  # re-draw train/validation with this seed (test fixed): data/variants.py
+    train_fraction: float = 1.0  # train on this nested stratified fraction of the training rows
 
     def cache_root(self) -> Path:
         from fusionzoo.encoders.cache_format import default_cache_dir
@@ -82,6 +84,10 @@ class ResolvedInputs:
     text_encoder: Any
     fingerprint: str
     identity: dict[str, Any]
+    version: str = ""  # the data version: the fingerprint without the variant (split seed, fraction)
+
+    def __post_init__(self) -> None:
+        self.version = self.version or self.fingerprint
 
 
 def load_splits(options: DataOptions) -> Any:
@@ -139,17 +145,36 @@ def _fingerprint(identity: dict[str, Any]) -> str:
 
 
 def resolve_inputs(options: DataOptions) -> ResolvedInputs:
-    """Load the dataset and build the encoders, without encoding; see the module docstring."""
+    """Load the dataset and build the encoders, without encoding; see the module docstring.
+
+    With a variant (``split_seed``, ``train_fraction``; :mod:`fusionzoo.data.variants`) the encoders
+    are built on the dataset as loaded (the same encoders for every variant) and ``version`` is the
+    fingerprint of the dataset as loaded, which the variants share (same test split, same encoders)."""
     if options.mode not in ("frozen", "finetune"):
         raise PrepareError(f"mode must be frozen or finetune, got {options.mode!r}")
     try:
-        splits = load_splits(options)
+        from fusionzoo.data.variants import apply_variant
+
+        base = load_splits(options)
+        check_split_sizes(base)
+        image_encoder, text_encoder = encoders_for(options, base)
+        splits = apply_variant(base, options.split_seed, options.train_fraction)
         check_split_sizes(splits)
-        image_encoder, text_encoder = encoders_for(options, splits)
     except PrepareError:
         raise
     except (OSError, ValueError, RuntimeError) as exc:
         raise PrepareError(f"dataset '{options.dataset}': {exc}") from exc
+    identity = _identity(options, splits, image_encoder, text_encoder)
+    version = (
+        _fingerprint(_identity(options, base, image_encoder, text_encoder)) if splits is not base else ""
+    )
+    return ResolvedInputs(
+        options, splits, image_encoder, text_encoder, _fingerprint(identity), identity, version
+    )
+
+
+def _identity(options: DataOptions, splits: Any, image_encoder: Any, text_encoder: Any) -> dict[str, Any]:
+    """What the data fingerprint covers (module docstring)."""
     if options.mode == "frozen":
         from fusionzoo.encoders.cache_format import entry_key
 
@@ -157,15 +182,13 @@ def resolve_inputs(options: DataOptions) -> ResolvedInputs:
             split: entry_key(splits, split, image_encoder, text_encoder, options.on_bad_image())[0]
             for split in ("train", "val", "test")
         }
-        identity = {"mode": "frozen", "cache_keys": keys, "classes": list(splits.classes)}
-    else:
-        from fusionzoo.encoders.live import finetune_identity
+        return {"mode": "frozen", "cache_keys": keys, "classes": list(splits.classes)}
+    from fusionzoo.encoders.live import finetune_identity
 
-        identity = {
-            "mode": "finetune",
-            **finetune_identity(splits, image_encoder, text_encoder, options.freeze_layers),
-        }
-    return ResolvedInputs(options, splits, image_encoder, text_encoder, _fingerprint(identity), identity)
+    return {
+        "mode": "finetune",
+        **finetune_identity(splits, image_encoder, text_encoder, options.freeze_layers),
+    }
 
 
 def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = True) -> TrainingData:
@@ -276,6 +299,7 @@ def cache_status(options: DataOptions) -> dict[str, Any]:
         inputs = resolve_inputs(options)
         splits = inputs.splits
         status["fingerprint"] = inputs.fingerprint
+        status["version"] = inputs.version
         status["dataset"] = (
             f"ready ({len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} test rows)"
         )

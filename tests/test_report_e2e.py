@@ -73,6 +73,8 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
     )
     assert set(classes["bucket"]) <= {"head", "medium", "tail"}
     diagnostics = pd.read_parquet(out / "diagnostics.parquet")
+    assert set(diagnostics.loc[diagnostics["kind"] == "reliability", "run_id"]) == set(runs["run_id"])
+    diagnostics = diagnostics[diagnostics["kind"] != "reliability"]  # every run's reliability bins
     fluid = set(runs.loc[runs["fusion"].str.startswith("fluid"), "run_id"])
     assert set(diagnostics["run_id"]) == fluid  # concat_mlp + mlp returns no extras
     assert {"fusion.gate", "head.expert_counts"} <= set(diagnostics["name"])

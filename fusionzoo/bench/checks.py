@@ -52,7 +52,9 @@ def validate_bench(experiment: Experiment) -> None:
 def _check_tune_seed(experiment: Experiment) -> None:
     """``--tune-trials``: the trials' training seed is none of the evaluation seeds."""
     config = experiment.config
-    seed = tuning_seed(config.tune.seed)
+    splits = config.bench.split_seeds or [0]  # with --split-seeds: [tune] seed + split seed
+    clash = [tuning_seed(config.tune.seed + s) for s in splits]
+    seed = next((s for s in clash if s in config.bench.seeds), clash[0])
     if seed in config.bench.seeds:
         raise ConfigError(
             f"--tune-trials: the trials train with seed {seed} ({TUNING_SEED_OFFSET} + [tune] seed "
@@ -68,7 +70,7 @@ def _check_tune_space(experiment: Experiment) -> None:
     base = experiment.base_run_config()
     cells = [
         ("", fusion, base.replace(fusion=fusion, head=head).resolved_head(), "")
-        for fusion, pinned in experiment.pairs(experiment.config.bench.datasets[0])
+        for fusion, pinned in experiment.pairs(experiment.datasets()[0])
         for head in ([pinned] if pinned else heads or [None])
     ]
     try:

@@ -116,7 +116,7 @@ class Estimator:
         if frame is None or not len(frame):
             return None
         same = frame[
-            (frame["dataset"] == spec.dataset)
+            (frame["dataset"] == spec.identity["dataset"])
             & (frame["fusion"] == spec.fusion)
             & (frame["head"] == spec.head)
             & frame["status"].isin(FINISHED)

@@ -62,16 +62,18 @@ def _run_bench(
 ) -> GridOutcome:
     import torch
 
+    from fusionzoo.datasets.specs import DataKey, left_out
     from fusionzoo.launch.resources import torch_threads
 
     config = experiment.config
+    for line in left_out(config.suite.when_available):
+        console.print(f"[yellow]note[/yellow]: {line}")
     fingerprints = {}
-    for dataset in config.bench.datasets:
+    for dataset in experiment.data_keys():
         console.print(f"[bold]loading[/bold] {dataset} ({config.bench.mode} mode)")
-        fingerprints[dataset] = experiment.inputs(dataset).fingerprint
-        record_inputs(
-            store.dir, experiment.data_options(dataset), fingerprints[dataset]
-        )  # for fusionzoo eval
+        fingerprints[dataset] = experiment.inputs(dataset).version  # the data version of every variant
+        base = str(DataKey.parse(dataset).base())  # variants share the test split: eval rebuilds it
+        record_inputs(store.dir, experiment.data_options(base), fingerprints[dataset])  # for fusionzoo eval
     specs = experiment.grid(fingerprints)
     machine_threads = torch.get_num_threads()
 
@@ -92,6 +94,7 @@ def _run_bench(
         eval_after_bench(experiment, store, console, {s.run_id for s in specs})
     view = ResultsView.of(store, {s.run_id for s in specs}, config.metric)
     registry.create("reporter", "leaderboard").render(view, "terminal", console=console)
+    registry.create("reporter", "suite").render(view, "terminal", console=console, suite=config.suite)
     if chosen:
         from fusionzoo.bench.tuned import print_tuned
 
@@ -142,7 +145,7 @@ def _tune_and_train(
     finished = store.finished_ids()
     for dataset in dict.fromkeys(s.dataset for s in specs if s.run_id not in finished):
         console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
-        record_classes(store, dataset, prepare(dataset))
+        record_classes(store, dataset, prepare(dataset), fingerprints[dataset])
     specs = with_teacher_logits(experiment, store, console, specs, prepare)
     progress = progress_bar(console, unit="runs")
     launcher = launcher_for(config, len([s for s in specs if s.run_id not in finished]))
@@ -195,15 +198,17 @@ def record_provenance(store: ResultsStore, config: Any, inputs: dict[str, Any], 
     store.record_provenance(collect_provenance(config, inputs, [s.run_id for s in specs]))
 
 
-def record_classes(store: ResultsStore, dataset: str, data: Any) -> None:
-    """Write the classes of ``data`` (the labels the trainer uses) unless its fingerprint has them."""
+def record_classes(store: ResultsStore, dataset: str, data: Any, version: str | None = None) -> None:
+    """Write the classes of ``data`` (the labels the trainer uses) under its data version (its
+    fingerprint, or ``version``: the variants of a dataset share the test split) unless it has them."""
+    from fusionzoo.datasets.specs import DataKey
+
+    version = version or data.fingerprint
     classes = store.dir / CLASSES_FILE
-    if classes.exists() and data.fingerprint in set(
-        read_table(classes, ("data_fingerprint",))["data_fingerprint"]
-    ):
+    if classes.exists() and version in set(read_table(classes, ("data_fingerprint",))["data_fingerprint"]):
         return
     store.record_classes(
-        dataset, data.fingerprint, list(data.classes), data.labels("train"), data.labels("test")
+        DataKey.parse(dataset).spec, version, list(data.classes), data.labels("train"), data.labels("test")
     )
 
 
@@ -244,7 +249,7 @@ def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
 
     config = experiment.config
     statuses = {}
-    for dataset in config.bench.datasets:
+    for dataset in experiment.data_keys():
         status = cache_status(experiment.data_options(dataset))
         statuses[dataset] = status
         console.print(f"[bold]{dataset}[/bold]: dataset {status['dataset']}")
@@ -252,7 +257,9 @@ def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
             f"  features in {status['cache_dir']}: "
             + ", ".join(f"{k} {v}" for k, v in status["features"].items())
         )
-    specs = experiment.grid({d: s["fingerprint"] or "not-yet-known" for d, s in statuses.items()})
+    specs = experiment.grid(
+        {d: s.get("version") or s["fingerprint"] or "not-yet-known" for d, s in statuses.items()}
+    )
     print_reuse(console, specs, store)
     finished = store.finished_ids()
     estimator = Estimator(store, threads=config.bench.threads or 1)

@@ -25,6 +25,9 @@ BENCH_FLAGS = (
     "batch_size",
     "lr",
     "dataset",
+    "datasets",
+    "split_seeds",
+    "train_fractions",
     "data_dir",
     "data_options",
     "limit",
@@ -110,6 +113,8 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
       fusionzoo bench --fusions fluid,film,concat_mlp
       fusionzoo bench --config glami1m_table2 --data-dir /data
       fusionzoo bench --fusions fluid --heads moe,mlp --seeds 0,1,2,3,4 --dry-run
+      fusionzoo bench --datasets 'synth:size=800+synth:size=800,synth_seed=1' --split-seeds 0,1
+      fusionzoo bench --config offline          # the packaged suite (no network)
     """
     from fusionzoo.bench.session import dry_run as show_dry_run
     from fusionzoo.bench.session import run_bench

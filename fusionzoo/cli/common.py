@@ -75,6 +75,20 @@ class IntList(CommaList):
             raise ValueError("not an integer") from None
 
 
+class FloatList(CommaList):
+    """Comma-separated numbers, e.g. ``--train-fractions 0.1,0.3,1``."""
+
+    def __init__(self) -> None:
+        super().__init__(self._to_float, "number")
+
+    @staticmethod
+    def _to_float(item: str) -> float:
+        try:
+            return float(item)
+        except ValueError:
+            raise ValueError("not a number") from None
+
+
 class PluginSpecList(CommaList):
     """Comma-separated plugin specs of one kind; unknown names fail with the valid names listed.
 

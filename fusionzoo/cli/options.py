@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from fusionzoo.cli.common import CommaList, IntList, PluginSpecList, TrainProtocolList
+from fusionzoo.cli.common import CommaList, FloatList, IntList, PluginSpecList, TrainProtocolList
 from fusionzoo.run_settings import JOBS_HELP, parse_jobs
 
 __all__ = ["FLAGS", "Flag", "config_from_flags", "experiment_options", "flag", "parse_key_values"]
@@ -121,6 +121,18 @@ FLAGS: dict[str, Flag] = {
               show_default=preset_default("lr")),
         flag("dataset", "bench.datasets", metavar="NAME",
               help="Dataset: any registered backend (fusionzoo list datasets) [default: synth, the embedded one]."),
+        flag("datasets", "bench.datasets", type=PluginSpecList("dataset"), metavar="SPEC+SPEC+...",
+              help="A suite: several dataset specs joined by +, e.g. 'synth:size=800+synth:size=800,synth_seed=1' "
+              "or 'csv:csv=a.csv+glami1m:root=/data' (options override [data] for that dataset; "
+              "image_encoder= / text_encoder= set its encoders); the leaderboard adds a cross-dataset summary "
+              "(docs/suites.md)."),
+        flag("split_seeds", "bench.split_seeds", type=IntList(), metavar="S,S,...",
+              help="Re-draw the train/validation split with each seed (the test split stays fixed): another "
+              "source of variance beside --seeds, in every interval [default: the dataset's own split]."),
+        flag("train_fractions", "bench.train_fractions", type=FloatList(), metavar="F,F,...",
+              help="Learning curve: also train on these nested stratified fractions of the training rows, "
+              "e.g. 0.1,0.3,1 (same validation and test splits); the report plots accuracy against "
+              "training size [default: 1, every row]."),
         flag("data_dir", "bench.data_dir", type=click.Path(file_okay=False), help="Dataset/cache root directory."),
         flag("data_options", "data", "--data-option", multiple=True, callback=parse_key_values,
               metavar="KEY=VALUE", default=(),
@@ -259,7 +271,8 @@ def default_preset(dataset: str | None) -> str | None:
     if not dataset:
         return None
     try:
-        return getattr(registry.get_entry("dataset", dataset).obj, "default_preset", None)
+        name = registry.parse_spec(dataset)[0]
+        return getattr(registry.get_entry("dataset", name).obj, "default_preset", None)
     except registry.RegistryError:
         return None
 

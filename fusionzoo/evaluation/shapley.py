@@ -10,7 +10,7 @@ the modalities of S present:
     v({txt})      = ``missing_image`` at level 1 (every test sample loses its image)
     v(∅)          = the chance level of the dataset (``chance``; for accuracy the majority-class rate
                     of the test split, the best prediction without inputs:
-                    :func:`fusionzoo.bench.cross_dataset.chance_accuracy`), or, with ``both=NAME``,
+                    :func:`fusionzoo.results.cross_dataset.chance_accuracy`), or, with ``both=NAME``,
                     the level-1 score of a protocol that removes both modalities. No built-in
                     protocol does: ``missing_both_random`` at level 1 removes exactly one per sample
                     (half the image, half the text), so it is not v(∅).
@@ -123,7 +123,7 @@ def _chance(chance: float | Mapping[str, float] | None, run: pd.Series) -> float
         if "chance" not in run.index:
             raise ShapleyError(
                 "v(∅) needs the chance level: chance=<value> or {dataset: value} (for accuracy: the "
-                "majority-class rate, fusionzoo.bench.cross_dataset.chance_accuracy) or a 'chance' column"
+                "majority-class rate, fusionzoo.results.cross_dataset.chance_accuracy) or a 'chance' column"
             )
         return float(run["chance"])
     if isinstance(chance, Mapping):

@@ -79,6 +79,7 @@ class ResultsView:
     metric: str = "test_accuracy"
     versions: list[Any] = field(default_factory=list)
     other_versions: list[Any] = field(default_factory=list)
+    curve_runs: pd.DataFrame | None = None  # every training fraction's runs (learning curves)
 
     @classmethod
     def of(
@@ -97,7 +98,7 @@ class ResultsView:
         if run_ids is not None:
             frame = frame[frame["run_id"].astype(str).isin(run_ids)]
         frame, shown, left_out = pick_versions(frame, data_version)
-        return cls(frame, store, metric, shown, left_out)
+        return cls(full_size(frame), store, metric, shown, left_out, curve_runs=frame)
 
     def versions_note(self) -> list[str]:
         """Lines naming the data versions this view leaves out (none when every dataset has one)."""
@@ -165,6 +166,16 @@ class ResultsView:
             return column_direction(metric or self.metric)
         except RegistryError:  # a column no registered metric declares: higher is better
             return "max"
+
+
+def full_size(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs at each dataset's largest training fraction (``bench --train-fractions``): what the
+    leaderboards rank; the smaller fractions are the learning curves' (``ResultsView.curve_runs``)."""
+    if "train_fraction" not in frame.columns or not len(frame):
+        return frame
+    fraction = pd.to_numeric(frame["train_fraction"], errors="coerce").fillna(1.0)
+    largest = fraction.groupby(frame["dataset"]).transform("max")
+    return frame[fraction == largest]
 
 
 class Reporter:

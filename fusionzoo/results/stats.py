@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -242,8 +243,7 @@ def _configs(runs: pd.DataFrame, metric: str, seeds: Sequence[int] | None) -> pd
     if "data_fingerprint" not in runs.columns:
         runs = runs.assign(data_fingerprint="")
     planned_by_board = {
-        board: {int(s) for s in (seeds if seeds is not None else part["seed"])}
-        for board, part in runs.groupby(list(BOARD), sort=False, dropna=False)
+        board: _planned(part, seeds) for board, part in runs.groupby(list(BOARD), sort=False, dropna=False)
     }
     rows = []
     for key, group in runs.groupby(list(GROUP), sort=False, dropna=False):
@@ -265,17 +265,35 @@ def _configs(runs: pd.DataFrame, metric: str, seeds: Sequence[int] | None) -> pd
                 "diverged": int((group["status"] == "diverged").sum()),
                 "nan_runs": int((~finite).sum()),
                 "planned": len(planned),
-                "complete": planned <= {int(s) for s in good["seed"]},
+                "complete": planned <= set(_replicates(good)),
                 "mean": mean,
                 "std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
                 "ci": half,
                 "params": int(ok["params"].max()) if len(ok) else int(group["params"].max() or 0),
                 "train_time": float(ok["train_time"].mean()) if len(ok) else float("nan"),
-                "_seeds": dict(zip(good["seed"].astype(int), values, strict=True)),
-                "_ids": dict(zip(good["seed"].astype(int), good["run_id"].astype(str), strict=True)),
+                "_seeds": dict(zip(_replicates(good), values, strict=True)),
+                "_ids": dict(zip(_replicates(good), good["run_id"].astype(str), strict=True)),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _replicates(frame: pd.DataFrame) -> list[tuple[int, int]]:
+    """The replicate of each run, what paired tests pair on: (seed, split seed), the split seed of
+    the re-drawn train/validation split (``bench --split-seeds``), −1 for the loader's split."""
+    seeds = frame["seed"].astype(int).tolist()
+    if "split_seed" not in frame.columns:
+        return [(seed, -1) for seed in seeds]
+    splits = pd.to_numeric(frame["split_seed"], errors="coerce").fillna(-1).astype(int).tolist()
+    return list(zip(seeds, splits, strict=True))
+
+
+def _planned(part: pd.DataFrame, seeds: Sequence[int] | None) -> set[tuple[int, int]]:
+    """The replicates a board plans: ``seeds`` × the split seeds that occur, else those that occur."""
+    if seeds is None:
+        return set(_replicates(part))
+    splits = {split for _, split in _replicates(part)} or {-1}
+    return {(int(s), split) for s in seeds for split in splits}
 
 
 def _ranked(part: pd.DataFrame, direction: str) -> pd.DataFrame:
@@ -290,7 +308,7 @@ def _ranked(part: pd.DataFrame, direction: str) -> pd.DataFrame:
 
 def _compare(
     a: pd.Series, b: pd.Series, predictions: PredictionLoader | None
-) -> tuple[float, float, float, str, list[int]]:
+) -> tuple[float, float, float, str, list[Any]]:
     """(p paired t, p McNemar, p of the deciding test, its name, the shared seeds) of configurations
     ``a`` vs ``b``: the paired t-test decides with >= 2 shared seeds when it is defined, else McNemar."""
     shared = sorted(set(a["_seeds"]) & set(b["_seeds"]))
@@ -362,9 +380,9 @@ def pairwise(
 
 
 def _pooled_mcnemar(
-    seeds: list[int],
-    best_ids: dict[int, str],
-    other_ids: dict[int, str],
+    seeds: list[Any],
+    best_ids: dict[Any, str],
+    other_ids: dict[Any, str],
     predictions: PredictionLoader | None,
 ) -> float:
     """McNemar over the shared seeds, each test row counted once (see :func:`mcnemar`)."""

@@ -26,7 +26,13 @@ every RunConfig field that changes training; ``semantics`` is
 third-party fusion or head; ``code`` a content hash of the source of each plugin the run uses (fusion,
 head, train-time protocol, dataset backend; :mod:`fusionzoo.results.identity`), so an edited plugin is a new
 run ("not reused: the code of film changed"); ``regime`` the DDP world size and the AMP precision the run
-trains in. Tables written before ``code``/``regime`` existed read them as ``""``. Runs of one
+trains in. Tables written before ``code``/``regime`` existed read them as ``""``.
+
+**Data variants** (:mod:`fusionzoo.datasets.specs`): ``split_seed`` (the re-drawn train/validation
+split, ``--split-seeds``; −1 = the loader's split) joins the run id, ``run_id = hash(config_id, seed,
+split_seed)``, so the runs of one configuration differ by seed and split seed; ``train_fraction``
+(``--train-fractions``; 1.0 = every training row) is the ``variant`` part of the configuration,
+``config_id = hash(..., variant)``. Both are columns; runs without a variant keep their ids. Runs of one
 ``config_id`` differ only by seed and are the only runs ever aggregated together; a rerun reuses a
 finished run of the same ``run_id`` only.
 
@@ -92,6 +98,7 @@ CONFIG_PARTS = (
     "dataset", "data_fingerprint", "fusion", "head", "config_hash", "semantics", "plugins", "code", "regime",
 )  # fmt: skip
 IDENTITY = (*CONFIG_PARTS, "seed", "config_id", "run_id")
+VARIANT_COLUMNS = {"variant": "", "split_seed": -1, "train_fraction": 1.0}  # bench.suite data variants
 ADDED_PARTS = ("code", "regime")  # identity parts tables written before them lack: read as "" (unknown)
 REQUIRED_COLUMNS = (
     *(c for c in IDENTITY if c not in ADDED_PARTS), "status", "error", "train_time", "params", "config",
@@ -119,16 +126,23 @@ def _hash(payload: Any) -> str:
 
 
 def config_id_of(parts: dict[str, Any]) -> str:
-    """Stable 16-hex-digit id of a configuration (everything of :data:`CONFIG_PARTS`, no seed)."""
+    """Stable 16-hex-digit id of a configuration (everything of :data:`CONFIG_PARTS`, no seed, and
+    the data ``variant`` when there is one: a training fraction below 1)."""
     missing = [p for p in CONFIG_PARTS if p not in parts]
     if missing:
         raise ValueError(f"configuration identity lacks {', '.join(missing)}")
-    return _hash({p: parts[p] for p in CONFIG_PARTS})
+    payload = {p: parts[p] for p in CONFIG_PARTS}
+    if parts.get("variant"):  # absent for the loader's data: those ids stay what they were
+        payload["variant"] = parts["variant"]
+    return _hash(payload)
 
 
-def run_id_of(config_id: str, seed: int) -> str:
-    """Stable 16-hex-digit id of one run: its configuration and its seed."""
-    return _hash([config_id, int(seed)])
+def run_id_of(config_id: str, seed: int, split_seed: int | None = None) -> str:
+    """Stable 16-hex-digit id of one run: its configuration, its seed and its split seed (when the
+    train/validation split was re-drawn, ``bench --split-seeds``)."""
+    if split_seed is None:
+        return _hash([config_id, int(seed)])
+    return _hash([config_id, int(seed), "split", int(split_seed)])
 
 
 def _table_bytes(frame: pd.DataFrame) -> bytes:
@@ -217,6 +231,8 @@ class ResultsStore:
         for column in ADDED_PARTS:
             if column not in frame.columns:
                 frame[column] = ""
+        for column, default in VARIANT_COLUMNS.items():  # runs on the loader's data (no variant)
+            frame[column] = frame[column].fillna(default) if column in frame.columns else default
         return frame
 
     def load_history(self) -> pd.DataFrame:
@@ -357,7 +373,7 @@ def reuse_report(specs: list[Any], frame: pd.DataFrame) -> tuple[list[str], dict
         if spec.run_id in finished:
             continue
         same = done[
-            (done["dataset"] == spec.dataset)
+            (done["dataset"] == spec.identity["dataset"])
             & (done["fusion"] == spec.fusion)
             & (done["head"] == spec.head)
             & (done["seed"].astype(int) == spec.seed)

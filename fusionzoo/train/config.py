@@ -34,7 +34,9 @@ MODES = ("frozen", "finetune")
 #    and class weights from the labels they trained on (the noisy ones)
 # 5: macro-F1 over all C classes (labels=range(C)); bench --tune-trials trains the best trial's fusion and
 #    head specs, its trials train with seed 10000 + [tune] seed and pick best epochs on the [train] metric
-TRAINING_SEMANTICS = 5
+# 6: every run also reports test_ece_ts / test_temperature (temperature scaling fitted on validation) and
+#    the reliability bins of its test predictions (diagnostics rows of kind "reliability")
+TRAINING_SEMANTICS = 6
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 PAPER_LOSS_WEIGHT = 1.0 / 3.0  # FLUID: L = 1/3·CE + 1/3·L_contrastive + 1/3·L_MoE
 # the three terms of FLUID's loss (paper §4: λ1 = λ2 = λ3 = 1/3); L_MoE is the load-balancing loss

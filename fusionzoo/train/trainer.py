@@ -307,6 +307,15 @@ class Trainer:
             )
             result.metrics = test_metrics
             result.diagnostics = extras.rows()
+            if self.group is None:  # temperature scaling on validation (train/calibration.py)
+                from fusionzoo.train.calibration import calibration
+
+                _, val_logits = self.evaluate("val", "temperature scaling")
+                scaled, rows = calibration(
+                    val_logits, self.data.labels("val"), logits, self.data.labels("test")
+                )
+                result.metrics.update(scaled)
+                result.diagnostics += rows
             result.test_predictions = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
             result.test_labels = self.data.labels("test")
         self._fire("on_fit_end", result)

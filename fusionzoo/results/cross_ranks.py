@@ -2,7 +2,7 @@
 JMLR 2006), with ``autorank``.
 
 Input: a datasets × methods table of per-dataset scores, higher better (the mean over each method's
-runs, e.g. :meth:`fusionzoo.bench.cross_dataset.Runs.dataset_means`). On each dataset the methods are
+runs, e.g. :meth:`fusionzoo.results.cross_dataset.Runs.dataset_means`). On each dataset the methods are
 ranked 1 = best (ties share the average rank); the **average rank** is the mean over datasets.
 
 - ≥ 5 datasets: ``autorank.autorank(..., order="descending", force_mode="nonparametric")``: with ≥ 3
@@ -38,7 +38,7 @@ from autorank._util import RankResult  # the type autorank.plot_stats draws (not
 from scipy import stats as sps
 from statsmodels.stats.libqsturng import qsturng
 
-from fusionzoo.bench.cross_dataset import CrossDatasetError
+from fusionzoo.results.cross_dataset import CrossDatasetError
 
 __all__ = ["AUTORANK_MIN_DATASETS", "RankAnalysis", "cd_figure", "critical_difference", "rank_analysis"]
 

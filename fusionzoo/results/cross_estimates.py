@@ -1,6 +1,6 @@
 """Cross-dataset statistics of a suite (library layer), part 2: IQM and mean with stratified bootstrap
 CIs, the probability of improvement P(A > B), practical equivalence; over the validated
-:class:`~fusionzoo.bench.cross_dataset.Runs` (normalised scores, complete blocks).
+:class:`~fusionzoo.results.cross_dataset.Runs` (normalised scores, complete blocks).
 
 Estimates (rliable's definitions, Agarwal et al., NeurIPS 2021), over the (runs × datasets) scores of a
 method, runs = seeds (× split seeds when present):
@@ -37,7 +37,7 @@ import pandas as pd
 from rliable import metrics as rly_metrics
 from scipy import stats as sps
 
-from fusionzoo.bench.cross_dataset import CrossDatasetError, Runs
+from fusionzoo.results.cross_dataset import CrossDatasetError, Runs
 
 __all__ = [
     "NSAMPLES",

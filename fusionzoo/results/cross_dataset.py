@@ -1,6 +1,6 @@
 """Cross-dataset statistics of a suite (library layer), part 1: the runs table, validated and
-normalised per dataset. Estimates: :mod:`fusionzoo.bench.cross_estimates`; ranks:
-:mod:`fusionzoo.bench.cross_ranks`; all of them in one call: :mod:`fusionzoo.bench.cross_summary`.
+normalised per dataset. Estimates: :mod:`fusionzoo.results.cross_estimates`; ranks:
+:mod:`fusionzoo.results.cross_ranks`; all of them in one call: :mod:`fusionzoo.results.cross_summary`.
 
 The input is a tidy table of runs, one row per run, higher scores better:
 

@@ -14,8 +14,8 @@ apart than the CD after a significant Friedman test), ``p_vs_baseline`` / ``_low
 (P(method > baseline) with its CI), and per reference ``best`` (the highest IQM) and ``baseline``:
 ``p_equiv_<ref>``, ``p_above_<ref>`` (method better by more than the ROPE), ``p_below_<ref>`` and
 ``verdict_<ref>`` (``equivalent`` | ``better`` | ``worse`` | ``inconclusive`` at P ≥ 1 − alpha; empty
-for the reference itself). Definitions: :mod:`fusionzoo.bench.cross_dataset`,
-:mod:`fusionzoo.bench.cross_estimates` and :mod:`fusionzoo.bench.cross_ranks`.
+for the reference itself). Definitions: :mod:`fusionzoo.results.cross_dataset`,
+:mod:`fusionzoo.results.cross_estimates` and :mod:`fusionzoo.results.cross_ranks`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fusionzoo.bench.cross_dataset import CrossDatasetError, Runs, prepare_runs
-from fusionzoo.bench.cross_estimates import (
+from fusionzoo.results.cross_dataset import CrossDatasetError, Runs, prepare_runs
+from fusionzoo.results.cross_estimates import (
     NSAMPLES,
     REPS,
     Equivalence,
@@ -36,7 +36,7 @@ from fusionzoo.bench.cross_estimates import (
     interval_estimates,
     probability_of_improvement,
 )
-from fusionzoo.bench.cross_ranks import RankAnalysis, rank_analysis
+from fusionzoo.results.cross_ranks import RankAnalysis, rank_analysis
 
 __all__ = ["COLUMNS", "CrossDatasetSummary", "cross_dataset_summary"]
 
@@ -95,7 +95,7 @@ def cross_dataset_summary(
     seed: int = 0,
 ) -> CrossDatasetSummary:
     """Every cross-dataset statistic of the tidy runs ``frame`` (``dataset, method, seed, score`` [+
-    ``split_seed``, ``status``, ``chance``]; :func:`~fusionzoo.bench.cross_dataset.prepare_runs`).
+    ``split_seed``, ``status``, ``chance``]; :func:`~fusionzoo.results.cross_dataset.prepare_runs`).
 
     ``baseline``: the simplest method, compared with each (P(method > baseline), equivalence);
     ``normalise``/``chance``: the per-dataset normalisation; ``rope``: the equivalence margin in raw
