@@ -38,6 +38,7 @@ from fusionzoo.metrics.base import column_direction
 from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.protocols._train_time import with_train_protocol
 from fusionzoo.train import distributed
+from fusionzoo.train.calibration import calibration
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.diagnostics import ExtrasSummary
@@ -432,6 +433,15 @@ class SeedStackTrainer:
                 return exc
             result.metrics = test_metrics
             result.diagnostics = extras.rows()
+            try:  # temperature scaling on validation, as the run alone (train/calibration.py)
+                _, val_logits = self._evaluate_alone(member, member.model, "val", "temperature scaling")
+            except Exception as exc:  # noqa: BLE001 - as the run alone: the run fails
+                return exc
+            scaled, rows = calibration(
+                val_logits, member.data.labels("val"), logits, member.data.labels("test")
+            )
+            result.metrics.update(scaled)
+            result.diagnostics += rows
             result.test_predictions = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
             result.test_labels = member.data.labels("test")
         for callback in member.callbacks:
