@@ -228,6 +228,10 @@ class Experiment:
         """Raise ``ConfigError``/``RegistryError`` for anything wrong, before any data is touched."""
         config = self.config
         base = self.base_run_config()
+        try:
+            training_regime(base)  # the precision resolves on this machine's device (fp16: CUDA only)
+        except ValueError as exc:
+            raise ConfigError(f"--precision / [train] precision: {exc}") from None
         for dataset in config.bench.datasets:
             backend = self.backend(dataset)
             backend.check_options(dict(config.data))

@@ -39,6 +39,7 @@ from fusionzoo.train.model import FusionModel
 
 __all__ = [
     "forward_flops",
+    "make_train_step",
     "grouped_mm_flop",
     "peak_matmul_flops",
     "register_cpu_attention_formulas",
@@ -136,6 +137,41 @@ def training_loss(model: FusionModel, batch: dict[str, torch.Tensor]) -> torch.T
     for value in out.aux_losses.values():
         loss = loss + value
     return loss
+
+
+def make_train_step(
+    model: FusionModel,
+    batch: dict[str, torch.Tensor],
+    config: Any,
+    autocast_dtype: torch.dtype | None = None,
+    forward: Any = None,
+) -> Any:
+    """A closure running one training step as the trainer does — forward under the precision's
+    autocast, the loss in fp32 (:class:`~fusionzoo.train.losses.LossComposer`), backward, global
+    gradient clipping, fused AdamW — on ``batch`` (already on the model's device). ``forward``
+    replaces ``model`` for the forward pass (e.g. its ``torch.compile``d version)."""
+    from fusionzoo.train.losses import LossComposer
+    from fusionzoo.train.precision import autocast, fp32_outputs
+
+    device = next(model.parameters()).device
+    loss_fn = LossComposer.from_config(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    run = forward if forward is not None else model
+
+    def step() -> torch.Tensor:
+        with autocast(device, autocast_dtype):
+            out = run(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
+        logits, aux = fp32_outputs(out.logits, out.aux_losses)
+        loss, _ = loss_fn(logits, batch["label"], aux)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+        optimizer.step()
+        return loss.detach()
+
+    model.train()
+    return step
 
 
 def train_step_flops(model: FusionModel, batch: dict[str, torch.Tensor]) -> int:

@@ -18,8 +18,9 @@ What every run shares — the trainer, losses, optimiser, evaluation — is vers
 are on disk when the grid is expanded (each bench invocation imports them afresh).
 
 **regime** — ``world=<DDP processes per run>,precision=<fp32|bf16|fp16>``: the precision is the
-autocast dtype ``RunConfig.amp`` resolves to on the device the run trains on (AMP runs on CUDA only),
-resolved where the grid is expanded. A run that would execute in another regime than its identity
+autocast dtype ``RunConfig.precision`` resolves to on the device the run trains on
+(:func:`fusionzoo.train.precision.resolve_precision`: ``auto`` depends on the GPU's or the CPU's bf16
+support), resolved where the grid is expanded. A run that would execute in another regime than its identity
 says (e.g. a Ray worker with another GPU) fails with a message instead of mixing
 (:func:`check_regime`).
 """
@@ -198,18 +199,18 @@ def training_regime(config: Any, world: int = 1) -> str:
     """``world=W,precision=P`` of a run of ``config`` trained by ``world`` processes on this machine."""
     import torch
 
-    from fusionzoo.train.trainer import amp_settings, resolve_device
+    from fusionzoo.train.precision import precision_name, resolve_precision
+    from fusionzoo.train.trainer import resolve_device
 
     try:
         device = resolve_device(config.device)
     except ValueError:  # CUDA named but not visible here: the precision it asks for
         device = torch.device("cuda")
     try:
-        dtype, _ = amp_settings(config, device)
+        dtype, _ = resolve_precision(config.precision, device, config.dim)
     except (RuntimeError, AssertionError):  # no CUDA runtime to ask about bf16 support
-        dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
-    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
-    return f"world={int(world)},precision={precision}"
+        dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    return f"world={int(world)},precision={precision_name(dtype)}"
 
 
 def regime_changes(old: str, new: str) -> str:
@@ -234,6 +235,6 @@ def check_regime(spec: Any) -> None:
     if actual != expected:
         raise RuntimeError(
             f"this process would train {spec.label} with {actual}, but its run identity (resolved where "
-            f"the grid was expanded) says {expected}; set --device and [train] amp explicitly so every "
+            f"the grid was expanded) says {expected}; set --device and --precision explicitly so every "
             "machine trains the same way"
         )

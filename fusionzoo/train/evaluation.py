@@ -11,7 +11,6 @@ trainer's final test evaluation summarises them with :class:`fusionzoo.train.dia
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from torch import Tensor, nn
 from fusionzoo.metrics.base import evaluate_predictions
 from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.model import FusionModel
+from fusionzoo.train.precision import autocast
 
 __all__ = ["NonFiniteOutputError", "eval_batches", "evaluate", "predict", "split_metrics", "to_device"]
 
@@ -107,9 +107,7 @@ def _eval_pass(
     rows = 0
     for indices in eval_batches(data.size(split), batch_size):
         batch = to_device(data.batch(split, indices), device)
-        context = (
-            torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-        )
+        context = autocast(device, autocast_dtype)
         with context:
             out = model.forward_batch(batch)
         logits = out.logits.float()

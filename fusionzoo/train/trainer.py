@@ -1,7 +1,8 @@
 """One training run: ``Trainer(config, data, callbacks).fit() -> RunResult`` (``train_run`` wraps it).
 
 AdamW with warm-up + cosine decay (:mod:`fusionzoo.train.optim`), global gradient-norm clipping,
-AMP (bf16, else fp16 with a grad scaler) on CUDA only, validation after every epoch, the best
+the precision of ``config.precision`` (:mod:`fusionzoo.train.precision`: bf16 autocast on CPU or CUDA,
+fp16 with a grad scaler on CUDA; fp32 weights and losses), validation after every epoch, the best
 validation weights of the *whole* model (encoder included in finetune mode) restored for the final
 test metrics, and callbacks for everything around the loop (:mod:`fusionzoo.train.callbacks`: early
 stopping, checkpointing, progress, the tuner's per-epoch report).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -46,6 +46,7 @@ from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.model import FusionModel, count_parameters
 from fusionzoo.train.optim import make_optimizer, make_scheduler
+from fusionzoo.train.precision import autocast, fp32_outputs, resolve_precision
 
 __all__ = [
     "NonFiniteOutputError",
@@ -99,12 +100,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def amp_settings(config: RunConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use a grad scaler). AMP only ever runs on CUDA."""
-    if device.type != "cuda" or config.amp == "off":
-        return None, False
-    if config.amp == "bf16" or (config.amp == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16, False
-    return torch.float16, True
+    """(autocast dtype or None, use a grad scaler) of ``config.precision`` on ``device``."""
+    return resolve_precision(config.precision, device, config.dim)
 
 
 def seed_everything(seed: int) -> None:
@@ -122,10 +119,6 @@ def training_batches(n: int, batch_size: int, generator: torch.Generator | None)
     if len(chunks) > 1 and len(chunks[-1]) < 2:
         chunks.pop()
     return chunks
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -215,13 +208,14 @@ class Trainer:
         batches = self._batches(epoch, self.order_generator)
         for batch_index, indices in enumerate(batches):
             batch = to_device(self.data.batch("train", indices), self.device)
-            with _autocast(self.device, self.autocast_dtype):
+            with autocast(self.device, self.autocast_dtype):
                 if self.step_model is None:
                     out = self.model.forward_batch(batch, check=not checked)
                 else:
                     out = self.step_model(batch, not checked)
             checked = True
-            loss, parts = self.loss_fn(out.logits, batch["label"], out.aux_losses)
+            logits, aux_losses = fp32_outputs(out.logits, out.aux_losses)  # the loss in fp32
+            loss, parts = self.loss_fn(logits, batch["label"], aux_losses)
             finite = (
                 bool(torch.isfinite(loss)) if self.group is None else distributed.all_finite(loss, self.group)
             )

@@ -37,6 +37,8 @@ EXPERIMENT_FLAGS = (
     "pretrained",
     "out",
     "device",
+    "precision",
+    "compile",
     "loss_weights",
     "paper_loss",
     "cache_dir",
