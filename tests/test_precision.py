@@ -117,3 +117,51 @@ def test_bench_records_the_precision_and_refuses_fp16_on_a_cpu(tmp_path):
     assert "precision bf16 → fp32" in again.output  # another precision is another run, never reused
     table = pd.read_parquet(out / "results.parquet")
     assert sorted(table["regime"]) == ["world=1,precision=bf16", "world=1,precision=fp32"]
+
+
+# ------------------------------------------------------------------------------------------- compile
+def test_compile_on_trains_the_same_run_through_inductor():
+    """``compile = on``: later steps and evaluation go through the compiled forward; the results match
+    the eager run's to float rounding (fused kernels round differently, amplified over the steps)."""
+    from fusionzoo.bench.identity import regime_changes, training_regime
+    from fusionzoo.train.compiled import use_compile
+
+    data = synthetic_features(96, 48, 48, seed=0)
+    config = RunConfig(fusion="concat_mlp", head="mlp", seed=0, **{**TINY, "epochs": 1})
+    eager = Trainer(config.replace(compile="off"), data).fit()
+    trainer = Trainer(config.replace(compile="on"), data)
+    compiled = trainer.fit()
+    assert trainer.forward is not trainer.model.forward_batch and compiled.status == "ok"
+    assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=2e-3)
+    assert compiled.metrics["accuracy"] == pytest.approx(eager.metrics["accuracy"], abs=0.03)
+
+    assert not use_compile("auto", CPU) and use_compile("on", CPU) and not use_compile("off", CUDA)
+    assert training_regime(config.replace(compile="on", precision="fp32")) == (
+        "world=1,precision=fp32,compile=inductor"
+    )
+    assert training_regime(config.replace(compile="auto", precision="fp32")) == "world=1,precision=fp32"
+    assert regime_changes("world=1,precision=fp32", "world=1,precision=fp32,compile=inductor") == (
+        "compile eager → inductor"
+    )
+
+
+def test_compiled_moe_experts_keep_their_grouped_kernel_eager():
+    """torch's meta kernel of grouped_mm refuses fp32 on a CPU, so tracing the MoE experts fails; the
+    compiled forward leaves that kernel eager and computes what the eager model does, gradients too."""
+    from fusionzoo.bench.flops import synthetic_batch
+    from fusionzoo.train.compiled import compile_forward
+    from fusionzoo.train.model import FusionModel
+
+    config = RunConfig(fusion="fluid:queries=4,layers=1", head="moe:experts=4", dim=16, device="cpu")
+    model = FusionModel.from_config(config, image_dim=32, text_dim=32, num_classes=5, num_image_tokens=6)
+    batch = synthetic_batch(8, 6, 32, 5, 32, 5)
+    model.eval()  # no dropout: both passes see the same function (autograd stays on)
+    eager = model.forward_batch(batch)
+    (eager.logits.sum() + sum(eager.aux_losses.values())).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    compiled = compile_forward(model, backend="aot_eager")(batch)  # dynamo + autograd tracing, no codegen
+    (compiled.logits.sum() + sum(compiled.aux_losses.values())).backward()
+    torch.testing.assert_close(compiled.logits, eager.logits, rtol=1e-5, atol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-6)

@@ -7,10 +7,11 @@ For each fusion + head at each shape set (``quick``: the embedded dataset's 17 i
 16 text tokens × 256 at D 64; ``real``: the real preset's 49 × 1280 and 12 × 384 at D 256; batch 64,
 ``--threads`` threads) it builds the model twice from the same seed, times ``--steps`` eager training
 steps (:func:`fusionzoo.bench.flops.make_train_step`: autocast forward, fp32 loss, backward, clipping,
-fused AdamW) and the same steps with the model's forward through ``torch.compile`` (inductor; the
-backward is compiled with it), alternating eager and compiled steps. The compile cost is what a run
-pays: the first compiled step, the recompile for the epoch's smaller last batch and the first
-compiled eval-mode forward (no-grad), each minus an eager step of its kind. It prints the step times,
+fused AdamW) and the same steps with the model's forward through ``torch.compile`` as the trainer
+compiles it (:func:`fusionzoo.train.compiled.compile_forward`: inductor, the backward compiled with
+it), alternating eager and compiled steps. The compile cost is what a run pays: the first compiled
+step, the recompile for the epoch's smaller last batch and the first compiled eval-mode forward
+(no-grad), each minus an eager step of its kind. It prints the step times,
 the saving per step, and the break-even: the number of steps a run must train for the compile to pay
 (``never`` when the compiled step is not faster). The rule for ``--compile auto``
 (:mod:`fusionzoo.train.compiled`) comes from these numbers (docs/scale.md).
@@ -25,6 +26,7 @@ import time
 import torch
 
 from fusionzoo.bench.flops import make_train_step, synthetic_batch
+from fusionzoo.train.compiled import compile_forward
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.model import FusionModel
 
@@ -58,7 +60,7 @@ def measure(spec: str, shapes: tuple[int, ...], dtype: torch.dtype | None, steps
     small = {k: v[:37] for k, v in batch.items()}  # the epoch's last, smaller batch
     model, config = build(spec, shapes)
     twin, _ = build(spec, shapes)
-    compiled = torch.compile(twin)
+    compiled = compile_forward(twin)
     eager_step = make_train_step(model, batch, config, dtype)
     eager_small = make_train_step(model, small, config, dtype)
     compiled_step = make_train_step(twin, batch, config, dtype, forward=compiled)
@@ -70,7 +72,7 @@ def measure(spec: str, shapes: tuple[int, ...], dtype: torch.dtype | None, steps
                 torch.no_grad(),
                 torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None),
             ):
-                run(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
+                run(batch)
 
         return go
 
@@ -78,7 +80,7 @@ def measure(spec: str, shapes: tuple[int, ...], dtype: torch.dtype | None, steps
     eager_first = timed(eager_step) + timed(eager_small)
     first = timed(compiled_step) + timed(compiled_small)  # compile + recompile (dynamic batch size)
     model.eval(), twin.eval()
-    eager_eval, compiled_eval = timed(eval_forward(model)), timed(eval_forward(compiled))
+    eager_eval, compiled_eval = timed(eval_forward(model.forward_batch)), timed(eval_forward(compiled))
     model.train(), twin.train()
     eager, fast = [], []
     for _ in range(steps):

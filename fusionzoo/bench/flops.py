@@ -149,7 +149,7 @@ def make_train_step(
     """A closure running one training step as the trainer does — forward under the precision's
     autocast, the loss in fp32 (:class:`~fusionzoo.train.losses.LossComposer`), backward, global
     gradient clipping, fused AdamW — on ``batch`` (already on the model's device). ``forward``
-    replaces ``model`` for the forward pass (e.g. its ``torch.compile``d version)."""
+    replaces ``model.forward_batch`` (e.g. :func:`fusionzoo.train.compiled.compile_forward`'s)."""
     from fusionzoo.train.losses import LossComposer
     from fusionzoo.train.precision import autocast, fp32_outputs
 
@@ -157,11 +157,11 @@ def make_train_step(
     loss_fn = LossComposer.from_config(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     params = [p for p in model.parameters() if p.requires_grad]
-    run = forward if forward is not None else model
+    run = forward if forward is not None else model.forward_batch
 
     def step() -> torch.Tensor:
         with autocast(device, autocast_dtype):
-            out = run(batch["image"], batch["text"], batch["image_mask"], batch["text_mask"])
+            out = run(batch)
         logits, aux = fp32_outputs(out.logits, out.aux_losses)
         loss, _ = loss_fn(logits, batch["label"], aux)
         optimizer.zero_grad(set_to_none=True)

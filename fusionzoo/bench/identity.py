@@ -17,7 +17,8 @@ What every run shares — the trainer, losses, optimiser, evaluation — is vers
 :data:`fusionzoo.train.config.TRAINING_SEMANTICS` instead. The hash is of the source files as they
 are on disk when the grid is expanded (each bench invocation imports them afresh).
 
-**regime** — ``world=<DDP processes per run>,precision=<fp32|bf16|fp16>``: the precision is the
+**regime** — ``world=<DDP processes per run>,precision=<fp32|bf16|fp16>[,compile=inductor]`` (the last
+part only for a run whose step is compiled, :mod:`fusionzoo.train.compiled`): the precision is the
 autocast dtype ``RunConfig.precision`` resolves to on the device the run trains on
 (:func:`fusionzoo.train.precision.resolve_precision`: ``auto`` depends on the GPU's or the CPU's bf16
 support), resolved where the grid is expanded. A run that would execute in another regime than its identity
@@ -199,6 +200,7 @@ def training_regime(config: Any, world: int = 1) -> str:
     """``world=W,precision=P`` of a run of ``config`` trained by ``world`` processes on this machine."""
     import torch
 
+    from fusionzoo.train.compiled import use_compile
     from fusionzoo.train.precision import precision_name, resolve_precision
     from fusionzoo.train.trainer import resolve_device
 
@@ -210,7 +212,12 @@ def training_regime(config: Any, world: int = 1) -> str:
         dtype, _ = resolve_precision(config.precision, device, config.dim)
     except (RuntimeError, AssertionError):  # no CUDA runtime to ask about bf16 support
         dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return f"world={int(world)},precision={precision_name(dtype)}"
+    regime = f"world={int(world)},precision={precision_name(dtype)}"
+    if use_compile(config.compile, device):
+        if world > 1:
+            raise ValueError("compile = on trains one process per run; it is not supported with DDP (--ddp)")
+        regime += ",compile=inductor"  # absent when eager: the regimes of earlier runs stay as they were
+    return regime
 
 
 def regime_changes(old: str, new: str) -> str:
@@ -219,6 +226,7 @@ def regime_changes(old: str, new: str) -> str:
     after = dict(p.partition("=")[::2] for p in str(new or "").split(",") if p)
     if not before:
         return ""
+    before, after = {"compile": "eager", **before}, {"compile": "eager", **after}
     return ", ".join(f"{k} {before[k]} → {v}" for k, v in after.items() if k in before and before[k] != v)
 
 

@@ -98,9 +98,12 @@ def _eval_pass(
     autocast_dtype: torch.dtype | None,
     phase: str | None,
     on_extras: ExtrasCallback | None = None,
+    forward: Callable[[dict[str, Any]], Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """(logits ``(N, C)``, sample-weighted mean of each aux loss over the split)."""
+    """(logits ``(N, C)``, sample-weighted mean of each aux loss over the split); ``forward`` replaces
+    ``model.forward_batch`` (the compiled one of :mod:`fusionzoo.train.compiled`)."""
     device = torch.device(device)
+    forward = forward or model.forward_batch
     model.eval()
     outputs = []
     aux_sums: dict[str, float] = {}
@@ -109,7 +112,7 @@ def _eval_pass(
         batch = to_device(data.batch(split, indices), device)
         context = autocast(device, autocast_dtype)
         with context:
-            out = model.forward_batch(batch)
+            out = forward(batch)
         logits = out.logits.float()
         if not bool(torch.isfinite(logits).all()):
             with context:
@@ -168,6 +171,7 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     phase: str | None = None,
     on_extras: ExtrasCallback | None = None,
+    forward: Callable[[dict[str, Any]], Any] | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """(metrics, logits) of ``split``.
 
@@ -187,6 +191,7 @@ def evaluate(
         autocast_dtype=autocast_dtype,
         phase=phase,
         on_extras=on_extras,
+        forward=forward,
     )
     return split_metrics(data, split, logits, aux, buckets), logits
 

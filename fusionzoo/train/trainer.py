@@ -39,6 +39,7 @@ from fusionzoo.metrics.class_buckets import class_buckets
 from fusionzoo.train import distributed
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
 from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
+from fusionzoo.train.compiled import compile_forward, use_compile
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.diagnostics import ExtrasSummary
 from fusionzoo.train.evaluation import ExtrasCallback, NonFiniteOutputError, evaluate, predict, to_device
@@ -143,6 +144,10 @@ class Trainer:
         self.model = FusionModel.for_data(config, data).to(self.device)
         self.params = count_parameters(self.model)
         self.step_model = distributed.wrap(self.model, self.device) if self.group else None
+        self.compiled = use_compile(config.compile, self.device)
+        if self.compiled and self.group is not None:
+            raise ValueError("compile = on trains one process per run; it is not supported with DDP (--ddp)")
+        self.forward = compile_forward(self.model) if self.compiled else self.model.forward_batch
 
         train_labels = self.data.labels("train")  # the labels the run trains on (noisy under label_noise)
         self.buckets = class_buckets(train_labels, data.num_classes)
@@ -195,6 +200,7 @@ class Trainer:
             batch_size=self.config.eval_batch_size,
             device=self.device,
             autocast_dtype=self.autocast_dtype,
+            forward=self.forward,
             phase=phase,
             on_extras=on_extras,
         )
@@ -209,8 +215,8 @@ class Trainer:
         for batch_index, indices in enumerate(batches):
             batch = to_device(self.data.batch("train", indices), self.device)
             with autocast(self.device, self.autocast_dtype):
-                if self.step_model is None:
-                    out = self.model.forward_batch(batch, check=not checked)
+                if self.step_model is None:  # the first, contract-checked step runs eagerly
+                    out = self.forward(batch) if checked else self.model.forward_batch(batch, check=True)
                 else:
                     out = self.step_model(batch, not checked)
             checked = True
