@@ -54,7 +54,7 @@ def compare(fp32: object, bf16: object, metric: str) -> list[str]:
         if len(pairs) == 0:
             continue
         (ma, ha), (mb, hb), (md, hd) = t_interval(x), t_interval(y), t_interval(y - x)
-        inside = "yes" if abs(mb - ma) <= ha else "no"
+        inside = "n/a" if ha != ha else ("yes" if abs(mb - ma) <= ha else "no")  # NaN: one seed
         lines.append(
             f"{fusion:28} {head:6} {len(pairs):5} {ma * 100:7.2f} ± {ha * 100:5.2f} {mb * 100:7.2f} ± {hb * 100:5.2f}"
             f" {md * 100:+7.2f} [{(md - hd) * 100:+6.2f}, {(md + hd) * 100:+6.2f}] {inside:>9}"
@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--metric", default="test_accuracy")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
+        "--tables-only", action="store_true", help="compare the runs already in --out/{fp32,bf16}-0"
+    )
+    parser.add_argument(
         "bench_args", nargs="*", help="fusionzoo bench arguments [default: the README main job]"
     )
     args = parser.parse_args()
@@ -81,8 +84,13 @@ def main() -> None:
     bench_args = args.bench_args or []
     if not any(a.startswith("--fusions") for a in bench_args):
         bench_args = ["--fusions", "fluid,film,concat_mlp", *bench_args]
+    if args.tables_only:
+        args.repeats = 0
     warm = [a for i, a in enumerate(bench_args) if "--fusions" not in (a.split("=")[0], bench_args[i - 1])]
-    run_bench([*warm, "--fusions", "concat_mlp", "--seeds", "0", "--epochs", "1"], root / "warm-up")  # cache
+    if args.repeats:
+        run_bench(
+            [*warm, "--fusions", "concat_mlp", "--seeds", "0", "--epochs", "1"], root / "warm-up"
+        )  # cache
     walls: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for repeat in range(args.repeats):
         order = ["fp32", "bf16"] if repeat % 2 == 0 else ["bf16", "fp32"]
@@ -96,7 +104,9 @@ def main() -> None:
             )
     tables = {p: pd.read_parquet(root / f"{p}-0" / "results.parquet") for p in walls}
     tables = {p: t[t["status"] == "ok"] for p, t in tables.items()}
-    train = {p: float(t["train_time"].sum()) for p, t in tables.items() if "train_time" in t}
+    keys = ["fusion", "head", "seed"]
+    both = tables["fp32"][keys].merge(tables["bf16"][keys])  # the runs both precisions finished
+    train = {p: float(t.merge(both)["train_time"].sum()) for p, t in tables.items()}
     print(f"\n{args.metric} (%) over seeds: fp32 vs bf16; diff = bf16 - fp32 paired by seed, 95% t-interval")
     print(
         f"{'fusion':28} {'head':6} {'seeds':>5} {'fp32':>15} {'bf16':>15} {'diff [95% CI]':>24} {'inside CI':>9}"
@@ -104,10 +114,11 @@ def main() -> None:
     for line in compare(tables["fp32"], tables["bf16"], args.metric):
         print(line)
     if train:
-        print(f"\ntraining time summed over runs: fp32 {train['fp32']:.1f} s, bf16 {train['bf16']:.1f} s, "
+        print(f"\ntraining time summed over the {len(both)} runs both finished: fp32 {train['fp32']:.1f} s, bf16 {train['bf16']:.1f} s, "
               f"ratio bf16/fp32 {train['bf16'] / max(train['fp32'], 1e-9):.2f}")  # fmt: skip
-    ratio = np.median(walls["bf16"]) / np.median(walls["fp32"])
-    print(f"wall (whole command, median of {args.repeats}): ratio bf16/fp32 {ratio:.2f}")
+    if args.repeats:
+        ratio = np.median(walls["bf16"]) / np.median(walls["fp32"])
+        print(f"wall (whole command, median of {args.repeats}): ratio bf16/fp32 {ratio:.2f}")
 
 
 if __name__ == "__main__":

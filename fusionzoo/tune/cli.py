@@ -107,7 +107,7 @@ TUNE_FLAGS = {
              help="Validation metric to maximise [default: val_macro_f1]."),
         flag("objectives", "tune.objectives", callback=_objectives, metavar="M1,M2",
              help="Multi-objective mode (no pruning), e.g. accuracy,latency or macro_f1,params."),
-        flag("pruner", "tune.pruner", type=click.Choice(["median", "hyperband", "none"]),
+        flag("pruner", "tune.pruner", type=click.Choice(["median", "hyperband", "successive_halving", "none"]),
              help="Pruner of unpromising trials (val metric reported each epoch) [default: median]."),
         flag("sampler", "tune.sampler", type=click.Choice(["tpe", "random", "gp"]),
              help="Sampler, seeded with --seed [default: tpe]."),
