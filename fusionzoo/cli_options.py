@@ -124,7 +124,7 @@ FLAGS: dict[str, Flag] = {
         flag("precision", "train.precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
              help="Training and evaluation precision: bf16 autocast with fp32 weights and losses (CPUs with "
              "AVX512-BF16/AMX, CUDA GPUs), fp16 (CUDA only) or fp32. The resolved precision is part of the "
-             "run identity [default: auto: bf16 on CUDA; on a native-bf16 CPU for D >= 256; else fp32]."),
+             "run identity [default: auto: bf16 on CUDA, fp32 on a CPU]."),
         flag("compile", "train.compile", type=click.Choice(["auto", "on", "off"]),
              help="Run each training/eval step's model through torch.compile [default: auto: on where the "
              "measured saving pays for the compile time (docs/scale.md)]."),

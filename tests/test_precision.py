@@ -28,8 +28,10 @@ TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_material
 
 def test_the_auto_rule(monkeypatch):
     monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: True)
-    assert resolve_precision("auto", CPU, AUTO_BF16_MIN_DIM) == (torch.bfloat16, False)
-    assert resolve_precision("auto", CPU, AUTO_BF16_MIN_DIM - 1) == (None, False)  # narrow: fp32
+    assert AUTO_BF16_MIN_DIM is None and resolve_precision("auto", CPU, 4096) == (None, False)  # CPU: fp32
+    monkeypatch.setattr(precision_module, "AUTO_BF16_MIN_DIM", 256)  # the width rule, where enabled
+    assert resolve_precision("auto", CPU, 256) == (torch.bfloat16, False)
+    assert resolve_precision("auto", CPU, 255) == (None, False)  # narrow: fp32
     assert resolve_precision("fp32", CPU, 1024) == (None, False)
     assert resolve_precision("bf16", CPU, 8) == (torch.bfloat16, False)  # explicit: whatever the width
     monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)

@@ -40,7 +40,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--fusions", default="fluid:queries=8,layers=1@moe,concat_mlp@mlp", help="fusion@head,..."
+        "--fusions",
+        nargs="+",
+        default=["fluid:queries=8,layers=1@moe", "concat_mlp@mlp"],
+        help="fusion@head ...",
     )
     parser.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16")
     parser.add_argument("--dim", type=int, default=256)
@@ -71,7 +74,7 @@ def main() -> None:
     print(
         f"{'fusion@head':32} {'prec':5} {'GFLOP/step':>10} {'step ms':>8} {'median':>7} {'GFLOP/s':>8} {'util':>5}"
     )
-    for spec in args.fusions.split(","):
+    for spec in args.fusions:
         fusion, _, head = spec.partition("@")
         config = RunConfig(fusion=fusion, head=head or None, dim=args.dim, device="cpu")
         torch.manual_seed(0)

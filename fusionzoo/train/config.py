@@ -68,8 +68,8 @@ class RunConfig:
     mode: ``frozen`` (cached tokens) or ``finetune`` (encoders in the graph, ``backbone_lr``,
         ``freeze_layers``).
     precision: ``auto`` | ``fp32`` | ``bf16`` | ``fp16`` — autocast of training and evaluation, fp32
-        master weights and losses; ``auto`` = bf16 on a CUDA GPU with bf16 (else fp16), bf16 on a CPU
-        with native bf16 for runs of width ``dim`` ≥ 256, else fp32 (:mod:`fusionzoo.train.precision`).
+        master weights and losses; ``auto`` = bf16 on a CUDA GPU with bf16 (else fp16), fp32 on a CPU
+        (:mod:`fusionzoo.train.precision`).
         The former ``amp`` key is read as ``precision`` (``off`` = ``fp32``).
     compile: ``auto`` | ``on`` | ``off`` — run the model's forward and backward through
         ``torch.compile`` (:mod:`fusionzoo.train.compiled`; ``auto``: where it pays).

@@ -11,10 +11,11 @@
   bfloat16 keeps float32's exponent range: no grad scaler.
 - ``fp16``: CUDA only, with a grad scaler (float16's range is narrow).
 - ``auto``: the rule of :func:`resolve_precision` — on CUDA bf16 where the GPU supports it, else fp16;
-  on CPU bf16 where the CPU has native bfloat16 matmuls (AVX512-BF16 or AMX-BF16,
-  :func:`cpu_has_native_bf16`) **and** the run's width ``dim`` is at least :data:`AUTO_BF16_MIN_DIM`,
-  else fp32. Below that width a step is overhead-bound, bf16 saves ≤ 10 % of its time and moved the
-  quick preset's accuracies by more than their seed spread, so fp32 is kept (docs/scale.md, "bf16").
+  on a CPU fp32. bf16 on a CPU with native bfloat16 matmuls (AVX512-BF16 or AMX-BF16,
+  :func:`cpu_has_native_bf16`) is 2-3× faster at the real preset's shapes, but it is not the default:
+  on the check set FLUID's bf16 mean fell outside its fp32 95 % interval over 3 seeds (docs/scale.md,
+  "bf16"), and at the quick preset's width a step is overhead-bound (bf16 saves ≤ 11 %). Ask for it with
+  ``bf16``; :data:`AUTO_BF16_MIN_DIM` is where ``auto`` would start if the measurement allows it.
 
 The precision a run resolves to is part of its identity (``regime``, :mod:`fusionzoo.bench.identity`),
 so a bf16 run is never reused or averaged as an fp32 one. It is an execution field of
@@ -43,7 +44,7 @@ __all__ = [
     "resolve_precision",
 ]
 
-AUTO_BF16_MIN_DIM = 256  # `auto` trains in bf16 on a native-bf16 CPU from this width D on
+AUTO_BF16_MIN_DIM: int | None = None  # `auto` on a native-bf16 CPU: bf16 from this width D on (None: never)
 _NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -99,7 +100,7 @@ def resolve_precision(
         raise ValueError(f"precision fp16 runs on CUDA only (device {device}); use bf16 or fp32 on a CPU")
     if precision == "bf16":
         return torch.bfloat16, False
-    wide = dim is None or dim >= AUTO_BF16_MIN_DIM
+    wide = AUTO_BF16_MIN_DIM is not None and (dim is None or dim >= AUTO_BF16_MIN_DIM)
     native = device.type == "cpu" and cpu_has_native_bf16()
     return (torch.bfloat16, False) if wide and native else (None, False)
 
