@@ -27,3 +27,18 @@ def test_an_unknown_check_is_refused_before_any_work():
                           timeout=300)  # fmt: skip
     assert done.returncode == 2
     assert "--only: unknown check(s) warp; choose from amp, moe, ddp, compile, bench, encode" in done.stderr
+
+
+def test_its_code_paths_run_on_a_cpu_with_tiny_shapes():
+    """``--device cpu --tiny``: every check but compile (minutes of inductor on a CPU) and bench runs
+    its code to the end — the AMP step, the three MoE dispatches, the DDP skip message, the encoders."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--steps", "1", "--only", "amp,moe,ddp,encode"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "failed: none" in out and "bf16 / fp32 step time" in out
+    assert "grouped" in out and "padded" in out and "loop" in out
+    assert "skipped: DDP over NCCL needs 2 GPUs" in out
+    assert "ViT-B/16: fp32" in out and "mBERT-sized: fp32" in out

@@ -97,7 +97,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--shapes", default="quick,real")
-    parser.add_argument("--fusions", default=",".join(FUSIONS), help="fusion@head, comma-separated")
+    parser.add_argument("--fusions", nargs="+", default=list(FUSIONS), help="fusion@head ...")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
@@ -110,7 +110,7 @@ def main() -> None:
     print(f"{'shapes':6} {'fusion@head':34} {'eager ms':>9} {'compiled ms':>11} {'ratio':>6} "
           f"{'compile s':>9} {'break-even steps':>16}")  # fmt: skip
     for shape_name in args.shapes.split(","):
-        for spec in args.fusions.split(","):
+        for spec in args.fusions:
             r = measure(spec, SHAPES[shape_name], dtype, args.steps)
             even = f"{r['cost'] / r['saving']:.0f}" if r["saving"] > 0 else "never"
             print(
