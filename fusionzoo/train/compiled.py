@@ -10,9 +10,8 @@ cannot be traced in fp32 on a CPU (torch's meta kernel accepts bf16/fp16 only), 
 between compiled graphs (:func:`compile_forward` marks it).
 
 ``auto`` compiles where the measured saving pays for the compile time (:func:`use_compile`): never on a
-CPU — ``benchmarks/perf/compile_step.py`` measured a compiled step no faster than eager or a
-break-even of thousands of steps against minutes of compiling on this repository's CPU runs
-(docs/scale.md, "torch.compile") — and on CUDA only with ``on``: no GPU measurement exists yet
+CPU — ``benchmarks/perf/compile_step.py`` measured compiled steps 0.93-1.32× the eager ones for
+18-200 s of compiling, a break-even of ≥ 8,000 steps or never (docs/scale.md) — and on CUDA only with ``on``: no GPU measurement exists yet
 (``benchmarks/perf/gpu_checks.py`` prints it). A compiled run's numbers differ from eager ones in
 the last bits (fused kernels round differently), so compiling is part of the run's regime
 (``compile=inductor``, :mod:`fusionzoo.bench.identity`).
