@@ -191,7 +191,7 @@ class TuneSection(_Section):
     seed: int = Field(default=0, ge=0)
     metric: str = "val_macro_f1"
     objectives: list[str] = Field(default_factory=list)
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner: Literal["median", "hyperband", "successive_halving", "none"] = "median"
     sampler: Literal["tpe", "random", "gp"] = "tpe"
     workers: int = Field(default=1, ge=1)
     heartbeat_interval: int = Field(default=60, ge=1)

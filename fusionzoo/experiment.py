@@ -359,6 +359,10 @@ class Experiment:
         is checked by :func:`fusionzoo.bench.checks.validate_bench`, which calls this first."""
         config = self.config
         base = self.base_run_config()
+        try:
+            training_regime(base)  # the precision resolves on this machine's device (fp16: CUDA only)
+        except ValueError as exc:
+            raise ConfigError(f"--precision / [train] precision: {exc}") from None
         for dataset in self.datasets():
             self.data_options(dataset)  # the spec's options parse
             self.backend(dataset).check_options({**config.data, **self.data_options(dataset).data})

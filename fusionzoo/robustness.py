@@ -56,7 +56,17 @@ REFERENCE_FUSION = "concat_mlp"
 TUNED_FIELDS = ("dropout", "label_smoothing", "lr", "weight_decay")
 # RunConfig fields a run and its reference may differ in: what is compared, the seed, the train-time
 # protocol (the reference is clean-trained) and where it ran
-_NOT_SETTINGS = ("fusion", "seed", "train_protocol", "device", "amp", "eval_batch_size", "num_workers")
+_NOT_SETTINGS = (
+    "fusion",
+    "seed",
+    "train_protocol",
+    "device",
+    "amp",
+    "precision",
+    "compile",
+    "eval_batch_size",
+    "num_workers",
+)
 
 
 def _curve(levels: Sequence[float], values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

@@ -378,7 +378,7 @@ def test_the_world_size_and_the_precision_are_part_of_a_run(monkeypatch):
     from fusionzoo.results.store import reuse_report
     from fusionzoo.train.config import RunConfig
 
-    run = RunConfig(fusion="concat_mlp", head="linear", dim=8, epochs=1, device="auto", amp="auto")
+    run = RunConfig(fusion="concat_mlp", head="linear", dim=8, epochs=1, device="auto", precision="auto")
     one = RunSpec.create("synth", run, "fp")
     two = RunSpec.create("synth", run, "fp", world=2)
     assert one.identity["regime"] == "world=1,precision=fp32" and two.identity["regime"].startswith("world=2")
@@ -390,12 +390,12 @@ def test_the_world_size_and_the_precision_are_part_of_a_run(monkeypatch):
     # on a CUDA machine with bf16, "auto" trains in bf16: another run than fp16 or fp32
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    regimes = {amp: RunSpec.create("synth", run.replace(amp=amp), "fp").identity["regime"]
-               for amp in ("auto", "fp16", "off")}  # fmt: skip
+    regimes = {p: RunSpec.create("synth", run.replace(precision=p), "fp").identity["regime"]
+               for p in ("auto", "fp16", "fp32")}  # fmt: skip
     assert regimes == {
         "auto": "world=1,precision=bf16",
         "fp16": "world=1,precision=fp16",
-        "off": "world=1,precision=fp32",
+        "fp32": "world=1,precision=fp32",
     }
     on_gpu = RunSpec.create("synth", run, "fp")
     monkeypatch.undo()  # this process has no GPU: it would train the bf16 run in fp32

@@ -186,7 +186,8 @@ def test_sqlite_study_completes_resumes_to_exact_total_and_exports_for_bench(tmp
 
 
 @pytest.mark.parametrize(
-    ("pruner", "options", "trials"), [("median", {"n_startup_trials": 1}, 6), ("hyperband", {}, 8)]
+    ("pruner", "options", "trials"),
+    [("median", {"n_startup_trials": 1}, 6), ("hyperband", {}, 8), ("successive_halving", {}, 8)],
 )
 def test_pruner_prunes_unpromising_trials(pruner, options, trials):
     settings = _settings(

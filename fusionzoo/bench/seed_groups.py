@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fusionzoo.launch.base import RunRecord, RunTask, TaskContext, execute_run, result_row, traceback_summary
+from fusionzoo.protocols._train_time import changes_training
 
 __all__ = ["SeedGroupTask", "execute_seed_group", "group_seed_tasks", "stacks_by_default"]
 
@@ -89,7 +90,11 @@ def group_seed_tasks(tasks: list[RunTask]) -> list[RunTask]:
     order: list[Any] = []
     for task in tasks:
         spec = task.spec
-        if getattr(spec, "kind", "train") != "train" or getattr(spec, "world", 1) != 1:
+        if (
+            getattr(spec, "kind", "train") != "train"
+            or getattr(spec, "world", 1) != 1
+            or changes_training(spec.config)  # a training protocol's or distillation's hooks: one model each
+        ):
             order.append(task)
             continue
         key = spec.config_id

@@ -37,6 +37,8 @@ BENCH_FLAGS = (
     "pretrained",
     "out",
     "device",
+    "precision",
+    "compile",
     "with_unimodal",
     "with_probe",
     "loss_weights",

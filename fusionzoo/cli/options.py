@@ -149,6 +149,13 @@ FLAGS: dict[str, Flag] = {
               "init, needs no download]."),
         flag("out", "bench.out", type=click.Path(), help="Runs directory [default: runs/<preset or dataset>]."),
         flag("device", "bench.device", help="auto (default), cpu, cuda, cuda:1, ..."),
+        flag("precision", "train.precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+             help="Training and evaluation precision: bf16 autocast with fp32 weights and losses (CPUs with "
+             "AVX512-BF16/AMX, CUDA GPUs), fp16 (CUDA only) or fp32. The resolved precision is part of the "
+             "run identity [default: auto: bf16 on CUDA, fp32 on a CPU]."),
+        flag("compile", "train.compile", type=click.Choice(["auto", "on", "off"]),
+             help="Run each training/eval step's model through torch.compile [default: auto: on where the "
+             "measured saving pays for the compile time (docs/scale.md)]."),
         flag("with_unimodal", "bench.with_unimodal", "--with-unimodal/--no-unimodal",
               help="Add the image_only and text_only baselines [default: on for the embedded dataset]."),
         flag("with_probe", "bench.with_probe", "--with-probe/--no-probe",

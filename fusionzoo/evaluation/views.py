@@ -104,7 +104,7 @@ def _tuned_identities(store: Any) -> set[str]:
 
 
 def _identity(config: dict[str, Any]) -> str:
-    skip = ("fusion", "head", "seed", "device", "amp", "eval_batch_size")
+    skip = ("fusion", "head", "seed", "device", "amp", "precision", "compile", "eval_batch_size")
     return json.dumps({k: v for k, v in config.items() if k not in skip}, sort_keys=True, default=str)
 
 

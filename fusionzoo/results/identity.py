@@ -17,9 +17,11 @@ What every run shares — the trainer, losses, optimiser, evaluation — is vers
 :data:`fusionzoo.train.config.TRAINING_SEMANTICS` instead. The hash is of the source files as they
 are on disk when the grid is expanded (each bench invocation imports them afresh).
 
-**regime** — ``world=<DDP processes per run>,precision=<fp32|bf16|fp16>``: the precision is the
-autocast dtype ``RunConfig.amp`` resolves to on the device the run trains on (AMP runs on CUDA only),
-resolved where the grid is expanded. A run that would execute in another regime than its identity
+**regime** — ``world=<DDP processes per run>,precision=<fp32|bf16|fp16>[,compile=inductor]`` (the last
+part only for a run whose step is compiled, :mod:`fusionzoo.train.compiled`): the precision is the
+autocast dtype ``RunConfig.precision`` resolves to on the device the run trains on
+(:func:`fusionzoo.train.precision.resolve_precision`: ``auto`` depends on the GPU's or the CPU's bf16
+support), resolved where the grid is expanded. A run that would execute in another regime than its identity
 says (e.g. a Ray worker with another GPU) fails with a message instead of mixing
 (:func:`check_regime`).
 """
@@ -198,18 +200,24 @@ def training_regime(config: Any, world: int = 1) -> str:
     """``world=W,precision=P`` of a run of ``config`` trained by ``world`` processes on this machine."""
     import torch
 
-    from fusionzoo.train.trainer import amp_settings, resolve_device
+    from fusionzoo.train.compiled import use_compile
+    from fusionzoo.train.precision import precision_name, resolve_precision
+    from fusionzoo.train.trainer import resolve_device
 
     try:
         device = resolve_device(config.device)
     except ValueError:  # CUDA named but not visible here: the precision it asks for
         device = torch.device("cuda")
     try:
-        dtype, _ = amp_settings(config, device)
+        dtype, _ = resolve_precision(config.precision, device, config.dim)
     except (RuntimeError, AssertionError):  # no CUDA runtime to ask about bf16 support
-        dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
-    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
-    return f"world={int(world)},precision={precision}"
+        dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    regime = f"world={int(world)},precision={precision_name(dtype)}"
+    if use_compile(config.compile, device):
+        if world > 1:
+            raise ValueError("compile = on trains one process per run; it is not supported with DDP (--ddp)")
+        regime += ",compile=inductor"  # absent when eager: the regimes of earlier runs stay as they were
+    return regime
 
 
 def regime_changes(old: str, new: str) -> str:
@@ -218,6 +226,7 @@ def regime_changes(old: str, new: str) -> str:
     after = dict(p.partition("=")[::2] for p in str(new or "").split(",") if p)
     if not before:
         return ""
+    before, after = {"compile": "eager", **before}, {"compile": "eager", **after}
     return ", ".join(f"{k} {before[k]} → {v}" for k, v in after.items() if k in before and before[k] != v)
 
 
@@ -234,6 +243,6 @@ def check_regime(spec: Any) -> None:
     if actual != expected:
         raise RuntimeError(
             f"this process would train {spec.label} with {actual}, but its run identity (resolved where "
-            f"the grid was expanded) says {expected}; set --device and [train] amp explicitly so every "
+            f"the grid was expanded) says {expected}; set --device and --precision explicitly so every "
             "machine trains the same way"
         )

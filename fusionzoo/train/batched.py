@@ -46,10 +46,10 @@ from fusionzoo.train.evaluation import eval_batches, evaluate, split_metrics
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.model import FusionModel, count_parameters
 from fusionzoo.train.optim import param_groups
+from fusionzoo.train.precision import autocast as _autocast
 from fusionzoo.train.stacked import INPUT_KEYS, PROBE_ROWS, StackedModel, Unbatchable, stacking_problem
 from fusionzoo.train.trainer import (
     RunResult,
-    _autocast,
     amp_settings,
     resolve_device,
     seed_everything,

@@ -3,7 +3,8 @@
 A run's identity in the results table is ``(dataset, fusion spec, head spec, seed, config_hash())``.
 :meth:`RunConfig.config_hash` hashes every field that changes *what is trained* except the seed (so
 runs that differ only by seed share a hash and are aggregated together) and except the execution
-settings ``device``/``amp``/``num_workers`` (where a run executes does not change what it is).
+settings ``device``/``precision``/``compile``/``eval_batch_size``: what they change is recorded in the
+run's ``regime`` instead (:mod:`fusionzoo.results.identity`), resolved on the machine that trains.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "COMPILE_CHOICES",
     "EXECUTION_FIELDS",
     "MODES",
     "PAPER_LOSS_TERMS",
     "PAPER_LOSS_WEIGHT",
+    "PRECISIONS",
     "TRAINING_SEMANTICS",
     "RunConfig",
     "parse_loss_weights",
@@ -37,13 +40,15 @@ MODES = ("frozen", "finetune")
 # 6: every run also reports test_ece_ts / test_temperature (temperature scaling fitted on validation) and
 #    the reliability bins of its test predictions (diagnostics rows of kind "reliability")
 TRAINING_SEMANTICS = 6
-AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # fusionzoo.train.precision resolves them
+LEGACY_AMP = {"auto": "auto", "off": "fp32", "bf16": "bf16", "fp16": "fp16"}  # the former [train] amp
+COMPILE_CHOICES = ("auto", "on", "off")  # fusionzoo.train.compiled resolves them
 PAPER_LOSS_WEIGHT = 1.0 / 3.0  # FLUID: L = 1/3·CE + 1/3·L_contrastive + 1/3·L_MoE
 # the three terms of FLUID's loss (paper §4: λ1 = λ2 = λ3 = 1/3); L_MoE is the load-balancing loss
 PAPER_LOSS_TERMS = ("ce", "contrastive", "load_balance")
 # distill_logits: where this machine finds the teacher's cached logits (their content is part of the
 # identity through distill_teacher and the data fingerprint, not their path)
-EXECUTION_FIELDS = frozenset({"device", "amp", "eval_batch_size", "distill_logits"})
+EXECUTION_FIELDS = frozenset({"device", "precision", "compile", "eval_batch_size", "distill_logits"})
 DISTILL_FIELDS = ("distill_teacher", "distill_t", "distill_alpha", "distill_logits")
 
 
@@ -67,7 +72,12 @@ class RunConfig:
         ``macro_f1``, ``accuracy``, ``acc_tail``; its direction comes from the metric registry).
     mode: ``frozen`` (cached tokens) or ``finetune`` (encoders in the graph, ``backbone_lr``,
         ``freeze_layers``).
-    amp: ``auto`` = bf16 on CUDA when supported, else fp16 on CUDA, never on CPU.
+    precision: ``auto`` | ``fp32`` | ``bf16`` | ``fp16`` — autocast of training and evaluation, fp32
+        master weights and losses; ``auto`` = bf16 on a CUDA GPU with bf16 (else fp16), fp32 on a CPU
+        (:mod:`fusionzoo.train.precision`).
+        The former ``amp`` key is read as ``precision`` (``off`` = ``fp32``).
+    compile: ``auto`` | ``on`` | ``off`` — run the model's forward and backward through
+        ``torch.compile`` (:mod:`fusionzoo.train.compiled`; ``auto``: where it pays).
     train_protocol: a train-time protocol ``SPEC@LEVEL`` (``missing_image@0.3``, ``label_noise@0.2``;
         :mod:`fusionzoo.protocols._train_time`), canonicalised; ``""`` = clean training (and then not
         part of the hash, so clean runs keep their identity).
@@ -102,7 +112,8 @@ class RunConfig:
     backbone_lr: float = 1e-5
     freeze_layers: int = 0
     device: str = "auto"
-    amp: str = "auto"
+    precision: str = "auto"
+    compile: str = "auto"
     eval_batch_size: int = 512
     train_protocol: str = ""
     distill_teacher: str = ""
@@ -165,8 +176,10 @@ class RunConfig:
             )
         if self.mode not in MODES:
             problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.amp not in AMP_CHOICES:
-            problems.append(f"amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.compile not in COMPILE_CHOICES:
+            problems.append(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {self.compile!r}")
         if not isinstance(self.loss_weights, dict):
             problems.append(f"loss_weights must be a dict name -> weight, got {self.loss_weights!r}")
         else:
@@ -225,12 +238,15 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Build from a dict; unknown keys raise with the valid field names."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - names - {"amp"})
         if unknown:
             raise ValueError(
                 f"unknown RunConfig field(s): {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}"
             )
         values = dict(data)
+        if "amp" in values:  # the former name of precision (results, checkpoints and presets of older code)
+            amp = values.pop("amp")
+            values.setdefault("precision", LEGACY_AMP.get(amp, amp))
         if isinstance(values.get("loss_weights"), str):
             values["loss_weights"] = parse_loss_weights(values["loss_weights"])
         return cls(**values)

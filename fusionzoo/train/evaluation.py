@@ -11,7 +11,6 @@ trainer's final test evaluation summarises them with :class:`fusionzoo.train.dia
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from fusionzoo.errors import FusionzooError
 from fusionzoo.metrics.base import evaluate_predictions
 from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.model import FusionModel
+from fusionzoo.train.precision import autocast
 
 __all__ = ["NonFiniteOutputError", "eval_batches", "evaluate", "predict", "split_metrics", "to_device"]
 
@@ -99,20 +99,21 @@ def _eval_pass(
     autocast_dtype: torch.dtype | None,
     phase: str | None,
     on_extras: ExtrasCallback | None = None,
+    forward: Callable[[dict[str, Any]], Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """(logits ``(N, C)``, sample-weighted mean of each aux loss over the split)."""
+    """(logits ``(N, C)``, sample-weighted mean of each aux loss over the split); ``forward`` replaces
+    ``model.forward_batch`` (the compiled one of :mod:`fusionzoo.train.compiled`)."""
     device = torch.device(device)
+    forward = forward or model.forward_batch
     model.eval()
     outputs = []
     aux_sums: dict[str, float] = {}
     rows = 0
     for indices in eval_batches(data.size(split), batch_size):
         batch = to_device(data.batch(split, indices), device)
-        context = (
-            torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-        )
+        context = autocast(device, autocast_dtype)
         with context:
-            out = model.forward_batch(batch)
+            out = forward(batch)
         logits = out.logits.float()
         if not bool(torch.isfinite(logits).all()):
             with context:
@@ -171,6 +172,7 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     phase: str | None = None,
     on_extras: ExtrasCallback | None = None,
+    forward: Callable[[dict[str, Any]], Any] | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """(metrics, logits) of ``split``.
 
@@ -190,6 +192,7 @@ def evaluate(
         autocast_dtype=autocast_dtype,
         phase=phase,
         on_extras=on_extras,
+        forward=forward,
     )
     return split_metrics(data, split, logits, aux, buckets), logits
 

@@ -1,7 +1,8 @@
 """One training run: ``Trainer(config, data, callbacks).fit() -> RunResult`` (``train_run`` wraps it).
 
 AdamW with warm-up + cosine decay (:mod:`fusionzoo.train.optim`), global gradient-norm clipping,
-AMP (bf16, else fp16 with a grad scaler) on CUDA only, validation after every epoch, the best
+the precision of ``config.precision`` (:mod:`fusionzoo.train.precision`: bf16 autocast on CPU or CUDA,
+fp16 with a grad scaler on CUDA; fp32 weights and losses), validation after every epoch, the best
 validation weights of the *whole* model (encoder included in finetune mode) restored for the final
 test metrics, and callbacks for everything around the loop (:mod:`fusionzoo.train.callbacks`: early
 stopping, checkpointing, progress, the tuner's per-epoch report).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -39,6 +39,7 @@ from fusionzoo.protocols._train_time import with_train_protocol
 from fusionzoo.train import distributed
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
 from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
+from fusionzoo.train.compiled import compile_forward, use_compile
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.diagnostics import ExtrasSummary
 from fusionzoo.train.evaluation import ExtrasCallback, NonFiniteOutputError, evaluate, predict, to_device
@@ -47,6 +48,7 @@ from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.model import FusionModel, count_parameters
 from fusionzoo.train.optim import make_optimizer, make_scheduler
+from fusionzoo.train.precision import autocast, fp32_outputs, resolve_precision
 
 __all__ = [
     "NonFiniteOutputError",
@@ -100,12 +102,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def amp_settings(config: RunConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use a grad scaler). AMP only ever runs on CUDA."""
-    if device.type != "cuda" or config.amp == "off":
-        return None, False
-    if config.amp == "bf16" or (config.amp == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16, False
-    return torch.float16, True
+    """(autocast dtype or None, use a grad scaler) of ``config.precision`` on ``device``."""
+    return resolve_precision(config.precision, device, config.dim)
 
 
 def seed_everything(seed: int) -> None:
@@ -123,10 +121,6 @@ def training_batches(n: int, batch_size: int, generator: torch.Generator | None)
     if len(chunks) > 1 and len(chunks[-1]) < 2:
         chunks.pop()
     return chunks
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -151,6 +145,10 @@ class Trainer:
         self.model = FusionModel.for_data(config, data).to(self.device)
         self.params = count_parameters(self.model)
         self.step_model = distributed.wrap(self.model, self.device) if self.group else None
+        self.compiled = use_compile(config.compile, self.device)
+        if self.compiled and self.group is not None:
+            raise ValueError("compile = on trains one process per run; it is not supported with DDP (--ddp)")
+        self.forward = compile_forward(self.model) if self.compiled else self.model.forward_batch
 
         train_labels = self.data.labels("train")  # the labels the run trains on (noisy under label_noise)
         self.buckets = class_buckets(train_labels, data.num_classes)
@@ -208,6 +206,7 @@ class Trainer:
             batch_size=self.config.eval_batch_size,
             device=self.device,
             autocast_dtype=self.autocast_dtype,
+            forward=self.forward,
             phase=phase,
             on_extras=on_extras,
         )
@@ -221,13 +220,14 @@ class Trainer:
         batches = self._batches(epoch, self.order_generator)
         for batch_index, indices in enumerate(batches):
             batch = to_device(self.data.batch("train", indices), self.device)
-            with _autocast(self.device, self.autocast_dtype):
-                if self.step_model is None:
-                    out = self.model.forward_batch(batch, check=not checked)
+            with autocast(self.device, self.autocast_dtype):
+                if self.step_model is None:  # the first, contract-checked step runs eagerly
+                    out = self.forward(batch) if checked else self.model.forward_batch(batch, check=True)
                 else:
                     out = self.step_model(batch, not checked)
             checked = True
-            loss, parts = self.loss_fn(out.logits, batch["label"], out.aux_losses)
+            logits, aux_losses = fp32_outputs(out.logits, out.aux_losses)  # the loss in fp32
+            loss, parts = self.loss_fn(logits, batch["label"], aux_losses)
             for hook in self.hooks:
                 loss, parts = hook.loss(batch, out, loss, parts)
             finite = (
