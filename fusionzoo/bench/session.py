@@ -94,7 +94,8 @@ def _run_bench(
         eval_after_bench(experiment, store, console, {s.run_id for s in specs})
     view = ResultsView.of(store, {s.run_id for s in specs}, config.metric)
     registry.create("reporter", "leaderboard").render(view, "terminal", console=console)
-    registry.create("reporter", "suite").render(view, "terminal", console=console, suite=config.suite)
+    if len(experiment.datasets()) > 1:  # a suite: the cross-dataset summary
+        registry.create("reporter", "suite").render(view, "terminal", console=console, suite=config.suite)
     if chosen:
         from fusionzoo.bench.tuned import print_tuned
 

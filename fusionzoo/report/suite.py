@@ -25,6 +25,7 @@ import math
 from typing import Any
 
 import pandas as pd
+from rich.console import Console
 
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, Text, register_reporter
 
@@ -153,7 +154,13 @@ class SuiteSummary(Reporter):
         if fmt == "section":
             return self._section(view, summary)
         if summary is None:
-            return None if fmt == "terminal" else ""
+            if fmt == "terminal":  # asked for explicitly: say why there is none
+                (console or Console()).print(
+                    "[dim]no cross-dataset summary: these runs cover fewer than two datasets (a suite: "
+                    "--datasets 'SPEC+SPEC', docs/suites.md)[/dim]"
+                )
+                return None
+            return ""
         frame = display_table(summary)
         if fmt == "terminal":
             return self._terminal(console, view, summary, frame)
