@@ -1,7 +1,10 @@
 """fusionzoo: benchmark interchangeable multimodal (image + text) fusion modules and heads.
 
 The names below are imported on first use (PEP 562), so ``import fusionzoo.<module>`` loads only what
-that module needs (e.g. the feature-cache format without torch).
+that module needs (e.g. the feature-cache format without torch). The Python API (docs/python-api.md):
+
+    import fusionzoo as fz
+    print(fz.bench(fusions=["film"], seeds=[0], epochs=1).leaderboard)
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Results": "fusionzoo.api",
+    "bench": "fusionzoo.api",
+    "evaluate": "fusionzoo.api",
+    "load_results": "fusionzoo.api",
+    "tune": "fusionzoo.api",
     "Fusion": "fusionzoo.interface",
     "FusionOutput": "fusionzoo.interface",
     "Head": "fusionzoo.interface",

@@ -43,6 +43,9 @@ else:  # pragma: no cover
 __all__ = [
     "ConfigError",
     "ExperimentConfig",
+    "apply_options",
+    "default_preset",
+    "starting_config",
     "PRESETS_PACKAGE",
     "UNIMODAL",
     "load_config",
@@ -300,3 +303,67 @@ def load_config(name_or_path: str | Path | None = None) -> ExperimentConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
     return _validate(data, source, name)
+
+
+# ---------------------------------------------------------------------------- options (flags, API args)
+def default_preset(dataset: str | None) -> str | None:
+    """The preset a run without a config starts from: the dataset backend's ``default_preset`` (None:
+    the quick preset, the embedded demo's). An unknown dataset is reported by validation."""
+    from fusionzoo import registry
+
+    if not dataset:
+        return None
+    try:
+        return getattr(registry.get_entry("dataset", dataset).obj, "default_preset", None)
+    except registry.RegistryError:
+        return None
+
+
+def starting_config(config: str | Path | ExperimentConfig | None, dataset: str | None) -> ExperimentConfig:
+    """What options are applied to: ``config`` (a packaged preset name, a TOML path or a config object),
+    else the preset of ``dataset`` (:func:`default_preset`), else the quick preset."""
+    if isinstance(config, ExperimentConfig):
+        return config.copy()
+    return load_config(config or default_preset(dataset))
+
+
+def option_value(name: str, value: Any) -> Any:
+    """An option's value as its config field takes it: ``dataset`` is one of ``[bench] datasets``, a
+    ``loss_weights`` string is parsed (``"contrastive=0.3,ce=1"``), ``paper_loss=False`` is unset."""
+    if name == "dataset":
+        return [value] if isinstance(value, str) else value
+    if name == "loss_weights" and isinstance(value, str):
+        from fusionzoo.train.config import parse_loss_weights
+
+        try:
+            return parse_loss_weights(value)
+        except ValueError as exc:
+            raise ConfigError(f"loss_weights: {exc}") from None
+    if name == "paper_loss":
+        return True if value else None
+    return value
+
+
+def apply_options(
+    config: ExperimentConfig, options: dict[str, Any], paths: dict[str, str], config_given: bool
+) -> ExperimentConfig:
+    """``config`` with the given ``options`` applied in one merge (:meth:`ExperimentConfig.with_overrides`).
+
+    ``options``: option name -> value (``None``: not given); ``paths``: option name -> the config field it
+    sets (``"epochs"`` -> ``"train.epochs"``); ``data_options`` (a dict) sets ``[data]`` keys. Without a
+    given config (``config_given``), a dataset other than the embedded one runs into ``runs/<dataset>``
+    unless ``out`` is given. Raises ``ConfigError`` naming a wrong value."""
+    overrides: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None or name not in paths:
+            continue
+        if name == "data_options":
+            overrides.update({f"data.{k}": v for k, v in value.items()})
+            continue
+        overrides[paths[name]] = option_value(name, value)
+    config = config.with_overrides(overrides)
+    dataset = options.get("dataset")
+    if not config_given and dataset and dataset != "synth" and not options.get("out"):
+        config = config.model_copy(update={"name": dataset})
+        config.bench.out = None
+    return config

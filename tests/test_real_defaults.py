@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from fusionzoo.cli_options import config_from_flags, default_preset
-from fusionzoo.config import load_config
+from fusionzoo.cli_options import config_from_flags
+from fusionzoo.config import default_preset, load_config
 from fusionzoo.datasets.base import DatasetBackend, register_dataset
 from fusionzoo.registry import REGISTRIES
 

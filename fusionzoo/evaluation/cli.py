@@ -43,43 +43,30 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
     The data of each run is rebuilt from what the bench recorded in RUNS_DIR/inputs/ (the --config,
     --data-dir and --data-option flags are used only for runs of older fusionzoo versions that lack it).
     """
-    from fusionzoo.bench.cli import console_for_output
-    from fusionzoo.bench.results import ResultsError, ResultsSchemaError, ResultsStore
+    from fusionzoo.api.sessions import console, prepare_eval, run_eval
+    from fusionzoo.bench.results import ResultsError, ResultsSchemaError
     from fusionzoo.config import ConfigError
-    from fusionzoo.evaluation.session import run_eval
     from fusionzoo.io import DiskFullError
     from fusionzoo.launch.ray import RayConnectError
-    from fusionzoo.launch.select import check_cluster
     from fusionzoo.prepare import PrepareError
     from fusionzoo.registry import RegistryError
 
     config = config_from_flags(flags, config_path, EVAL_TABLE)
-    if not config.eval.protocols and not config.eval.efficiency:
-        raise click.UsageError(
-            "nothing to evaluate: give --protocols SPEC,... and/or --efficiency (or an [eval] table)"
-        )
     try:
-        store = ResultsStore(Path(runs_dir))
+        store = prepare_eval(config, Path(runs_dir))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     except ResultsSchemaError as exc:
         raise click.ClickException(str(exc)) from None
     except ResultsError as exc:
         raise click.BadParameter(str(exc), param_hint="RUNS_DIR") from None
-    if not store.results_path.exists():
-        raise click.BadParameter(
-            f"{runs_dir} has no {store.results_path.name}: run fusionzoo bench first", param_hint="RUNS_DIR"
-        )
     try:
-        check_cluster(config.bench)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-    console = console_for_output()
-    try:
-        outcome = run_eval(config, store, console)
+        results = run_eval(config, store, console())
     except (RegistryError, ConfigError) as exc:
         raise click.UsageError(str(exc)) from None
     except (PrepareError, DiskFullError, RayConnectError) as exc:
         raise click.ClickException(str(exc)) from None
-    if outcome.problems:
+    if results.problems:
         raise click.ClickException(
-            f"{len(outcome.problems)} group(s) of runs could not be evaluated (listed above)"
+            f"{len(results.problems)} group(s) of runs could not be evaluated (listed above)"
         )
