@@ -153,6 +153,6 @@ def tune(
     from fusionzoo.api.tuning import run_tune
 
     arguments = {"fusion": fusion, "head": head, "trials": trials, "epochs": epochs, "dataset": dataset,
-                 "data_options": data_options, "out": out, "sampler": sampler, **overrides}  # fmt: skip
+                 "data_options": data_options, "sampler": sampler, **overrides}  # fmt: skip
     built = build_config("tune", config, arguments, TUNE_OPTIONS)
-    return run_tune(built, sessions.console(verbose), export=export)
+    return run_tune(built, sessions.console(verbose), runs_dir=out, export=export, verbose=verbose)

@@ -49,13 +49,13 @@ _RUN = {
     "jobs": "bench.jobs",
     "launcher": "bench.launcher",
     "ray_address": "bench.ray_address",
-    "out": "bench.out",
 }
 
 BENCH_OPTIONS: dict[str, str] = {
     **_DATA,
     **_TRAIN,
     **_RUN,
+    "out": "bench.out",
     "fusions": "bench.fusions",
     "heads": "bench.heads",
     "seeds": "bench.seeds",
@@ -94,7 +94,7 @@ TUNE_OPTIONS: dict[str, str] = {
 }
 EVAL_OPTIONS: dict[str, str] = {
     **{k: v for k, v in _DATA.items() if k in ("dataset", "data_dir", "data_options", "limit")},
-    **{k: v for k, v in _RUN.items() if k != "out"},
+    **_RUN,
     "protocols": "eval.protocols",
     "efficiency": "eval.efficiency",
 }
@@ -107,6 +107,8 @@ def argument_error(function: str, exc: ValidationError) -> ConfigError:
         where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in
                         enumerate(error["loc"]))  # fmt: skip
         message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "sequence_str":  # fusions="film": say what a list looks like
+            message = f"expected a list, e.g. [{error['input']!r}], not one string"
         problems.append(
             f"{where or 'arguments'}: {message[:1].lower()}{message[1:]} (got {error['input']!r})"
         )
