@@ -26,12 +26,22 @@ anywhere are errors that list the valid ones.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from fusionzoo.registry import did_you_mean
 
@@ -125,6 +135,60 @@ class EncodersSection(_Section):
     num_workers: int | None = Field(default=None, ge=0)
 
 
+PER_RUN_FIELDS = ("fusion", "head", "seed")  # set per run by the grid, never in [train]
+
+
+class _TrainBase(_Section):
+    """``[train]``: the fields of :class:`~fusionzoo.train.config.RunConfig` every run of the grid shares,
+    each typed as RunConfig declares it; ``None`` (unset) keeps RunConfig's default. After the types,
+    RunConfig's own checks (ranges, the early-stopping metric, the train protocol) run on the set values."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_run(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            bad = sorted(set(data) & set(PER_RUN_FIELDS))
+            if bad:
+                raise ValueError(
+                    f"{', '.join(bad)} are set per run by the grid ([bench] fusions/heads/seeds)"
+                )
+            if isinstance(data.get("loss_weights"), str):
+                from fusionzoo.train.config import parse_loss_weights
+
+                data = {**data, "loss_weights": parse_loss_weights(data["loss_weights"])}
+        return data
+
+    @model_validator(mode="after")
+    def _run_config(self) -> Any:
+        from fusionzoo.train.config import RunConfig
+
+        RunConfig.from_dict(self.values())  # a ValueError naming the field and the accepted values
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """The fields the preset or the options set (RunConfig keyword arguments)."""
+        return self.model_dump(exclude_none=True)
+
+
+def define_train_section() -> type[_TrainBase]:
+    """The ``[train]`` model (``TrainSection``), built from RunConfig's fields so the two never differ.
+
+    Built on first use, not at import: RunConfig's package loads torch, and ``import fusionzoo.config``
+    (``fusionzoo --help`` reads the presets) must not. :class:`ExperimentConfig` names the model and
+    builds itself on its first validation (:meth:`ExperimentConfig.model_rebuild`)."""
+    if "TrainSection" not in globals():
+        from fusionzoo.train.config import RunConfig
+
+        hints = typing.get_type_hints(RunConfig)
+        fields: dict[str, Any] = {
+            f.name: (hints[f.name] | None, None)
+            for f in dataclasses.fields(RunConfig)
+            if f.name not in PER_RUN_FIELDS
+        }
+        globals()["TrainSection"] = create_model("TrainSection", __base__=_TrainBase, **fields)
+    return globals()["TrainSection"]
+
+
 class EvalSection(_Section):
     protocols: list[str] = Field(
         default_factory=list
@@ -166,7 +230,7 @@ class ExperimentConfig(_Section):
     bench: BenchSection = Field(default_factory=BenchSection)
     data: dict[str, Any] = Field(default_factory=dict)
     encoders: EncodersSection = Field(default_factory=EncodersSection)
-    train: dict[str, Any] = Field(default_factory=dict)
+    train: TrainSection = Field(default_factory=lambda: define_train_section()())  # noqa: F821
     fusion_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     eval: EvalSection = Field(default_factory=EvalSection)
     tune: TuneSection = Field(default_factory=TuneSection)
@@ -176,24 +240,18 @@ class ExperimentConfig(_Section):
     source: str = Field(default="defaults", exclude=True)
     name: str = Field(default="", exclude=True)  # preset name, for the default runs directory
 
-    @field_validator("train")
     @classmethod
-    def _train(cls, train: dict[str, Any]) -> dict[str, Any]:
-        from fusionzoo.train.config import RunConfig
-
-        per_run = {"fusion", "head", "seed"}
-        bad = sorted(set(train) & per_run)
-        if bad:
-            raise ValueError(f"{', '.join(bad)} are set per run by the grid ([bench] fusions/heads/seeds)")
-        RunConfig.from_dict(train)  # unknown keys and bad values: a ValueError listing the valid fields
-        return dict(train)
+    def model_rebuild(cls, **kwargs: Any) -> bool | None:
+        """Pydantic builds the model on its first validation through this: define ``TrainSection`` first."""
+        define_train_section()
+        return super().model_rebuild(**kwargs)
 
     # ----------------------------------------------------------------------------------------- derived
     def run_config(self, **overrides: Any) -> Any:
         """The base RunConfig of every run of the grid (fusion/head/seed are set per run)."""
         from fusionzoo.train.config import RunConfig
 
-        values = {**self.train, "mode": self.bench.mode, "device": self.bench.device, **overrides}
+        values = {**self.train.values(), "mode": self.bench.mode, "device": self.bench.device, **overrides}
         try:
             return RunConfig.from_dict(values)
         except ValueError as exc:
