@@ -120,6 +120,7 @@ def test_tune_and_export(grid, tmp_path):
         ({"dataset": "nope"}, "dataset 'nope' is not registered"),
         ({"config": "quik"}, "config file quik not found (did you mean 'quick'?)"),
         ({"data_options": {"sise": 10}}, "sise"),
+        ({"config": 3}, "config: input should be a valid string or"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(tmp_path, arguments, expected):
@@ -143,6 +144,17 @@ def test_other_bad_arguments(grid, tmp_path):
         fz.tune("film", trials=0)
     with pytest.raises(ConfigError, match="fmt must be one of"):
         fz.load_results(root / "runs").report(tmp_path / "x.pdf", fmt="pdf")
+
+
+def test_a_config_object_is_a_preset():
+    """``config=`` takes an ExperimentConfig too; the call's options apply to a copy."""
+    from fusionzoo.api.options import BENCH_OPTIONS, build_config
+    from fusionzoo.config import load_config
+
+    quick = load_config("quick")
+    built = build_config("bench", quick, {"epochs": 2, "seeds": [4]}, BENCH_OPTIONS)
+    assert built.train.epochs == 2 and built.bench.seeds == [4] and built.name == "quick"
+    assert quick.train.epochs == 15 and quick.bench.seeds == [0, 1, 2]
 
 
 def test_option_tables_match_the_flags():

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, NonNegativeInt, PositiveInt, ValidationError, validate_call
+from pydantic import ConfigDict, InstanceOf, NonNegativeInt, PositiveInt, ValidationError, validate_call
 
 from fusionzoo.api.options import BENCH_OPTIONS, EVAL_OPTIONS, TUNE_OPTIONS, argument_error, build_config
 from fusionzoo.api.results import Results, load_results
@@ -29,6 +29,7 @@ __all__ = ["Results", "bench", "evaluate", "load_results", "tune"]
 
 _CHECK = ConfigDict(arbitrary_types_allowed=True, strict=False)
 PathLike = str | Path
+Preset = InstanceOf[ExperimentConfig]  # checked by isinstance: its model is built on first use (config.py)
 
 
 def _checked(function: Any) -> Any:
@@ -61,7 +62,7 @@ def bench(
     data_dir: PathLike | None = None,
     out: PathLike | None = None,
     unimodal: bool | None = None,
-    config: PathLike | ExperimentConfig | None = None,
+    config: PathLike | Preset | None = None,
     *,
     verbose: bool = True,
     **overrides: Any,
@@ -105,7 +106,7 @@ def evaluate(
     runs_dir: PathLike,
     protocols: Sequence[str] | None = None,
     efficiency: bool | None = None,
-    config: PathLike | ExperimentConfig | None = None,
+    config: PathLike | Preset | None = None,
     *,
     verbose: bool = True,
     **overrides: Any,
@@ -134,7 +135,7 @@ def tune(
     dataset: str | None = None,
     data_options: dict[str, Any] | None = None,
     out: PathLike | None = None,
-    config: PathLike | ExperimentConfig | None = None,
+    config: PathLike | Preset | None = None,
     *,
     export: PathLike | None = None,
     sampler: Literal["tpe", "random", "gp"] | None = None,

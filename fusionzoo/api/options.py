@@ -101,18 +101,25 @@ EVAL_OPTIONS: dict[str, str] = {
 
 
 def argument_error(function: str, exc: ValidationError) -> ConfigError:
-    """A ``ConfigError`` naming each wrong argument of ``function``, what was expected and what came."""
-    problems = []
+    """A ``ConfigError`` naming each wrong argument of ``function``, what was expected and what came (an
+    argument that may be one of several types gets one line listing what each would need)."""
+    problems: dict[str, list[str]] = {}
+    inputs: dict[str, Any] = {}
     for error in exc.errors():
-        where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in
-                        enumerate(error["loc"]))  # fmt: skip
+        loc = list(error["loc"]) or ["arguments"]
+        where = str(loc[0]) + "".join(f"[{p}]" for p in loc[1:] if isinstance(p, int))  # not union tags
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "sequence_str":  # fusions="film": say what a list looks like
             message = f"expected a list, e.g. [{error['input']!r}], not one string"
-        problems.append(
-            f"{where or 'arguments'}: {message[:1].lower()}{message[1:]} (got {error['input']!r})"
+        problems.setdefault(where, []).append(message[:1].lower() + message[1:])
+        inputs[where] = error["input"]
+    return ConfigError(
+        f"fusionzoo.{function}(): "
+        + "; ".join(
+            f"{where}: {' or '.join(dict.fromkeys(m))} (got {inputs[where]!r})"
+            for where, m in problems.items()
         )
-    return ConfigError(f"fusionzoo.{function}(): " + "; ".join(problems))
+    )
 
 
 def build_config(
