@@ -10,12 +10,14 @@ A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``
     [data]             options of the dataset backend (``fusionzoo list datasets`` shows them)
     [encoders]         image, text, pretrained, batch_size, text_max_length, image_tokens, text_tokens,
                        num_workers
-    [train]            any RunConfig field (fusionzoo.train.config): dim, epochs, lr, ...
+    [train]            RunConfig's fields (fusionzoo.train.config) every run shares: dim, epochs, lr, ...
+                       (TrainSection: typed as RunConfig declares them, checked by RunConfig)
     [fusion_options.X] hyperparameters fusion X gets in this preset unless its spec sets them
     [eval]             protocols, efficiency (what fusionzoo eval evaluates), suites (what bench runs after
                        training: robustness and/or efficiency)
     [tune]             the tuning settings (trials, sampler, pruner, metric, storage, ...)
-    [space] [pruner]   search-space overrides and pruner options of ``fusionzoo tune``
+    [space]            search-space overrides of ``fusionzoo tune`` (checked against the merged space)
+    [pruner]           options of the [tune] pruner (PrunerSection: MedianPruner's or HyperbandPruner's)
     [paper]            published numbers, shown by reports only
 
 Precedence: the field defaults below < the preset < flags given on the command line
@@ -224,6 +226,32 @@ class TuneSection(_Section):
         return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
 
 
+# [pruner] keys of each [tune] pruner: the keyword arguments of optuna.pruners.MedianPruner / HyperbandPruner
+PRUNER_OPTIONS = {
+    "median": ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+    "hyperband": ("min_resource", "max_resource", "reduction_factor", "bootstrap_count"),
+    "none": (),
+}
+
+
+class PrunerSection(_Section):
+    """``[pruner]``: options of the ``[tune] pruner`` (unset: Optuna's defaults, and for hyperband
+    ``max_resource`` = the epochs); an option of the other pruner is an error naming both."""
+
+    n_startup_trials: int | None = Field(default=None, ge=0)
+    n_warmup_steps: int | None = Field(default=None, ge=0)
+    interval_steps: int | None = Field(default=None, ge=1)
+    n_min_trials: int | None = Field(default=None, ge=1)
+    min_resource: int | None = Field(default=None, ge=1)
+    max_resource: int | Literal["auto"] | None = Field(default=None)
+    reduction_factor: int | None = Field(default=None, ge=2)
+    bootstrap_count: int | None = Field(default=None, ge=0)
+
+    def values(self) -> dict[str, Any]:
+        """The options set (the pruner's keyword arguments)."""
+        return self.model_dump(exclude_none=True)
+
+
 class ExperimentConfig(_Section):
     """Everything a bench, tune or eval run needs (see the module docstring for each table)."""
 
@@ -235,10 +263,21 @@ class ExperimentConfig(_Section):
     eval: EvalSection = Field(default_factory=EvalSection)
     tune: TuneSection = Field(default_factory=TuneSection)
     space: dict[str, Any] = Field(default_factory=dict)
-    pruner: dict[str, Any] = Field(default_factory=dict)
+    pruner: PrunerSection = Field(default_factory=PrunerSection)
     paper: dict[str, Any] = Field(default_factory=dict)
     source: str = Field(default="defaults", exclude=True)
     name: str = Field(default="", exclude=True)  # preset name, for the default runs directory
+
+    @model_validator(mode="after")
+    def _pruner_options(self) -> ExperimentConfig:
+        wrong = sorted(set(self.pruner.values()) - set(PRUNER_OPTIONS[self.tune.pruner]))
+        if wrong:
+            fits = PRUNER_OPTIONS[self.tune.pruner]
+            raise ValueError(
+                f"[pruner] {', '.join(wrong)} {'is not an option' if len(wrong) == 1 else 'are not options'} "
+                f"of the {self.tune.pruner} pruner ([tune] pruner); its options: {', '.join(fits) or 'none'}"
+            )
+        return self
 
     @classmethod
     def model_rebuild(cls, **kwargs: Any) -> bool | None:
@@ -314,6 +353,8 @@ def _format_errors(exc: ValidationError, source: str) -> str:
             valid = sorted(n for n in getattr(model, "model_fields", {}) if n not in ("source", "name"))
             what = f"unknown key '{loc[-1]}' in [{table}]" if len(loc) > 1 else f"unknown table [{table}]"
             problems.append(f"{what}; valid: {', '.join(valid)}")
+        elif not loc:  # a check across tables: its message names them
+            problems.append(error["msg"].removeprefix("Value error, "))
         else:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {message} (got {error.get('input')!r})")

@@ -75,3 +75,31 @@ def test_reading_a_config_loads_no_torch():
     code = "import sys, fusionzoo.config as c; c.resolve_preset('quick'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pruner_options_are_those_of_the_pruner(tmp_path):
+    preset = tmp_path / "pruner.toml"
+    preset.write_text('[tune]\npruner = "hyperband"\n[pruner]\nreduction_factor = 2\nmax_resource = "auto"\n')
+    assert load_config(preset).pruner.values() == {"reduction_factor": 2, "max_resource": "auto"}
+    for table, message in (
+        ("[pruner]\nmin_resource = 1\n", r"\[pruner\] min_resource is not an option of the median pruner"),
+        ("[pruner]\nn_startup = 1\n", r"unknown key 'n_startup' in \[pruner\]; valid: .*n_startup_trials"),
+        ("[pruner]\nn_startup_trials = -1\n", r"\[pruner\] n_startup_trials: Input should be greater"),
+        (
+            '[tune]\npruner = "none"\n[pruner]\nn_warmup_steps = 1\n',
+            r"of the none pruner .*its options: none",
+        ),
+    ):
+        preset.write_text(table)
+        with pytest.raises(ConfigError, match=message):
+            load_config(preset)
+
+
+def test_pruner_options_reach_the_pruner():
+    from fusionzoo.tune.study import make_pruner, settings_from_config
+
+    config = load_config("quick").with_overrides({"tune.fusion": "film"})
+    config = config.model_copy(update={"pruner": config.pruner.model_copy(update={"n_startup_trials": 7})})
+    settings = settings_from_config(config, runs_dir="unused")
+    assert settings.pruner_options == {"n_startup_trials": 7}
+    assert make_pruner("median", settings.pruner_options, 3, False)._n_startup_trials == 7
