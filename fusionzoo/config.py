@@ -6,13 +6,16 @@ A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``
     [bench]            the grid and where it runs: datasets (or dataset), fusions, heads, seeds,
                        with_unimodal, with_probe, mode, metric, out, data_dir, limit, device, threads,
                        cache_dir, launcher, train_protocols, tune_trials, jobs, ray_address, ddp,
-                       report, mlflow (docs/scale.md, docs/report.md)
+                       report, mlflow, split_seeds, train_fractions (docs/scale.md, docs/report.md,
+                       docs/suites.md); datasets are dataset specs: synth:size=800,synth_seed=1
     [data]             options of the dataset backend (``fusionzoo list datasets`` shows them)
     [encoders]         image, text, pretrained, batch_size, text_max_length, image_tokens, text_tokens,
                        num_workers
     [train]            RunConfig's fields (fusionzoo.train.config) every run shares: dim, epochs, lr, ...
                        (TrainSection: typed as RunConfig declares them, checked by RunConfig)
     [fusion_options.X] hyperparameters fusion X gets in this preset unless its spec sets them
+    [suite]            datasets, when_available, baseline, rope, normalise: several datasets and the
+                       cross-dataset summary (fusionzoo.datasets.specs, docs/suites.md)
     [eval]             protocols, efficiency (what fusionzoo eval evaluates), suites (what bench runs after
                        training: robustness and/or efficiency)
     [tune]             the tuning settings (trials, sampler, pruner, metric, storage, ...)
@@ -45,6 +48,7 @@ from pydantic import (
     model_validator,
 )
 
+from fusionzoo.errors import InputError
 from fusionzoo.registry import did_you_mean
 
 if sys.version_info >= (3, 11):
@@ -70,7 +74,7 @@ DEFAULT_PRESET = "quick"
 UNIMODAL = ("image_only", "text_only")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A preset file, a table, a key or a flag is wrong; the message names it and lists valid values."""
 
 
@@ -102,9 +106,24 @@ class BenchSection(_Section):
     mlflow: str | None = None  # MLflow tracking URI: log every run (fusionzoo.bench.tracking)
     train_protocols: list[str] = Field(default_factory=list)  # train-time protocol axis: SPEC@LEVEL or SPEC
     tune_trials: int = Field(default=0, ge=0)  # > 0: every cell tuned with this Optuna budget first
-    jobs: int | None = Field(default=None, ge=1)  # runs at once; None: as many as the machine holds
+    jobs: int | Literal["auto"] | None = None  # tasks at once ([run] jobs); None/auto: the free CPU's
+    # the seeds of one configuration train as one stacked model (local, pool); None: on CUDA only
+    batch_seeds: bool | None = None
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _jobs(cls, value: Any) -> Any:
+        from fusionzoo.run_settings import parse_jobs
+
+        return None if value is None else parse_jobs(value)
+
     ray_address: str | None = None  # --launcher ray: the cluster to join (None: RAY_ADDRESS or a local one)
     ddp: int | None = Field(default=None, ge=1)  # finetune: processes per run (DistributedDataParallel)
+    distill_from: str | None = None  # RUNS_DIR[:FUSION]: train the grid's fusions as students of that teacher
+    split_seeds: list[int] = Field(
+        default_factory=list
+    )  # re-drawn train/val splits (test fixed); []: the loader's
+    train_fractions: list[float] = Field(default_factory=list)  # learning curve: nested training subsets
 
     @model_validator(mode="before")
     @classmethod
@@ -118,12 +137,41 @@ class BenchSection(_Section):
 
     _lists = field_validator("datasets", "fusions", "heads", "train_protocols", mode="before")(_str_list)
 
-    @field_validator("seeds")
+    @field_validator("seeds", "split_seeds")
     @classmethod
     def _seeds(cls, seeds: list[int]) -> list[int]:
         if any(s < 0 for s in seeds):
             raise ValueError("seeds must be integers >= 0")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("a seed is given twice")
         return seeds
+
+    @field_validator("train_fractions")
+    @classmethod
+    def _fractions(cls, fractions: list[float]) -> list[float]:
+        bad = [f for f in fractions if not 0 < f <= 1]
+        if bad:
+            raise ValueError(f"train fractions must lie in (0, 1], got {', '.join(map(str, bad))}")
+        if len(set(fractions)) != len(fractions):
+            raise ValueError("a train fraction is given twice")
+        return sorted(fractions)
+
+
+class SuiteSection(_Section):
+    """A suite: datasets compared together, and how the cross-dataset summary compares them
+    (:mod:`fusionzoo.datasets.specs`). ``datasets`` become ``[bench] datasets``; ``when_available`` are
+    dataset specs with ``$VARIABLES`` that join the suite only when every variable they name is set
+    (e.g. a built check set); ``baseline`` is the simplest method every other is compared with;
+    ``rope`` the practical-equivalence margin (0.01 = 1 point); ``normalise`` the per-dataset score
+    normalisation (``chance``, ``baseline``, ``zscore``, ``none``)."""
+
+    datasets: list[str] = Field(default_factory=list)
+    when_available: list[str] = Field(default_factory=list)
+    baseline: str | None = None
+    rope: float = Field(default=0.01, ge=0)
+    normalise: Literal["chance", "baseline", "zscore", "none"] = "chance"
+
+    _lists = field_validator("datasets", "when_available", mode="before")(_str_list)
 
 
 class EncodersSection(_Section):
@@ -261,12 +309,32 @@ class ExperimentConfig(_Section):
     train: TrainSection = Field(default_factory=lambda: define_train_section()())  # noqa: F821
     fusion_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     eval: EvalSection = Field(default_factory=EvalSection)
+    suite: SuiteSection = Field(default_factory=SuiteSection)
     tune: TuneSection = Field(default_factory=TuneSection)
     space: dict[str, Any] = Field(default_factory=dict)
     pruner: PrunerSection = Field(default_factory=PrunerSection)
     paper: dict[str, Any] = Field(default_factory=dict)
     source: str = Field(default="defaults", exclude=True)
     name: str = Field(default="", exclude=True)  # preset name, for the default runs directory
+
+    @model_validator(mode="before")
+    @classmethod
+    def _suite_datasets(cls, data: Any) -> Any:
+        """``[suite] datasets`` (+ the ``when_available`` ones whose variables are set) become
+        ``[bench] datasets``, once: flags given later override them like any other preset value."""
+        suite = data.get("suite") if isinstance(data, dict) else None
+        if not isinstance(suite, dict) or not suite.get("datasets"):
+            return data  # when_available alone adds nothing: it completes a suite's datasets
+        from fusionzoo.datasets.specs import available_datasets
+
+        bench = dict(data.get("bench") or {})
+        if "datasets" in bench or "dataset" in bench:
+            raise ValueError("give the datasets in [suite] datasets or in [bench] datasets, not both")
+        suite = dict(suite)
+        bench["datasets"] = _str_list(suite.pop("datasets")) + available_datasets(
+            _str_list(suite.get("when_available", []))
+        )
+        return {**data, "bench": bench, "suite": suite}
 
     @model_validator(mode="after")
     def _pruner_options(self) -> ExperimentConfig:
@@ -413,7 +481,8 @@ def default_preset(dataset: str | None) -> str | None:
     if not dataset:
         return None
     try:
-        return getattr(registry.get_entry("dataset", dataset).obj, "default_preset", None)
+        name = registry.parse_spec(dataset)[0]  # a dataset spec: synth:size=800
+        return getattr(registry.get_entry("dataset", name).obj, "default_preset", None)
     except registry.RegistryError:
         return None
 

@@ -4,7 +4,7 @@ A client library that cannot reach its server retries for minutes before it says
 about 35 s per attempt × 20 attempts, MLflow's HTTP client 7 retries with a 120 s timeout each). So a
 command first checks the address's form (:func:`host_port`) and opens one TCP connection to it with a
 short timeout (:func:`unreachable`): a wrong address is reported at once, naming it, before any data
-is prepared.
+is prepared. :func:`mask_url` hides the password of a URL in messages and logs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import ipaddress
 import re
 import socket
 
-__all__ = ["PROBE_TIMEOUT", "host_port", "unreachable"]
+__all__ = ["PROBE_TIMEOUT", "host_port", "mask_url", "unreachable"]
 
 PROBE_TIMEOUT = 10.0  # seconds: one TCP connect to a server that should answer in milliseconds
 
@@ -52,3 +52,20 @@ def unreachable(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | N
         return "connection refused: nothing listens on that port"
     except OSError as exc:
         return exc.strerror or str(exc)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    if url.startswith("journal:") or "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable by SQLAlchemy: mask user:password@ by hand
+        scheme, _, rest = url.partition("://")
+        creds, at, host = rest.rpartition("@")
+        if not at:
+            return url
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"

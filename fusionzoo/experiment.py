@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.identity import run_code, training_regime
-from fusionzoo.bench.results import config_id_of, run_id_of
 from fusionzoo.config import UNIMODAL, ConfigError, ExperimentConfig
-from fusionzoo.evaluation.train_time import expand_train_protocols
 from fusionzoo.prepare import DataOptions, ResolvedInputs, materialise, resolve_inputs
+from fusionzoo.protocols._train_time import check_train_protocol_fusion, expand_train_protocols
+from fusionzoo.results.identity import run_code, training_regime
+from fusionzoo.results.store import config_id_of, run_id_of
 from fusionzoo.train.config import TRAINING_SEMANTICS, RunConfig
 from fusionzoo.train.losses import aux_loss_names, check_loss_weights
 
@@ -54,8 +54,8 @@ def plugin_versions(fusion: str, head: str) -> str:
 class RunSpec:
     """One run of the grid: a dataset (with its data fingerprint) and a complete RunConfig.
 
-    Its identity (:mod:`fusionzoo.bench.results`) also covers the code of the plugins it uses and its
-    training regime (``world`` DDP processes, the AMP precision): :mod:`fusionzoo.bench.identity`."""
+    Its identity (:mod:`fusionzoo.results.store`) also covers the code of the plugins it uses and its
+    training regime (``world`` DDP processes, the AMP precision): :mod:`fusionzoo.results.identity`."""
 
     dataset: str
     config: RunConfig
@@ -69,21 +69,29 @@ class RunSpec:
     def create(
         cls, dataset: str, config: RunConfig, data_fingerprint: str, kind: str = "train", world: int = 1
     ) -> RunSpec:
+        """``dataset``: a data key (:class:`~fusionzoo.datasets.specs.DataKey`: the dataset spec and its
+        variant); ``data_fingerprint``: the data version (the dataset without the variant)."""
+        from fusionzoo.datasets.specs import DataKey
+
+        key = DataKey.parse(dataset)
         head = config.head or config.resolved_head()
         plugins = plugin_versions(config.fusion, head) if kind == "train" else ""
         identity = {
-            "dataset": dataset,
+            "dataset": key.spec,
             "data_fingerprint": data_fingerprint,
             "fusion": config.fusion,
             "head": head,
             "config_hash": config.config_hash(),
             "semantics": TRAINING_SEMANTICS,
             "plugins": plugins,
-            "code": run_code(config, dataset, kind),
+            "code": run_code(config, key.name, kind),
             "regime": training_regime(config, world) if kind == "train" else "",
+            "variant": key.variant,
         }
         identity["config_id"] = config_id_of(identity)
-        identity["run_id"] = run_id_of(identity["config_id"], config.seed)
+        identity["run_id"] = run_id_of(identity["config_id"], config.seed, key.split_seed)
+        identity["split_seed"] = -1 if key.split_seed is None else int(key.split_seed)
+        identity["train_fraction"] = float(key.train_fraction)
         return cls(dataset, config, data_fingerprint, plugins, identity, kind, world)
 
     def with_config(self, config: RunConfig) -> RunSpec:
@@ -116,15 +124,37 @@ class RunSpec:
 
     @property
     def label(self) -> str:
+        split = int(self.identity.get("split_seed", -1))
+        fraction = float(self.identity.get("train_fraction", 1.0))
         return (
             f"{self.fusion} + {self.head} · seed {self.seed}"
+            + (f" · split {split}" if split >= 0 else "")
+            + (f" · train fraction {fraction:g}" if fraction < 1 else "")
             + (f" · train {self.config.train_protocol}" if self.config.train_protocol else "")
-            + (f" · {self.dataset}" if self.dataset != "synth" else "")
+            + (f" · {self.identity['dataset']}" if self.identity.get("dataset", "synth") != "synth" else "")
         )
 
     def identity_columns(self) -> dict[str, Any]:
         """The identity columns of this run's results row."""
         return {**self.identity, "seed": int(self.seed)}
+
+    def execute(self, data: Any, checkpoint_dir: Any, progress: Any = None) -> Any:
+        """Train this run (a probe: fit the linear probe) on ``data``; its results-table record.
+
+        What a launcher runs for this spec's task (:class:`fusionzoo.launch.base.RunTask`); an
+        exception propagates (the task records it as a failed run)."""
+        from fusionzoo.launch.base import run_record
+        from fusionzoo.results.identity import check_regime
+
+        if self.kind == "probe":
+            from fusionzoo.baselines.linear_probe import probe_run
+
+            return run_record(self, probe_run(self.config, data, checkpoint_dir=checkpoint_dir))
+        from fusionzoo.train.trainer import train_run
+
+        check_regime(self)  # another world size or precision would be another run: refuse it
+        result = train_run(self.config, data, progress=progress, checkpoint_dir=checkpoint_dir)
+        return run_record(self, result)
 
 
 def canonical_spec(kind: str, spec: str, defaults: dict[str, dict[str, Any]] | None = None) -> str:
@@ -148,7 +178,32 @@ class Experiment:
         return self.config.run_config(**overrides)
 
     def backend(self, dataset: str) -> Any:
-        return registry.create("dataset", dataset)
+        """The backend of a dataset spec or data key (``synth:size=800|split_seed=1`` → synth)."""
+        from fusionzoo.datasets.specs import DataKey
+
+        return registry.create("dataset", DataKey.parse(dataset).name)
+
+    def datasets(self) -> list[str]:
+        """The canonical dataset specs of ``[bench] datasets`` (a ``ConfigError`` naming a bad one)."""
+        from fusionzoo.datasets.specs import canonical_dataset
+
+        out = []
+        for spec in self.config.bench.datasets:
+            try:
+                out.append(canonical_dataset(spec))
+            except (registry.RegistryError, ValueError) as exc:
+                raise ConfigError(f"--datasets / [bench] datasets: {spec}: {exc}") from None
+        if len(set(out)) != len(out):
+            twice = sorted({d for d in out if out.count(d) > 1})
+            raise ConfigError(f"--datasets / [bench] datasets: {', '.join(twice)} given twice")
+        return out
+
+    def data_keys(self) -> list[str]:
+        """The data keys of the grid: every dataset × split seed × training fraction."""
+        from fusionzoo.datasets.specs import data_keys
+
+        bench = self.config.bench
+        return [str(k) for k in data_keys(self.datasets(), bench.split_seeds, bench.train_fractions)]
 
     def with_unimodal(self, dataset: str) -> bool:
         flag = self.config.bench.with_unimodal
@@ -189,17 +244,23 @@ class Experiment:
         return running if running > 1 else int(self.config.bench.ddp or 1)
 
     def data_options(self, dataset: str) -> DataOptions:
-        bench = self.config.bench
+        """The DataOptions of a dataset spec or data key: the spec's options over ``[data]``, its
+        encoder keys over ``[encoders]``, the key's split seed and training fraction."""
+        from fusionzoo.datasets.specs import DataKey
+
+        bench, key = self.config.bench, DataKey.parse(dataset)
         return DataOptions(
-            dataset=dataset,
+            dataset=key.name,
             data_dir=bench.data_dir,
             limit=bench.limit,
             mode=bench.mode,
-            data=dict(self.config.data),
-            encoders=self.config.encoders.model_dump(exclude_none=True),
+            data={**self.config.data, **key.backend_options()},
+            encoders={**self.config.encoders.model_dump(exclude_none=True), **key.encoder_options()},
             cache_dir=bench.cache_dir,
             device="cuda" if bench.device.startswith("cuda") else "cpu",
             freeze_layers=self.config.train.freeze_layers or 0,
+            split_seed=key.split_seed,
+            train_fraction=key.train_fraction,
         )
 
     # ----------------------------------------------------------------------------------- validation
@@ -224,13 +285,83 @@ class Experiment:
             ]
         return pairs
 
+    def teacher(self) -> Any:
+        """``--distill-from``'s :class:`~fusionzoo.bench.distill.Teacher` (``None`` without), resolved once."""
+        if not self.config.bench.distill_from:
+            return None
+        if "_teacher" not in self.__dict__:
+            from fusionzoo.bench.distill import TeacherError, resolve_teacher
+
+            try:
+                self.__dict__["_teacher"] = resolve_teacher(self.config.bench.distill_from)
+            except TeacherError as exc:
+                raise ConfigError(f"--distill-from / [bench] distill_from: {exc}") from None
+        return self.__dict__["_teacher"]
+
+    def _check_distill(self) -> None:
+        teacher = self.teacher()
+        if teacher is None:
+            return
+        bench = self.config.bench
+        if bench.mode != "frozen":
+            raise ConfigError(
+                "--distill-from: distillation reads the teacher's logits over cached tokens: --mode frozen"
+            )
+        if bench.tune_trials:
+            raise ConfigError("--distill-from with --tune-trials: the tuning trials would not distill; tune first, "
+                              "then distill the chosen configuration")  # fmt: skip
+        wrong = [d for d in bench.datasets if d != teacher.dataset]
+        if wrong:
+            raise ConfigError(
+                f"--distill-from: teacher {teacher.label} in {teacher.runs_dir} was trained on {teacher.dataset}, "
+                f"not {', '.join(wrong)}: a teacher's logits exist only on its own dataset"
+            )
+
+    def distill_teacher(self, dataset: str, fusion: str, fingerprint: str) -> str:
+        """The teacher identity a run of ``fusion`` on ``dataset`` records (``""``: not a student), after
+        checking that the teacher's data is the students' (known fingerprints only: a dry run may not
+        know it yet)."""
+        teacher = self.teacher()
+        if teacher is None or fusion not in self.requested_fusions():
+            return ""
+        if fingerprint != "not-yet-known":
+            from fusionzoo.bench.distill import TeacherError, check_teacher_data
+
+            try:
+                check_teacher_data(teacher, dataset, fingerprint)
+            except TeacherError as exc:
+                raise ConfigError(f"--distill-from / [bench] distill_from: {exc}") from None
+        return teacher.identity
+
+    def requested_fusions(self) -> list[str]:
+        """The canonical fusion specs named in ``--fusions`` (without the unimodal baselines added)."""
+        options = self.config.fusion_options
+        return [
+            canonical_spec("fusion", item.partition("@")[0], options) for item in self.config.bench.fusions
+        ]
+
+    def run_train_protocol(self, fusion: str, train_protocol: str) -> str:
+        """The train protocol a run of ``fusion`` gets: ``train_protocol``, except that an automatically
+        added unimodal baseline trains clean (``""``) under a training protocol it cannot take (OGM-GE
+        and G-Blend balance two modalities; the explicitly requested fusions were checked up front)."""
+        if not train_protocol or fusion in self.requested_fusions():
+            return train_protocol
+        try:
+            check_train_protocol_fusion(train_protocol, fusion)
+        except registry.RegistryError:
+            return ""
+        return train_protocol
+
     def validate(self) -> None:
-        """Raise ``ConfigError``/``RegistryError`` for anything wrong, before any data is touched."""
+        """Raise ``ConfigError``/``RegistryError`` for anything wrong, before any data is touched.
+
+        What the bench session adds on top (``--tune-trials``, the ``[eval]`` protocols and reference)
+        is checked by :func:`fusionzoo.bench.checks.validate_bench`, which calls this first."""
         config = self.config
         base = self.base_run_config()
-        for dataset in config.bench.datasets:
-            backend = self.backend(dataset)
-            backend.check_options(dict(config.data))
+        for dataset in self.datasets():
+            self.data_options(dataset)  # the spec's options parse
+            self.backend(dataset).check_options({**config.data, **self.data_options(dataset).data})
         for name, options in config.fusion_options.items():
             try:
                 registry.get_entry("fusion", name)
@@ -243,48 +374,24 @@ class Experiment:
             raise ConfigError(f"--launcher / [bench] launcher: {exc}") from None
         from fusionzoo.launch.select import check_cluster
 
-        check_cluster(config.bench)
+        check_cluster(config)
         from fusionzoo.metrics.base import column_direction
 
         try:
             column_direction(config.metric)
         except registry.RegistryError as exc:
             raise ConfigError(f"--metric / [bench] metric: {exc}") from None
-        if config.bench.tune_trials:
-            from fusionzoo.tune import TuneError
-            from fusionzoo.tune.objective import resolve_objectives
-
-            if len(config.tune.objectives) > 1:
-                raise ConfigError(
-                    "--tune-trials picks one best configuration per cell: give one [tune] metric, not "
-                    f"objectives {', '.join(config.tune.objectives)}"
-                )
-            try:
-                resolve_objectives(config.tune.metric, [])
-            except TuneError as exc:
-                raise ConfigError(f"--tune-trials tunes on [tune] metric: {exc}") from None
-            self._check_tune_seed()
-            self._check_tune_space()
         heads = [canonical_spec("head", h) for h in config.bench.heads]
         try:
-            expand_train_protocols(config.bench.train_protocols)
+            train_protocols = expand_train_protocols(config.bench.train_protocols)
+            for fusion in self.requested_fusions():  # a training protocol refuses a fusion without branches
+                for train_protocol in train_protocols:
+                    check_train_protocol_fusion(train_protocol, fusion)
         except registry.RegistryError as exc:
             raise ConfigError(f"--train-protocols / [bench] train_protocols: {exc}") from None
-        from fusionzoo.evaluation.session import build_protocols, check_reference
-
-        try:
-            build_protocols(config.eval.protocols)
-        except registry.RegistryError as exc:
-            raise ConfigError(f"--protocols / [eval] protocols: {exc}") from None
-        try:
-            check_reference(config.eval.reference)
-        except registry.RegistryError as exc:
-            raise ConfigError(
-                f"[eval] reference (the fusion effective robustness is measured against): {exc}"
-            ) from None
         seen: set[tuple[str, str]] = set()
         aux_names: list[tuple[str, ...] | None] = []
-        for fusion, pinned in self.pairs(config.bench.datasets[0]):
+        for fusion, pinned in self.pairs(self.datasets()[0]):
             for head in [pinned] if pinned else heads or [None]:
                 run = base.replace(fusion=fusion, head=head)
                 pair = (fusion, run.resolved_head())
@@ -292,36 +399,6 @@ class Experiment:
                     seen.add(pair)
                     aux_names.append(build_once(run, pair))
         check_grid_loss_weights(base, aux_names)
-
-    def _check_tune_seed(self) -> None:
-        """``--tune-trials``: the trials' training seed is none of the evaluation seeds."""
-        from fusionzoo.tune.study import TUNING_SEED_OFFSET, tuning_seed
-
-        seed = tuning_seed(self.config.tune.seed)
-        if seed in self.config.bench.seeds:
-            raise ConfigError(
-                f"--tune-trials: the trials train with seed {seed} ({TUNING_SEED_OFFSET} + [tune] seed "
-                f"{self.config.tune.seed}), which is also an evaluation seed in --seeds / [bench] seeds "
-                f"{', '.join(map(str, self.config.bench.seeds))}; a reported seed must not repeat the "
-                "trial that won on its own luck: drop it from the seeds or choose another [tune] seed"
-            )
-
-    def _check_tune_space(self) -> None:
-        """``--tune-trials``: every ``[space]`` entry belongs to some cell of the grid."""
-        from fusionzoo.bench.tuned import cell_space_overrides
-        from fusionzoo.tune.space import SearchSpaceError
-
-        heads = [canonical_spec("head", h) for h in self.config.bench.heads]
-        base = self.base_run_config()
-        cells = [
-            ("", fusion, base.replace(fusion=fusion, head=head).resolved_head(), "")
-            for fusion, pinned in self.pairs(self.config.bench.datasets[0])
-            for head in ([pinned] if pinned else heads or [None])
-        ]
-        try:
-            cell_space_overrides(self.config, cells)
-        except SearchSpaceError as exc:
-            raise ConfigError(f"--tune-trials: {exc}") from None
 
     # ------------------------------------------------------------------------------------------ data
     def inputs(self, dataset: str) -> ResolvedInputs:
@@ -338,11 +415,12 @@ class Experiment:
 
     # ------------------------------------------------------------------------------------------ grid
     def grid(self, fingerprints: dict[str, str] | None = None) -> list[RunSpec]:
-        """Datasets × seeds × (fusion, head) runs, seed-major (every configuration's seed 0 first, so an
+        """Data keys × seeds × (fusion, head) runs, seed-major (every configuration's seed 0 first, so an
         interrupted grid already has a comparable leaderboard), without duplicates.
 
-        ``fingerprints`` maps each dataset to its data fingerprint (default: resolved now, which loads
-        the dataset and builds its encoders)."""
+        ``fingerprints`` maps each data key (:meth:`data_keys`) to its data version (the fingerprint of the
+        dataset without its variant; default: resolved now, which loads the dataset and builds its
+        encoders)."""
         config = self.config
         base = self.base_run_config()
         heads = [canonical_spec("head", h) for h in config.bench.heads]
@@ -350,8 +428,8 @@ class Experiment:
         specs: list[RunSpec] = []
         seen: set[str] = set()
         world = self.world()
-        for dataset in config.bench.datasets:
-            fingerprint = (fingerprints or {}).get(dataset) or self.inputs(dataset).fingerprint
+        for dataset in self.data_keys():
+            fingerprint = (fingerprints or {}).get(dataset) or self.inputs(dataset).version
             if self.with_probe(dataset):  # first: cheap, and the floor every fusion is compared with
                 specs += self.probe_specs(dataset, fingerprint)
             for seed in config.bench.seeds:
@@ -360,7 +438,10 @@ class Experiment:
                         for train_protocol in train_protocols:  # the train-time protocol axis
                             run = base.replace(fusion=fusion, head=head, seed=int(seed))
                             run = run.replace(head=canonical_spec("head", run.resolved_head()))
-                            run = run.replace(train_protocol=train_protocol or run.train_protocol)
+                            protocol = self.run_train_protocol(fusion, train_protocol)
+                            run = run.replace(train_protocol=protocol or run.train_protocol)
+                            teacher = self.distill_teacher(dataset, fusion, fingerprint)
+                            run = run.replace(distill_teacher=teacher) if teacher else run
                             spec = RunSpec.create(dataset, run, fingerprint, world=world)
                             if spec.run_id not in seen:
                                 seen.add(spec.run_id)

@@ -35,6 +35,10 @@ class FusionOutput:
         softmax is the mixture). See :func:`fusionzoo.layers.decisions.combine_decisions`.
     decision_weights: ``(B, Nf)`` non-negative weights of the per-token decisions (``decisions`` only);
         ``None`` = equal weights.
+    modality_features: ``{"image": (B, D), "text": (B, D)}`` from a fusion with per-modality branches
+        (``Fusion.modality_branches``): each modality's representation computed from that modality
+        alone, before anything mixes them (read by imbalance-aware training, e.g. G-Blend's
+        per-modality heads); ``{}`` otherwise.
     """
 
     tokens: Tensor
@@ -43,6 +47,7 @@ class FusionOutput:
     extras: dict[str, Tensor] = field(default_factory=dict)
     decisions: Literal["logits", "probs"] | None = None
     decision_weights: Tensor | None = None
+    modality_features: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,18 +99,30 @@ class Fusion(Tunable, nn.Module):
             builds, runs nor counts it, and passes that modality as a missing one — a ``(B, 1, D)``
             zero tensor with an all-``False`` mask — so the ``(B, ·, D)`` contract is the same for
             every fusion.
+        modality_branches: ``True`` when the fusion has per-modality branches: each modality is
+            encoded on its own into a ``(B, D)`` representation (returned as
+            ``FusionOutput.modality_features``) and the modalities meet only after that (concatenation,
+            gating, FiLM, decision averaging), so a modality left out (masked) removes exactly its own
+            contribution. Imbalance-aware training protocols (``ogm_ge``, ``gblend``) need it and
+            refuse other fusions; :meth:`branch_parameters` names the parameters of each branch beyond
+            the model's per-modality projection.
     """
 
     kind: ClassVar[Literal["vector", "token"]] = "vector"
     description: ClassVar[str] = ""
     default_head: ClassVar[str] = "mlp"
     modalities: ClassVar[tuple[str, ...]] = ("image", "text")
+    modality_branches: ClassVar[bool] = False
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"{type(self).__name__}: dim must be a positive int, got {dim!r}")
         self.dim = dim
+
+    def branch_parameters(self, modality: str) -> list[nn.Parameter]:
+        """The fusion's own parameters that only ``modality``'s branch uses (default: none)."""
+        return []
 
     def forward(  # pragma: no cover - interface
         self,

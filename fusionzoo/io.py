@@ -25,7 +25,10 @@ from typing import Any, BinaryIO
 
 import filelock
 
+from fusionzoo.errors import FusionzooError
+
 __all__ = [
+    "available_memory",
     "DiskFullError",
     "atomic_directory",
     "atomic_output",
@@ -51,7 +54,7 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TB"  # pragma: no cover
 
 
-class DiskFullError(OSError):
+class DiskFullError(FusionzooError, OSError):
     """The disk (or quota) is full; the message names the file, the free space and what to do."""
 
     def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
@@ -210,3 +213,31 @@ def check_writable(directory: str | os.PathLike[str], need_bytes: int = 0, what:
             f"the {what} {directory} has {human_bytes(free)} free, about {human_bytes(need_bytes)} is needed; "
             "free some space or choose another location",
         )
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM available to this process (and the ones it starts) now: ``MemAvailable`` (Linux),
+    capped by a cgroup v2 limit; else free pages (``os.sysconf``); ``None`` when unknown. The one reading
+    of free memory: the feature-storage budget and the launchers' job plan both use it."""
+    available = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            available = min(available, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return available

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fusionzoo.encoders.features import prefix_tokens
+from fusionzoo.errors import FusionzooError
 from fusionzoo.train.inputs import FeatureData, TrainingData
 
 __all__ = [
@@ -42,7 +44,7 @@ __all__ = [
 MIN_TRAIN_ROWS = 2
 
 
-class PrepareError(RuntimeError):
+class PrepareError(FusionzooError, RuntimeError):
     """The dataset or its features cannot be prepared; the message says why and what to do."""
 
 
@@ -60,6 +62,8 @@ class DataOptions:
     cache_dir: str | None = None
     device: str = "cpu"
     freeze_layers: int = 0
+    split_seed: int | None = None  # re-draw train/validation with this seed (test fixed): data/variants.py
+    train_fraction: float = 1.0  # train on this nested stratified fraction of the training rows
 
     def cache_root(self) -> Path:
         from fusionzoo.encoders.cache_format import default_cache_dir
@@ -80,11 +84,15 @@ class ResolvedInputs:
     text_encoder: Any
     fingerprint: str
     identity: dict[str, Any]
+    version: str = ""  # the data version: the fingerprint without the variant (split seed, fraction)
+
+    def __post_init__(self) -> None:
+        self.version = self.version or self.fingerprint
 
 
 def load_splits(options: DataOptions) -> Any:
     """The :class:`~fusionzoo.data.base.DatasetSplits` of ``options`` (generated on first use for synth)."""
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
 
     # the backend's options win over the defaults (a data option seed=3 or limit=500 is not a clash)
     merged = {"seed": options.seed, **options.data}
@@ -93,8 +101,9 @@ def load_splits(options: DataOptions) -> Any:
     return load_dataset(options.dataset, data_dir=options.data_dir, **merged)
 
 
-def build_encoders(options: DataOptions, splits: Any) -> tuple[Any, Any]:
-    """The image and text encoders: named in ``options.encoders`` or the dataset's defaults."""
+def encoders_for(options: DataOptions, splits: Any) -> tuple[Any, Any]:
+    """The image and text encoders of ``options``: :func:`fusionzoo.encoders.defaults.build_encoders` (the
+    one factory) with the specs named in ``options.encoders``, else the dataset's defaults."""
     from fusionzoo.encoders.defaults import build_encoders as build
 
     enc = options.encoders
@@ -136,17 +145,36 @@ def _fingerprint(identity: dict[str, Any]) -> str:
 
 
 def resolve_inputs(options: DataOptions) -> ResolvedInputs:
-    """Load the dataset and build the encoders, without encoding; see the module docstring."""
+    """Load the dataset and build the encoders, without encoding; see the module docstring.
+
+    With a variant (``split_seed``, ``train_fraction``; :mod:`fusionzoo.data.variants`) the encoders
+    are built on the dataset as loaded (the same encoders for every variant) and ``version`` is the
+    fingerprint of the dataset as loaded, which the variants share (same test split, same encoders)."""
     if options.mode not in ("frozen", "finetune"):
         raise PrepareError(f"mode must be frozen or finetune, got {options.mode!r}")
     try:
-        splits = load_splits(options)
+        from fusionzoo.data.variants import apply_variant
+
+        base = load_splits(options)
+        check_split_sizes(base)
+        image_encoder, text_encoder = encoders_for(options, base)
+        splits = apply_variant(base, options.split_seed, options.train_fraction)
         check_split_sizes(splits)
-        image_encoder, text_encoder = build_encoders(options, splits)
     except PrepareError:
         raise
     except (OSError, ValueError, RuntimeError) as exc:
         raise PrepareError(f"dataset '{options.dataset}': {exc}") from exc
+    identity = _identity(options, splits, image_encoder, text_encoder)
+    version = (
+        _fingerprint(_identity(options, base, image_encoder, text_encoder)) if splits is not base else ""
+    )
+    return ResolvedInputs(
+        options, splits, image_encoder, text_encoder, _fingerprint(identity), identity, version
+    )
+
+
+def _identity(options: DataOptions, splits: Any, image_encoder: Any, text_encoder: Any) -> dict[str, Any]:
+    """What the data fingerprint covers (module docstring)."""
     if options.mode == "frozen":
         from fusionzoo.encoders.cache_format import entry_key
 
@@ -154,29 +182,13 @@ def resolve_inputs(options: DataOptions) -> ResolvedInputs:
             split: entry_key(splits, split, image_encoder, text_encoder, options.on_bad_image())[0]
             for split in ("train", "val", "test")
         }
-        identity = {"mode": "frozen", "cache_keys": keys, "classes": list(splits.classes)}
-    else:
-        from fusionzoo.encoders.live import finetune_identity
+        return {"mode": "frozen", "cache_keys": keys, "classes": list(splits.classes)}
+    from fusionzoo.encoders.live import finetune_identity
 
-        identity = {
-            "mode": "finetune",
-            **finetune_identity(splits, image_encoder, text_encoder, options.freeze_layers),
-        }
-    return ResolvedInputs(options, splits, image_encoder, text_encoder, _fingerprint(identity), identity)
-
-
-def prefix_tokens(image_encoder: Any, text_encoder: Any) -> tuple[int, int]:
-    """Leading summary tokens of the (image, text) sequences the encoders produce: a ViT's / BERT's
-    [CLS] with all tokens kept, 1 for a single cls/mean token, 0 for CNN maps and pooled patches."""
-    image_selection = getattr(image_encoder, "token_selection", "all")
-    if image_selection == "all":
-        image = int(getattr(image_encoder, "num_prefix_tokens", 0) or 0)
-    else:
-        image = 1 if image_selection in ("cls", "mean") else 0
-    tokenizer = getattr(text_encoder, "tokenizer", None)
-    text_selection = getattr(text_encoder, "token_selection", "all")
-    text = 1 if text_selection != "all" or getattr(tokenizer, "cls_token", None) is not None else 0
-    return image, text
+    return {
+        "mode": "finetune",
+        **finetune_identity(splits, image_encoder, text_encoder, options.freeze_layers),
+    }
 
 
 def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = True) -> TrainingData:
@@ -185,20 +197,17 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
     if options.mode == "finetune":
         from fusionzoo.encoders.live import LiveData
 
-        data: Any = LiveData(
+        return LiveData(
             inputs.splits,
             inputs.image_encoder,
             inputs.text_encoder,
             freeze_layers=options.freeze_layers,
             name=options.dataset,
+            fingerprint=inputs.fingerprint,
         )
-        data.fingerprint = inputs.fingerprint
-        data.image_prefix_tokens, data.text_prefix_tokens = prefix_tokens(
-            inputs.image_encoder, inputs.text_encoder
-        )
-        return data
     features = encode_features(inputs, console=console, progress=progress)
-    data = FeatureData(
+    image_prefix, text_prefix = prefix_tokens(inputs.image_encoder, inputs.text_encoder)
+    return FeatureData(
         features["train"],
         features["val"],
         features["test"],
@@ -206,11 +215,9 @@ def materialise(inputs: ResolvedInputs, console: Any = None, progress: bool = Tr
         classes=list(inputs.splits.classes),
         name=options.dataset,
         fingerprint=inputs.fingerprint,
+        image_prefix_tokens=image_prefix,
+        text_prefix_tokens=text_prefix,
     )
-    data.image_prefix_tokens, data.text_prefix_tokens = prefix_tokens(
-        inputs.image_encoder, inputs.text_encoder
-    )
-    return data
 
 
 def encode_features(
@@ -292,6 +299,7 @@ def cache_status(options: DataOptions) -> dict[str, Any]:
         inputs = resolve_inputs(options)
         splits = inputs.splits
         status["fingerprint"] = inputs.fingerprint
+        status["version"] = inputs.version
         status["dataset"] = (
             f"ready ({len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} test rows)"
         )

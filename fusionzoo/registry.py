@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fusionzoo.errors import InputError
+
 __all__ = [
     "KINDS",
     "REGISTRIES",
@@ -68,7 +70,7 @@ __all__ = [
 BUILTIN = "built-in"
 
 
-class RegistryError(ValueError):
+class RegistryError(InputError, ValueError):
     """A plugin name, spec string or hyperparameter is wrong; the message says what and how to fix it."""
 
 

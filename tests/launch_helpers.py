@@ -50,7 +50,7 @@ class RecordingDriver:
     on_progress: Any = None
 
     def progress(self, task: Any, event: dict[str, Any]) -> None:
-        self.events.setdefault(task.spec.run_id, []).append(event)
+        self.events.setdefault(task.key, []).append(event)
         if self.on_progress is not None:
             self.on_progress(task, event)
 
@@ -141,3 +141,50 @@ def cached_feature_data(root):
         features["train"], features["val"], features["test"], num_classes=splits.num_classes,
         classes=list(splits.classes), name="tiny", fingerprint="tiny-cache",
     )  # fmt: skip
+
+
+@dataclass
+class EchoRecord:
+    key: str
+    value: int
+    pid: int
+    status: str = "ok"
+    error: str = ""
+
+
+@dataclass
+class EchoTask:
+    """A task of a kind no launcher knows: ``value`` times its input, and the pid that computed it."""
+
+    value: int
+    input: str | None = "factor"
+    checkpoint_dir: Path | None = None
+    whole_gpu: bool = False
+    sleep: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"echo-{self.value}"
+
+    @property
+    def label(self) -> str:
+        return f"echo {self.value}"
+
+    def execute(self, context: Any) -> EchoRecord:
+        if context.progress is not None:
+            context.progress({"event": "echo", "value": self.value})
+        time.sleep(self.sleep)
+        factor = 1 if context.data is None else int(context.data)
+        return EchoRecord(self.key, self.value * factor, os.getpid())
+
+    def failed(self, error: str) -> EchoRecord:
+        return EchoRecord(self.key, 0, 0, "failed", error)
+
+    def discard(self) -> None:
+        pass
+
+    def absolute(self) -> EchoTask:
+        return self
+
+    def with_checkpoint(self, folder: Path | None) -> EchoTask:
+        return self

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from fusionzoo.bench.results import ResultsStore, config_id_of, run_id_of, write_table
 from fusionzoo.evaluation.inputs import record_shapes
 from fusionzoo.metrics.class_buckets import BUCKETS, class_buckets
+from fusionzoo.results.store import ResultsStore, config_id_of, run_id_of, write_table
 
 NUM_CLASSES = 6
 N_TEST = 120

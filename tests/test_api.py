@@ -67,7 +67,7 @@ def test_load_results_and_report(grid):
 
 def test_the_command_line_runs_the_same_experiment(grid):
     """The same values as flags: every run is reused (same identity), nothing is trained again."""
-    from fusionzoo.bench.cli import bench
+    from fusionzoo.cli.bench import bench
 
     root, results = grid
     args = ["--fusions", "concat_mlp,film", "--seeds", "0,1", "--no-unimodal", "--out", str(root / "runs"),
@@ -160,10 +160,10 @@ def test_a_config_object_is_a_preset():
 def test_option_tables_match_the_flags():
     """Each argument sets the config field of the flag of the same name (the two never drift)."""
     from fusionzoo.api.options import BENCH_OPTIONS, EVAL_OPTIONS, TUNE_OPTIONS
-    from fusionzoo.bench.cli import BENCH_FLAGS
-    from fusionzoo.cli_options import FLAGS
-    from fusionzoo.evaluation.cli import EVAL_FLAGS, EVAL_TABLE
-    from fusionzoo.tune.cli import EXPERIMENT_FLAGS, TUNE_FLAGS
+    from fusionzoo.cli.bench import BENCH_FLAGS
+    from fusionzoo.cli.eval import EVAL_FLAGS, EVAL_TABLE
+    from fusionzoo.cli.options import FLAGS
+    from fusionzoo.cli.tune import EXPERIMENT_FLAGS, TUNE_FLAGS
 
     renamed = {"with_unimodal": "unimodal", "with_probe": "probe"}
     for names, table, options in (

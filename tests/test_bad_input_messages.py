@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from fusionzoo import registry
-from fusionzoo.bench.cli import bench
 from fusionzoo.cli import main
+from fusionzoo.cli.bench import bench
 from fusionzoo.data.base import DataError
-from fusionzoo.datasets.base import load_dataset
+from fusionzoo.datasets import load_dataset
 
 
 def _bench(tmp_path, *args: str):
@@ -158,7 +158,7 @@ def test_bench_on_bad_image_fail_names_the_files_before_encoding(tmp_path, tiny_
 def test_every_damaged_table_of_the_runs_directory_is_named_when_it_is_opened(tmp_path, name):
     import pandas as pd
 
-    from fusionzoo.bench.results import ResultsSchemaError, ResultsStore, write_table
+    from fusionzoo.results.store import ResultsSchemaError, ResultsStore, write_table
 
     path = write_table(tmp_path / f"{name}.parquet", pd.DataFrame({"run_id": ["r0"], "value": [0.5]}))
     ResultsStore(tmp_path)  # readable: fine

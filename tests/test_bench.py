@@ -17,8 +17,15 @@ from click.testing import CliRunner
 from scipy import stats as sps
 from torch import nn
 
-from fusionzoo.bench.cli import bench
-from fusionzoo.bench.results import (
+from fusionzoo.bench.checks import validate_bench
+from fusionzoo.bench.runner import run_grid
+from fusionzoo.cli.bench import bench
+from fusionzoo.config import ConfigError, ExperimentConfig, load_config, preset_names
+from fusionzoo.experiment import Experiment
+from fusionzoo.interface import Fusion, FusionOutput
+from fusionzoo.registry import REGISTRIES, register_fusion
+from fusionzoo.results.stats import holm, mcnemar, paired_t_test, summarize, t_interval
+from fusionzoo.results.store import (
     IDENTITY,
     ResultsSchemaError,
     ResultsStore,
@@ -26,12 +33,6 @@ from fusionzoo.bench.results import (
     run_id_of,
     write_table,
 )
-from fusionzoo.bench.runner import run_grid
-from fusionzoo.bench.stats import holm, mcnemar, paired_t_test, summarize, t_interval
-from fusionzoo.config import ConfigError, ExperimentConfig, load_config, preset_names
-from fusionzoo.experiment import Experiment
-from fusionzoo.interface import Fusion, FusionOutput
-from fusionzoo.registry import REGISTRIES, register_fusion
 from fusionzoo.testing.token_features import synthetic_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,7 +314,7 @@ def test_no_config_is_the_packaged_quick_preset():
 @pytest.mark.parametrize("name", preset_names())
 def test_presets_load_and_name_registered_plugins(name):
     preset = load_config(name)
-    Experiment(preset).validate()
+    validate_bench(Experiment(preset))
     specs = build_grid(preset)
     assert specs
     if name.startswith("glami"):
@@ -392,7 +393,7 @@ def test_run_id_is_stable():
 def test_summarize_ranks_a_lower_is_better_metric_ascending():
     import pandas as pd
 
-    from fusionzoo.bench.stats import summarize
+    from fusionzoo.results.stats import summarize
 
     rows = [
         {"dataset": "d", "fusion": f, "head": "mlp", "config_id": f, "run_id": f"{f}{s}", "seed": s,

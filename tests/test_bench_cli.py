@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fusionzoo.bench.cli import bench
+from fusionzoo.cli.bench import bench
 
 # a 4-class embedded dataset (2 image keys × 2 text keys), 240 listings: generated and encoded once
 TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"]

@@ -10,8 +10,8 @@ import pandas as pd
 from click.testing import CliRunner
 from tune_helpers import record_training_threads
 
-from fusionzoo.bench.cli import bench
 from fusionzoo.bench.tuned import study_name
+from fusionzoo.cli.bench import bench
 from fusionzoo.experiment import canonical_spec
 
 TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"]

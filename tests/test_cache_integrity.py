@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusionzoo.data import load_dataset
-from fusionzoo.testing.glami_files import jpeg_bytes
+from fusionzoo.data.glami_files import jpeg_bytes
+from fusionzoo.datasets import load_dataset
 from fusionzoo.testing.tiny_encoders import encode_quietly
 from fusionzoo.testing.tiny_splits import splits_from_csv, write_tiny_glami
 

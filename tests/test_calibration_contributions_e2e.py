@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fusionzoo.bench.cli import bench
-from fusionzoo.bench.cross_dataset import chance_accuracy
-from fusionzoo.bench.results import CLASSES_FILE, ResultsStore, read_table
-from fusionzoo.evaluation.cli import eval_cmd
+from fusionzoo.cli.bench import bench
+from fusionzoo.cli.eval import eval_cmd
 from fusionzoo.evaluation.shapley import modality_shapley, shapley_summary
 from fusionzoo.evaluation.tables import EvalTables
+from fusionzoo.results.cross_dataset import chance_accuracy
+from fusionzoo.results.store import CLASSES_FILE, ResultsStore, read_table
 
 pytestmark = pytest.mark.slow  # benches and evaluates on the embedded dataset
 

@@ -157,7 +157,7 @@ def test_render_two_icon_meta_gives_deterministic_jpegs(tmp_path):
 def test_build_end_to_end_loads_with_fusionzoo_and_is_idempotent(tmp_path):
     from rich.console import Console
 
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
 
     meta, svgs = tiny_meta()
     tarball = mdi_tarball(tmp_path / "mdi.tgz", meta, svgs)

@@ -107,7 +107,7 @@ def test_render_draws_the_glyph_deterministically_on_white():
 
 # ------------------------------------------------------------------------------------------ build
 def test_build_loads_with_fusionzoo_is_idempotent_and_reproducible(tmp_path):
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
 
     paths = tarballs(tmp_path / "npm")
     out = tmp_path / "set" / "glami1m"

@@ -70,7 +70,7 @@ def test_real_encoders_load_through_fusionzoo_specs(monkeypatch):
     reason="set FUSIONZOO_CHECKSET to a built check set (benchmarks/checkset/build.py --out DIR)",
 )
 def test_real_check_set_is_intact_and_split_by_image():
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
 
     out = Path(CHECKSET)
     info = json.loads((out / build.BUILD_INFO).read_text())
@@ -136,7 +136,7 @@ def test_real_second_check_set_is_intact_multilingual_and_split_by_family():
     texts in the 13 GLAMI languages, and no symbol family on both sides of the split."""
     import pandas as pd
 
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
 
     out = Path(CHECKSET2)
     info = json.loads((out / build.BUILD_INFO).read_text())

@@ -1,4 +1,4 @@
-"""Cross-dataset statistics (fusionzoo.bench.cross_dataset / cross_estimates / cross_summary), checked
+"""Cross-dataset statistics (fusionzoo.results.cross_dataset / cross_estimates / cross_summary), checked
 against rliable's and baycomp's own functions and hand-worked cases."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import pytest
 from rliable import metrics as rly
 from scipy import stats as sps
 
-from fusionzoo.bench.cross_dataset import (
+from fusionzoo.results.cross_dataset import (
     CrossDatasetError,
     chance_accuracy,
     normalise_scores,
     prepare_runs,
     scores_from_results,
 )
-from fusionzoo.bench.cross_estimates import (
+from fusionzoo.results.cross_estimates import (
     _improvement,
     _iqm_and_mean,
     equivalence,
@@ -27,7 +27,7 @@ from fusionzoo.bench.cross_estimates import (
     interval_estimates,
     probability_of_improvement,
 )
-from fusionzoo.bench.cross_summary import COLUMNS, cross_dataset_summary
+from fusionzoo.results.cross_summary import COLUMNS, cross_dataset_summary
 
 
 def tidy(matrices: dict[str, np.ndarray], datasets: list[str] | None = None) -> pd.DataFrame:

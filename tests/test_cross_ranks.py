@@ -1,4 +1,4 @@
-"""Average ranks, Friedman test and critical difference (fusionzoo.bench.cross_ranks) against autorank,
+"""Average ranks, Friedman test and critical difference (fusionzoo.results.cross_ranks) against autorank,
 pandas and Demšar's table."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from fusionzoo.bench.cross_dataset import CrossDatasetError
-from fusionzoo.bench.cross_ranks import _without_autorank, cd_figure, critical_difference, rank_analysis
+from fusionzoo.results.cross_dataset import CrossDatasetError
+from fusionzoo.results.cross_ranks import _without_autorank, cd_figure, critical_difference, rank_analysis
 
 # Demšar (2006), Table 5(a): Nemenyi q_0.05 for k = 2..6 classifiers
 Q_005 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850}

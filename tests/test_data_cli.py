@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from fusionzoo.cli import main
-from fusionzoo.testing.glami_files import glami_rows, glami_zip, write_glami
+from fusionzoo.data.glami_files import glami_rows, glami_zip, write_glami
 from fusionzoo.testing.range_server import RangeServer
 
 
@@ -149,7 +149,7 @@ def test_real_subprocess(tmp_path):
 
 
 def test_info_on_a_csv_dataset(runner, tmp_path):
-    from fusionzoo.testing.glami_files import jpeg_bytes
+    from fusionzoo.data.glami_files import jpeg_bytes
 
     (tmp_path / "pics").mkdir()
     rows = []

@@ -7,9 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from fusionzoo.data import DataError, DataWarning, load_dataset
+from fusionzoo.data import DataError, DataWarning
 from fusionzoo.data.base import COLUMNS
-from fusionzoo.testing.glami_files import jpeg_bytes
+from fusionzoo.data.glami_files import jpeg_bytes
+from fusionzoo.datasets import load_dataset
 
 
 def make_csv(folder, n=40, *, name="train.csv", labels=("cat", "dog", "bird", "dog"), start=0, images=True):

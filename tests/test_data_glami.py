@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fusionzoo.data import DataError, DataWarning, load_dataset
+from fusionzoo.data import DataError, DataWarning
 from fusionzoo.data.base import COLUMNS
 from fusionzoo.data.glami import LABEL_MAP_FILE, load_glami
+from fusionzoo.data.glami_files import glami_rows, write_glami
 from fusionzoo.data.images import BadImageError, BadImageReport, ImageTextDataset, collate_items
-from fusionzoo.testing.glami_files import glami_rows, write_glami
+from fusionzoo.datasets import load_dataset
 
 
 @pytest.fixture

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from fusionzoo.data import load_dataset
 from fusionzoo.data.base import DataError
-from fusionzoo.registry import create
-from fusionzoo.testing.published_files import (
+from fusionzoo.data.published_files import (
     HF_KINDS,
     write_hf_disk,
     write_hf_imagefolder,
     write_hf_parquet,
 )
+from fusionzoo.datasets import load_dataset
+from fusionzoo.registry import create
 
 COLUMNS = {"text_column": "caption", "label_column": "kind"}
 
@@ -46,8 +46,8 @@ def test_a_saved_dataset_keeps_its_splits_classlabel_names_and_images(tmp_path):
 
 
 def test_identical_images_are_stored_once(tmp_path):
+    from fusionzoo.data.published_files import png_bytes
     from fusionzoo.datasets._hf_images import store_bytes
-    from fusionzoo.testing.published_files import png_bytes
 
     a = store_bytes(png_bytes((1, 2, 3)), tmp_path)
     assert store_bytes(png_bytes((1, 2, 3)), tmp_path) == a

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusionzoo.data import load_dataset
 from fusionzoo.data.base import DataError
+from fusionzoo.data.published_files import write_food101, write_hateful_memes, write_n24news
+from fusionzoo.datasets import load_dataset
 from fusionzoo.registry import create
-from fusionzoo.testing.published_files import write_food101, write_hateful_memes, write_n24news
 
 
 # ------------------------------------------------------------------------------------- raw_val

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusionzoo.data import DataError, load_dataset
+from fusionzoo.data import DataError
 from fusionzoo.data.base import COLUMNS
 from fusionzoo.data.glami import GLAMI_COLUMNS, GLAMI_GEOS, load_glami
 from fusionzoo.data.images import ImageTextDataset
-from fusionzoo.data.synth import PARAMS_FILE, SynthConfig, ensure_synth
+from fusionzoo.data.synth_files import PARAMS_FILE, SynthConfig, ensure_synth
+from fusionzoo.datasets import load_dataset
 
 SMALL = SynthConfig(size=240, image_size=32)
 
@@ -118,7 +119,7 @@ def test_class_needs_both_modalities(small_synth):
 
 def test_label_noise_only_on_unknown_rows(tmp_path):
     config = SynthConfig(size=400, image_size=16, noise_rate=1.0, unknown_fraction=0.5)
-    from fusionzoo.data.synth import build_listings
+    from fusionzoo.data.synth_files import build_listings
 
     _, listings = build_listings(config)
     noisy = listings[listings["noisy"]]
@@ -130,7 +131,7 @@ def test_label_noise_only_on_unknown_rows(tmp_path):
 
 
 def test_long_tail_is_configurable():
-    from fusionzoo.data.synth import build_listings
+    from fusionzoo.data.synth_files import build_listings
 
     _, steep = build_listings(SynthConfig(size=2000, image_size=16, zipf=1.2))
     _, flat = build_listings(SynthConfig(size=2000, image_size=16, zipf=0.0))

@@ -14,7 +14,6 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import file_download
 from rich.console import Console
 
-from fusionzoo.data import load_dataset
 from fusionzoo.data.download import (
     MARKER,
     ChecksumError,
@@ -24,7 +23,8 @@ from fusionzoo.data.download import (
     expected_md5,
     glami_url,
 )
-from fusionzoo.testing.glami_files import glami_rows, glami_zip, write_glami
+from fusionzoo.data.glami_files import glami_rows, glami_zip, write_glami
+from fusionzoo.datasets import load_dataset
 from fusionzoo.testing.range_server import RangeServer as Server
 
 HUB_FILE = "/datasets/glami/glami-1m/resolve/main/GLAMI-1M-dataset.zip"

@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from fusionzoo import registry
-from fusionzoo.bench.flops import forward_flops, train_step_flops
 from fusionzoo.evaluation.runner import measure_efficiency
+from fusionzoo.metrics._flops import forward_flops, train_step_flops
 from fusionzoo.metrics.base import ModelContext, metrics_of_kind
 from fusionzoo.metrics.peak_memory import LiveTensorBytes
 from fusionzoo.train.model import FusionModel
@@ -114,7 +114,7 @@ def test_live_tensor_bytes_tracks_the_high_water_mark():
 def test_peak_memory_counts_the_optimizer_step_and_its_state():
     """AdamW keeps two moments per parameter: the training-step peak is at least 2× the parameter bytes
     above forward + backward alone, and measuring leaves the weights as they were."""
-    from fusionzoo.bench.flops import training_loss
+    from fusionzoo.metrics._flops import training_loss
 
     m = model("concat_mlp:hidden_mult=4", "mlp")
     ctx = context(m, batch_size=2)

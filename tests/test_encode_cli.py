@@ -235,7 +235,7 @@ def test_encode_a_glami_format_dataset_with_local_encoders(tmp_path):
 def test_finetune_batches_on_the_glami_format_dataset(tmp_path):
     import torch
 
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
     from fusionzoo.encoders.image import create_image_encoder
     from fusionzoo.encoders.live import LiveData
     from fusionzoo.encoders.text import create_text_encoder

@@ -10,8 +10,8 @@ import pytest
 
 from fusionzoo.bench import estimate as estimate_module
 from fusionzoo.bench.estimate import Estimator, time_steps
-from fusionzoo.bench.results import ResultsStore
 from fusionzoo.experiment import RunSpec
+from fusionzoo.results.store import ResultsStore
 from fusionzoo.train.config import RunConfig
 
 SHAPES = {

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fusionzoo.bench.cli import bench
-from fusionzoo.bench.results import ResultsStore
-from fusionzoo.evaluation.cli import eval_cmd
+from fusionzoo.cli.bench import bench
+from fusionzoo.cli.eval import eval_cmd
 from fusionzoo.evaluation.tables import EvalTables
+from fusionzoo.results.store import ResultsStore
 
 pytestmark = pytest.mark.slow  # end to end: benches and evaluates on the embedded dataset
 

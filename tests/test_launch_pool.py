@@ -105,6 +105,7 @@ def test_a_killed_worker_is_retried_then_recorded_failed():
 
 def test_plan_keeps_threads_per_run_and_bounds_jobs(monkeypatch):
     monkeypatch.setattr("fusionzoo.launch.resources.usable_cores", lambda: 8)
+    monkeypatch.setattr("fusionzoo.launch.resources.busy_cpus", lambda window=0.3: 0.0)  # an idle machine
     monkeypatch.setattr("fusionzoo.launch.resources.visible_gpus", lambda: 0)
     assert plan_jobs(20).jobs == 8 and plan_jobs(20).threads == 1
     assert plan_jobs(3).jobs == 3  # never more workers than runs

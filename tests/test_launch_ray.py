@@ -117,8 +117,8 @@ def test_eval_on_two_nodes_equals_the_local_evaluation(cluster, reference):
     checkpoints read from shared storage or shipped inside the tasks, rows equal to one process's."""
     import shutil
 
-    from fusionzoo.bench.results import ResultsStore
     from fusionzoo.evaluation.tables import EvalTables
+    from fusionzoo.results.store import ResultsStore
 
     root, _ = reference
     copies = {name: root / f"eval-{name}" for name in ("local", "shared", "object")}

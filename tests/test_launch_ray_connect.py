@@ -61,7 +61,7 @@ def test_an_unreachable_cluster_is_named_at_once_before_any_data_work(command, t
 def test_eval_names_an_unreachable_cluster_before_any_data_work(tmp_path):
     import pandas as pd
 
-    from fusionzoo.bench.results import REQUIRED_COLUMNS, write_table
+    from fusionzoo.results.store import REQUIRED_COLUMNS, write_table
 
     (tmp_path / "runs").mkdir()
     write_table(tmp_path / "runs" / "results.parquet", pd.DataFrame(columns=list(REQUIRED_COLUMNS)))

@@ -11,9 +11,9 @@ import report_tables as rt
 from rich.console import Console
 
 from fusionzoo import registry
-from fusionzoo.bench.results import ResultsStore, config_id_of, run_id_of
-from fusionzoo.bench.stats import summarize
 from fusionzoo.report.base import ResultsView
+from fusionzoo.results.stats import summarize
+from fusionzoo.results.store import ResultsStore, config_id_of, run_id_of
 
 
 @pytest.fixture(scope="module")

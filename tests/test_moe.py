@@ -182,7 +182,7 @@ def test_flop_counter_counts_every_dispatch_as_documented(dispatch, out_dim):
     4), rows = E·capacity for padded (it computes the padding rows: the count says so)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from fusionzoo.bench.flops import grouped_mm_flop  # importing registers the grouped_mm formula
+    from fusionzoo.metrics._flops import grouped_mm_flop  # importing registers the grouped_mm formula
 
     assert grouped_mm_flop((6, 4), (3, 4, 5), out_shape=(6, 5)) == 2 * 6 * 4 * 5
     num_experts, in_dim, hidden, routed, top_k = 5, 8, 12, 9, 2

@@ -84,8 +84,8 @@ def test_the_protocol_example_moves_texts_between_exactly_the_chosen_samples(plu
 def test_one_bench_uses_the_dataset_metric_and_launcher_and_the_reporter_renders_it(
     plugin_files, tmp_path, monkeypatch
 ):
-    from fusionzoo.bench.results import ResultsStore
     from fusionzoo.report.base import ResultsView
+    from fusionzoo.results.store import ResultsStore
     from fusionzoo.testing.tiny_encoders import save_tiny_image_model, save_tiny_text_model
 
     for path in plugin_files.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fusionzoo.encoders.errors import WeightsUnavailableError
-from fusionzoo.prepare import DataOptions, build_encoders
+from fusionzoo.prepare import DataOptions, encoders_for
 from fusionzoo.testing.tiny_encoders import save_tiny_text_model
 
 
@@ -21,7 +21,7 @@ def test_no_pretrained_builds_a_hub_model_offline(tmp_path, tiny_text_dir, monke
         data_dir=str(tmp_path),
         encoders={"image": "timm:test_vit", "text": f"hf:{tiny_text_dir}", "pretrained": False},
     )
-    image, text = build_encoders(options, None)
+    image, text = encoders_for(options, None)
     assert image.out_dim > 0 and text.out_dim > 0
 
 
@@ -33,4 +33,4 @@ def test_pretrained_hub_weights_offline_is_a_clear_error(tmp_path, tiny_text_dir
         encoders={"image": "timm:test_vit", "text": f"hf:{tiny_text_dir}", "pretrained": True},
     )
     with pytest.raises(WeightsUnavailableError, match="--no-pretrained"):
-        build_encoders(options, None)
+        encoders_for(options, None)

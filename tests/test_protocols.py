@@ -12,8 +12,8 @@ from PIL import Image
 
 from fusionzoo import registry
 from fusionzoo.evaluation.runner import protocol_curve
-from fusionzoo.evaluation.summaries import relative_robustness
 from fusionzoo.protocols.base import generator_for
+from fusionzoo.robustness import relative_robustness
 from fusionzoo.testing.token_features import synthetic_features
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.trainer import Trainer
@@ -21,6 +21,8 @@ from fusionzoo.train.trainer import Trainer
 PROTOCOLS = registry.list_plugins("protocol")
 TOKEN_PROTOCOLS = [n for n in PROTOCOLS if registry.get_entry("protocol", n).obj.target == "tokens"]
 RAW_PROTOCOLS = [n for n in PROTOCOLS if registry.get_entry("protocol", n).obj.target == "raw"]
+# training protocols (ogm_ge, gblend) change gradients and losses, not batches: tests/test_imbalance.py
+DATA_PROTOCOLS = [n for n in PROTOCOLS if registry.get_entry("protocol", n).obj.target != "training"]
 EXPECTED = {
     "missing_image", "missing_text", "missing_both_random", "feature_noise", "text_token_drop",
     "text_shuffle", "image_corruption", "text_typos", "label_noise",
@@ -81,7 +83,7 @@ def test_every_protocol_of_the_issue_is_registered_with_one_file_each():
         assert entry.obj.__doc__ and len(entry.obj.__doc__) > 80, f"{name}: docstring with its definition"
 
 
-@pytest.mark.parametrize("name", PROTOCOLS)
+@pytest.mark.parametrize("name", DATA_PROTOCOLS)
 def test_level_zero_is_the_clean_input_exactly(name):
     protocol = make(name)
     batch = batch_for(name)
@@ -91,7 +93,7 @@ def test_level_zero_is_the_clean_input_exactly(name):
     assert 0.0 in protocol.levels()
 
 
-@pytest.mark.parametrize("name", PROTOCOLS)
+@pytest.mark.parametrize("name", DATA_PROTOCOLS)
 def test_deterministic_given_the_seed_and_changed_above_level_zero(name):
     protocol = make(name)
     level = max(protocol.levels())
@@ -313,7 +315,7 @@ def test_training_with_dropped_images_degrades_less_under_missing_image(trained)
 
 
 def test_train_time_label_noise_flips_train_and_val_once_and_never_test():
-    from fusionzoo.evaluation.train_time import expand_train_protocols, with_train_protocol
+    from fusionzoo.protocols._train_time import expand_train_protocols, with_train_protocol
 
     data = synthetic_features(300, 100, 100, seed=1)
     config = RunConfig(train_protocol="label_noise:mode=uniform@0.5", device="cpu")
@@ -340,7 +342,7 @@ def test_train_time_label_noise_flips_train_and_val_once_and_never_test():
 
 
 def test_train_time_token_protocol_perturbs_training_batches_only():
-    from fusionzoo.evaluation.train_time import with_train_protocol
+    from fusionzoo.protocols._train_time import with_train_protocol
 
     data = synthetic_features(64, 32, 32, seed=2)
     wrapped = with_train_protocol(RunConfig(train_protocol="missing_image@1", device="cpu"), data)
@@ -360,8 +362,8 @@ def test_label_noise_runs_take_buckets_and_class_weights_from_the_labels_they_tr
     """The trainer's head/medium/tail buckets and class weights come from the noisy training labels, as
     ``fusionzoo eval`` takes them, so the run's test metrics and its level-0 evaluation agree."""
     from fusionzoo.evaluation.tasks import test_metrics
-    from fusionzoo.evaluation.train_time import with_train_protocol
     from fusionzoo.metrics.class_buckets import class_buckets
+    from fusionzoo.protocols._train_time import with_train_protocol
     from fusionzoo.train.losses import class_weights_from_labels
 
     data = synthetic_features(240, 60, 90, seed=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fusionzoo.cli_options import config_from_flags
+from fusionzoo.cli.options import config_from_flags
 from fusionzoo.config import default_preset, load_config
 from fusionzoo.datasets.base import DatasetBackend, register_dataset
 from fusionzoo.registry import REGISTRIES

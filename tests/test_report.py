@@ -18,11 +18,11 @@ from scipy import stats as sps
 from sklearn.metrics import confusion_matrix, f1_score
 
 from fusionzoo import registry
-from fusionzoo.bench.results import ResultsStore, write_table
-from fusionzoo.bench.stats import holm, pairwise, summarize
 from fusionzoo.cli import main
 from fusionzoo.report.base import Figure, ResultsView, Section, Table, section_reporters
 from fusionzoo.report.html import render_page, render_sections
+from fusionzoo.results.stats import holm, pairwise, summarize
+from fusionzoo.results.store import ResultsStore, write_table
 
 BUILT_IN_SECTIONS = {
     "leaderboard_table",
@@ -683,8 +683,8 @@ def test_provenance_masks_every_url_password_and_records_the_cpu(tmp_path, monke
 
     import torch
 
-    from fusionzoo.bench.provenance import collect_provenance, cpu_model
     from fusionzoo.config import load_config
+    from fusionzoo.results.provenance import collect_provenance, cpu_model
 
     secret = "s3cret-pw"
     url = f"postgresql+psycopg2://bob:{secret}@db.example:5432/mlflow"

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fusionzoo.bench.cli import bench
 from fusionzoo.cli import main
+from fusionzoo.cli.bench import bench
 
 TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"]
 TINY_RUN = ["--epochs", "2", "--dim", "16", "--batch-size", "32", "--no-unimodal"]
@@ -73,6 +73,8 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
     )
     assert set(classes["bucket"]) <= {"head", "medium", "tail"}
     diagnostics = pd.read_parquet(out / "diagnostics.parquet")
+    assert set(diagnostics.loc[diagnostics["kind"] == "reliability", "run_id"]) == set(runs["run_id"])
+    diagnostics = diagnostics[diagnostics["kind"] != "reliability"]  # every run's reliability bins
     fluid = set(runs.loc[runs["fusion"].str.startswith("fluid"), "run_id"])
     assert set(diagnostics["run_id"]) == fluid  # concat_mlp + mlp returns no extras
     assert {"fusion.gate", "head.expert_counts"} <= set(diagnostics["name"])
@@ -100,11 +102,11 @@ def test_bench_report_flag_writes_the_report_and_the_tables_it_needs(benched):
     assert "Holm-adjusted over the comparisons with the best" in page and "p (Holm, all pairs)" in page
     assert "p (Holm, vs best)" in page and "cpu_capability" in page
     # the report's numbers are the evaluation's: R per configuration = the mean of the runs' rel_robust
-    from fusionzoo.bench.results import ResultsStore
     from fusionzoo.evaluation.views import run_extras
     from fusionzoo.report.base import ResultsView
     from fusionzoo.report.common import efficiency_by_config
     from fusionzoo.report.robustness import robustness_summary
+    from fusionzoo.results.store import ResultsStore
 
     view = ResultsView.of(ResultsStore(out))
     extras = pd.concat([view.ok[["config_id"]], run_extras(view.store, view.ok)], axis=1)

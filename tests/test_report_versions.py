@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from fusionzoo import registry
-from fusionzoo.bench.results import ResultsStore, config_id_of, read_table, run_id_of, write_table
-from fusionzoo.bench.versions import VersionError, data_versions, pick_versions
 from fusionzoo.cli import main
 from fusionzoo.report.base import ResultsView
+from fusionzoo.results.store import ResultsStore, config_id_of, read_table, run_id_of, write_table
+from fusionzoo.results.versions import VersionError, data_versions, pick_versions
 
 OLD = "fp-old-version-0123"
 

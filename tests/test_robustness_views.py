@@ -13,13 +13,13 @@ import report_tables as rt
 from rich.console import Console
 
 from fusionzoo import registry
-from fusionzoo.bench.results import write_table
 from fusionzoo.evaluation.session import print_summaries
 from fusionzoo.evaluation.tables import EvalTables
 from fusionzoo.evaluation.views import run_extras
 from fusionzoo.report.base import ResultsView
 from fusionzoo.report.leaderboard import with_evaluation_columns
 from fusionzoo.report.robustness import robustness_summary
+from fusionzoo.results.store import write_table
 
 IMAGE = "missing_image:imputation=mask"
 

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from fusionzoo.bench.cli import bench
 from fusionzoo.cli import main
+from fusionzoo.cli.bench import bench
 
 TINY_DATA = ["size=240", "n_colours=2", "n_shapes=1", "n_genders=1", "n_materials=2"]
 TINY_RUN = ["--epochs", "1", "--dim", "16", "--batch-size", "32", "--no-unimodal"]
@@ -336,7 +336,7 @@ def test_a_plugin_hash_covers_the_modules_it_builds_on(tmp_path, monkeypatch):
     import importlib
     import sys
 
-    from fusionzoo.bench.identity import plugin_hash
+    from fusionzoo.results.identity import plugin_hash
 
     package = tmp_path / "fz_codepkg"
     package.mkdir()
@@ -360,7 +360,7 @@ def test_a_plugin_hash_covers_the_modules_it_builds_on(tmp_path, monkeypatch):
             del sys.modules[name]
 
     from fusionzoo import registry
-    from fusionzoo.bench import identity
+    from fusionzoo.results import identity
 
     film = registry.get_entry("fusion", "film").obj
     assert plugin_hash(film) == plugin_hash(film)
@@ -373,9 +373,9 @@ def test_the_world_size_and_the_precision_are_part_of_a_run(monkeypatch):
     when a run is not reused, and a process that would train in another regime refuses the run."""
     import torch
 
-    from fusionzoo.bench.results import reuse_report
     from fusionzoo.experiment import RunSpec
     from fusionzoo.launch.base import RunTask, execute_run
+    from fusionzoo.results.store import reuse_report
     from fusionzoo.train.config import RunConfig
 
     run = RunConfig(fusion="concat_mlp", head="linear", dim=8, epochs=1, device="auto", amp="auto")

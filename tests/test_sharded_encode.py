@@ -91,3 +91,20 @@ def test_sharded_encode_equals_one_encode_and_resumes_interrupted_shards(tmp_pat
     assert ran_images == [r[0] for r in shard_ranges(images, 3, 8)[1:]]
     assert len([r for r in again.ran if r[1] == "text"]) == 3
     _same(whole["train"], parts["train"])
+
+
+def test_shards_as_tasks_of_the_warm_pool_equal_one_encode(tmp_path):
+    """``fusionzoo encode --jobs 2``: each shard a task of the process pool; the same features."""
+    from fusionzoo.encoders.sharded import LauncherShards
+    from fusionzoo.launch.pool import PoolLauncher
+
+    _, image, text = tiny_encoders(tmp_path)
+    splits = _shared_inputs(tmp_path)
+    whole, _ = _encode(splits, image, text, tmp_path / "whole", split_names=["train"])
+    notes: list[str] = []
+    runner = LauncherShards(PoolLauncher(jobs=2, device="cpu"), image, text, say=notes.append)
+    parts, log = _encode(
+        splits, image, text, tmp_path / "pool", encode_entry=ShardedEncoder(runner, 2), split_names=["train"]
+    )
+    assert "distinct images in 2 shard(s)" in log and any("2 run(s) at once" in n for n in notes)
+    _same(whole["train"], parts["train"])

@@ -11,7 +11,7 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from fusionzoo.bench.stats import holm, mcnemar, paired_t_test, summarize, t_interval
+from fusionzoo.results.stats import holm, mcnemar, paired_t_test, summarize, t_interval
 
 
 def _row(fusion, seed, value, status="ok", **extra):
@@ -191,7 +191,7 @@ def test_a_configuration_whose_runs_all_failed_is_never_best_and_has_no_rank():
 def test_two_data_versions_of_a_dataset_are_ranked_and_tested_apart():
     """Runs of one dataset on two data fingerprints were tested on different test sets: two leaderboards,
     each with its own best, and no test across them (pairwise too)."""
-    from fusionzoo.bench.stats import pairwise
+    from fusionzoo.results.stats import pairwise
 
     rows = []
     for version, values in (("old", (0.95, 0.96)), ("new", (0.80, 0.81))):

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusionzoo.evaluation.summaries import (
+from fusionzoo.metrics.base import CurveContext, column_direction
+from fusionzoo.registry import create
+from fusionzoo.robustness import (
     curve_table,
     effective_robustness,
     maxmin_normalise,
     pareto_front,
     relative_robustness,
 )
-from fusionzoo.metrics.base import CurveContext, column_direction
-from fusionzoo.registry import create
 
 LEVELS = [round(0.1 * i, 1) for i in range(11)]
 
@@ -149,7 +149,7 @@ def test_each_run_is_compared_with_the_reference_of_its_own_settings():
 
 
 def test_settings_key_separates_heads_dims_data_and_tuned_runs():
-    from fusionzoo.evaluation.summaries import TUNED_FIELDS, settings_key
+    from fusionzoo.robustness import TUNED_FIELDS, settings_key
     from fusionzoo.train.config import RunConfig
     from fusionzoo.tune.space import TRAIN_FIELD_OF
 

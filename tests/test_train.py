@@ -248,7 +248,11 @@ def test_final_evaluation_summarises_extras_without_changing_metrics(data):
     again, _ = evaluate(
         trainer.model, data, "test", buckets=trainer.buckets, batch_size=config.eval_batch_size
     )
-    assert again == result.metrics
+    calibrated = {k: result.metrics.pop(k) for k in ("ece_ts", "temperature")}  # train/calibration.py
+    assert again == result.metrics and calibrated["temperature"] > 0 and 0 <= calibrated["ece_ts"] <= 1
+    assert set(rows.loc[rows["kind"] == "reliability", "name"].str.split(":").str[0]) == {
+        "reliability", "reliability_ts"
+    }  # fmt: skip
 
 
 class NaNFusion(Fusion):

@@ -381,6 +381,26 @@ class ErrorRate(Metric):
 '''
 
 
+def test_the_latency_objective_is_the_registered_latency_metric(monkeypatch):
+    """One latency: the objective is ``latency_p50_ms`` of the registered ``latency`` metric (batch 1)."""
+    from fusionzoo.metrics.latency import Latency
+
+    seen = []
+
+    def fake(self, ctx):
+        seen.append((ctx.image_dim, ctx.num_classes))
+        return {"latency_p50_ms": 4.25, "latency_p95_ms": 9.0}
+
+    monkeypatch.setattr(Latency, "compute", fake)
+    settings = _settings(trials=2, objectives=["accuracy", "latency"], sampler="random")
+    storage = resolve_storage("memory")
+    data = tiny_data()
+    report = run_worker(settings, data=data, storage=storage)
+    study = optuna.load_study(study_name=report.study_name, storage=storage.storage)
+    assert [t.values[1] for t in study.trials] == [4.25, 4.25]
+    assert seen == [(data.image_dim, data.num_classes)] * 2
+
+
 def test_objective_choices_come_from_the_metric_registry(tmp_path):
     """A metric plugin file is a tuning objective: ``val_<its column>``, minimised for direction "min"."""
     from fusionzoo.registry import REGISTRIES

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from sklearn.model_selection import StratifiedGroupKFold
     from threadpoolctl import threadpool_limits
 
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
     from fusionzoo.encoders.cache import default_cache_dir, encode_splits
     from fusionzoo.encoders.defaults import build_encoders
     from fusionzoo.encoders.probe import pooled

@@ -50,7 +50,7 @@ def main() -> None:
     import torch
     from rich.console import Console
 
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
     from fusionzoo.encoders.cache import default_cache_dir, encode_splits
     from fusionzoo.encoders.defaults import build_encoders
     from fusionzoo.train.inputs import FeatureData

@@ -132,7 +132,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
     from fusionzoo.encoders.cache import default_cache_dir, encode_splits
     from fusionzoo.encoders.defaults import default_encoders
     from fusionzoo.io import human_bytes

@@ -37,7 +37,7 @@ def main() -> None:
     import torch
     from rich.console import Console
 
-    from fusionzoo.data import load_dataset
+    from fusionzoo.datasets import load_dataset
     from fusionzoo.encoders.cache import encode_splits
     from fusionzoo.encoders.defaults import default_encoders
 

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from fusionzoo.bench.flops import peak_matmul_flops, synthetic_batch, train_step_flops
+from fusionzoo.metrics._flops import peak_matmul_flops, synthetic_batch, train_step_flops
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.losses import LossComposer
 from fusionzoo.train.model import FusionModel

@@ -102,7 +102,7 @@ def photo_like_jpegs(folder: Path, count: int = 200) -> Path:
 
 def fluid_table1_flops_per_row() -> float:
     """Training FLOPs per row of FLUID as in the glami1m_table1 preset, at GLAMI-1M's token shapes."""
-    from fusionzoo.bench.flops import synthetic_batch, train_step_flops
+    from fusionzoo.metrics._flops import synthetic_batch, train_step_flops
     from fusionzoo.train.config import RunConfig
     from fusionzoo.train.model import FusionModel
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 def cache_bytes(runs: Path) -> int:
     """Bytes of the cache entries the runs of ``runs`` trained on (from the recorded inputs)."""
-    from fusionzoo.bench.results import ResultsStore
     from fusionzoo.evaluation.inputs import load_inputs
     from fusionzoo.prepare import materialise, resolve_inputs
+    from fusionzoo.results.store import ResultsStore
 
     store = ResultsStore(runs)
     total = 0

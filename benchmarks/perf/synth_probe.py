@@ -25,8 +25,8 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from fusionzoo.data import load_dataset
-from fusionzoo.data.synth import SynthConfig, ensure_synth
+from fusionzoo.data.synth_files import SynthConfig, ensure_synth
+from fusionzoo.datasets import load_dataset
 
 
 def image_features(paths: list[str]) -> np.ndarray:

@@ -14,7 +14,7 @@ import json
 
 import pandas as pd
 
-from fusionzoo.bench.results import ResultsStore
+from fusionzoo.results.store import ResultsStore
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from fusionzoo.bench.results import ResultsStore
 from fusionzoo.report.base import ResultsView
 from fusionzoo.report.browser import offline_page
 from fusionzoo.report.output import write_report
+from fusionzoo.results.store import ResultsStore
 
 WIDTH, MAX_HEIGHT = 900, 1300
 

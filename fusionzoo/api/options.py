@@ -70,6 +70,13 @@ BENCH_OPTIONS: dict[str, str] = {
     "protocols": "eval.protocols",
     "efficiency": "eval.efficiency",
     "ddp": "bench.ddp",
+    "datasets": "bench.datasets",
+    "split_seeds": "bench.split_seeds",
+    "train_fractions": "bench.train_fractions",
+    "batch_seeds": "bench.batch_seeds",
+    "distill_from": "bench.distill_from",
+    "distill_t": "train.distill_t",
+    "distill_alpha": "train.distill_alpha",
 }
 TUNE_OPTIONS: dict[str, str] = {
     **_DATA,

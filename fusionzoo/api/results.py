@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from fusionzoo.bench.results import RESULTS_FILE, ResultsStore
 from fusionzoo.config import ConfigError
+from fusionzoo.results.store import RESULTS_FILE, ResultsStore
 
 __all__ = ["LEADERBOARD_FIRST", "Results", "load_results"]
 

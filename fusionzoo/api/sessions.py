@@ -16,12 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from fusionzoo.api.results import Results
-from fusionzoo.bench.results import ResultsStore
 from fusionzoo.config import ConfigError, ExperimentConfig
+from fusionzoo.errors import FusionzooError, InputError
 from fusionzoo.experiment import Experiment
 from fusionzoo.registry import RegistryError
+from fusionzoo.results.store import ResultsStore
 
-__all__ = ["console", "prepare_bench", "prepare_eval", "run_bench", "run_eval"]
+__all__ = [
+    "console",
+    "open_store",
+    "prepare_bench",
+    "prepare_eval",
+    "run_bench",
+    "run_eval",
+    "validated_experiment",
+]
 
 
 def console(verbose: bool = True) -> Any:
@@ -37,15 +46,31 @@ def console(verbose: bool = True) -> Any:
     return out if out.is_terminal or out.is_jupyter else Console(highlight=False, width=160)
 
 
-def prepare_bench(config: ExperimentConfig) -> tuple[Experiment, ResultsStore]:
-    """The experiment of ``config``, validated, and its results store; raises ``ConfigError`` (a
-    ``RegistryError`` or a dataset's ``ValueError`` becomes one) or ``ResultsError``, before any data."""
+def validated_experiment(config: ExperimentConfig) -> Experiment:
+    """The experiment of ``config``, checked before any data (:func:`fusionzoo.bench.checks.validate_bench`);
+    a wrong value raises an ``InputError`` (a dataset's ``ValueError`` becomes a ``ConfigError``)."""
+    from fusionzoo.bench.checks import validate_bench
+
     experiment = Experiment(config)
     try:
-        experiment.validate()
-    except (RegistryError, ValueError) as exc:  # an unknown plugin, a dataset option or a DataError
-        raise exc if isinstance(exc, ConfigError) else ConfigError(str(exc)) from None
-    return experiment, ResultsStore(config.runs_dir())
+        validate_bench(experiment)
+    except InputError:
+        raise
+    except (FusionzooError, ValueError) as exc:  # a dataset option, a plugin refusing a hyperparameter
+        raise ConfigError(str(exc), param_hint=getattr(exc, "param_hint", None)) from exc
+    return experiment
+
+
+def open_store(experiment: Experiment) -> ResultsStore:
+    """The results store of ``experiment``'s runs directory (``ResultsError`` when it is unusable)."""
+    return ResultsStore(experiment.config.runs_dir())
+
+
+def prepare_bench(config: ExperimentConfig) -> tuple[Experiment, ResultsStore]:
+    """The experiment of ``config``, validated, and its results store; raises an ``InputError``
+    (``ConfigError``, ``RegistryError``, ``ResultsError``) before any data."""
+    experiment = validated_experiment(config)
+    return experiment, open_store(experiment)
 
 
 def run_bench(
@@ -93,9 +118,9 @@ def prepare_eval(config: ExperimentConfig, runs_dir: str | Path) -> ResultsStore
     """The results store of ``runs_dir`` to evaluate with ``config``'s ``[eval]`` protocols/efficiency;
     ``ConfigError`` when there is nothing to evaluate or the cluster does not answer, ``ResultsError``
     when ``runs_dir`` is not a bench's runs directory."""
-    from fusionzoo.bench.results import ResultsError
     from fusionzoo.evaluation.session import build_protocols
     from fusionzoo.launch.select import check_cluster
+    from fusionzoo.results.store import ResultsError
 
     if not config.eval.protocols and not config.eval.efficiency:
         raise ConfigError(
@@ -108,7 +133,7 @@ def prepare_eval(config: ExperimentConfig, runs_dir: str | Path) -> ResultsStore
     store = ResultsStore(Path(runs_dir))
     if not store.results_path.exists():
         raise ResultsError(f"{runs_dir} has no {store.results_path.name}: run fusionzoo bench first")
-    check_cluster(config.bench)
+    check_cluster(config)
     return store
 
 

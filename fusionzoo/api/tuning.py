@@ -93,7 +93,7 @@ def run_tune(config: ExperimentConfig, out: Any, *, runs_dir: str | Path | None 
     options = {"out": str(runs_dir or DEFAULT_RUNS_DIR), "data_factory": None, "worker_index": 0,
                "quiet": not verbose, "show_test": False, "export_path": None, "plots": False}  # fmt: skip
     settings = study_settings(out, config, options, ())
-    check_cluster(config.bench)
+    check_cluster(config)
     study, _ = run_study(out, settings, config, options)
     results = TuneResults(study, Path(options["out"]), settings, config)
     if export is not None:

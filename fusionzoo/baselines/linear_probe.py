@@ -33,6 +33,7 @@ import numpy as np
 from fusionzoo.baselines.probe_model import ProbeModel, save_probe
 from fusionzoo.metrics.base import column_direction, evaluate_predictions
 from fusionzoo.metrics.class_buckets import class_buckets
+from fusionzoo.registry import parse_spec
 
 __all__ = ["C_GRID", "FEATURES", "PROBE_HEAD", "PROBE_NAME", "pooled_views", "probe_run"]
 
@@ -61,7 +62,6 @@ def probe_run(config: Any, data: Any, checkpoint_dir: str | Path | None = None) 
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
-    from fusionzoo.registry import parse_spec
     from fusionzoo.train.evaluation import predict
     from fusionzoo.train.trainer import RunResult
 

@@ -47,7 +47,7 @@ def time_steps(config: Any, shapes: dict[str, int], threads: int = 1) -> tuple[f
     model at the data ``shapes``, timed on ``threads`` threads (module docstring)."""
     import torch
 
-    from fusionzoo.bench.flops import synthetic_batch, training_loss
+    from fusionzoo.metrics._flops import synthetic_batch, training_loss
     from fusionzoo.train.model import FusionModel
 
     before = torch.get_num_threads()
@@ -110,13 +110,13 @@ class Estimator:
         return Estimate(steps * step + rows * per_row, "timed steps")
 
     def _earlier(self, spec: Any) -> Estimate | None:
-        from fusionzoo.bench.results import FINISHED
+        from fusionzoo.results.store import FINISHED
 
         frame = self.frame
         if frame is None or not len(frame):
             return None
         same = frame[
-            (frame["dataset"] == spec.dataset)
+            (frame["dataset"] == spec.identity["dataset"])
             & (frame["fusion"] == spec.fusion)
             & (frame["head"] == spec.head)
             & frame["status"].isin(FINISHED)

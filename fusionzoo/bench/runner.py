@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.results import ResultsStore
+from fusionzoo.bench.seed_groups import group_seed_tasks, stacks_by_default
 from fusionzoo.launch.base import Launcher, RunRecord, RunTask, execute_run, result_row
+from fusionzoo.results.store import ResultsStore
 
 __all__ = ["GridOutcome", "execute_run", "result_row", "run_grid"]
 
@@ -39,8 +40,8 @@ class GridOutcome:
 class _RunProgress:
     """Adapts a run's progress events to a transient rich task."""
 
-    def __init__(self, progress: Any, spec: Any) -> None:
-        self.progress, self.spec = progress, spec
+    def __init__(self, progress: Any, label: str) -> None:
+        self.progress, self.label = progress, label
         self.task = None
         self.status = ""
 
@@ -49,13 +50,13 @@ class _RunProgress:
             return
         epochs, steps = int(event["epochs"]), max(1, int(event["steps"]))
         if self.task is None:
-            self.task = self.progress.add_task(f"  {self.spec.label}", total=epochs * steps, unit="steps")
+            self.task = self.progress.add_task(f"  {self.label}", total=epochs * steps, unit="steps")
         done = (int(event["epoch"]) - 1) * steps + int(event["step"]) if event["event"] != "start" else 0
         if event["event"] == "epoch":
             val = event.get("val", float("nan"))
             name = "acc" if event.get("metric") == "accuracy" else event.get("metric", "val")
             self.status = f" · epoch {event['epoch']}/{epochs} loss {event['loss']:.3f} val {name} {val:.3f}"
-        self.progress.update(self.task, completed=done, description=f"  {self.spec.label}{self.status}")
+        self.progress.update(self.task, completed=done, description=f"  {self.label}{self.status}")
 
     def close(self) -> None:
         if self.progress is not None and self.task is not None:
@@ -82,10 +83,15 @@ class _Driver:
     def progress(self, task: RunTask, event: dict[str, Any]) -> None:
         run_id = task.spec.run_id
         if run_id not in self.bars:
-            self.bars[run_id] = _RunProgress(self.rich, task.spec)
+            self.bars[run_id] = _RunProgress(self.rich, getattr(task, "label", task.spec.label))
         self.bars[run_id](event)
 
     def finished(self, record: RunRecord) -> None:
+        """Record ``record`` and the records of the seeds trained with it (``record.group``)."""
+        for one in [record, *record.group]:
+            self._finished(one)
+
+    def _finished(self, record: RunRecord) -> None:
         spec = record.spec
         bar = self.bars.pop(spec.run_id, None)
         if bar is not None:
@@ -137,9 +143,12 @@ def run_grid(
     console: Any = None,
     keep_checkpoints: bool = True,
     on_record: Callable[[RunRecord], None] | None = None,
+    batch_seeds: bool | None = None,
 ) -> GridOutcome:
     """Run every spec not yet finished in ``store``; see the module docstring. ``on_record(record)``
-    is called for each run right after it is recorded."""
+    is called for each run right after it is recorded. ``batch_seeds``: the unfinished seeds of one
+    configuration train as one stacked model where the launcher takes such groups
+    (:mod:`fusionzoo.bench.seed_groups`); ``None``: when they train on CUDA."""
     started = time.perf_counter()
     outcome = GridOutcome(specs=specs)
     finished = store.finished_ids()
@@ -151,6 +160,10 @@ def run_grid(
         driver.grid_task = progress.add_task("grid", total=len(todo))
     tasks = [RunTask(s, store.checkpoint_dir(s.run_id) if keep_checkpoints else None) for s in todo]
     launcher = launcher or registry.create("launcher", "local")
+    if batch_seeds is None:
+        batch_seeds = stacks_by_default(todo)
+    if batch_seeds and getattr(launcher, "batches_seeds", False):
+        tasks = group_seed_tasks(tasks)
     try:
         launcher.run(tasks, data_for, driver)
     finally:

@@ -25,11 +25,11 @@ import time
 from typing import Any
 
 from fusionzoo import registry
-from fusionzoo.bench.results import CLASSES_FILE, ResultsStore, read_table, reuse_report
 from fusionzoo.bench.runner import GridOutcome, run_grid
 from fusionzoo.evaluation.inputs import record_inputs
 from fusionzoo.experiment import Experiment
 from fusionzoo.report.base import ResultsView
+from fusionzoo.results.store import CLASSES_FILE, ResultsStore, read_table, reuse_report
 
 __all__ = ["dry_run", "eval_after_bench", "print_reuse", "run_bench"]
 
@@ -62,16 +62,18 @@ def _run_bench(
 ) -> GridOutcome:
     import torch
 
+    from fusionzoo.datasets.specs import DataKey, left_out
     from fusionzoo.launch.resources import torch_threads
 
     config = experiment.config
+    for line in left_out(config.suite.when_available):
+        console.print(f"[yellow]note[/yellow]: {line}")
     fingerprints = {}
-    for dataset in config.bench.datasets:
+    for dataset in experiment.data_keys():
         console.print(f"[bold]loading[/bold] {dataset} ({config.bench.mode} mode)")
-        fingerprints[dataset] = experiment.inputs(dataset).fingerprint
-        record_inputs(
-            store.dir, experiment.data_options(dataset), fingerprints[dataset]
-        )  # for fusionzoo eval
+        fingerprints[dataset] = experiment.inputs(dataset).version  # the data version of every variant
+        base = str(DataKey.parse(dataset).base())  # variants share the test split: eval rebuilds it
+        record_inputs(store.dir, experiment.data_options(base), fingerprints[dataset])  # for fusionzoo eval
     specs = experiment.grid(fingerprints)
     machine_threads = torch.get_num_threads()
 
@@ -92,6 +94,7 @@ def _run_bench(
         eval_after_bench(experiment, store, console, {s.run_id for s in specs})
     view = ResultsView.of(store, {s.run_id for s in specs}, config.metric)
     registry.create("reporter", "leaderboard").render(view, "terminal", console=console)
+    registry.create("reporter", "suite").render(view, "terminal", console=console, suite=config.suite)
     if chosen:
         from fusionzoo.bench.tuned import print_tuned
 
@@ -142,9 +145,10 @@ def _tune_and_train(
     finished = store.finished_ids()
     for dataset in dict.fromkeys(s.dataset for s in specs if s.run_id not in finished):
         console.print(f"[bold]preparing[/bold] {dataset} features")  # before the bars: encoding has its own
-        record_classes(store, dataset, prepare(dataset))
+        record_classes(store, dataset, prepare(dataset), fingerprints[dataset])
+    specs = with_teacher_logits(experiment, store, console, specs, prepare)
     progress = progress_bar(console, unit="runs")
-    launcher = launcher_for(config.bench, len([s for s in specs if s.run_id not in finished]))
+    launcher = launcher_for(config, len([s for s in specs if s.run_id not in finished]))
     with progress:
         outcome = run_grid(
             specs,
@@ -154,26 +158,57 @@ def _tune_and_train(
             progress=progress,
             console=progress.console,
             on_record=tracker.log_record if tracker is not None else None,
+            batch_seeds=config.bench.batch_seeds,
         )
     return specs, outcome, chosen
 
 
+def with_teacher_logits(
+    experiment: Experiment, store: ResultsStore, console: Any, specs: list[Any], prepare: Any
+) -> list[Any]:
+    """``--distill-from``: the students' specs pointed at their teacher's logits over the prepared
+    training tokens, computed once and cached in ``<runs dir>/teachers/`` (:mod:`fusionzoo.bench.distill`)."""
+    teacher = experiment.teacher()
+    finished = store.finished_ids()
+    todo = [s for s in specs if s.config.distill_teacher and s.run_id not in finished]
+    if teacher is None or not todo:
+        return specs
+    from fusionzoo.bench.distill import TeacherError, teacher_logits
+    from fusionzoo.config import ConfigError
+
+    device = "cuda" if experiment.config.bench.device.startswith("cuda") else "cpu"
+    paths = {}
+    for dataset in dict.fromkeys(s.dataset for s in todo):
+        try:
+            paths[dataset] = str(teacher_logits(teacher, prepare(dataset), store.dir, device).resolve())
+        except TeacherError as exc:
+            raise ConfigError(f"--distill-from / [bench] distill_from: {exc}") from None
+        console.print(
+            f"[bold]teacher[/bold] {teacher.label} from {teacher.runs_dir}: logits {paths[dataset]}"
+        )
+    return [
+        s.with_config(s.config.replace(distill_logits=paths[s.dataset])) if s in todo else s for s in specs
+    ]
+
+
 def record_provenance(store: ResultsStore, config: Any, inputs: dict[str, Any], specs: list[Any]) -> None:
-    """Write this invocation's provenance row (:mod:`fusionzoo.bench.provenance`)."""
-    from fusionzoo.bench.provenance import collect_provenance
+    """Write this invocation's provenance row (:mod:`fusionzoo.results.provenance`)."""
+    from fusionzoo.results.provenance import collect_provenance
 
     store.record_provenance(collect_provenance(config, inputs, [s.run_id for s in specs]))
 
 
-def record_classes(store: ResultsStore, dataset: str, data: Any) -> None:
-    """Write the classes of ``data`` (the labels the trainer uses) unless its fingerprint has them."""
+def record_classes(store: ResultsStore, dataset: str, data: Any, version: str | None = None) -> None:
+    """Write the classes of ``data`` (the labels the trainer uses) under its data version (its
+    fingerprint, or ``version``: the variants of a dataset share the test split) unless it has them."""
+    from fusionzoo.datasets.specs import DataKey
+
+    version = version or data.fingerprint
     classes = store.dir / CLASSES_FILE
-    if classes.exists() and data.fingerprint in set(
-        read_table(classes, ("data_fingerprint",))["data_fingerprint"]
-    ):
+    if classes.exists() and version in set(read_table(classes, ("data_fingerprint",))["data_fingerprint"]):
         return
     store.record_classes(
-        dataset, data.fingerprint, list(data.classes), data.labels("train"), data.labels("test")
+        DataKey.parse(dataset).spec, version, list(data.classes), data.labels("train"), data.labels("test")
     )
 
 
@@ -182,7 +217,7 @@ def open_tracker(config: Any, store: ResultsStore, console: Any) -> Any:
     if not config.bench.mlflow:
         return None
     from fusionzoo.bench.tracking import MlflowTracker
-    from fusionzoo.tune.storage import mask_url
+    from fusionzoo.endpoints import mask_url
 
     tracker = MlflowTracker(config.bench.mlflow, store.dir, config, console)
     console.print(f"[bold]mlflow[/bold]: logging runs to {mask_url(config.bench.mlflow)}")
@@ -214,7 +249,7 @@ def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
 
     config = experiment.config
     statuses = {}
-    for dataset in config.bench.datasets:
+    for dataset in experiment.data_keys():
         status = cache_status(experiment.data_options(dataset))
         statuses[dataset] = status
         console.print(f"[bold]{dataset}[/bold]: dataset {status['dataset']}")
@@ -222,7 +257,9 @@ def dry_run(experiment: Experiment, store: ResultsStore, console: Any) -> None:
             f"  features in {status['cache_dir']}: "
             + ", ".join(f"{k} {v}" for k, v in status["features"].items())
         )
-    specs = experiment.grid({d: s["fingerprint"] or "not-yet-known" for d, s in statuses.items()})
+    specs = experiment.grid(
+        {d: s.get("version") or s["fingerprint"] or "not-yet-known" for d, s in statuses.items()}
+    )
     print_reuse(console, specs, store)
     finished = store.finished_ids()
     estimator = Estimator(store, threads=config.bench.threads or 1)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fusionzoo.endpoints import unreachable
-from fusionzoo.tune.storage import mask_url
+from fusionzoo.endpoints import mask_url, unreachable
+from fusionzoo.errors import FusionzooError
 
 __all__ = ["MlflowTracker", "TrackingError", "check_server"]
 
@@ -36,7 +36,7 @@ HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RET
 IDENTITY_PARAMS = ("dataset", "fusion", "head", "seed", "config_id", "run_id", "data_fingerprint", "mode")
 
 
-class TrackingError(RuntimeError):
+class TrackingError(FusionzooError, RuntimeError):
     """MLflow is not installed or the tracking URI cannot be opened."""
 
 

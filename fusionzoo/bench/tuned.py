@@ -13,6 +13,10 @@ bench seeds and tested like any other run.
 - **Tuning seeds are not evaluation seeds:** trials train with seed ``10_000 + [tune] seed``
   (:func:`fusionzoo.tune.study.tuning_seed`); a grid whose ``[bench] seeds`` contain it is refused
   before any work, so no reported seed repeats the trial that won on its own luck.
+- **Tuning seeds vary with the split** (``--split-seeds``): each split seed ``s`` is a cell of its own
+  (its own study, on its own train/validation split), whose sampler seed is ``[tune] seed + s`` and
+  whose trials train with seed ``10_000 + [tune] seed + s``, so the spread over split seeds covers
+  the tuning's randomness too.
 - **One best-epoch rule:** every trial, tuned run and untuned run picks its best epoch on the
   ``[train]`` metric (``RunConfig.metric``); the ``[tune]`` metric (measured at that epoch) ranks the
   trials.
@@ -91,9 +95,16 @@ def tune_grid(
     """Run (or resume) one study of ``trials`` trials per trainable cell of ``specs``; the choices."""
     import optuna
 
+    from fusionzoo.datasets.specs import DataKey
     from fusionzoo.tune import TuneError
     from fusionzoo.tune.budget import budget_counts
-    from fusionzoo.tune.study import StudyMismatchError, best_trials, settings_from_config, trial_config
+    from fusionzoo.tune.study import (
+        StudyMismatchError,
+        best_trials,
+        settings_from_config,
+        trial_config,
+        tuning_seed,
+    )
     from fusionzoo.tune.worker import run_worker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -105,6 +116,10 @@ def tune_grid(
     for number, (dataset, fusion, head, train_protocol) in enumerate(cells, 1):
         settings = settings_from_config(config, runs_dir=tune_dir, fusion=fusion, head=head, dataset=dataset)
         base = dict(settings.base_config, train_protocol=train_protocol)
+        split_seed = DataKey.parse(dataset).split_seed
+        if split_seed is not None:  # tuning seeds vary with the split: sampler and trials both
+            settings = settings.replace(seed=settings.seed + split_seed)
+            base["seed"] = tuning_seed(config.tune.seed + split_seed)
         settings = settings.replace(
             space_overrides=spaces[(dataset, fusion, head, train_protocol)],
             trials=trials,

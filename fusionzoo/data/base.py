@@ -21,13 +21,15 @@ from typing import Any
 
 import pandas as pd
 
+from fusionzoo.errors import FusionzooError
+
 COLUMNS = ("item_id", "image_path", "text", "label", "geo", "label_source", "is_human")
 SPLITS = ("train", "val", "test")
 HUMAN_LABEL_SOURCES = frozenset({"admin", "quality-check", "custom-tag"})
 BAD_IMAGE_POLICIES = ("skip", "fail")
 
 
-class DataError(ValueError):
+class DataError(FusionzooError, ValueError):
     """Input data that cannot be loaded as asked; the message names the file/row and the fix."""
 
 

@@ -1,4 +1,4 @@
-"""The renderers of the embedded synthetic dataset (:mod:`fusionzoo.data.synth`): the listing photo
+"""The renderers of the embedded synthetic dataset (:mod:`fusionzoo.data.synth_files`): the listing photo
 (a garment silhouette in a colour family, with a nuisance pattern) and the listing text (gender and
 material words in the listing's language, a brand), plus their vocabularies.
 
@@ -128,7 +128,7 @@ def render_text(
     rng: np.random.Generator,
 ) -> tuple[str, str | None]:
     """``(name, description)`` of a listing; ``gender=None`` → uninformative text. ``config``: the
-    :class:`~fusionzoo.data.synth.SynthConfig` (its ``empty_description`` rate)."""
+    :class:`~fusionzoo.data.synth_files.SynthConfig` (its ``empty_description`` rate)."""
     words = LEXICON[geo]
     fillers = list(words["filler"])
     rng.shuffle(fillers)

@@ -32,9 +32,9 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from fusionzoo.data.base import DataError, DatasetSplits
-from fusionzoo.registry import REGISTRIES
+from fusionzoo.registry import REGISTRIES, RegistryError
 
-__all__ = ["COMMON_OPTIONS", "DatasetBackend", "load_dataset", "register_dataset"]
+__all__ = ["COMMON_OPTIONS", "DatasetBackend", "load_dataset", "loader_option_names", "register_dataset"]
 
 COMMON_OPTIONS = (
     "data_dir",
@@ -182,11 +182,24 @@ def _typed(dataset: str, name: str, value: Any, annotation: Any) -> Any:
 
 
 def load_dataset(name: str = "synth", **options: Any) -> DatasetSplits:
-    """Load dataset ``name`` (any registered backend) with ``options``; see each backend's ``load``."""
-    from fusionzoo.registry import RegistryError
+    """Load a registered dataset by name as train/val/test frames.
 
+    Common options: ``data_dir``, ``limit``/``per_class_cap`` (train subsampling keeping the class
+    distribution; val and test are scaled by the same ratio), ``label_source`` (``all`` | ``human``),
+    ``geos``, ``val_fraction`` and ``seed`` (stratified validation carve-out), ``on_bad_image``
+    (``skip`` | ``fail``); the backend's own options are listed by ``fusionzoo list datasets`` and
+    :func:`loader_option_names` (an unknown one is an error naming the valid ones). An option given as
+    ``None`` keeps its default. The data dir is ``data_dir``, else ``$FUSIONZOO_DATA``, else the user
+    cache dir.
+    """
     try:
         backend = REGISTRIES["dataset"].create(name)
     except RegistryError as exc:
         raise DataError(str(exc)) from None
+    options = {k: v for k, v in options.items() if v is not None or k == "data_dir"}
     return backend.load(**backend.check_options(options))
+
+
+def loader_option_names(name: str) -> list[str]:
+    """The backend-specific keyword options ``load_dataset(name, ...)`` accepts."""
+    return REGISTRIES["dataset"].get(name).obj.option_names()

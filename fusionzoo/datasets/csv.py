@@ -38,7 +38,7 @@ class CsvDataset(DatasetBackend):
         check_images: bool = True,
         **common: Any,
     ) -> DatasetSplits:
-        from fusionzoo.data.csv import load_csv
+        from fusionzoo.data.csv_files import load_csv
 
         return load_csv(
             csv,
@@ -60,7 +60,7 @@ class CsvDataset(DatasetBackend):
         """``mine.csv`` (30 rows: file, caption, kind of 3 classes) and one JPEG per row in ``pics/``."""
         import pandas as pd
 
-        from fusionzoo.testing.glami_files import jpeg_bytes
+        from fusionzoo.data.glami_files import jpeg_bytes
 
         folder = Path(folder)
         (folder / "pics").mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,6 @@ class Food101Dataset(ReleaseBackend):
 
     def example(self, folder: Path) -> dict[str, Any]:
         """``food101/`` with 3 classes, 30 train and 12 test recipes, one JPEG each."""
-        from fusionzoo.testing.published_files import write_food101
+        from fusionzoo.data.published_files import write_food101
 
         return {"root": str(write_food101(Path(folder) / "food101")), "data_dir": str(folder)}

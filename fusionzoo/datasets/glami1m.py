@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fusionzoo.data.base import DatasetSplits
+from fusionzoo.data.base import DataError, DatasetSplits
 from fusionzoo.datasets.base import DatasetBackend, register_dataset
 
 
@@ -45,15 +45,14 @@ class Glami1mDataset(DatasetBackend):
         )
 
     def example(self, folder: Path) -> dict[str, Any]:
-        """24 train + 8 test rows of 3 classes in the official layout (``fusionzoo.testing.glami_files``)."""
-        from fusionzoo.testing.glami_files import glami_rows, write_glami
+        """24 train + 8 test rows of 3 classes in the official layout (``fusionzoo.data.glami_files``)."""
+        from fusionzoo.data.glami_files import glami_rows, write_glami
 
         root = Path(folder) / "glami"
         write_glami(root, glami_rows(24), glami_rows(8, split="test", start=100))
         return {"root": str(root), "data_dir": str(folder)}
 
     def status(self, **options: Any) -> str:
-        from fusionzoo.data.base import DataError
         from fusionzoo.data.glami import find_dataset_dir
         from fusionzoo.data.paths import glami_dir, resolve_data_dir
 

@@ -125,6 +125,6 @@ class HatefulMemesDataset(ReleaseBackend):
 
     def example(self, folder: Path) -> dict[str, Any]:
         """``hateful_memes/`` with 24 train, 8 per dev and 10 per test rows, one PNG per meme in ``img/``."""
-        from fusionzoo.testing.published_files import write_hateful_memes
+        from fusionzoo.data.published_files import write_hateful_memes
 
         return {"root": str(write_hateful_memes(Path(folder) / "hateful_memes")), "data_dir": str(folder)}

@@ -271,7 +271,7 @@ class HfDataset(DatasetBackend):
     def example(self, folder: Path) -> dict[str, Any]:
         """A saved dataset (``save_to_disk``) of 24 train, 6 validation and 9 test rows: PNG bytes in an
         ``Image`` feature, a ``caption`` column and a ``ClassLabel`` ``kind`` with 3 names."""
-        from fusionzoo.testing.published_files import write_hf_disk
+        from fusionzoo.data.published_files import write_hf_disk
 
         return {
             "path": str(write_hf_disk(Path(folder) / "hf-disk")),

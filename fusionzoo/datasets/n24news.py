@@ -126,6 +126,6 @@ class N24NewsDataset(ReleaseBackend):
 
     def example(self, folder: Path) -> dict[str, Any]:
         """``n24news/`` with 4 sections, 32 train, 8 dev and 12 test articles, one JPEG each."""
-        from fusionzoo.testing.published_files import write_n24news
+        from fusionzoo.data.published_files import write_n24news
 
         return {"root": str(write_n24news(Path(folder) / "n24news")), "data_dir": str(folder)}

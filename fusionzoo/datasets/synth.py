@@ -13,9 +13,9 @@ from fusionzoo.datasets.base import DatasetBackend, register_dataset
 @register_dataset
 class SynthDataset(DatasetBackend):
     """The embedded GLAMI-1M-format dataset: images carry colour and shape, texts gender, material and
-    brand, so each modality holds half of the label (fusionzoo/data/synth.py has the generator).
+    brand, so each modality holds half of the label (fusionzoo/data/synth_files.py has the generator).
 
-    Options: the fields of :class:`fusionzoo.data.synth.SynthConfig` (``size``, ``image_size``,
+    Options: the fields of :class:`fusionzoo.data.synth_files.SynthConfig` (``size``, ``image_size``,
     ``zipf``, ...; ``synth_seed`` for its ``seed``), ``out`` (generate into this folder), and the
     GLAMI loader's ``text_fields``/``text_separator``/``check_images``.
     """
@@ -36,7 +36,7 @@ class SynthDataset(DatasetBackend):
         check_images: bool = True,
         **options: Any,
     ) -> DatasetSplits:
-        from fusionzoo.data.synth import load_synth
+        from fusionzoo.data.synth_files import load_synth
 
         config, common = self._split_options(options, synth_seed)
         return load_synth(
@@ -55,7 +55,7 @@ class SynthDataset(DatasetBackend):
 
     @classmethod
     def option_names(cls) -> list[str]:
-        from fusionzoo.data.synth import SynthConfig
+        from fusionzoo.data.synth_files import SynthConfig
 
         names = {f for f in SynthConfig.__dataclass_fields__ if f != "seed"}
         return sorted(set(super().option_names()) | names)
@@ -64,14 +64,14 @@ class SynthDataset(DatasetBackend):
     def option_types(cls) -> dict[str, Any]:
         import typing
 
-        from fusionzoo.data.synth import SynthConfig
+        from fusionzoo.data.synth_files import SynthConfig
 
         hints = typing.get_type_hints(SynthConfig)
         return {**super().option_types(), **{n: t for n, t in hints.items() if n != "seed"}}
 
     @staticmethod
     def _split_options(options: dict[str, Any], synth_seed: int | None) -> tuple[Any, dict[str, Any]]:
-        from fusionzoo.data.synth import SynthConfig
+        from fusionzoo.data.synth_files import SynthConfig
 
         fields = {f for f in SynthConfig.__dataclass_fields__ if f != "seed"}
         generator = {k: options.pop(k) for k in list(options) if k in fields}
@@ -90,7 +90,7 @@ class SynthDataset(DatasetBackend):
         return None
 
     def status(self, **options: Any) -> str:
-        from fusionzoo.data.synth import default_out, is_current
+        from fusionzoo.data.synth_files import default_out, is_current
 
         data_dir = options.pop("data_dir", None)
         out = options.pop("out", None)

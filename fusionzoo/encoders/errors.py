@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fusionzoo.errors import FusionzooError
 
-class EncoderError(RuntimeError):
+
+class EncoderError(FusionzooError, RuntimeError):
     """An encoder spec, model or tokenizer that cannot be used as asked."""
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureDataset", "FeatureSplit", "collate_features"]
+__all__ = ["FeatureDataset", "FeatureSplit", "collate_features", "prefix_tokens"]
 
 
 @dataclass
@@ -282,3 +282,17 @@ def _pread_into(fd: int, buffer: memoryview, offset: int) -> None:
         if got <= 0:
             raise OSError(f"unexpected end of feature file (fd {fd}) at byte {offset + done}")
         done += got
+
+
+def prefix_tokens(image_encoder: Any, text_encoder: Any) -> tuple[int, int]:
+    """Leading summary tokens of the (image, text) sequences the encoders produce: a ViT's / BERT's
+    [CLS] with all tokens kept, 1 for a single cls/mean token, 0 for CNN maps and pooled patches."""
+    image_selection = getattr(image_encoder, "token_selection", "all")
+    if image_selection == "all":
+        image = int(getattr(image_encoder, "num_prefix_tokens", 0) or 0)
+    else:
+        image = 1 if image_selection in ("cls", "mean") else 0
+    tokenizer = getattr(text_encoder, "tokenizer", None)
+    text_selection = getattr(text_encoder, "token_selection", "all")
+    text = 1 if text_selection != "all" or getattr(tokenizer, "cls_token", None) is not None else 0
+    return image, text

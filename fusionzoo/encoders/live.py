@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fusionzoo.encoders.errors import EncoderError
+from fusionzoo.encoders.features import prefix_tokens
 from fusionzoo.encoders.image import ImageEncoder
 from fusionzoo.encoders.rows import image_text_dataset
 from fusionzoo.encoders.text import TextEncoder, tokenize_texts
@@ -186,6 +187,7 @@ class LiveData:
         augment: bool = False,
         name: str | None = None,
         threads: int = 4,
+        fingerprint: str | None = None,
     ) -> None:
         import hashlib
         import json
@@ -225,9 +227,11 @@ class LiveData:
         identity = finetune_identity(
             splits, image_encoder, text_encoder, freeze_layers, freeze_text_layers, augment
         )
-        self.fingerprint = hashlib.sha256(
-            json.dumps(identity, sort_keys=True, default=str).encode()
-        ).hexdigest()[:16]
+        self.fingerprint = (
+            fingerprint
+            or hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        )
+        self.image_prefix_tokens, self.text_prefix_tokens = prefix_tokens(image_encoder, text_encoder)
         self._pool: Any = None
         self._threads = threads
 

@@ -14,9 +14,11 @@ manifest, one rename). Because shards start at chunk boundaries and batches neve
 the batches are those of an unsharded encode: the features are the same.
 
 *Where* the shards run is a ``run_shards(jobs) -> iterator of results`` callable: :func:`run_here`
-(this process, one after the other; tests) or the Ray launcher's (:mod:`fusionzoo.launch.ray_encode`).
-A shard job whose worker cannot write to the driver's folder (no shared storage) returns its files and
-the driver writes them (:func:`store_shard_files`).
+(this process, one after the other; tests) or :class:`LauncherShards`, which hands each shard as a
+:class:`ShardTask` to any launcher of the ``[run]`` settings (the warm process pool for ``--jobs N``,
+Ray, submitit), the encoders travelling once per worker as the tasks' input. A shard whose worker
+cannot write to the driver's folder (no shared storage) has its files sent back, and the launcher
+writes them into the shard's folder.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import io
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,9 @@ from fusionzoo.encoders.cache_format import FILES, FORMAT_VERSION, read_journal,
 from fusionzoo.encoders.cache_plan import distinct_images, distinct_texts, kept_after_images
 
 __all__ = [
+    "LauncherShards",
     "ShardJob",
+    "ShardTask",
     "ShardResult",
     "ShardedEncoder",
     "concatenate_shards",
@@ -85,6 +89,99 @@ class ShardResult:
     job: ShardJob
     log: str = ""
     files: dict[str, bytes] | None = None  # set when the worker could not write to the shard folder
+    status: str = "ok"  # "failed": the worker died (error says why); its complete chunks are kept
+    error: str = ""
+
+
+@dataclass
+class ShardTask:
+    """One shard as a launcher task: encode ``job`` into ``checkpoint_dir`` (the shard's folder) with
+    the encoder pair the task's input names. An interrupted shard keeps its complete chunks (the rerun
+    resumes them), so :meth:`discard` removes nothing."""
+
+    job: ShardJob
+    input: str  # the key of the (image encoder, text encoder) pair in the driver's inputs
+    checkpoint_dir: Path | None = None
+    whole_gpu: bool = True  # one GPU per shard on a GPU cluster
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_dir is None:
+            self.checkpoint_dir = Path(self.job.folder)
+
+    @property
+    def key(self) -> str:
+        return f"{self.job.label}:{self.job.phase}:{self.job.start}-{self.job.stop}"
+
+    @property
+    def label(self) -> str:
+        return f"encode {self.job.label} {self.job.phase}s {self.job.start}-{self.job.stop}"
+
+    def required_files(self) -> list[str]:
+        """A few of the shard's images: every node must read them at the same path (they do not travel)."""
+        frame = self.job.frame
+        return (
+            [str(p) for p in frame["image_path"].head(3)]
+            if frame is not None and "image_path" in frame
+            else []
+        )
+
+    def execute(self, context: Any) -> ShardResult:
+        import torch
+
+        image, text = context.data
+        device = context.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return encode_shard(self.job, image, text, folder=self.checkpoint_dir, device=device)
+
+    def failed(self, error: str) -> ShardResult:
+        return ShardResult(self.job, status="failed", error=error)
+
+    def discard(self) -> None:
+        """Nothing: the complete chunks of an interrupted shard are kept for the rerun."""
+
+    def absolute(self) -> ShardTask:
+        folder = Path(self.job.folder).resolve()
+        return replace(self, job=replace(self.job, folder=str(folder)), checkpoint_dir=folder)
+
+    def with_checkpoint(self, folder: Path | None) -> ShardTask:
+        return replace(self, checkpoint_dir=folder)
+
+
+class LauncherShards:
+    """The ``run_shards`` of a :class:`ShardedEncoder` on a launcher (``--jobs N``, ``--launcher ray``):
+    each shard a :class:`ShardTask`; ``encoders`` (image, text) travel once per worker process."""
+
+    def __init__(
+        self, launcher: Any, image_encoder: Any, text_encoder: Any, say: Callable[[str], None] | None = None
+    ) -> None:
+        self.launcher = launcher
+        self.encoders = (image_encoder, text_encoder)
+        self.key = f"encoders:{id(self)}"
+        self.say = say or (lambda message: None)
+
+    def __call__(self, jobs: Iterable[ShardJob]) -> Iterator[ShardResult]:
+        results: list[ShardResult] = []
+        self.each(list(jobs), results.append)
+        yield from results
+
+    def each(self, jobs: list[ShardJob], handle: Callable[[ShardResult], None]) -> None:
+        """Run ``jobs`` and call ``handle`` with each result as its shard ends."""
+        tasks = [ShardTask(job, self.key) for job in jobs]
+        self.launcher.run(tasks, lambda key: self.encoders, _ShardDriver(handle, self.say))
+
+
+class _ShardDriver:
+    """Hands each finished shard to the encoder, and the launcher's lines to the console."""
+
+    def __init__(self, handle: Callable[[ShardResult], None], say: Callable[[str], None]) -> None:
+        self.handle, self.note = handle, say
+
+    def progress(self, task: Any, event: dict[str, Any]) -> None:
+        pass
+
+    def finished(self, record: ShardResult) -> None:
+        self.handle(record)
 
 
 def _items(job: ShardJob) -> int:
@@ -296,14 +393,28 @@ class ShardedEncoder:
         task = writer.progress.add_task(
             f"{phase}s {label} (shards)", total=items, completed=items - sum(map(_items, todo))
         )
-        for result in self.run_shards(todo) if todo else ():
+        errors: list[str] = []
+
+        def handle(result: ShardResult) -> None:
+            if result.status == "failed":
+                errors.append(f"{result.job.phase}s {result.job.start}..{result.job.stop}: {result.error}")
+                return
             store_shard_files(result)
             self.ran.append((label, phase, result.job.start, result.job.stop))
             for line in result.log.splitlines():
                 if "resuming" in line:
                     writer.console.print(line)
             writer.progress.advance(task, _items(result.job))
+
+        if todo and hasattr(self.run_shards, "each"):  # a launcher: each result as its shard ends
+            self.run_shards.each(todo, handle)
+        else:
+            for result in self.run_shards(todo) if todo else ():
+                handle(result)
         missing = [f for a, b, f in folders if not shard_done(f, b - a, key)]
         if missing:
-            raise RuntimeError(f"{label}: shard(s) {', '.join(f.name for f in missing)} did not finish")
+            raise RuntimeError(
+                f"{label}: shard(s) {', '.join(f.name for f in missing)} did not finish"
+                + (f" ({'; '.join(errors)})" if errors else "")
+            )
         return [(start, folder) for start, _, folder in folders]

@@ -32,7 +32,7 @@ import torch
 
 from fusionzoo import registry
 from fusionzoo.evaluation.tables import EvalTables, efficiency_key_of
-from fusionzoo.evaluation.tasks import PerturbedTest, row_fingerprint, test_metrics
+from fusionzoo.evaluation.tasks import EvalSpec, PerturbedTest, row_fingerprint, test_metrics
 from fusionzoo.launch.base import RunTask
 from fusionzoo.protocols.base import Protocol
 
@@ -250,8 +250,6 @@ def _tasks(
 
     Per run: one task on the clean features (every token protocol, every level 0), and one task per
     raw protocol and level > 0 (on that level's re-encoded test split)."""
-    from fusionzoo.evaluation.tasks import EvalSpec
-
     tasks: list[RunTask] = []
     sources: dict[str, tuple[_Group, Protocol | None, float]] = {}
     for fingerprint, items in work.items():

@@ -75,7 +75,7 @@ def run_eval(
 
         if distributed_world() > 1:  # bench --eval under torchrun: each rank in-process, as before
             return registry.create("launcher", "local")
-        return launcher_for(config.bench, tasks)
+        return launcher_for(config, tasks)
 
     outcome = evaluate_runs(
         store,
@@ -133,9 +133,9 @@ def print_summaries(
     from rich.markup import escape
     from rich.table import Table
 
-    from fusionzoo.bench.versions import pick_versions, versions_note
     from fusionzoo.evaluation.tables import EvalTables
     from fusionzoo.evaluation.views import robustness_summary
+    from fusionzoo.results.versions import pick_versions, versions_note
 
     runs = store.load()
     if run_ids is not None and len(runs):

@@ -10,7 +10,7 @@ the modalities of S present:
     v({txt})      = ``missing_image`` at level 1 (every test sample loses its image)
     v(∅)          = the chance level of the dataset (``chance``; for accuracy the majority-class rate
                     of the test split, the best prediction without inputs:
-                    :func:`fusionzoo.bench.cross_dataset.chance_accuracy`), or, with ``both=NAME``,
+                    :func:`fusionzoo.results.cross_dataset.chance_accuracy`), or, with ``both=NAME``,
                     the level-1 score of a protocol that removes both modalities. No built-in
                     protocol does: ``missing_both_random`` at level 1 removes exactly one per sample
                     (half the image, half the text), so it is not v(∅).
@@ -36,6 +36,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from fusionzoo.errors import FusionzooError
 from fusionzoo.metrics.base import column_direction
 
 __all__ = ["ShapleyError", "modality_shapley", "shapley_summary"]
@@ -44,7 +45,7 @@ IDENTITY = ("run_id", "config_id", "dataset", "fusion", "head", "seed", "train_p
 GROUP = ("dataset", "fusion", "head", "config_id", "train_protocol")
 
 
-class ShapleyError(ValueError):
+class ShapleyError(FusionzooError, ValueError):
     """Rows that cannot give modality contributions; the message names what is missing."""
 
 
@@ -122,7 +123,7 @@ def _chance(chance: float | Mapping[str, float] | None, run: pd.Series) -> float
         if "chance" not in run.index:
             raise ShapleyError(
                 "v(∅) needs the chance level: chance=<value> or {dataset: value} (for accuracy: the "
-                "majority-class rate, fusionzoo.bench.cross_dataset.chance_accuracy) or a 'chance' column"
+                "majority-class rate, fusionzoo.results.cross_dataset.chance_accuracy) or a 'chance' column"
             )
         return float(run["chance"])
     if isinstance(chance, Mapping):

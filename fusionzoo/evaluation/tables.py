@@ -10,7 +10,7 @@
                         the last ``fusionzoo eval`` (``[eval] reference``), read by every summary (eval's
                         printout, the leaderboard, the report) so all use one reference
 
-Written like the runs table (:mod:`fusionzoo.bench.results`): atomically (temp file + rename) under the
+Written like the runs table (:mod:`fusionzoo.results.store`): atomically (temp file + rename) under the
 runs directory's lock, with the same schema-version metadata; a row is written only when its work is
 complete, so an evaluation killed at any moment leaves complete rows only and a rerun does the rest.
 """
@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from fusionzoo.bench.results import EFFICIENCY_FILE, ROBUSTNESS_FILE, ResultsStore, _table_bytes, read_table
 from fusionzoo.io import atomic_write, disk_errors, file_lock
+from fusionzoo.results.store import EFFICIENCY_FILE, ROBUSTNESS_FILE, ResultsStore, _table_bytes, read_table
 
 __all__ = [
     "EFFICIENCY_FILE",
@@ -100,7 +100,7 @@ class EvalTables:
 
     def reference(self) -> str:
         """The reference fusion of effective robustness: the one the last ``fusionzoo eval`` used."""
-        from fusionzoo.evaluation.summaries import REFERENCE_FUSION
+        from fusionzoo.robustness import REFERENCE_FUSION
 
         try:
             return str(json.loads(self.settings_path.read_text())["reference"])

@@ -1,10 +1,10 @@
 """One evaluation task: a run's checkpoint predicting one variant of its test split under protocols.
 
 ``fusionzoo eval`` cuts its work into :class:`EvalSpec` tasks and hands them to a launcher (the local
-one, the ``--jobs N`` process pool, Ray ...) exactly like the bench's training runs: a launcher calls
-:func:`fusionzoo.launch.base.execute_run`, which runs :func:`execute_eval` for a task of kind
-``"eval"`` and returns its :class:`~fusionzoo.launch.base.RunRecord` whose ``tables["robustness"]``
-holds the rows; the driver (:mod:`fusionzoo.evaluation.runner`) writes them.
+one, the ``--jobs N`` process pool, Ray ...) exactly like the bench's training runs: the task
+(:class:`~fusionzoo.launch.base.RunTask`) calls :meth:`EvalSpec.execute`, which runs :func:`execute_eval`
+and returns its :class:`~fusionzoo.launch.base.RunRecord` whose ``tables["robustness"]`` holds the
+rows; the driver (:mod:`fusionzoo.evaluation.runner`) writes them.
 
 A task's data (``spec.dataset``, a key the driver's ``data_for`` resolves) is either the run's clean
 features — for every token protocol and every level 0 — or, for a raw protocol at a level > 0, the
@@ -120,6 +120,10 @@ class EvalSpec:
 
         return dataclasses.replace(self, checkpoint_files=folder_files(Path(self.checkpoint)))
 
+    def execute(self, data: Any, checkpoint_dir: Any, progress: Any = None) -> Any:
+        """What this spec's task runs (:class:`~fusionzoo.launch.base.RunTask`): :func:`execute_eval`."""
+        return execute_eval(self, data, progress)
+
 
 _FITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # data -> {canonical: fitted protocol}
 
@@ -184,11 +188,11 @@ def execute_eval(spec: EvalSpec, data: Any, progress: Callable[[dict[str, Any]],
     """Evaluate ``spec`` on ``data``; the record's ``tables["robustness"]`` holds one row per level.
 
     The token protocols are fitted on ``data``'s training split (a raw variant's train split is the
-    clean one). Exceptions propagate: :func:`fusionzoo.launch.base.execute_run` records them.
+    clean one). Exceptions propagate: the task (:class:`~fusionzoo.launch.base.RunTask`) records them.
     """
-    from fusionzoo.evaluation.train_time import with_train_protocol
     from fusionzoo.launch.base import RunRecord
     from fusionzoo.metrics.class_buckets import class_buckets
+    from fusionzoo.protocols._train_time import with_train_protocol
 
     started = time.perf_counter()
     device = torch.device(spec.device)

@@ -3,6 +3,8 @@
 :func:`run_extras` returns, for the rows of a runs table, the columns a reporter can show or rank by:
 
 - ``train_protocol`` (from the run's config; ``""`` for clean training);
+- ``distill_teacher`` (from the run's config: the teacher's ``<config_id>:seeds=…``; ``""`` when the run
+  was not distilled);
 - ``rel_robust_<label>`` / ``eff_robust_<label>`` per protocol (the registered ``relative_robustness``
   and ``effective_robustness`` metrics of the run's curve of the *robustness metric*
   (:func:`robustness_metric`: the ranking metric when it is a test prediction column, else
@@ -18,7 +20,7 @@ the table-normalised scores; :func:`pareto_table` marks the accuracy-vs-cost Par
 
 Every summary — ``fusionzoo eval``'s printout, the terminal leaderboard, the HTML report — gets its
 per-run R and ER from :func:`run_curves`, computed over the **whole runs directory** (each run against
-its own reference configuration, :mod:`fusionzoo.evaluation.summaries`) with the reference the last
+its own reference configuration, :mod:`fusionzoo.robustness`) with the reference the last
 ``fusionzoo eval`` recorded (:meth:`~fusionzoo.evaluation.tables.EvalTables.reference`), so a run's
 numbers do not depend on which other runs a view shows.
 """
@@ -32,8 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusionzoo.evaluation.summaries import curve_table, maxmin_normalise, pareto_front, settings_key
 from fusionzoo.evaluation.tables import EvalTables, efficiency_key_of
+from fusionzoo.robustness import curve_table, maxmin_normalise, pareto_front, settings_key
 
 __all__ = [
     "EFFICIENCY_COLUMNS",
@@ -80,6 +82,10 @@ def _train_protocol(config_json: Any) -> str:
     return str(_config(config_json).get("train_protocol", "") or "")
 
 
+def _distill_teacher(config_json: Any) -> str:
+    return str(_config(config_json).get("distill_teacher", "") or "")
+
+
 def robustness_metric(metric: str, columns: Any) -> str:
     """The column robustness curves, R and ER are computed on: ``metric`` (the ranking metric, ``test_``
     prefixed when bare) when the robustness rows have it, else ``test_accuracy``."""
@@ -103,7 +109,7 @@ def _identity(config: dict[str, Any]) -> str:
 
 
 def reference_settings(store: Any, runs: pd.DataFrame) -> dict[str, str]:
-    """``{run_id: settings key}`` of ``runs`` (:func:`~fusionzoo.evaluation.summaries.settings_key`): what
+    """``{run_id: settings key}`` of ``runs`` (:func:`~fusionzoo.robustness.settings_key`): what
     a run's ER reference must share with it; a run ``bench --tune-trials`` trained is marked tuned."""
     from fusionzoo.train.config import RunConfig
 
@@ -157,6 +163,7 @@ def run_extras(
     if not len(runs):
         return extras
     extras["train_protocol"] = runs["config"].map(_train_protocol) if "config" in runs else ""
+    extras["distill_teacher"] = runs["config"].map(_distill_teacher) if "config" in runs else ""
     curves = _curves(store, runs, reference, metric)
     if len(curves):
         extras.attrs.update(

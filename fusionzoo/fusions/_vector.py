@@ -15,10 +15,12 @@ class VectorFusion(Fusion):
 
     Subclasses implement ``fuse(v, t, has_image, has_text) -> Tensor (B, D)`` or
     ``-> (Tensor, aux_losses, extras)``. ``has_image``/``has_text`` are ``(B,)`` bool: False where the
-    whole modality is masked (its pooled vector is then zeros).
+    whole modality is masked (its pooled vector is then zeros). The pooled vectors are the per-modality
+    branches (``modality_branches``): they are returned as ``FusionOutput.modality_features``.
     """
 
     kind = "vector"
+    modality_branches = True
 
     def __init__(self, dim: int, pool: str = "mean") -> None:
         super().__init__(dim)
@@ -38,4 +40,10 @@ class VectorFusion(Fusion):
         has_text = any_real(text_mask, text.shape[0], text.device)
         result = self.fuse(v, t, has_image, has_text)
         fused, aux, extras = result if isinstance(result, tuple) else (result, {}, {})
-        return FusionOutput(tokens=fused.unsqueeze(1), mask=None, aux_losses=aux, extras=extras)
+        return FusionOutput(
+            tokens=fused.unsqueeze(1),
+            mask=None,
+            aux_losses=aux,
+            extras=extras,
+            modality_features={"image": v, "text": t},
+        )

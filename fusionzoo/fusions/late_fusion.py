@@ -48,6 +48,7 @@ class LateFusion(Fusion):
         "decision-level: per-modality branch → head per modality, logits/probs mean or learned weights"
     )
     kind = "token"
+    modality_branches = True  # modality_features: the two branch outputs u_img, u_txt
 
     def __init__(
         self,
@@ -76,21 +77,30 @@ class LateFusion(Fusion):
         self, image: Tensor, text: Tensor, image_mask: Tensor | None = None, text_mask: Tensor | None = None
     ) -> FusionOutput:
         batch = image.shape[0]
-        tokens = torch.stack(
-            [
-                self.image_branch(pool_tokens(image, image_mask, self.pool)),
-                self.text_branch(pool_tokens(text, text_mask, self.pool)),
-            ],
-            dim=1,
-        )
+        branches = {
+            "image": self.image_branch(pool_tokens(image, image_mask, self.pool)),
+            "text": self.text_branch(pool_tokens(text, text_mask, self.pool)),
+        }
+        tokens = torch.stack([branches["image"], branches["text"]], dim=1)
         mask = torch.stack(
             [any_real(image_mask, batch, image.device), any_real(text_mask, batch, text.device)], dim=1
         )
         if self.combine == "learned":
             weights = self.modality_logits.softmax(0).expand(batch, 2)
             extras = {"decision_weights": weights.detach()}
-            return FusionOutput(tokens, mask, extras=extras, decisions="logits", decision_weights=weights)
-        return FusionOutput(tokens, mask, decisions="probs" if self.combine == "probs" else "logits")
+            return FusionOutput(
+                tokens,
+                mask,
+                extras=extras,
+                decisions="logits",
+                decision_weights=weights,
+                modality_features=branches,
+            )
+        decisions = "probs" if self.combine == "probs" else "logits"
+        return FusionOutput(tokens, mask, decisions=decisions, modality_features=branches)
+
+    def branch_parameters(self, modality: str) -> list[nn.Parameter]:
+        return list((self.image_branch if modality == "image" else self.text_branch).parameters())
 
     @classmethod
     def search_space_distributions(cls) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fusionzoo.launch.base import Driver, Launcher, RunTask, execute_run, register_launcher
+from fusionzoo.launch.base import Driver, Launcher, as_records, execute_run, register_launcher
 
 __all__ = ["DDPLauncher", "launch_bench"]
 
@@ -34,7 +34,7 @@ class DDPLauncher(Launcher):
     def __init__(self, device: str = "auto") -> None:
         self.device = device
 
-    def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
+    def run(self, tasks: list[Any], inputs_for: Callable[[str], Any], driver: Driver) -> None:
         import torch.distributed as dist
 
         from fusionzoo.train import distributed
@@ -42,11 +42,12 @@ class DDPLauncher(Launcher):
         group = distributed.init_from_env(self.device)
         if group is None:  # one process: nothing to share
             for task in tasks:
-                driver.finished(execute_run(task, data_for(task.spec.dataset)))
+                for record in as_records(execute_run(task, _input(task, inputs_for))):
+                    driver.finished(record)
             return
-        order = [[t.spec.run_id for t in tasks]] if group.main else [None]
+        order = [[t.key for t in tasks]] if group.main else [None]
         dist.broadcast_object_list(order, src=0)  # rank 0's view of what is left decides
-        by_id = {t.spec.run_id: t for t in tasks}
+        by_id = {t.key: t for t in tasks}
         missing = [r for r in order[0] if r not in by_id]
         if missing:
             raise RuntimeError(
@@ -54,12 +55,17 @@ class DDPLauncher(Launcher):
             )
         for run_id in order[0]:
             task = by_id[run_id]
-            mine = task if group.main else RunTask(task.spec, None)  # only rank 0 touches the checkpoint
+            mine = task if group.main else task.with_checkpoint(None)  # only rank 0 writes the checkpoint
             progress = (lambda event, t=task: driver.progress(t, event)) if group.main else None
-            record = execute_run(mine, data_for(task.spec.dataset), progress=progress)
+            records = as_records(execute_run(mine, _input(task, inputs_for), progress=progress))
             if group.main:
-                driver.finished(record)
+                for record in records:
+                    driver.finished(record)
         dist.barrier()
+
+
+def _input(task: Any, inputs_for: Callable[[str], Any]) -> Any:
+    return inputs_for(task.input) if task.input is not None else None
 
 
 def _rank_entry(config: dict[str, Any], name: str, plugins: list[str]) -> dict[str, int]:
@@ -67,10 +73,10 @@ def _rank_entry(config: dict[str, Any], name: str, plugins: list[str]) -> dict[s
     from rich.console import Console
 
     from fusionzoo import registry
-    from fusionzoo.bench.results import ResultsStore
     from fusionzoo.bench.session import run_bench
     from fusionzoo.config import ExperimentConfig
     from fusionzoo.experiment import Experiment
+    from fusionzoo.results.store import ResultsStore
     from fusionzoo.train import distributed
 
     for target in plugins:

@@ -1,13 +1,14 @@
-"""``ray``: every training run is a Ray task on a cluster (``fusionzoo bench --launcher ray``).
+"""``ray``: every task is a Ray task on a cluster (``--launcher ray`` of bench, eval, tune and encode).
 
-The driver (this process) keeps the results table, resume and failure isolation exactly as with the
-local launcher: it submits one task per run with declared resources (``num_cpus = threads``;
-``num_gpus``: 1 for a finetune run, ``gpu_fraction`` of a GPU for a frozen-mode run, when the cluster
-has GPUs), collects each record with ``ray.wait`` as it finishes and records it itself. A task whose
-worker or node dies is retried by Ray (``max_retries``, default 2); when the retries are spent, the run
-is recorded ``failed`` naming the cause. A record reaches the driver once per task, so a retried run is
-never recorded twice. Ctrl-C cancels the tasks in flight (their workers are killed) and records nothing
-of them; if the driver dies, Ray kills the tasks it owns.
+The driver (this process) keeps the results tables, resume and failure isolation exactly as with the
+local launcher: it submits one plain function per task, :func:`run_task`, the way Ray's docs show
+(``ray.remote(run_task).options(num_cpus=threads, num_gpus=...)``; ``num_gpus``: 1 for a task that
+wants a whole GPU — a finetune run, an encode shard — and ``gpu_fraction`` of one otherwise, when the
+cluster has GPUs), collects each record with ``ray.wait`` as it finishes and records it itself. A task
+whose worker or node dies is retried by Ray (``max_retries``, default 2); when the retries are spent,
+the task is recorded with ``task.failed(...)`` naming the cause. A record reaches the driver once per
+task, so a retried task is never recorded twice. Ctrl-C cancels the tasks in flight (their workers
+are killed) and records nothing of them; if the driver dies, Ray kills the tasks it owns.
 
 Features and checkpoints reach the workers in one of two ways, chosen by a probe task on every node
 (``features="auto"``) and said in the output:
@@ -28,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import signal
 import socket
 import tempfile
@@ -39,17 +39,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fusionzoo.errors import FusionzooError
 from fusionzoo.launch.base import (
     Driver,
     Launcher,
-    RunRecord,
-    RunTask,
-    execute_run,
+    TaskContext,
+    as_records,
+    idle,
+    inputs_of,
     register_launcher,
-    result_row,
 )
 
-__all__ = ["RayConnectError", "RayLauncher", "check_address", "connect", "probe_nodes", "require_ray"]
+__all__ = [
+    "RayConnectError",
+    "RayLauncher",
+    "check_address",
+    "cluster_slots",
+    "connect",
+    "probe_nodes",
+    "require_ray",
+]
 
 EVENT_INTERVAL = 1.0  # seconds between forwarded step events of one run (epoch events always go)
 
@@ -64,7 +73,7 @@ def require_ray() -> Any:
     return ray
 
 
-class RayConnectError(RuntimeError):
+class RayConnectError(FusionzooError, RuntimeError):
     """The Ray cluster address is malformed, or no Ray cluster answers there."""
 
 
@@ -203,6 +212,15 @@ def _probe(files: list[str]) -> dict[str, Any]:
     }
 
 
+def cluster_slots(threads: int = 1) -> int:
+    """Tasks the connected cluster runs at once: one per GPU, else one per ``threads`` CPUs."""
+    ray = require_ray()
+    resources = ray.cluster_resources()
+    if resources.get("GPU", 0) >= 1:
+        return int(resources["GPU"])
+    return max(1, int(resources.get("CPU", 1)) // max(1, threads))
+
+
 def probe_nodes(files: list[str]) -> list[dict[str, Any]]:
     """What every alive node sees of ``files`` (sha256 or None), its host and fusionzoo version."""
     ray = require_ray()
@@ -247,9 +265,11 @@ class _Events:
 
 
 def run_task(
-    task: RunTask, handle: Any, threads: int, plugins: list[str], queue: Any, ship: bool
-) -> tuple[RunRecord, dict[str, bytes] | None]:
-    """One run inside a Ray task: ``(record, checkpoint files when shipped back to the driver)``."""
+    task: Any, handle: Any, threads: int, plugins: list[str], queue: Any, ship: bool
+) -> tuple[list[Any], dict[str, bytes] | None]:
+    """One task inside a Ray task: ``(its records, the files of its folder when shipped back)``."""
+    import ray
+
     from fusionzoo import registry
     from fusionzoo.launch.pool import limit_threads
     from fusionzoo.launch.transport import folder_files, open_data
@@ -259,22 +279,23 @@ def run_task(
         if target not in _PLUGINS_LOADED:
             registry.load_plugin(target)
             _PLUGINS_LOADED.add(target)
-    data = open_data(handle)
-    events = _Events(queue, task.spec.run_id) if queue is not None else None
+    data = open_data(handle) if handle is not None else None
+    events = _Events(queue, task.key) if queue is not None else None
+    context = TaskContext(data, events, "cuda" if ray.get_gpu_ids() else "cpu")
     if not ship or task.checkpoint_dir is None:
-        return execute_run(task, data, progress=events), None
-    with tempfile.TemporaryDirectory(prefix="fusionzoo-ckpt-") as tmp:
-        record = execute_run(RunTask(task.spec, Path(tmp) / "checkpoint"), data, progress=events)
-        folder = Path(tmp) / "checkpoint"
-        files = folder_files(folder) if record.status != "failed" and folder.is_dir() else None
-    return record, files
+        return as_records(task.execute(context)), None
+    with tempfile.TemporaryDirectory(prefix="fusionzoo-task-") as tmp:
+        folder = Path(tmp) / "output"
+        records = as_records(task.with_checkpoint(folder).execute(context))
+        ok = all(getattr(r, "status", "ok") != "failed" for r in records)
+        files = folder_files(folder) if ok and folder.is_dir() else None
+    return records, files
 
 
 # ---------------------------------------------------------------------------------------- driver side
-def _failed(task: RunTask, exc: BaseException) -> RunRecord:
+def _cause(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) or exc
-    first = f"{type(cause).__name__}: {cause}".splitlines()[0][:300]
-    return RunRecord(task.spec, result_row(task.spec, None, error=f"Ray task failed ({first})"))
+    return f"{type(cause).__name__}: {cause}".splitlines()[0][:300]
 
 
 @register_launcher
@@ -310,12 +331,26 @@ class RayLauncher(Launcher):
         self.transport = ""  # "shared storage" | "object store", after run()
 
     # ------------------------------------------------------------------------------------- setup
-    def _gpus_for(self, task: RunTask, cluster_gpus: float) -> float:
+    def _gpus_for(self, task: Any, cluster_gpus: float) -> float:
         if not cluster_gpus or self.device not in ("auto", "cuda") and not self.device.startswith("cuda"):
             return 0.0
-        return 1.0 if task.spec.config.mode == "finetune" else self.gpu_fraction
+        return 1.0 if task.whole_gpu else self.gpu_fraction
 
-    def _choose_transport(self, datas: dict[str, Any], tasks: list[RunTask]) -> tuple[bool, str]:
+    def _check_required(self, tasks: list[Any]) -> None:
+        """Files a task reads by path and that cannot travel (an encode shard's images) must be
+        readable on every node: else a ``RuntimeError`` naming them and the blind nodes."""
+        required = list(dict.fromkeys(f for t in tasks for f in getattr(t, "required_files", list)()))
+        if not required:
+            return
+        sample = required[:: max(1, len(required) // 8)][:8]
+        blind = sorted({a["host"] for a in probe_nodes(sample) if None in a["files"].values()})
+        if blind:
+            raise RuntimeError(
+                f"the tasks' input files (e.g. {sample[0]}) are not readable on node(s) {', '.join(blind)}: "
+                "put them on storage every node mounts at the same path"
+            )
+
+    def _choose_transport(self, datas: dict[str, Any], tasks: list[Any]) -> tuple[bool, str]:
         """(shared storage?, the line that says how features and checkpoints travel)."""
         from fusionzoo.launch.transport import data_handle
 
@@ -325,8 +360,9 @@ class RayLauncher(Launcher):
         for data in datas.values():
             handle = data_handle(data)
             files += [str(p / "manifest.json") for p in getattr(handle, "paths", lambda: [])()]
-        for task in tasks:  # inputs a task reads (an evaluation task's checkpoint)
-            files += list(getattr(task.spec, "input_files", list)())
+        for task in tasks:  # inputs a task reads (an evaluation task's checkpoint, a shard's images)
+            files += list(getattr(task, "input_files", list)())
+        self._check_required(tasks)
         roots = {Path(t.checkpoint_dir).parent for t in tasks if t.checkpoint_dir is not None}
         tokens = []
         for root in roots:
@@ -348,14 +384,14 @@ class RayLauncher(Launcher):
         if len(versions) > 1:
             raise RuntimeError(f"the Ray nodes run different fusionzoo versions: {', '.join(versions)}")
         if shared:
-            return True, f"from the shared cache and runs directories (seen by all {len(answers)} node(s))"
+            return True, f"from the shared cache and runs directories (shared by all {len(answers)} node(s))"
         return False, (
             f"through Ray's object store: not every node ({', '.join(hosts)}) sees the cache or runs "
             "directory"
         )
 
     # --------------------------------------------------------------------------------------- run
-    def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
+    def run(self, tasks: list[Any], inputs_for: Callable[[str], Any], driver: Driver) -> None:
         if not tasks:
             return
         ray = require_ray()
@@ -365,31 +401,26 @@ class RayLauncher(Launcher):
         from fusionzoo.launch.pool import local_plugin_targets
         from fusionzoo.launch.transport import data_handle, write_folder
 
-        # workers run in other folders (other machines): checkpoint paths travel absolute
-        given = {t.spec.run_id: t.checkpoint_dir for t in tasks}
-        tasks = [
-            RunTask(t.spec, Path(t.checkpoint_dir).resolve() if t.checkpoint_dir else None) for t in tasks
-        ]
+        # workers run in other folders (other machines): paths travel absolute
+        given = {t.key: t.checkpoint_dir for t in tasks}
+        tasks = [t.absolute() for t in tasks]
         started_here = connect(self.address)
         note = getattr(driver, "note", None) or (lambda message: None)
-        refs: dict[Any, RunTask] = {}
+        refs: dict[Any, Any] = {}
         try:
-            datas = {d: data_for(d) for d in dict.fromkeys(t.spec.dataset for t in tasks)}
+            datas = inputs_of(tasks, inputs_for)
             shared, how = self._choose_transport(datas, tasks)
             self.transport = "shared storage" if shared else "object store"
             if not shared:  # file inputs (an evaluation's checkpoint) travel inside the task
-                tasks = [
-                    RunTask(t.spec.portable(), t.checkpoint_dir) if hasattr(t.spec, "portable") else t
-                    for t in tasks
-                ]
+                tasks = [t.portable() if hasattr(t, "portable") else t for t in tasks]
             handles = {d: ray.put(data_handle(data, by_reference=shared)) for d, data in datas.items()}
             resources = ray.cluster_resources()
             gpus = float(resources.get("GPU", 0))
             note(
-                f"[bold]ray[/bold]: {len(tasks)} run(s) on {int(resources.get('CPU', 0))} CPU(s)"
+                f"[bold]ray[/bold]: {len(tasks)} task(s) on {int(resources.get('CPU', 0))} CPU(s)"
                 + (f" and {gpus:g} GPU(s)" if gpus else "")
                 + f" of {len([n for n in ray.nodes() if n.get('Alive')])} node(s), {self.threads} thread(s) "
-                f"per run; features and checkpoints {how}"
+                f"per task; features and checkpoints {how}"
             )
             here = ray.get_runtime_context().get_node_id()
             queue = Queue(
@@ -400,48 +431,51 @@ class RayLauncher(Launcher):
             )
             remote = ray.remote(run_task)
             plugins = local_plugin_targets()
-            by_id = {t.spec.run_id: t for t in tasks}
+            by_key = {t.key: t for t in tasks}
             pending = list(tasks)
             limit = self.jobs or len(tasks)
 
-            def submit(task: RunTask) -> None:
+            def submit(task: Any) -> None:
                 ref = remote.options(
                     num_cpus=self.threads,
                     num_gpus=self._gpus_for(task, gpus),
                     max_retries=self.max_retries,
                     retry_exceptions=False,
-                    name=f"fusionzoo:{task.spec.label}",
-                ).remote(task, handles[task.spec.dataset], self.threads, plugins, queue, not shared)
+                    name=f"fusionzoo:{task.label}",
+                ).remote(task, handles.get(task.input), self.threads, plugins, queue, not shared)
                 refs[ref] = task
 
             def drain() -> None:
                 with contextlib.suppress(Exception):
                     size = queue.qsize()
                     if size:
-                        for run_id, event in queue.get_nowait_batch(size):
-                            if run_id in active:
-                                driver.progress(by_id[run_id], event)
+                        for key, event in queue.get_nowait_batch(size):
+                            if key in active:
+                                driver.progress(by_key[key], event)
 
             active: set[str] = set()
             while pending or refs:
                 while pending and len(refs) < limit:
                     task = pending.pop(0)
                     submit(task)
-                    active.add(task.spec.run_id)
+                    active.add(task.key)
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.25)
                 drain()
                 for ref in ready:
                     task = refs.pop(ref)
                     try:
-                        record, files = ray.get(ref)
+                        records, files = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        record, files = _failed(task, exc), None
+                        records, files = [task.failed(f"Ray task failed ({_cause(exc)})")], None
                     if files is not None and task.checkpoint_dir is not None:
                         write_folder(Path(task.checkpoint_dir), files)
-                    if record.row.get("checkpoint"):  # the path as the driver named it
-                        record.row["checkpoint"] = str(given[task.spec.run_id])
-                    active.discard(task.spec.run_id)
-                    driver.finished(record)
+                    for record in records:
+                        if getattr(record, "checkpoint", ""):  # the path as the driver named it
+                            record.checkpoint = str(given[task.key])
+                    active.discard(task.key)
+                    for record in records:
+                        driver.finished(record)
+                idle(driver)
         finally:
             if refs:  # interrupted: cancel what runs (its workers are killed), keep nothing of it
                 for ref in refs:
@@ -450,7 +484,6 @@ class RayLauncher(Launcher):
                 with contextlib.suppress(Exception):
                     ray.wait(list(refs), num_returns=len(refs), timeout=30)
                 for task in refs.values():
-                    if task.checkpoint_dir is not None:
-                        shutil.rmtree(Path(task.checkpoint_dir), ignore_errors=True)
+                    task.discard()
             if started_here:
                 ray.shutdown()

@@ -1,8 +1,8 @@
 """``submitit``: every run a SLURM job of one job array (``--launcher submitit:partition=gpu``).
 
-submitit's ``AutoExecutor`` submits one array (``slurm_array_parallelism = --jobs``) whose jobs each
-train one run through :func:`~fusionzoo.launch.base.execute_run` and pickle the record back into the
-log folder; this process (the driver, e.g. on the login node) polls the jobs and records each run as
+submitit's ``AutoExecutor`` submits one array (``slurm_array_parallelism = --jobs``) of a plain function,
+:func:`run_job` (``executor.submit(run_job, task, ...)``, as submitit's docs show), whose jobs each
+execute one task and pickle its records back into the log folder; this process (the driver, e.g. on the login node) polls the jobs and records each run as
 its job ends, exactly as with the local launcher. SLURM clusters share their file systems, so the
 features travel as cache-entry folders (memory-mapped on the compute node) and checkpoints are
 written straight into the runs directory. A job that fails outside the run (node failure, timeout,
@@ -31,18 +31,18 @@ from typing import Any
 from fusionzoo.launch.base import (
     Driver,
     Launcher,
-    RunRecord,
-    RunTask,
-    execute_run,
+    TaskContext,
+    as_records,
+    idle,
+    inputs_of,
     register_launcher,
-    result_row,
 )
 
 __all__ = ["SubmititLauncher"]
 
 
-def run_job(task: RunTask, handle: Any, threads: int, plugins: list[str]) -> RunRecord:
-    """One SLURM job: the run of ``task`` on the data of ``handle``."""
+def run_job(task: Any, handle: Any, threads: int, plugins: list[str]) -> list[Any]:
+    """One SLURM job: ``task`` executed on the data of ``handle``; its records."""
     from fusionzoo import registry
     from fusionzoo.launch.pool import limit_threads
     from fusionzoo.launch.transport import open_data
@@ -50,7 +50,8 @@ def run_job(task: RunTask, handle: Any, threads: int, plugins: list[str]) -> Run
     limit_threads(threads)
     for target in plugins:
         registry.load_plugin(target)
-    return execute_run(task, open_data(handle))
+    data = open_data(handle) if handle is not None else None
+    return as_records(task.execute(TaskContext(data, None, "auto")))
 
 
 @register_launcher
@@ -103,43 +104,39 @@ class SubmititLauncher(Launcher):
         executor.update_parameters(**parameters)
         return executor
 
-    def run(self, tasks: list[RunTask], data_for: Callable[[str], Any], driver: Driver) -> None:
+    def run(self, tasks: list[Any], inputs_for: Callable[[str], Any], driver: Driver) -> None:
         if not tasks:
             return
-        given = {t.spec.run_id: t.checkpoint_dir for t in tasks}  # jobs start elsewhere: absolute paths
-        tasks = [
-            RunTask(t.spec, Path(t.checkpoint_dir).resolve() if t.checkpoint_dir else None) for t in tasks
-        ]
+        given = {t.key: t.checkpoint_dir for t in tasks}  # jobs start elsewhere: absolute paths
+        tasks = [t.absolute() for t in tasks]
         roots = {Path(t.checkpoint_dir).parent.parent for t in tasks if t.checkpoint_dir is not None}
         scratch = None if self.folder or roots else tempfile.mkdtemp(prefix="fusionzoo-submitit-")
         folder = (
             Path(self.folder) if self.folder else Path(scratch) if scratch else next(iter(roots)) / "submitit"
         )
         try:
-            self._run(tasks, given, folder, data_for, driver)
+            self._run(tasks, given, folder, inputs_for, driver)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
     def _run(
         self,
-        tasks: list[RunTask],
+        tasks: list[Any],
         given: dict[str, Any],
         folder: Path,
-        data_for: Callable[[str], Any],
+        inputs_for: Callable[[str], Any],
         driver: Driver,
     ) -> None:
         from fusionzoo.launch.pool import local_plugin_targets
         from fusionzoo.launch.transport import data_handle
 
         executor = self._executor(folder.resolve())
-        handles = {d: data_handle(data_for(d)) for d in dict.fromkeys(t.spec.dataset for t in tasks)}
+        handles = {key: data_handle(data) for key, data in inputs_of(tasks, inputs_for).items()}
         note = getattr(driver, "note", None) or (lambda message: None)
         plugins = local_plugin_targets()
         with executor.batch():
-            jobs = [
-                executor.submit(run_job, t, handles[t.spec.dataset], self.threads, plugins) for t in tasks
-            ]
+            jobs = [executor.submit(run_job, t, handles.get(t.input), self.threads, plugins) for t in tasks]
         self.submitted = jobs
         note(
             f"[bold]submitit[/bold]: {len(jobs)} job(s) on {executor.cluster}"
@@ -152,20 +149,19 @@ class SubmititLauncher(Launcher):
                 for job in [j for j in pending if j.done()]:
                     task = pending.pop(job)
                     try:
-                        record = job.result()
-                    except Exception as exc:  # the job died outside the run: failed, the grid goes on
+                        records = job.result()
+                    except Exception as exc:  # the job died outside the task: failed, the grid goes on
                         first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
-                        record = RunRecord(
-                            task.spec, result_row(task.spec, None, error=f"job {job.job_id}: {first}")
-                        )
-                    if record.row.get("checkpoint"):  # the path as the driver named it
-                        record.row["checkpoint"] = str(given[task.spec.run_id])
-                    driver.finished(record)
+                        records = [task.failed(f"job {job.job_id}: {first}")]
+                    for record in records:
+                        if getattr(record, "checkpoint", ""):  # the path as the driver named it
+                            record.checkpoint = str(given[task.key])
+                        driver.finished(record)
                 if pending:
+                    idle(driver)
                     time.sleep(self.poll)
         finally:
             for job, task in pending.items():  # interrupted: cancel what is left, keep nothing of it
                 with contextlib.suppress(Exception):
                     job.cancel(check=False)
-                if task.checkpoint_dir is not None:
-                    shutil.rmtree(task.checkpoint_dir, ignore_errors=True)
+                task.discard()

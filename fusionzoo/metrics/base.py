@@ -123,7 +123,7 @@ class ModelContext:
     cache: dict[str, Any] = field(default_factory=dict)
 
     def batch(self, size: int) -> dict[str, Any]:
-        from fusionzoo.bench.flops import synthetic_batch
+        from fusionzoo.metrics._flops import synthetic_batch
 
         batch = synthetic_batch(
             size, self.image_tokens, self.image_dim, self.text_tokens, self.text_dim, self.num_classes

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fusionzoo.evaluation.summaries import effective_robustness
 from fusionzoo.metrics.base import CurveContext, Metric, register_metric
+from fusionzoo.robustness import effective_robustness
 
 
 @register_metric

@@ -19,7 +19,7 @@ class GFlopsForward(Metric):
     kind = "model"
 
     def compute(self, ctx: ModelContext) -> dict[str, float]:
-        from fusionzoo.bench.flops import forward_flops  # torch-heavy: imported when measured
+        from fusionzoo.metrics._flops import forward_flops  # torch-heavy: imported when measured
 
         size = max(1, int(ctx.batch_size))
         return {"gflops_forward": forward_flops(ctx.model, ctx.batch(size)) / size / 1e9}

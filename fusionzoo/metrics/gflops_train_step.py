@@ -18,7 +18,7 @@ class GFlopsTrainStep(Metric):
     kind = "model"
 
     def compute(self, ctx: ModelContext) -> dict[str, float]:
-        from fusionzoo.bench.flops import train_step_flops  # torch-heavy: imported when measured
+        from fusionzoo.metrics._flops import train_step_flops  # torch-heavy: imported when measured
 
         flops = train_step_flops(ctx.model, ctx.batch(max(1, int(ctx.batch_size))))
         ctx.model.eval()

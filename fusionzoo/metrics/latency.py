@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from fusionzoo.metrics._timing import MIN_RUN_TIME
+from fusionzoo.metrics._timing import MIN_RUN_TIME, forward_timer, warm_up
 from fusionzoo.metrics.base import Metric, ModelContext, register_metric
 
 MIN_CALLS = 30
@@ -27,8 +27,6 @@ class Latency(Metric):
     columns = ("latency_p50_ms", "latency_p95_ms")
 
     def compute(self, ctx: ModelContext) -> dict[str, float]:
-        from fusionzoo.metrics._timing import forward_timer, warm_up
-
         timer = forward_timer(ctx, 1)
         warm_up(timer)
         times = []

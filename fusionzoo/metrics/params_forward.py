@@ -20,7 +20,7 @@ class ParamsForward(Metric):
     kind = "model"
 
     def compute(self, ctx: ModelContext) -> dict[str, float]:
-        from fusionzoo.bench.flops import training_loss  # torch-heavy: imported when measured
+        from fusionzoo.metrics._flops import training_loss  # torch-heavy: imported when measured
 
         model = ctx.model
         model.zero_grad(set_to_none=True)

@@ -107,7 +107,7 @@ def _training_step(
     model: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], grad_clip: float
 ) -> None:
     """One step as the trainer takes it: zero the gradients, forward + loss, backward, clip, step."""
-    from fusionzoo.bench.flops import training_loss  # torch-heavy: imported when measured
+    from fusionzoo.metrics._flops import training_loss  # torch-heavy: imported when measured
 
     optimizer.zero_grad(set_to_none=True)
     training_loss(model, batch).backward()

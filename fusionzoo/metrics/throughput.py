@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fusionzoo.metrics._timing import MIN_RUN_TIME
+from fusionzoo.metrics._timing import MIN_RUN_TIME, forward_timer, warm_up
 from fusionzoo.metrics.base import Metric, ModelContext, register_metric
 
 
@@ -19,8 +19,6 @@ class Throughput(Metric):
     kind = "model"
 
     def compute(self, ctx: ModelContext) -> dict[str, float]:
-        from fusionzoo.metrics._timing import forward_timer, warm_up
-
         size = max(1, int(ctx.batch_size))
         timer = forward_timer(ctx, size)
         warm_up(timer)

@@ -1,7 +1,7 @@
 """Accuracy per configuration: every seed as a point, the mean with its 95% t-interval as an error bar.
 
 For the leaderboard metric and macro-F1 (side by side), configurations in leaderboard order: the bar
-is ``mean ± t_{0.975, n−1} · s / √n`` over the ok seeds (``fusionzoo.bench.stats.summarize``), the dots
+is ``mean ± t_{0.975, n−1} · s / √n`` over the ok seeds (``fusionzoo.results.stats.summarize``), the dots
 are the seeds' own values (hover: seed and run id), so the spread behind each interval is visible.
 """
 

@@ -53,7 +53,7 @@ def register_reporter(obj: Any = None, *, name: str | None = None) -> Any:
     return REGISTRIES["reporter"].register(obj, name=name)
 
 
-# tables of a runs directory besides results/history (fusionzoo/bench/results.py, SCHEMAS):
+# tables of a runs directory besides results/history (fusionzoo/results/store.py, SCHEMAS):
 # name -> the columns a file must have to be used
 OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
     "robustness": ("run_id", "protocol", "level"),
@@ -68,7 +68,7 @@ OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
 class ResultsView:
     """The runs (and their predictions) a reporter shows, and the metric to rank by.
 
-    ``runs``: rows of the results table; ``store``: the :class:`~fusionzoo.bench.results.ResultsStore`
+    ``runs``: rows of the results table; ``store``: the :class:`~fusionzoo.results.store.ResultsStore`
     they came from (predictions, history, the other tables); ``metric``: a ``test_``/``val_`` column.
     :meth:`table` reads the optional tables (``robustness``, ``efficiency``, ``diagnostics``,
     ``classes``, ``provenance``) restricted to these runs, or ``None`` when the file is absent.
@@ -79,6 +79,7 @@ class ResultsView:
     metric: str = "test_accuracy"
     versions: list[Any] = field(default_factory=list)
     other_versions: list[Any] = field(default_factory=list)
+    curve_runs: pd.DataFrame | None = None  # every training fraction's runs (learning curves)
 
     @classmethod
     def of(
@@ -90,18 +91,18 @@ class ResultsView:
     ) -> ResultsView:
         """The runs of ``store`` (only ``run_ids`` when given), one data version per dataset: the latest,
         or ``data_version`` (a fingerprint or its prefix) where a dataset has it
-        (:func:`fusionzoo.bench.versions.pick_versions`; ``other_versions`` are the ones left out)."""
-        from fusionzoo.bench.versions import pick_versions
+        (:func:`fusionzoo.results.versions.pick_versions`; ``other_versions`` are the ones left out)."""
+        from fusionzoo.results.versions import pick_versions
 
         frame = store.load()
         if run_ids is not None:
             frame = frame[frame["run_id"].astype(str).isin(run_ids)]
         frame, shown, left_out = pick_versions(frame, data_version)
-        return cls(frame, store, metric, shown, left_out)
+        return cls(full_size(frame), store, metric, shown, left_out, curve_runs=frame)
 
     def versions_note(self) -> list[str]:
         """Lines naming the data versions this view leaves out (none when every dataset has one)."""
-        from fusionzoo.bench.versions import versions_note
+        from fusionzoo.results.versions import versions_note
 
         return versions_note(self.versions, self.other_versions, f"fusionzoo report {self.dir}")
 
@@ -128,7 +129,7 @@ class ResultsView:
         return cache[name]
 
     def _read(self, name: str) -> pd.DataFrame | None:
-        from fusionzoo.bench.results import read_table
+        from fusionzoo.results.store import read_table
 
         path = self.dir / f"{name}.parquet"
         if not path.exists():
@@ -145,8 +146,8 @@ class ResultsView:
         return frame.reset_index(drop=True)
 
     def summary(self, metric: str | None = None) -> pd.DataFrame:
-        """``fusionzoo.bench.stats.summarize`` of these runs (cached per metric): the leaderboard rows."""
-        from fusionzoo.bench.stats import summarize
+        """``fusionzoo.results.stats.summarize`` of these runs (cached per metric): the leaderboard rows."""
+        from fusionzoo.results.stats import summarize
 
         metric = metric or self.metric
         cache = self.__dict__.setdefault("_summaries", {})
@@ -165,6 +166,16 @@ class ResultsView:
             return column_direction(metric or self.metric)
         except RegistryError:  # a column no registered metric declares: higher is better
             return "max"
+
+
+def full_size(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs at each dataset's largest training fraction (``bench --train-fractions``): what the
+    leaderboards rank; the smaller fractions are the learning curves' (``ResultsView.curve_runs``)."""
+    if "train_fraction" not in frame.columns or not len(frame):
+        return frame
+    fraction = pd.to_numeric(frame["train_fraction"], errors="coerce").fillna(1.0)
+    largest = fraction.groupby(frame["dataset"]).transform("max")
+    return frame[fraction == largest]
 
 
 class Reporter:

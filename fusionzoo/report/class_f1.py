@@ -47,7 +47,7 @@ class ClassF1(Reporter):
     order = 40
 
     def render(self, view: ResultsView, fmt: str = "section", **_: Any) -> Section:
-        from fusionzoo.bench.stats import t_interval
+        from fusionzoo.results.stats import t_interval
 
         classes = view.table("classes")
         if classes is None or not len(classes):

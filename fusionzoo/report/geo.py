@@ -33,7 +33,7 @@ class GeoHeatmap(Reporter):
     def render(self, view: ResultsView, fmt: str = "section", **_: Any) -> Section:
         import plotly.graph_objects as go
 
-        from fusionzoo.bench.stats import t_interval
+        from fusionzoo.results.stats import t_interval
 
         columns = [c for c in view.runs.columns if c.startswith(PREFIX) and view.ok[c].notna().any()]
         if not columns or not len(view.ok):

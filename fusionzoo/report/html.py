@@ -188,7 +188,7 @@ def _section_html(section: Section, ids: Any) -> str:
 
 def _header(view: ResultsView, title: str) -> str:
     from fusionzoo import __version__
-    from fusionzoo.bench.provenance import git_state
+    from fusionzoo.results.provenance import git_state
 
     commit, dirty = git_state()
     runs = view.runs

@@ -23,7 +23,7 @@ __all__ = ["HumanSubset"]
 
 
 def _pm(values: list[float]) -> tuple[float, float, str]:
-    from fusionzoo.bench.stats import t_interval
+    from fusionzoo.results.stats import t_interval
 
     mean, ci = t_interval(values)
     return mean, ci, fmt_num(mean, 2, 100) + ("" if np.isnan(ci) else f" ± {fmt_num(ci, 2, 100)}")

@@ -10,10 +10,10 @@ import pandas as pd
 
 from fusionzoo.config import UNIMODAL
 from fusionzoo.report.base import Reporter, ResultsView, register_reporter
-from fusionzoo.report.common import display_spec, fmt_num
+from fusionzoo.report.common import display_spec, fmt_num, metric_label
 from fusionzoo.report.fit import Column, print_fitted
 
-__all__ = ["Leaderboard", "fmt_mean_ci", "fmt_p", "fmt_params", "legend", "versus_best"]
+__all__ = ["Leaderboard", "fmt_mean_ci", "fmt_p", "fmt_params", "legend", "robustness_note", "versus_best"]
 
 
 def fmt_params(n: Any) -> str:
@@ -45,6 +45,16 @@ def legend(tested: int) -> str:
         "↑ better than the best but ranked below it: not all its seeds finished. "
         "Dim rows: baselines (unimodal fusions, the linear probe on pooled frozen features)."
     )
+
+
+def robustness_note(metric: str, reference: str) -> str:
+    """What the R/ER columns are: of which metric, against which reference."""
+    against = (
+        f"ER against the clean-trained {reference} runs of the same data and settings"
+        if reference
+        else "ER not computed (no reference run with these settings)"
+    )
+    return f"R / ER: relative / effective robustness of test {metric_label(metric)} ({against})"
 
 
 def versus_best(row: pd.Series, with_test: bool = False) -> str:
@@ -86,8 +96,6 @@ def with_evaluation_columns(store: Any, frame: pd.DataFrame, metric: str = "test
         return frame
     out = pd.concat([frame, extras.drop(columns=[c for c in extras.columns if c in frame.columns])], axis=1)
     if "robustness_metric" in extras.attrs:
-        from fusionzoo.report.leaderboard_table import robustness_note
-
         note = robustness_note(extras.attrs["robustness_metric"], extras.attrs["reference"])
         out.attrs["robustness_note"] = note.replace("R / ER:", "rel. robust. / eff_robust_*:", 1)
     return out
@@ -111,8 +119,9 @@ def _extra_columns(frame: pd.DataFrame) -> pd.DataFrame | None:
         return None
     ok = frame[frame["status"] == "ok"]
     out = ok.groupby("config_id")[wanted].mean() if wanted else pd.DataFrame(index=ok["config_id"].unique())
-    if "train_protocol" in frame.columns:
-        out["train_protocol"] = frame.groupby("config_id")["train_protocol"].first()
+    for column in ("train_protocol", "distill_teacher"):
+        if column in frame.columns:
+            out[column] = frame.groupby("config_id")[column].first()
     return out
 
 
@@ -157,10 +166,17 @@ def _columns(
     f1_of = f1.set_index("config_id") if f1 is not None else None
     values = [extra.loc[c] if extra is not None and c in extra.index else None for c in part["config_id"]]
     fusions = []
+    fusion_of = dict(zip(part["config_id"].astype(str), part["fusion"], strict=True))
     for (_, row), value in zip(part.iterrows(), values, strict=True):
         protocol = value.get("train_protocol") if value is not None else None
         fusion = display_spec(row["fusion"])
-        fusions.append(f"{fusion} ⟨train {protocol}⟩" if protocol else fusion)
+        fusion = f"{fusion} ⟨train {protocol}⟩" if protocol else fusion
+        teacher = str(value.get("distill_teacher") or "") if value is not None else ""
+        if teacher:  # a distilled student: its teacher's fusion (config_id:seeds=…:fusion)
+            parts = teacher.split(":", 2)
+            name = fusion_of.get(parts[0]) or (parts[2] if len(parts) > 2 else parts[0][:10])
+            fusion += f" ⟨student of {display_spec(name)}⟩"
+        fusions.append(fusion)
     columns = [
         Column("#", ["-" if pd.isna(r) else str(r) for r in part["rank"]], PRIORITY["#"]),
         Column("fusion", fusions, PRIORITY["fusion"], numeric=False, justify="left"),
@@ -206,7 +222,11 @@ def _columns(
             COST_PRIORITY + 11,
         )
     )
-    shown = [c for c in (extra.columns if extra is not None else []) if c != "train_protocol"]
+    shown = [
+        c
+        for c in (extra.columns if extra is not None else [])
+        if c not in ("train_protocol", "distill_teacher")
+    ]
     for i, column in enumerate(shown):
         cost = column in EXTRA_TITLES
         columns.append(
@@ -224,7 +244,7 @@ class Leaderboard(Reporter):
     """One table per dataset, ranked by the view's metric (a ``test_``/``val_`` column): mean ± 95%
     t-interval over seeds, macro-F1, the test against the best (paired t over shared seeds, McNemar
     when one seed is shared; Holm-adjusted, ``*`` = significantly worse), seeds with failed/diverged
-    counts, parameters and train time. Returns the summary table (``fusionzoo.bench.stats.summarize``).
+    counts, parameters and train time. Returns the summary table (``fusionzoo.results.stats.summarize``).
 
     When the runs directory has evaluation tables (``fusionzoo eval``), the per-run columns of
     :func:`fusionzoo.evaluation.views.run_extras` join the runs: the table gains ``rel. robust. (P)``
@@ -240,7 +260,7 @@ class Leaderboard(Reporter):
     def render(self, view: ResultsView, fmt: str = "terminal", console: Any = None, **_: Any) -> Any:
         from rich.markup import escape
 
-        from fusionzoo.bench.stats import BOARD, summarize
+        from fusionzoo.results.stats import BOARD, summarize
 
         frame, metric = view.runs, view.metric
         if not len(frame):

@@ -1,6 +1,6 @@
 """The leaderboard as a report section and as a paper-ready table (LaTeX, Markdown, CSV).
 
-Per dataset, one row per configuration in leaderboard order (``fusionzoo.bench.stats.summarize``, the
+Per dataset, one row per configuration in leaderboard order (``fusionzoo.results.stats.summarize``, the
 statistics of the terminal leaderboard): the metric's mean ± 95% t-interval over seeds, macro-F1, the
 test against the best (Holm-adjusted p and which test decided), parameters, GFLOPs and latency
 (``efficiency.parquet``), train time, failed/diverged runs, and the relative/effective robustness of
@@ -28,6 +28,7 @@ from fusionzoo.report.common import (
     per_config,
     protocol_names,
 )
+from fusionzoo.report.leaderboard import fmt_params, robustness_note, versus_best
 
 __all__ = ["LeaderboardTable", "leaderboard_numbers"]
 
@@ -99,16 +100,6 @@ def leaderboard_numbers(view: ResultsView) -> pd.DataFrame:
     return out
 
 
-def robustness_note(metric: str, reference: str) -> str:
-    """What the R/ER columns are: of which metric, against which reference."""
-    against = (
-        f"ER against the clean-trained {reference} runs of the same data and settings"
-        if reference
-        else "ER not computed (no reference run with these settings)"
-    )
-    return f"R / ER: relative / effective robustness of test {metric_label(metric)} ({against})"
-
-
 def _note(numbers: pd.DataFrame) -> str:
     extra = numbers.attrs.get("robustness_note") if _score_columns(numbers) else None
     return NOTE + (f"; {extra}" if extra else "")
@@ -121,8 +112,6 @@ def _pm(mean: float, ci: float, scale: float = 100.0, digits: int = 2, pm: str =
 
 
 def _params(n: Any) -> str:
-    from fusionzoo.report.leaderboard import fmt_params
-
     return fmt_params(n)
 
 
@@ -134,8 +123,6 @@ def _display(
     numbers: pd.DataFrame, metric: str, pm: str = " ± ", paper: bool = False, direction: str = "max"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(strings, bold mask) of one dataset's rows (``direction``: how the ranking metric improves)."""
-    from fusionzoo.report.leaderboard import versus_best
-
     name = f"{metric_label(metric)} (%)"
     ranks = ["-" if pd.isna(r) else str(r) for r in numbers["rank"]]
     cols: dict[str, list[str]] = {"#": ranks} if not paper else {}

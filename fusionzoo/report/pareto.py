@@ -5,7 +5,12 @@ measurement per efficiency key, matched to the runs by :func:`fusionzoo.report.c
 efficiency_by_config`): forward GFLOPs per sample and p50 latency at batch 1, against the mean
 leaderboard metric (± 95% CI). A configuration is on the Pareto front when no other one is at least
 as good on both axes and strictly better on one (lower cost, higher metric;
-:func:`fusionzoo.evaluation.summaries.pareto_front`); the front is the line.
+:func:`fusionzoo.robustness.pareto_front`); the front is the line.
+
+Distillation (``bench --distill-from``): a student (a run whose config names ``distill_teacher``) is a
+triangle labelled "student of <teacher>", its teacher a star labelled "teacher", and a dotted line
+joins each student to its teacher when both are in the view (students written to the teacher's runs
+directory, or a report over both), so the accuracy and cost each student trades are side by side.
 """
 
 from __future__ import annotations
@@ -15,13 +20,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusionzoo.evaluation.summaries import pareto_front
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, register_reporter
 from fusionzoo.report.common import apply_layout, efficiency_by_config, fmt_num, metric_label, per_config
+from fusionzoo.robustness import pareto_front
 
-__all__ = ["ParetoPlots"]
+__all__ = ["ParetoPlots", "distill_teachers", "role_labels"]
 
 AXES = (("gflops_forward", "forward GFLOPs per sample"), ("latency_p50_ms", "latency p50 at batch 1 (ms)"))
+
+
+def distill_teachers(view: ResultsView) -> dict[str, str]:
+    """``{student config_id: teacher config_id}`` of the view's distilled configurations."""
+    import json
+
+    runs = view.ok
+    if "config" not in runs.columns or not len(runs):
+        return {}
+    teachers = runs["config"].map(lambda c: str(json.loads(str(c) or "{}").get("distill_teacher", "") or ""))
+    pairs = {str(cid): t.partition(":")[0] for cid, t in zip(runs["config_id"], teachers, strict=True) if t}
+    return pairs
+
+
+def role_labels(labels: dict[str, str], teacher_of: dict[str, str]) -> dict[str, str]:
+    """Labels with the distillation role: "… · teacher", "… · student of <teacher label>"."""
+    teachers = set(teacher_of.values())
+    out = dict(labels)
+    for cid, label in labels.items():
+        if cid in teacher_of:
+            out[cid] = f"{label} · student of {labels.get(teacher_of[cid], teacher_of[cid][:10])}"
+        elif cid in teachers:
+            out[cid] = f"{label} · teacher"
+    return out
+
+
+def _symbol(config_id: str, on_front: bool, teacher_of: dict[str, str]) -> str:
+    if config_id in teacher_of:
+        return "triangle-up"
+    if config_id in set(teacher_of.values()):
+        return "star"
+    return "diamond" if on_front else "circle"
 
 
 @register_reporter
@@ -46,6 +83,8 @@ class ParetoPlots(Reporter):
                 "no efficiency.parquet rows for these configurations (fusionzoo eval RUNS_DIR --efficiency)",
             )
         summary, labels, colours = per_config(view)
+        teacher_of = distill_teachers(view)
+        labels = role_labels(labels, teacher_of)
         merged = summary.assign(config_id=summary["config_id"].astype(str)).merge(
             efficiency, on="config_id", suffixes=("", "_eff")
         )
@@ -76,7 +115,7 @@ class ParetoPlots(Reporter):
                         marker={
                             "color": colours.get(cid),
                             "size": 11,
-                            "symbol": "diamond" if front[i] else "circle",
+                            "symbol": _symbol(cid, bool(front[i]), teacher_of),
                         },
                         name=labels.get(cid, cid),
                         legendgroup=cid,
@@ -85,6 +124,20 @@ class ParetoPlots(Reporter):
                         row=1,
                         col=col,
                     )
+                index = {str(c): i for i, c in enumerate(part["config_id"])}
+                for student, teacher in teacher_of.items():  # each student joined to its teacher
+                    if student in index and teacher in index:
+                        pair = [index[student], index[teacher]]
+                        fig.add_scatter(
+                            x=list(cost[pair]),
+                            y=list(score[pair]),
+                            mode="lines",
+                            line={"color": colours.get(student), "dash": "dot", "width": 1},
+                            showlegend=False,
+                            hoverinfo="skip",
+                            row=1,
+                            col=col,
+                        )
                 order = np.argsort(cost[front])
                 fig.add_scatter(
                     x=list(cost[front][order]),
@@ -104,7 +157,12 @@ class ParetoPlots(Reporter):
                 Figure(
                     fig,
                     caption=f"{dataset}: mean ± 95% CI over seeds vs cost (log axis); diamonds and the dashed "
-                    "line: the Pareto front (nothing cheaper is as good)",
+                    "line: the Pareto front (nothing cheaper is as good)"
+                    + (
+                        "; stars: distillation teachers, triangles: their students (dotted: student → teacher)"
+                        if teacher_of
+                        else ""
+                    ),
                 )
             )
             blocks.append(self._table(part, labels, fronts))

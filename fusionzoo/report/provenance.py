@@ -1,7 +1,7 @@
 """Provenance: what produced these numbers — code, packages, data, encoders, machine, command lines.
 
 From ``provenance.parquet`` (one row per ``fusionzoo bench`` invocation, written before it trains:
-:mod:`fusionzoo.bench.provenance`), restricted to the invocations whose grid holds one of the shown
+:mod:`fusionzoo.results.provenance`), restricted to the invocations whose grid holds one of the shown
 runs: each command line with its time, fusionzoo version and git commit; the package versions, the
 machine (CPU model, the instruction set torch dispatches to, threads, BLAS) and the behaviour-changing
 environment variables of the latest one (with the values that differ between invocations); each
@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from fusionzoo.bench.provenance import mask_urls
 from fusionzoo.report.base import Reporter, ResultsView, Section, Table, Text, register_reporter
+from fusionzoo.results.provenance import mask_urls
 
 __all__ = ["Provenance"]
 

@@ -10,7 +10,7 @@ run_curves` (the same numbers as ``fusionzoo eval``'s printout and the terminal 
     effective robustness  ER = (1/K) Σ_{i≥1} (f_i − β_i),  β_i = r_i − r_0 + f_0
                           (r: the mean curve over the seeds of the run's reference configuration — the
                           clean-trained runs of the reference fusion with the run's data and settings,
-                          :mod:`fusionzoo.evaluation.summaries` — shifted to the run's clean score f_0;
+                          :mod:`fusionzoo.robustness` — shifted to the run's clean score f_0;
                           averaged over the K perturbed levels both curves share)
     normalised            (s − min) / (max − min) over the configurations of the table
 
@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusionzoo.evaluation.summaries import maxmin_normalise
 from fusionzoo.evaluation.tables import EvalTables
 from fusionzoo.evaluation.views import run_curves
 from fusionzoo.report.base import Figure, Reporter, ResultsView, Section, Table, Text, register_reporter
 from fusionzoo.report.common import apply_layout, fmt_num, metric_label, per_config, protocol_names
+from fusionzoo.robustness import maxmin_normalise
 
 __all__ = ["Robustness", "robustness_summary"]
 
@@ -44,7 +44,7 @@ def robustness_summary(view: ResultsView, reference: str | None = None) -> pd.Da
     ``effective_norm``, ``reference`` (the reference fusion, ``""`` when the configuration has no
     reference run), ``reference_label`` (its reference configuration), ``seeds``, ``train_protocol``,
     ``protocol_name``, ``metric``; ``None`` without ``robustness.parquet`` rows for the view's ok runs."""
-    from fusionzoo.bench.stats import t_interval
+    from fusionzoo.results.stats import t_interval
 
     table = view.table("robustness")
     if table is None or not len(table):

@@ -1,6 +1,6 @@
 """Pairwise significance matrix: every pair of configurations, Holm-adjusted, with the test used.
 
-``fusionzoo.bench.stats.pairwise`` runs, for each pair, the tests of the leaderboard (paired t-test over
+``fusionzoo.results.stats.pairwise`` runs, for each pair, the tests of the leaderboard (paired t-test over
 the shared seeds; McNemar on the pooled test predictions when one seed is shared) and Holm-adjusts the
 deciding p-values over all pairs of the dataset. Cell (row a, column b) is coloured by the mean
 difference a − b in points and shows the adjusted p, ``*`` when it is below 0.05 (the two differ;
@@ -27,7 +27,7 @@ __all__ = ["SignificanceMatrix", "pair_table", "significance_matrix"]
 
 def significance_matrix(pairs: pd.DataFrame, order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(difference in points, adjusted p, significant) matrices over ``order`` (config ids) from the
-    rows of ``fusionzoo.bench.stats.pairwise`` of one dataset; NaN/False on the diagonal and untested pairs."""
+    rows of ``fusionzoo.results.stats.pairwise`` of one dataset; NaN/False on the diagonal and untested pairs."""
     index = {c: i for i, c in enumerate(order)}
     k = len(order)
     diff = np.full((k, k), np.nan)
@@ -61,7 +61,7 @@ class SignificanceMatrix(Reporter):
     def render(self, view: ResultsView, fmt: str = "section", **_: Any) -> Section:
         import plotly.graph_objects as go
 
-        from fusionzoo.bench.stats import pairwise
+        from fusionzoo.results.stats import pairwise
 
         summary, labels, _ = per_config(view)
         pairs = pairwise(

@@ -28,8 +28,8 @@ def example_results(folder: str | Path, metric: str = "test_accuracy") -> Any:
     """A :class:`~fusionzoo.report.base.ResultsView` of a runs directory written under ``folder``:
     ``concat_mlp`` and ``fluid`` × seeds 0, 1 (accuracy, macro-F1, params, train time, 20 test
     predictions each) and one failed ``film`` run."""
-    from fusionzoo.bench.results import ResultsStore, config_id_of, run_id_of
     from fusionzoo.report.base import ResultsView
+    from fusionzoo.results.store import ResultsStore, config_id_of, run_id_of
 
     store = ResultsStore(Path(folder) / "runs")
     rng = np.random.default_rng(0)

@@ -34,12 +34,17 @@ MODES = ("frozen", "finetune")
 #    and class weights from the labels they trained on (the noisy ones)
 # 5: macro-F1 over all C classes (labels=range(C)); bench --tune-trials trains the best trial's fusion and
 #    head specs, its trials train with seed 10000 + [tune] seed and pick best epochs on the [train] metric
-TRAINING_SEMANTICS = 5
+# 6: every run also reports test_ece_ts / test_temperature (temperature scaling fitted on validation) and
+#    the reliability bins of its test predictions (diagnostics rows of kind "reliability")
+TRAINING_SEMANTICS = 6
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 PAPER_LOSS_WEIGHT = 1.0 / 3.0  # FLUID: L = 1/3·CE + 1/3·L_contrastive + 1/3·L_MoE
 # the three terms of FLUID's loss (paper §4: λ1 = λ2 = λ3 = 1/3); L_MoE is the load-balancing loss
 PAPER_LOSS_TERMS = ("ce", "contrastive", "load_balance")
-EXECUTION_FIELDS = frozenset({"device", "amp", "eval_batch_size"})
+# distill_logits: where this machine finds the teacher's cached logits (their content is part of the
+# identity through distill_teacher and the data fingerprint, not their path)
+EXECUTION_FIELDS = frozenset({"device", "amp", "eval_batch_size", "distill_logits"})
+DISTILL_FIELDS = ("distill_teacher", "distill_t", "distill_alpha", "distill_logits")
 
 
 @dataclass
@@ -64,8 +69,13 @@ class RunConfig:
         ``freeze_layers``).
     amp: ``auto`` = bf16 on CUDA when supported, else fp16 on CUDA, never on CPU.
     train_protocol: a train-time protocol ``SPEC@LEVEL`` (``missing_image@0.3``, ``label_noise@0.2``;
-        :mod:`fusionzoo.evaluation.train_time`), canonicalised; ``""`` = clean training (and then not
+        :mod:`fusionzoo.protocols._train_time`), canonicalised; ``""`` = clean training (and then not
         part of the hash, so clean runs keep their identity).
+    distill_teacher: the identity of the teacher this run is distilled from (``bench --distill-from``:
+        its config id and seeds, :mod:`fusionzoo.bench.distill`); ``""`` = no distillation (and then
+        none of the ``distill_*`` fields is part of the hash). ``distill_t`` (T > 0) and
+        ``distill_alpha`` (α in [0, 1]) weigh α·CE + (1 − α)·T²·KL (:mod:`fusionzoo.train.distill`);
+        ``distill_logits`` is the file of the teacher's cached logits (an execution setting).
     """
 
     fusion: str = "concat_mlp"
@@ -95,6 +105,10 @@ class RunConfig:
     amp: str = "auto"
     eval_batch_size: int = 512
     train_protocol: str = ""
+    distill_teacher: str = ""
+    distill_t: float = 4.0
+    distill_alpha: float = 0.5
+    distill_logits: str = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -134,11 +148,21 @@ class RunConfig:
             problems.append(f"metric (early stopping on validation): {exc}")
         if self.train_protocol:
             try:
-                from fusionzoo.evaluation.train_time import canonical_train_protocol
+                from fusionzoo.protocols._train_time import canonical_train_protocol
 
                 self.train_protocol = canonical_train_protocol(self.train_protocol)
             except ValueError as exc:  # RegistryError
                 problems.append(f"train_protocol: {exc}")
+        if not float(self.distill_t) > 0:
+            problems.append(f"distill_t (the distillation temperature T) must be > 0, got {self.distill_t!r}")
+        if not 0 <= float(self.distill_alpha) <= 1:
+            problems.append(
+                f"distill_alpha (the weight α of CE) must be in [0, 1], got {self.distill_alpha!r}"
+            )
+        if self.distill_teacher and self.mode != "frozen":
+            problems.append(
+                "distill_teacher: distillation reads the teacher's logits over cached tokens: mode frozen"
+            )
         if self.mode not in MODES:
             problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.amp not in AMP_CHOICES:
@@ -162,6 +186,8 @@ class RunConfig:
             "label_smoothing",
             "dropout",
             "backbone_lr",
+            "distill_t",
+            "distill_alpha",
         ):
             setattr(self, name, float(getattr(self, name)))
         self.loss_weights = {str(k): float(v) for k, v in sorted(self.loss_weights.items())}
@@ -224,6 +250,9 @@ class RunConfig:
             data.pop(name, None)
         if not self.train_protocol:  # clean training: the identity of runs from before the field existed
             data.pop("train_protocol", None)
+        if not self.distill_teacher:  # no teacher: the identity of runs from before distillation existed
+            for name in DISTILL_FIELDS:
+                data.pop(name, None)
         if self.mode == "frozen":  # finetune-only knobs do not change a frozen run
             data.pop("backbone_lr", None)
             data.pop("freeze_layers", None)

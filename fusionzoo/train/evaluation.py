@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fusionzoo.errors import FusionzooError
 from fusionzoo.metrics.base import evaluate_predictions
 from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.model import FusionModel
@@ -39,7 +40,7 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-class NonFiniteOutputError(RuntimeError):
+class NonFiniteOutputError(FusionzooError, RuntimeError):
     """A plugin produced NaN/inf logits during evaluation; the message names the plugin and the phase."""
 
 

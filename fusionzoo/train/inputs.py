@@ -18,9 +18,7 @@ returns the token batch; see :mod:`fusionzoo.encoders.live`).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from fusionzoo.encoders.features import FeatureSplit, collate_features
+from fusionzoo.io import available_memory
 
 __all__ = ["FeatureData", "MaterialisedSplit", "TrainingData", "available_memory", "default_memory_budget"]
 
@@ -70,33 +69,6 @@ class TrainingData:
 
     def batch(self, split: str, indices: Tensor) -> dict[str, Any]:  # pragma: no cover - interface
         raise NotImplementedError
-
-
-def available_memory() -> int | None:
-    """Bytes of RAM available to this process now: ``MemAvailable`` (Linux), capped by a cgroup v2
-    limit; else free pages (``os.sysconf``); ``None`` when unknown."""
-    available = None
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError):
-        pass
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, AttributeError):
-            return None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        if limit != "max":
-            available = min(available, max(0, int(limit) - used))
-    except (OSError, ValueError):
-        pass
-    return available
 
 
 def default_memory_budget() -> int:
@@ -173,6 +145,8 @@ class FeatureData(TrainingData):
     name: str = "features"
     fingerprint: str = ""
     memory_budget: int | None = None  # bytes a split may take in RAM; None: default_memory_budget()
+    image_prefix_tokens: int = 0  # leading summary tokens of the encoders' sequences (prefix_tokens)
+    text_prefix_tokens: int = 0
 
     def __post_init__(self) -> None:
         if not self.classes:

@@ -26,18 +26,20 @@ from torch import Tensor, nn
 from fusionzoo import registry
 from fusionzoo.interface import MODALITIES, FusionOutput, HeadOutput
 from fusionzoo.layers.decisions import combine_decisions, deciding_tokens
-from fusionzoo.testing import validate_fusion_output, validate_head_output
+from fusionzoo.output_checks import validate_fusion_output, validate_head_output
 
 __all__ = ["FusionModel", "ModelOutput", "count_parameters", "fusion_modalities"]
 
 
 @dataclass
 class ModelOutput:
-    """Logits ``(B, C)``, every aux loss (fusion's and head's, by name) and diagnostics."""
+    """Logits ``(B, C)``, every aux loss (fusion's and head's, by name), diagnostics and the fusion's
+    per-modality features (``FusionOutput.modality_features``: ``{}`` for a fusion without branches)."""
 
     logits: Tensor
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
+    modality_features: dict[str, Tensor] = field(default_factory=dict)
 
 
 class ModalityProjection(nn.Module):
@@ -77,7 +79,7 @@ class FusionModel(nn.Module):
 
     ``forward(image, text, image_mask=None, text_mask=None, check=False) -> ModelOutput``. With
     ``check=True`` the fusion's and the head's outputs are validated against the ``(B,·,D)`` contract
-    and a violation raises :class:`fusionzoo.testing.ContractError` naming the plugin and the rule.
+    and a violation raises :class:`fusionzoo.output_checks.ContractError` naming the plugin and the rule.
     """
 
     def __init__(
@@ -219,7 +221,9 @@ class FusionModel(nn.Module):
             aux[name] = aux[name] + value if name in aux else value
         extras = {f"fusion.{k}": v for k, v in fused.extras.items()}
         extras.update({f"head.{k}": v for k, v in out.extras.items()})
-        return ModelOutput(logits=out.logits, aux_losses=aux, extras=extras)
+        return ModelOutput(
+            logits=out.logits, aux_losses=aux, extras=extras, modality_features=fused.modality_features
+        )
 
     def _classify(self, fused: FusionOutput, check: bool) -> HeadOutput:
         """The head on the fused tokens; with ``fused.decisions``, on each deciding token alone, the

@@ -55,8 +55,12 @@ class _ModuleView(nn.Module):
             self.register_parameter(name, param)
 
 
-def make_optimizer(model: nn.Module, config: Any) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: Any, extra: nn.Module | None = None) -> torch.optim.Optimizer:
+    """AdamW over ``model`` (:func:`param_groups`) and ``extra`` (a module trained alongside it, e.g. a
+    training protocol's heads: same learning rate and weight-decay split)."""
     groups = param_groups(model, config)
+    if extra is not None:
+        groups += [g for g in weight_decay_groups(extra, config.weight_decay, config.lr) if g["params"]]
     # fused AdamW: one kernel for all parameters (CPU and CUDA); falls back to foreach where unsupported
     try:
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)

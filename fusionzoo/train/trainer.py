@@ -33,15 +33,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fusionzoo.evaluation.train_time import with_train_protocol
 from fusionzoo.metrics.base import column_direction
 from fusionzoo.metrics.class_buckets import class_buckets
+from fusionzoo.protocols._train_time import with_train_protocol
 from fusionzoo.train import distributed
 from fusionzoo.train.callbacks import BestWeights, Callback, Checkpoint, EarlyStopping, EpochHook, Progress
 from fusionzoo.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionzoo.train.config import RunConfig
 from fusionzoo.train.diagnostics import ExtrasSummary
 from fusionzoo.train.evaluation import ExtrasCallback, NonFiniteOutputError, evaluate, predict, to_device
+from fusionzoo.train.hooks import training_hooks
 from fusionzoo.train.inputs import TrainingData
 from fusionzoo.train.losses import LossComposer, class_weights_from_labels
 from fusionzoo.train.model import FusionModel, count_parameters
@@ -161,10 +162,14 @@ class Trainer:
             **getattr(self.model.head, "aux_loss_weights", {}),
         }
         self.loss_fn = LossComposer.from_config(config, class_weights, aux_defaults).to(self.device)
+        self.hooks = training_hooks(config, self)  # a training protocol's (ogm_ge, gblend), distillation's
 
         self.n_train = data.size("train")
         self.steps_per_epoch = len(self._batches(0, None))
-        self.optimizer = make_optimizer(self.model, config)
+        extra = [hook.module for hook in self.hooks if hook.module is not None]  # e.g. G-Blend's heads
+        self.optimizer = make_optimizer(
+            self.model, config, extra=torch.nn.ModuleList(extra) if extra else None
+        )
         self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch * config.epochs)
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.all_params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -172,6 +177,7 @@ class Trainer:
 
         self.best = BestWeights(config.metric, column_direction(config.metric))
         self.callbacks: list[Callback] = [self.best, *(callbacks or [])]
+        self.callbacks[1:1] = self.hooks
         self.callbacks.append(EarlyStopping(self.best, config.patience))
         self.stop = False
         self.epochs_run = 0
@@ -222,6 +228,8 @@ class Trainer:
                     out = self.step_model(batch, not checked)
             checked = True
             loss, parts = self.loss_fn(out.logits, batch["label"], out.aux_losses)
+            for hook in self.hooks:
+                loss, parts = hook.loss(batch, out, loss, parts)
             finite = (
                 bool(torch.isfinite(loss)) if self.group is None else distributed.all_finite(loss, self.group)
             )
@@ -250,6 +258,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+        for hook in self.hooks:
+            hook.after_backward()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.all_params, self.config.grad_clip, foreach=True)
         if self.scaler is not None:
@@ -297,6 +307,15 @@ class Trainer:
             )
             result.metrics = test_metrics
             result.diagnostics = extras.rows()
+            if self.group is None:  # temperature scaling on validation (train/calibration.py)
+                from fusionzoo.train.calibration import calibration
+
+                _, val_logits = self.evaluate("val", "temperature scaling")
+                scaled, rows = calibration(
+                    val_logits, self.data.labels("val"), logits, self.data.labels("test")
+                )
+                result.metrics.update(scaled)
+                result.diagnostics += rows
             result.test_predictions = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
             result.test_labels = self.data.labels("test")
         self._fire("on_fit_end", result)

@@ -20,9 +20,10 @@ The package is also callable: ``fusionzoo.tune("film", trials=20)`` is :func:`fu
 """
 
 from fusionzoo.callable_package import make_callable
+from fusionzoo.errors import FusionzooError
 
 make_callable(__name__, "fusionzoo.api:tune")
 
 
-class TuneError(ValueError):
+class TuneError(FusionzooError, ValueError):
     """A tuning input is wrong (storage, metric, study...); the message names it and the fix."""

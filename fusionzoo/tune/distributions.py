@@ -14,6 +14,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from fusionzoo.errors import InputError
+
 __all__ = [
     "UNSET",
     "SearchSpaceError",
@@ -26,7 +28,7 @@ __all__ = [
 UNSET: Any = object()  # "not fixed": the parameter is searched
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(InputError, ValueError):
     """A search-space definition or override is wrong; the message names it and the valid choices."""
 
 

@@ -15,7 +15,6 @@ import fnmatch
 import math
 import os
 import socket
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COST_OBJECTIVES",
+    "TUNING_SEED_OFFSET",
     "Objective",
     "ObjectiveSpec",
     "TrialDiverged",
@@ -39,12 +39,14 @@ __all__ = [
     "objective_choices",
     "resolve_objective",
     "resolve_objectives",
+    "trial_base_config",
+    "tuning_seed",
 ]
 
 # objectives that are not validation metrics (multi-objective mode), all minimised
 COST_OBJECTIVES = {
     "params": "trainable parameters of the model",
-    "latency": "inference latency, ms per sample (eval batch on this device)",
+    "latency": "inference latency at batch 1, p50 in ms: the registered `latency` metric",
     "train_time": "training time of the trial, seconds",
 }
 _DIRECTION = {"max": "maximize", "min": "minimize"}
@@ -123,8 +125,6 @@ class Objective:
         *,
         progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        from fusionzoo.tune.study import trial_base_config
-
         self.settings = settings
         self.space = space
         self.data = data
@@ -221,30 +221,59 @@ class Objective:
         return {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isinf(v))}
 
 
-def measure_latency(config: Any, data: Any, batch_size: int = 64, repeats: int = 5) -> float:
-    """Inference latency of ``config``'s model in ms per sample: median of ``repeats`` timed forward
-    passes over one validation batch, after a warm-up pass (an untrained model runs as fast as a
-    trained one, so a fresh model is timed)."""
+LATENCY_COLUMN = "latency_p50_ms"  # the ``latency`` objective: this column of the registered metric
+LATENCY_SEMANTICS = "metric:latency/latency_p50_ms"  # in the study identity when latency is an objective
+
+
+def measure_latency(config: Any, data: Any) -> float:
+    """The ``latency`` objective: the registered ``latency`` metric (:mod:`fusionzoo.metrics.latency`,
+    p50 of single forwards at batch 1, in ms) of ``config``'s model at ``data``'s shapes, on this
+    process's threads: the number ``fusionzoo eval --efficiency`` reports for the same model. A fresh
+    model is timed (routing aside, an untrained model runs as fast as a trained one)."""
+    import numpy as np
     import torch
 
+    from fusionzoo import registry
+    from fusionzoo.metrics.base import ModelContext
     from fusionzoo.train.model import FusionModel
     from fusionzoo.train.trainer import resolve_device
 
     device = resolve_device(config.device)
-    model = FusionModel.for_data(config, data).to(device)
-    model.eval()
-    split = "val" if data.size("val") else "train"
-    n = min(batch_size, data.size(split))
-    batch = data.batch(split, torch.arange(n))
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    timings = []
-    with torch.inference_mode():
-        for i in range(repeats + 1):
-            start = time.perf_counter()
-            model.forward_batch(batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i:  # the first pass warms up
-                timings.append(time.perf_counter() - start)
-    timings.sort()
-    return 1000.0 * timings[len(timings) // 2] / max(1, n)
+    model = FusionModel.for_data(config, data).to(device).eval()
+    lengths = data.split("val" if data.size("val") else "train").text_lengths()
+    ctx = ModelContext(
+        model=model,
+        image_tokens=int(data.num_image_tokens),
+        text_tokens=max(1, int(round(float(np.mean(np.asarray(lengths)))))) if len(lengths) else 1,
+        image_dim=int(data.image_dim),
+        text_dim=int(data.text_dim),
+        num_classes=int(data.num_classes),
+        batch_size=int(config.batch_size),
+        device=device,
+        threads=torch.get_num_threads(),
+    )
+    return float(registry.create("metric", "latency").compute(ctx)[LATENCY_COLUMN])
+
+# Trials train with seed TUNING_SEED_OFFSET + [tune] seed: never one of the evaluation seeds (a bench's
+# [bench] seeds, tune's export seeds), so no reported seed repeats the trial that won on its own luck.
+TUNING_SEED_OFFSET = 10_000
+
+
+def tuning_seed(seed: int) -> int:
+    """The training seed of every trial of a study whose ``[tune] seed`` is ``seed``."""
+    return TUNING_SEED_OFFSET + int(seed)
+
+
+def trial_base_config(settings: TuneSettings, space: SearchSpace) -> Any:
+    """The ``RunConfig`` every trial starts from: ``base_config`` with the study's fusion and head, its
+    seed (default :func:`tuning_seed` of ``settings.seed``) and the metric that picks its best epoch."""
+    from fusionzoo.train.config import RunConfig
+
+    base = dict(settings.base_config)
+    base["fusion"], base["head"] = space.fusion, space.head
+    base.setdefault("seed", tuning_seed(settings.seed))
+    primary = settings.objective_specs()[0]
+    metric = primary.key[len("val_") :] if primary.is_validation else ""
+    if settings.select_on_objective and metric in ("macro_f1", "accuracy"):
+        base["metric"] = metric  # best epoch = the epoch with the best tuned metric
+    return RunConfig.from_dict(base)

@@ -73,6 +73,8 @@ def run_study(console: Any, settings: Any, config: Any, options: dict[str, Any])
     import optuna
 
     from fusionzoo.launch.resources import torch_threads
+    from fusionzoo.launch.select import launcher_for
+    from fusionzoo.run_settings import run_settings
     from fusionzoo.tune import TuneError
     from fusionzoo.tune.budget import budget_counts
     from fusionzoo.tune.display import TuneDisplay, print_summary
@@ -81,8 +83,9 @@ def run_study(console: Any, settings: Any, config: Any, options: dict[str, Any])
     from fusionzoo.tune.worker import launch_workers, load_training_data, resolve_data, run_worker
 
     quiet = options["quiet"]
-    workers = config.bench.jobs or config.tune.workers  # --jobs N: the same as --workers N
-    on_ray = registry.parse_spec(config.bench.launcher)[0] == "ray"
+    run = run_settings(config)
+    workers = run.fixed_jobs or config.tune.workers  # tasks at once: tuning workers (auto: --workers)
+    on_ray = registry.parse_spec(run.launcher)[0] == "ray"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = build_settings_space(settings)
     storage = resolve_storage(
@@ -120,20 +123,13 @@ def run_study(console: Any, settings: Any, config: Any, options: dict[str, Any])
             )
     if data is None and before.counted < settings.trials:
         data = load_training_data(settings, console=None if quiet else console)  # fills the cache once
-    threads = config.bench.threads or 1  # as bench: every trial trains at --threads (default 1)
+    threads = run.task_threads  # as bench: every trial trains at --threads (default 1)
     started = time.monotonic()
     try:
         with TuneDisplay(console, settings, study, quiet) as display, torch_threads(threads):
             if on_ray or workers > 1:
-                if on_ray:
-                    from fusionzoo.launch.ray_tune import launch_ray_workers
-
-                    codes = launch_ray_workers(
-                        settings, workers, address=config.bench.ray_address, threads=threads,
-                        poll=display.refresh,
-                    )  # fmt: skip
-                else:
-                    codes = launch_workers(settings, workers, threads=threads, poll=display.refresh)
+                launcher = launcher_for(run.model_copy(update={"jobs": workers}), workers)
+                codes = launch_workers(settings, workers, launcher=launcher, poll=display.refresh)
                 bad = [i for i, code in enumerate(codes) if code != 0]
                 if bad:
                     after = budget_counts(study.get_trials(deepcopy=False))

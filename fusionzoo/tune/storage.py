@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
+from fusionzoo.endpoints import mask_url
 from fusionzoo.tune import TuneError
 
 __all__ = [
@@ -36,23 +37,6 @@ __all__ = [
 ]
 
 DEFAULT_DB = "optuna.db"
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    if url.startswith("journal:") or "://" not in url:
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not parseable by SQLAlchemy: mask user:password@ by hand
-        scheme, _, rest = url.partition("://")
-        creds, at, host = rest.rpartition("@")
-        if not at:
-            return url
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
 
 
 @dataclass

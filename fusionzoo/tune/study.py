@@ -18,8 +18,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fusionzoo.tune import TuneError
-from fusionzoo.tune.objective import ObjectiveSpec, resolve_objectives
-from fusionzoo.tune.space import SearchSpace, build_space
+from fusionzoo.tune.objective import (  # the trials' seed and base config: re-exported
+    TUNING_SEED_OFFSET,
+    ObjectiveSpec,
+    resolve_objectives,
+    trial_base_config,
+    tuning_seed,
+)
+from fusionzoo.tune.space import TRAIN_FIELD_OF, SearchSpace, build_space, describe_distribution
 from fusionzoo.tune.storage import ResolvedStorage, first_line
 
 __all__ = [
@@ -42,14 +48,6 @@ __all__ = [
 ]
 
 STUDY_ATTR = "fusionzoo"
-# Trials train with seed TUNING_SEED_OFFSET + [tune] seed: never one of the evaluation seeds (a bench's
-# [bench] seeds, tune's export seeds), so no reported seed repeats the trial that won on its own luck.
-TUNING_SEED_OFFSET = 10_000
-
-
-def tuning_seed(seed: int) -> int:
-    """The training seed of every trial of a study whose ``[tune] seed`` is ``seed``."""
-    return TUNING_SEED_OFFSET + int(seed)
 
 
 class StudyMismatchError(TuneError):
@@ -297,13 +295,16 @@ def study_identity(settings: TuneSettings, space: SearchSpace) -> dict[str, Any]
     Two trials of one study must be comparable, so resuming a study with any of these changed is
     refused (:func:`open_study`)."""
     from fusionzoo.train.config import TRAINING_SEMANTICS
-    from fusionzoo.tune.space import TRAIN_FIELD_OF, describe_distribution
 
     base = trial_base_config(settings, space)
     searched = {TRAIN_FIELD_OF.get(p.name, p.name) for p in space.searched() if p.component == "train"}
     fixed = {k: v for k, v in base.identity().items() if k not in searched and k not in ("fusion", "head")}
+    from fusionzoo.tune.objective import LATENCY_SEMANTICS
+
+    keys = [o.key for o in settings.objective_specs()]
     return {
-        "objectives": [o.key for o in settings.objective_specs()],
+        "objectives": keys,
+        **({"latency": LATENCY_SEMANTICS} if "latency" in keys else {}),  # what the objective measures
         "fusion": space.fusion,
         "head": space.head,
         "data": settings.data_fingerprint,
@@ -316,21 +317,6 @@ def study_identity(settings: TuneSettings, space: SearchSpace) -> dict[str, Any]
         },
         "semantics": TRAINING_SEMANTICS,
     }
-
-
-def trial_base_config(settings: TuneSettings, space: SearchSpace) -> Any:
-    """The ``RunConfig`` every trial starts from: ``base_config`` with the study's fusion and head, its
-    seed (default :func:`tuning_seed` of ``settings.seed``) and the metric that picks its best epoch."""
-    from fusionzoo.train.config import RunConfig
-
-    base = dict(settings.base_config)
-    base["fusion"], base["head"] = space.fusion, space.head
-    base.setdefault("seed", tuning_seed(settings.seed))
-    primary = settings.objective_specs()[0]
-    metric = primary.key[len("val_") :] if primary.is_validation else ""
-    if settings.select_on_objective and metric in ("macro_f1", "accuracy"):
-        base["metric"] = metric  # best epoch = the epoch with the best tuned metric
-    return RunConfig.from_dict(base)
 
 
 def json_safe(value: Any) -> Any:

@@ -1,23 +1,27 @@
-"""The tuning worker: run trials on a study until its budget is taken, and ``--workers N`` processes.
+"""The tuning worker: run trials on a study until its budget is taken; ``--jobs N`` of them as tasks.
 
 :func:`run_worker` is the whole loop for one process and needs no command line: settings in, a
 :class:`WorkerReport` out. It opens the study, loads the training data once, runs trials (the
 :class:`~fusionzoo.tune.objective.Objective`), reclaims the RUNNING trials of dead workers, and drains:
 after its last trial it waits while other workers' trials run, so a dead worker's trial is retried.
-:func:`launch_workers` spawns N such workers on one study.
+:class:`TuneWorkerTask` is one such worker as a launcher task, and :func:`launch_workers` hands N of
+them to the launcher of the ``[run]`` settings (the warm process pool, Ray, submitit): Optuna's storage
+hands out the trials, so a task is a worker, not a trial.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
-import multiprocessing
 import os
 import socket
+import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -37,7 +41,16 @@ from fusionzoo.tune.study import (
     sampler_seed,
 )
 
-__all__ = ["WorkerReport", "launch_workers", "load_training_data", "resolve_data", "run_worker"]
+__all__ = [
+    "TuneWorkerTask",
+    "WorkerRecord",
+    "WorkerReport",
+    "absolute_settings",
+    "launch_workers",
+    "load_training_data",
+    "resolve_data",
+    "run_worker",
+]
 
 
 @dataclass
@@ -240,54 +253,127 @@ def _pid_alive(pid: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- many workers
-def _worker_entry(settings: TuneSettings, threads: int) -> None:
-    """Entry point of a ``--workers N`` child process (spawned)."""
-    import torch
+def _absolute_url(url: str | None) -> str | None:
+    if not url:
+        return url
+    if url.startswith("journal:"):
+        return "journal:" + str(Path(url.removeprefix("journal:")).expanduser().resolve())
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).expanduser().resolve())
+    return url
 
-    torch.set_num_threads(max(1, threads))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run_worker(settings)
+
+def absolute_settings(settings: TuneSettings) -> TuneSettings:
+    """``settings`` with its runs directory, storage file and data directory as absolute paths."""
+    data = dict(settings.data_options)
+    for key in ("data_dir", "cache_dir"):
+        if data.get(key):
+            data[key] = str(Path(data[key]).expanduser().resolve())
+    return settings.replace(
+        runs_dir=str(Path(settings.runs_dir).expanduser().resolve()),
+        storage=_absolute_url(settings.storage),
+        data_options=data,
+        plugins=[str(Path(p).resolve()) if os.path.exists(p) else p for p in settings.plugins],
+    )
+
+
+@dataclass
+class WorkerRecord:
+    """What one tuning worker task did: ``status`` ok or failed (with the error), trials it ran."""
+
+    index: int
+    status: str
+    ran: int = 0
+    stopped_by_timeout: bool = False
+    error: str = ""
+
+
+@dataclass
+class TuneWorkerTask:
+    """One tuning worker (``settings.worker_index``) as a launcher task: :func:`run_worker` until the
+    study's budget is taken. It needs no input from the driver (it opens the study and the data
+    itself) and writes no folder (the storage holds everything); a worker that dies is retried by the
+    launcher, and its RUNNING trial is failed and re-queued by the storage (heartbeats, dead pids)."""
+
+    settings: TuneSettings
+    input: str | None = None
+    checkpoint_dir: Path | None = None
+    whole_gpu: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"tune-worker-{self.settings.worker_index}"
+
+    @property
+    def label(self) -> str:
+        return f"tune worker {self.settings.worker_index}"
+
+    def execute(self, context: Any) -> WorkerRecord:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        index = self.settings.worker_index
+        try:
+            report = run_worker(self.settings)
+        except Exception as exc:  # the command says which workers failed; the traceback goes above it
+            traceback.print_exc(file=sys.stderr)
+            return WorkerRecord(index, "failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        return WorkerRecord(index, "ok", report.ran, report.stopped_by_timeout)
+
+    def failed(self, error: str) -> WorkerRecord:
+        return WorkerRecord(self.settings.worker_index, "failed", error=error)
+
+    def discard(self) -> None:
+        """Nothing to remove: an interrupted trial is failed and retried through the storage."""
+
+    def absolute(self) -> TuneWorkerTask:
+        return replace(self, settings=absolute_settings(self.settings))
+
+    def with_checkpoint(self, folder: Path | None) -> TuneWorkerTask:
+        return self
+
+
+class _WorkersDriver:
+    """Collects the workers' records and refreshes the display while they run."""
+
+    def __init__(self, poll: Callable[[], None] | None, poll_interval: float) -> None:
+        self.records: dict[int, WorkerRecord] = {}
+        self.poll, self.interval, self.last = poll, poll_interval, 0.0
+
+    def progress(self, task: Any, event: dict[str, Any]) -> None:
+        pass
+
+    def finished(self, record: WorkerRecord) -> None:
+        self.records[record.index] = record
+
+    def idle(self) -> None:
+        now = time.monotonic()
+        if self.poll is not None and now - self.last >= self.interval:
+            self.last = now
+            self.poll()
 
 
 def launch_workers(
     settings: TuneSettings,
     workers: int,
     *,
-    threads: int = 1,
+    launcher: Any = None,
     poll: Callable[[], None] | None = None,
     poll_interval: float = 1.0,
 ) -> list[int]:
-    """Start ``workers`` spawned processes on one study; return their exit codes.
+    """Run ``workers`` tuning workers on one study through ``launcher`` (default: the warm process
+    pool, one worker per task at once); return an exit code per worker (0: finished).
 
-    ``poll()`` is called every ``poll_interval`` seconds while they run (progress display).
-    Each child gets ``worker_index`` 0..N-1 (so the seeded samplers differ) and trains on ``threads``
-    CPU threads (``--threads``, as every bench run). Ctrl-C terminates the children; their RUNNING
-    trials are failed by the heartbeat mechanism and retried on the next run.
+    ``poll()`` is called every ``poll_interval`` seconds while they run (progress display). Each worker
+    gets ``worker_index`` 0..N-1 (so the seeded samplers differ) and trains on the launcher's threads
+    (``--threads``, as every bench run). Ctrl-C stops the workers; their RUNNING trials are failed and
+    retried on the next run.
     """
     if workers < 1:
-        raise TuneError(f"--workers must be >= 1, got {workers}")
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(
-            target=_worker_entry,
-            args=(settings.replace(worker_index=i), threads),
-            name=f"fusionzoo-tune-worker-{i}",
-        )
-        for i in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        while any(p.is_alive() for p in processes):
-            for process in processes:
-                process.join(timeout=poll_interval / len(processes))
-            if poll is not None:
-                poll()
-    except BaseException:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=10)
-        raise
-    return [int(p.exitcode or 0) for p in processes]
+        raise TuneError(f"--jobs must be >= 1, got {workers}")
+    if launcher is None:
+        from fusionzoo.launch.pool import PoolLauncher
+
+        launcher = PoolLauncher(jobs=workers)
+    tasks = [TuneWorkerTask(settings.replace(worker_index=i)) for i in range(workers)]
+    driver = _WorkersDriver(poll, poll_interval)
+    launcher.run(tasks, lambda key: None, driver)
+    return [0 if i in driver.records and driver.records[i].status == "ok" else 1 for i in range(workers)]
