@@ -11,14 +11,16 @@ A preset is a TOML file (or the name of a packaged one in ``fusionzoo/presets/``
     [data]             options of the dataset backend (``fusionzoo list datasets`` shows them)
     [encoders]         image, text, pretrained, batch_size, text_max_length, image_tokens, text_tokens,
                        num_workers
-    [train]            any RunConfig field (fusionzoo.train.config): dim, epochs, lr, ...
+    [train]            RunConfig's fields (fusionzoo.train.config) every run shares: dim, epochs, lr, ...
+                       (TrainSection: typed as RunConfig declares them, checked by RunConfig)
     [fusion_options.X] hyperparameters fusion X gets in this preset unless its spec sets them
     [suite]            datasets, when_available, baseline, rope, normalise: several datasets and the
                        cross-dataset summary (fusionzoo.datasets.specs, docs/suites.md)
     [eval]             protocols, efficiency (what fusionzoo eval evaluates), suites (what bench runs after
                        training: robustness and/or efficiency)
     [tune]             the tuning settings (trials, sampler, pruner, metric, storage, ...)
-    [space] [pruner]   search-space overrides and pruner options of ``fusionzoo tune``
+    [space]            search-space overrides of ``fusionzoo tune`` (checked against the merged space)
+    [pruner]           options of the [tune] pruner (PrunerSection: MedianPruner's or HyperbandPruner's)
     [paper]            published numbers, shown by reports only
 
 Precedence: the field defaults below < the preset < flags given on the command line
@@ -29,12 +31,22 @@ anywhere are errors that list the valid ones.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from fusionzoo.errors import InputError
 from fusionzoo.registry import did_you_mean
@@ -47,6 +59,9 @@ else:  # pragma: no cover
 __all__ = [
     "ConfigError",
     "ExperimentConfig",
+    "apply_options",
+    "default_preset",
+    "starting_config",
     "PRESETS_PACKAGE",
     "UNIMODAL",
     "load_config",
@@ -170,6 +185,60 @@ class EncodersSection(_Section):
     num_workers: int | None = Field(default=None, ge=0)
 
 
+PER_RUN_FIELDS = ("fusion", "head", "seed")  # set per run by the grid, never in [train]
+
+
+class _TrainBase(_Section):
+    """``[train]``: the fields of :class:`~fusionzoo.train.config.RunConfig` every run of the grid shares,
+    each typed as RunConfig declares it; ``None`` (unset) keeps RunConfig's default. After the types,
+    RunConfig's own checks (ranges, the early-stopping metric, the train protocol) run on the set values."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_run(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            bad = sorted(set(data) & set(PER_RUN_FIELDS))
+            if bad:
+                raise ValueError(
+                    f"{', '.join(bad)} are set per run by the grid ([bench] fusions/heads/seeds)"
+                )
+            if isinstance(data.get("loss_weights"), str):
+                from fusionzoo.train.config import parse_loss_weights
+
+                data = {**data, "loss_weights": parse_loss_weights(data["loss_weights"])}
+        return data
+
+    @model_validator(mode="after")
+    def _run_config(self) -> Any:
+        from fusionzoo.train.config import RunConfig
+
+        RunConfig.from_dict(self.values())  # a ValueError naming the field and the accepted values
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """The fields the preset or the options set (RunConfig keyword arguments)."""
+        return self.model_dump(exclude_none=True)
+
+
+def define_train_section() -> type[_TrainBase]:
+    """The ``[train]`` model (``TrainSection``), built from RunConfig's fields so the two never differ.
+
+    Built on first use, not at import: RunConfig's package loads torch, and ``import fusionzoo.config``
+    (``fusionzoo --help`` reads the presets) must not. :class:`ExperimentConfig` names the model and
+    builds itself on its first validation (:meth:`ExperimentConfig.model_rebuild`)."""
+    if "TrainSection" not in globals():
+        from fusionzoo.train.config import RunConfig
+
+        hints = typing.get_type_hints(RunConfig)
+        fields: dict[str, Any] = {
+            f.name: (hints[f.name] | None, None)
+            for f in dataclasses.fields(RunConfig)
+            if f.name not in PER_RUN_FIELDS
+        }
+        globals()["TrainSection"] = create_model("TrainSection", __base__=_TrainBase, **fields)
+    return globals()["TrainSection"]
+
+
 class EvalSection(_Section):
     protocols: list[str] = Field(
         default_factory=list
@@ -205,19 +274,45 @@ class TuneSection(_Section):
         return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
 
 
+# [pruner] keys of each [tune] pruner: the keyword arguments of optuna.pruners.MedianPruner / HyperbandPruner
+PRUNER_OPTIONS = {
+    "median": ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+    "hyperband": ("min_resource", "max_resource", "reduction_factor", "bootstrap_count"),
+    "none": (),
+}
+
+
+class PrunerSection(_Section):
+    """``[pruner]``: options of the ``[tune] pruner`` (unset: Optuna's defaults, and for hyperband
+    ``max_resource`` = the epochs); an option of the other pruner is an error naming both."""
+
+    n_startup_trials: int | None = Field(default=None, ge=0)
+    n_warmup_steps: int | None = Field(default=None, ge=0)
+    interval_steps: int | None = Field(default=None, ge=1)
+    n_min_trials: int | None = Field(default=None, ge=1)
+    min_resource: int | None = Field(default=None, ge=1)
+    max_resource: int | Literal["auto"] | None = Field(default=None)
+    reduction_factor: int | None = Field(default=None, ge=2)
+    bootstrap_count: int | None = Field(default=None, ge=0)
+
+    def values(self) -> dict[str, Any]:
+        """The options set (the pruner's keyword arguments)."""
+        return self.model_dump(exclude_none=True)
+
+
 class ExperimentConfig(_Section):
     """Everything a bench, tune or eval run needs (see the module docstring for each table)."""
 
     bench: BenchSection = Field(default_factory=BenchSection)
     data: dict[str, Any] = Field(default_factory=dict)
     encoders: EncodersSection = Field(default_factory=EncodersSection)
-    train: dict[str, Any] = Field(default_factory=dict)
+    train: TrainSection = Field(default_factory=lambda: define_train_section()())  # noqa: F821
     fusion_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     eval: EvalSection = Field(default_factory=EvalSection)
     suite: SuiteSection = Field(default_factory=SuiteSection)
     tune: TuneSection = Field(default_factory=TuneSection)
     space: dict[str, Any] = Field(default_factory=dict)
-    pruner: dict[str, Any] = Field(default_factory=dict)
+    pruner: PrunerSection = Field(default_factory=PrunerSection)
     paper: dict[str, Any] = Field(default_factory=dict)
     source: str = Field(default="defaults", exclude=True)
     name: str = Field(default="", exclude=True)  # preset name, for the default runs directory
@@ -241,24 +336,29 @@ class ExperimentConfig(_Section):
         )
         return {**data, "bench": bench, "suite": suite}
 
-    @field_validator("train")
-    @classmethod
-    def _train(cls, train: dict[str, Any]) -> dict[str, Any]:
-        from fusionzoo.train.config import RunConfig
+    @model_validator(mode="after")
+    def _pruner_options(self) -> ExperimentConfig:
+        wrong = sorted(set(self.pruner.values()) - set(PRUNER_OPTIONS[self.tune.pruner]))
+        if wrong:
+            fits = PRUNER_OPTIONS[self.tune.pruner]
+            raise ValueError(
+                f"[pruner] {', '.join(wrong)} {'is not an option' if len(wrong) == 1 else 'are not options'} "
+                f"of the {self.tune.pruner} pruner ([tune] pruner); its options: {', '.join(fits) or 'none'}"
+            )
+        return self
 
-        per_run = {"fusion", "head", "seed"}
-        bad = sorted(set(train) & per_run)
-        if bad:
-            raise ValueError(f"{', '.join(bad)} are set per run by the grid ([bench] fusions/heads/seeds)")
-        RunConfig.from_dict(train)  # unknown keys and bad values: a ValueError listing the valid fields
-        return dict(train)
+    @classmethod
+    def model_rebuild(cls, **kwargs: Any) -> bool | None:
+        """Pydantic builds the model on its first validation through this: define ``TrainSection`` first."""
+        define_train_section()
+        return super().model_rebuild(**kwargs)
 
     # ----------------------------------------------------------------------------------------- derived
     def run_config(self, **overrides: Any) -> Any:
         """The base RunConfig of every run of the grid (fusion/head/seed are set per run)."""
         from fusionzoo.train.config import RunConfig
 
-        values = {**self.train, "mode": self.bench.mode, "device": self.bench.device, **overrides}
+        values = {**self.train.values(), "mode": self.bench.mode, "device": self.bench.device, **overrides}
         try:
             return RunConfig.from_dict(values)
         except ValueError as exc:
@@ -321,6 +421,8 @@ def _format_errors(exc: ValidationError, source: str) -> str:
             valid = sorted(n for n in getattr(model, "model_fields", {}) if n not in ("source", "name"))
             what = f"unknown key '{loc[-1]}' in [{table}]" if len(loc) > 1 else f"unknown table [{table}]"
             problems.append(f"{what}; valid: {', '.join(valid)}")
+        elif not loc:  # a check across tables: its message names them
+            problems.append(error["msg"].removeprefix("Value error, "))
         else:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {message} (got {error.get('input')!r})")
@@ -368,3 +470,68 @@ def load_config(name_or_path: str | Path | None = None) -> ExperimentConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
     return _validate(data, source, name)
+
+
+# ---------------------------------------------------------------------------- options (flags, API args)
+def default_preset(dataset: str | None) -> str | None:
+    """The preset a run without a config starts from: the dataset backend's ``default_preset`` (None:
+    the quick preset, the embedded demo's). An unknown dataset is reported by validation."""
+    from fusionzoo import registry
+
+    if not dataset:
+        return None
+    try:
+        name = registry.parse_spec(dataset)[0]  # a dataset spec: synth:size=800
+        return getattr(registry.get_entry("dataset", name).obj, "default_preset", None)
+    except registry.RegistryError:
+        return None
+
+
+def starting_config(config: str | Path | ExperimentConfig | None, dataset: str | None) -> ExperimentConfig:
+    """What options are applied to: ``config`` (a packaged preset name, a TOML path or a config object),
+    else the preset of ``dataset`` (:func:`default_preset`), else the quick preset."""
+    if isinstance(config, ExperimentConfig):
+        return config.copy()
+    return load_config(config or default_preset(dataset))
+
+
+def option_value(name: str, value: Any) -> Any:
+    """An option's value as its config field takes it: ``dataset`` is one of ``[bench] datasets``, a
+    ``loss_weights`` string is parsed (``"contrastive=0.3,ce=1"``), ``paper_loss=False`` is unset."""
+    if name == "dataset":
+        return [value] if isinstance(value, str) else value
+    if name == "loss_weights" and isinstance(value, str):
+        from fusionzoo.train.config import parse_loss_weights
+
+        try:
+            return parse_loss_weights(value)
+        except ValueError as exc:
+            raise ConfigError(f"loss_weights: {exc}") from None
+    if name == "paper_loss":
+        return True if value else None
+    return value
+
+
+def apply_options(
+    config: ExperimentConfig, options: dict[str, Any], paths: dict[str, str], config_given: bool
+) -> ExperimentConfig:
+    """``config`` with the given ``options`` applied in one merge (:meth:`ExperimentConfig.with_overrides`).
+
+    ``options``: option name -> value (``None``: not given); ``paths``: option name -> the config field it
+    sets (``"epochs"`` -> ``"train.epochs"``); ``data_options`` (a dict) sets ``[data]`` keys. Without a
+    given config (``config_given``), a dataset other than the embedded one runs into ``runs/<dataset>``
+    unless ``out`` is given. Raises ``ConfigError`` naming a wrong value."""
+    overrides: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None or name not in paths:
+            continue
+        if name == "data_options":
+            overrides.update({f"data.{k}": v for k, v in value.items()})
+            continue
+        overrides[paths[name]] = option_value(name, value)
+    config = config.with_overrides(overrides)
+    dataset = options.get("dataset")
+    if not config_given and dataset and dataset != "synth" and not options.get("out"):
+        config = config.model_copy(update={"name": dataset})
+        config.bench.out = None
+    return config

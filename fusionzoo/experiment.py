@@ -258,7 +258,7 @@ class Experiment:
             encoders={**self.config.encoders.model_dump(exclude_none=True), **key.encoder_options()},
             cache_dir=bench.cache_dir,
             device="cuda" if bench.device.startswith("cuda") else "cpu",
-            freeze_layers=int(self.config.train.get("freeze_layers", 0)),
+            freeze_layers=self.config.train.freeze_layers or 0,
             split_seed=key.split_seed,
             train_fraction=key.train_fraction,
         )

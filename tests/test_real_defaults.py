@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from fusionzoo.cli.options import config_from_flags, default_preset
-from fusionzoo.config import load_config
+from fusionzoo.cli.options import config_from_flags
+from fusionzoo.config import default_preset, load_config
 from fusionzoo.datasets.base import DatasetBackend, register_dataset
 from fusionzoo.registry import REGISTRIES
 
@@ -18,7 +18,7 @@ def test_real_datasets_start_from_the_real_preset():
         config = config_from_flags({"dataset": dataset})
         assert config.train == real.train and config.fusion_options == real.fusion_options
         assert config.bench.datasets == [dataset] and config.runs_dir().name == dataset
-    assert real.train["dim"] == 256 and real.train["lr"] == 5e-4  # what docs/real-defaults.md measured
+    assert real.train.dim == 256 and real.train.lr == 5e-4  # what docs/real-defaults.md measured
 
 
 def test_the_demo_keeps_the_quick_preset_and_explicit_choices_win():
@@ -26,8 +26,8 @@ def test_the_demo_keeps_the_quick_preset_and_explicit_choices_win():
     assert default_preset("synth") == "quick"
     assert config_from_flags({"dataset": "synth"}).train == quick.train
     assert config_from_flags({}).train == quick.train
-    assert config_from_flags({"dataset": "glami1m"}, "quick").train["dim"] == quick.train["dim"]
-    assert config_from_flags({"dataset": "glami1m", "dim": 32}).train["dim"] == 32
+    assert config_from_flags({"dataset": "glami1m"}, "quick").train.dim == quick.train.dim
+    assert config_from_flags({"dataset": "glami1m", "dim": 32}).train.dim == 32
 
 
 def test_a_third_party_backend_inherits_the_real_defaults():
@@ -38,7 +38,7 @@ def test_a_third_party_backend_inherits_the_real_defaults():
 
     try:
         assert default_preset("elsewhere_test") == "real"
-        assert config_from_flags({"dataset": "elsewhere_test"}).train["dim"] == 256
+        assert config_from_flags({"dataset": "elsewhere_test"}).train.dim == 256
     finally:
         REGISTRIES["dataset"].unregister("elsewhere_test")
 

@@ -69,36 +69,21 @@ BENCH_FLAGS = (
 
 
 def console_for_output() -> Any:
-    import io
-    import os
+    from fusionzoo.api.sessions import console
 
-    from rich.console import Console
-
-    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 speaks for every rank
-        return Console(file=io.StringIO())
-    console = Console(highlight=False)
-    if not console.is_terminal:  # logs and CI: wide enough for the leaderboard
-        console = Console(highlight=False, width=160)
-    return console
+    return console()
 
 
-def validated_experiment(flags: dict[str, Any], config_path: str | None) -> Any:
-    """The experiment of the flags, validated before any data is touched (exit 2 on a bad input)."""
-    from fusionzoo.bench.checks import validate_bench
-    from fusionzoo.experiment import Experiment
+def validated_experiment(flags: dict[str, Any], config_path: str | None) -> tuple[Any, Any]:
+    """The experiment of the flags, validated before any data is touched (exit 2 on a bad input), and
+    its results store."""
+    from fusionzoo.api.sessions import open_store, validated_experiment
 
     config = config_from_flags(flags, config_path)
-    experiment = Experiment(config)
     with checking_input():  # a dataset option, a plugin refusing its hyperparameters, ...
-        validate_bench(experiment)
-    return experiment
-
-
-def open_store(experiment: Any) -> Any:
-    from fusionzoo.results.store import ResultsStore
-
+        experiment = validated_experiment(config)
     with about("--out"):
-        return ResultsStore(experiment.config.runs_dir())
+        return experiment, open_store(experiment)
 
 
 @click.command("bench", cls=Command)
@@ -118,34 +103,17 @@ def bench(config_path: str | None, dry_run: bool, plugins: tuple[str, ...], **fl
       fusionzoo bench --datasets 'synth:size=800+synth:size=800,synth_seed=1' --split-seeds 0,1
       fusionzoo bench --config offline          # the packaged suite (no network)
     """
-    from fusionzoo.bench.session import dry_run as show_dry_run
-    from fusionzoo.bench.session import run_bench
-    from fusionzoo.launch.select import distributed_world
+    from fusionzoo.api.sessions import run_bench
 
-    experiment = validated_experiment(flags, config_path)
-    store = open_store(experiment)
-    console = console_for_output()
-    ddp = experiment.config.bench.ddp
-    if ddp and ddp > 1 and distributed_world() == 1 and not dry_run:  # start torchrun's ranks for this grid
-        from fusionzoo.launch.ddp import launch_bench
-
-        counts = launch_bench(experiment.config, ddp, list(plugins))
-        if counts["failed"]:
-            raise click.ClickException(f"{counts['failed']} run(s) failed (listed above)")
-        return
+    experiment, store = validated_experiment(flags, config_path)
     try:
-        if dry_run:
-            show_dry_run(experiment, store, console)
-            return
-        outcome = run_bench(experiment, store, console, experiment.config.bench.threads or 1)
-    except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted: the current run was discarded (nothing of it is recorded); finished "
-            f"runs are saved in {store.results_path}. Rerun the same command to resume.[/yellow]"
-        )
+        results = run_bench(experiment, store, console_for_output(), dry_run=dry_run, plugins=plugins)
+    except KeyboardInterrupt:  # run_bench said what is kept
         sys.exit(130)
-    if outcome.failed:
+    if results is not None and results.failed:
+        if results.run_ids is None:  # ddp: the ranks listed the failures
+            raise click.ClickException(f"{len(results.failed)} run(s) failed (listed above)")
         raise click.ClickException(
-            f"{len(outcome.failed)} of {len(outcome.specs)} runs failed (listed above); the others are "
+            f"{len(results.failed)} of {len(results.run_ids)} runs failed (listed above); the others are "
             "recorded. Fix the cause and rerun: only the failed and missing runs are trained."
         )

@@ -44,26 +44,14 @@ def eval_cmd(runs_dir: str, config_path: str | None, plugins: tuple[str, ...], *
     The data of each run is rebuilt from what the bench recorded in RUNS_DIR/inputs/ (the --config,
     --data-dir and --data-option flags are used only for runs of older fusionzoo versions that lack it).
     """
-    from fusionzoo.cli.bench import console_for_output
-    from fusionzoo.evaluation.session import run_eval
-    from fusionzoo.launch.select import check_cluster
-    from fusionzoo.results.store import ResultsStore
+    from fusionzoo.api.sessions import console, prepare_eval, run_eval
+    from fusionzoo.results.store import ResultsError
 
     config = config_from_flags(flags, config_path, EVAL_TABLE)
-    if not config.eval.protocols and not config.eval.efficiency:
-        raise click.UsageError(
-            "nothing to evaluate: give --protocols SPEC,... and/or --efficiency (or an [eval] table)"
-        )
-    with about("RUNS_DIR"):
-        store = ResultsStore(Path(runs_dir))
-    if not store.results_path.exists():
-        raise click.BadParameter(
-            f"{runs_dir} has no {store.results_path.name}: run fusionzoo bench first", param_hint="RUNS_DIR"
-        )
-    check_cluster(config)
-    console = console_for_output()
-    outcome = run_eval(config, store, console)
-    if outcome.problems:
+    with about("RUNS_DIR", ResultsError):  # nothing to evaluate, a bad RUNS_DIR, the cluster: before any work
+        store = prepare_eval(config, Path(runs_dir))
+    results = run_eval(config, store, console())
+    if results.problems:
         raise click.ClickException(
-            f"{len(outcome.problems)} group(s) of runs could not be evaluated (listed above)"
+            f"{len(results.problems)} group(s) of runs could not be evaluated (listed above)"
         )

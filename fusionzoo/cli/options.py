@@ -255,35 +255,6 @@ def experiment_options(
     return decorator
 
 
-def _value(name: str, value: Any) -> Any:
-    if name == "dataset":
-        return [value]
-    if name == "loss_weights":
-        from fusionzoo.train.config import parse_loss_weights
-
-        try:
-            return parse_loss_weights(value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--loss-weights") from None
-    if name == "paper_loss":
-        return True if value else None
-    return value
-
-
-def default_preset(dataset: str | None) -> str | None:
-    """The preset a run without ``--config`` starts from: the dataset backend's ``default_preset``
-    (None: the quick preset, the embedded demo's). An unknown dataset is reported by validation."""
-    from fusionzoo import registry
-
-    if not dataset:
-        return None
-    try:
-        name = registry.parse_spec(dataset)[0]
-        return getattr(registry.get_entry("dataset", name).obj, "default_preset", None)
-    except registry.RegistryError:
-        return None
-
-
 def config_from_flags(
     flags: dict[str, Any], config_path: str | None = None, table: dict[str, Flag] | None = None
 ) -> Any:
@@ -293,27 +264,23 @@ def config_from_flags(
     ``default_preset``: ``quick`` for the embedded dataset, ``real`` for every other) and runs into
     ``runs/NAME``. Raises ``click.UsageError`` naming a wrong value.
     """
-    from fusionzoo.config import ConfigError, load_config
+    from fusionzoo.config import ConfigError, apply_options, starting_config
 
     dataset = flags.get("dataset")
     try:
-        config = load_config(config_path or default_preset(dataset))
+        config = starting_config(config_path, dataset)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from None
     table = {**FLAGS, **(table or {})}
-    overrides: dict[str, Any] = {}
-    for name, value in flags.items():
-        if name not in table or value is None:
-            continue
-        if name == "data_options":
-            overrides.update({f"data.{k}": v for k, v in value.items()})
-            continue
-        overrides[table[name].path] = _value(name, value)
+    values = dict(flags)
+    if values.get("loss_weights") is not None:
+        from fusionzoo.train.config import parse_loss_weights
+
+        try:
+            values["loss_weights"] = parse_loss_weights(values["loss_weights"])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--loss-weights") from None
     try:
-        config = config.with_overrides(overrides)
+        return apply_options(config, values, {n: f.path for n, f in table.items()}, config_path is not None)
     except ConfigError as exc:
         raise click.UsageError(str(exc).replace(config.source + ": ", "command line: ", 1)) from None
-    if config_path is None and dataset and dataset != "synth" and not flags.get("out"):
-        config = config.model_copy(update={"name": dataset})
-        config.bench.out = None
-    return config

@@ -15,9 +15,14 @@ Python callers (e.g. a tuned benchmark) use the same pieces as ``fusionzoo tune`
     settings = TuneSettings(fusion="film", trials=20, base_config=run_config.to_dict(), ...)
     report = run_worker(settings, data=data, storage=resolve_storage("journal:runs/t.journal"))
     best = trial_config(best_trials(report.study)[0])
+
+The package is also callable: ``fusionzoo.tune("film", trials=20)`` is :func:`fusionzoo.api.tune`.
 """
 
+from fusionzoo.callable_package import make_callable
 from fusionzoo.errors import FusionzooError
+
+make_callable(__name__, "fusionzoo.api:tune")
 
 
 class TuneError(FusionzooError, ValueError):

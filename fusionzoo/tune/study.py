@@ -165,7 +165,7 @@ def settings_from_config(
         data_factory=data_factory,
         space_overrides=dict(config.space),
         space_source=config.source,
-        pruner_options=dict(config.pruner),
+        pruner_options=config.pruner.values(),
         plugins=list(plugins),
         heartbeat_interval=tune_config.heartbeat_interval,
         grace_period=tune_config.grace_period,
