@@ -42,6 +42,8 @@ _TRAIN = {
     "lr": "train.lr",
     "loss_weights": "train.loss_weights",
     "paper_loss": "train.paper_loss",
+    "precision": "train.precision",
+    "compile": "train.compile",
 }
 _RUN = {
     "device": "bench.device",
