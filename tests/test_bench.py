@@ -161,19 +161,24 @@ def test_results_schema_atomic_write_resume_and_no_duplicates(tmp_path, data):
     assert specs[0].run_id not in store.finished_ids() or row["run_id"] != specs[0].run_id
 
 
-def test_killed_run_leaves_no_row_and_is_redone(tmp_path, data):
+def test_killed_run_leaves_no_row_and_is_redone(tmp_path, data, monkeypatch):
+    import fusionzoo.train.trainer as trainer
+
     store = ResultsStore(tmp_path / "runs")
     specs = _grid(["concat_mlp", "film"])
     calls = {"n": 0}
+    real = trainer.train_run
 
-    def interrupting(name):
+    def interrupting(config, data, *args, **kwargs):  # Ctrl-C while the second run trains
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return data
+        return real(config, data, *args, **kwargs)
 
+    monkeypatch.setattr(trainer, "train_run", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        run_grid(specs, store, interrupting)
+        run_grid(specs, store, lambda name: data)
+    monkeypatch.setattr(trainer, "train_run", real)
     assert list(store.load()["fusion"]) == ["concat_mlp"]
     assert not store.checkpoint_dir(specs[1].run_id).exists()
     outcome = run_grid(specs, store, lambda name: data)
@@ -306,7 +311,7 @@ def test_no_config_is_the_packaged_quick_preset():
     default = load_config()
     assert default.model_dump() == load_config("quick").model_dump()
     assert default.bench.fusions == ["fluid", "film", "concat_mlp", "late_fusion", "tfn"]
-    assert default.train["dim"] == 64
+    assert default.train.dim == 64
     assert default.fusion_options == {"fluid": {"queries": 8, "layers": 1}}
     assert Experiment(default).with_unimodal("synth") and not Experiment(default).with_unimodal("glami1m")
 
