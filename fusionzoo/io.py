@@ -28,6 +28,7 @@ import filelock
 from fusionzoo.errors import FusionzooError
 
 __all__ = [
+    "pid_alive",
     "available_memory",
     "DiskFullError",
     "atomic_directory",
@@ -241,3 +242,16 @@ def available_memory() -> int | None:
     except (OSError, ValueError):
         pass
     return available
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (``kill(pid, 0)``; another user's counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -44,6 +44,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from fusionzoo.io import pid_alive
 from fusionzoo.launch.base import (
     Driver,
     Launcher,
@@ -105,14 +106,6 @@ def limit_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def exit_with_parent(driver_pid: int) -> None:
@@ -124,13 +117,13 @@ def exit_with_parent(driver_pid: int) -> None:
 
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if not _alive(driver_pid) or os.getppid() != parent:  # gone before the prctl took effect
+    if not pid_alive(driver_pid) or os.getppid() != parent:  # gone before the prctl took effect
         os._exit(1)
 
     def watch() -> None:
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent or not _alive(driver_pid):
+            if os.getppid() != parent or not pid_alive(driver_pid):
                 os._exit(1)
 
     threading.Thread(target=watch, name="fusionzoo-parent-watchdog", daemon=True).start()

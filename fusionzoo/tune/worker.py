@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fusionzoo import registry
+from fusionzoo.io import pid_alive
 from fusionzoo.tune import TuneError
 from fusionzoo.tune.budget import STATUS_ATTR, BudgetCounts, budget_counts, hide_overflow_failures
 from fusionzoo.tune.objective import Objective
@@ -231,7 +232,7 @@ def _reclaim_dead_local_trials(study: optuna.Study, max_retry: int | None) -> No
     retry = retry_callback(max_retry)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+        if worker_host != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         try:
             if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
@@ -240,16 +241,6 @@ def _reclaim_dead_local_trials(study: optuna.Study, max_retry: int | None) -> No
             pass  # another worker got there first
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---------------------------------------------------------------------------------------- many workers
