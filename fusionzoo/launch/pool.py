@@ -205,7 +205,9 @@ class _Workers:
         self.context = multiprocessing.get_context(method)
         if method == "forkserver":
             self.context.set_forkserver_preload(PRELOAD)
-        self.events = self.context.Queue()
+        # a SimpleQueue writes each message to its pipe before put() returns (a Queue hands it to a
+        # feeder thread), so a task's last progress event is readable before its result arrives
+        self.events = self.context.SimpleQueue()
 
     def take(self, threads: int, gpu: int | None, plugins: list[str]) -> _Worker:
         """A warm worker of this configuration (a new one when none is idle)."""
@@ -248,8 +250,10 @@ class _Workers:
         out = []
         while self.events is not None:
             try:
-                kind, first, second = self.events.get_nowait()
-            except Exception:  # queue.Empty (or a closed queue at shutdown)
+                if self.events.empty():
+                    break
+                kind, first, second = self.events.get()
+            except (OSError, EOFError, ValueError):  # a closed queue at shutdown
                 break
             if kind == "hello":
                 self.pids[first] = second

@@ -82,7 +82,8 @@ def reliability_diagram(labels: np.ndarray, scores: np.ndarray, n_bins: int = N_
 def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray, max_iter: int = 100) -> float:
     """Temperature scaling: the T > 0 minimising the validation NLL of softmax(logits / T), by L-BFGS
     on log T from T = 1 (one parameter; the argmax, so accuracy, is unchanged). Apply it to the test
-    logits as ``logits / T``; T > 1 softens an over-confident model. Fit on validation, never test."""
+    logits as ``logits / T``; T > 1 softens an over-confident model. Fit on validation, never test.
+    T is rounded to 5 significant digits."""
     logits = torch.as_tensor(np.asarray(val_logits, dtype=np.float64))
     labels = torch.as_tensor(np.asarray(val_labels, dtype=np.int64))
     if logits.ndim != 2 or labels.shape != (logits.shape[0],) or not len(labels):
@@ -100,7 +101,9 @@ def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray, max_iter: in
         return loss
 
     optimiser.step(closure)
-    return float(log_t.detach().exp())
+    # 5 significant digits: the logits' last bits move with the evaluating process's thread count, and
+    # T would carry that noise into every scaled metric (and break run-for-run equality across launchers)
+    return float(f"{float(log_t.detach().exp()):.5g}")
 
 
 @register_metric
