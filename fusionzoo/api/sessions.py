@@ -108,9 +108,10 @@ def run_bench(
             f"runs are saved in {store.results_path}. Rerun the same command (or call) to resume.[/yellow]"
         )
         raise
-    failed = {label: error for label, error in outcome.errors.items()}
-    for label in outcome.failed:
-        failed.setdefault(label, "failed")
+    failed = dict(outcome.errors)  # run label -> error line
+    labels = {s.run_id: s.label for s in outcome.specs}
+    for run_id in outcome.failed:  # run ids: a failed run without an error line still counts, once
+        failed.setdefault(labels.get(run_id, run_id), "failed")
     return Results(store.dir, config.metric, frozenset(s.run_id for s in outcome.specs), failed=failed)
 
 
