@@ -337,6 +337,9 @@ class PoolLauncher(Launcher):
 
         if not tasks:
             return
+        # warm workers outlive the launch that started them and keep its working directory: a task's
+        # relative paths (checkpoints under a relative --out) are made absolute here, in the driver's
+        tasks = [task.absolute() for task in tasks]
         datas = inputs_of(tasks, inputs_for)
         plan = self.plan_for(tasks, datas)
         self.plan = plan
